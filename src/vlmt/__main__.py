@@ -1,0 +1,3 @@
+from vlmt.cli import main
+
+raise SystemExit(main())

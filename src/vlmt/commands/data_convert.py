@@ -1,0 +1,15 @@
+"""`vlmt data convert`: convert region features into a feature store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("vlmt data convert: not implemented yet (tracked in issue 2)", file=sys.stderr)
+    return 2

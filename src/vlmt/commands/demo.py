@@ -1,0 +1,15 @@
+"""`vlmt demo`: the main job on the synthetic world."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("vlmt demo: not implemented yet (tracked in issue 8)", file=sys.stderr)
+    return 2

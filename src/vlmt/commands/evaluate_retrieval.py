@@ -1,0 +1,15 @@
+"""`vlmt evaluate retrieval`: retrieval Recall@K."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("vlmt evaluate retrieval: not implemented yet (tracked in issue 5)", file=sys.stderr)
+    return 2

@@ -1,0 +1,35 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero, without a traceback."""
+
+from __future__ import annotations
+
+
+class VlmtError(Exception):
+    """An error caused by the user's input (file, config, arguments), not by a bug in vlmt."""
+
+    exit_code = 1
+
+
+class ConfigError(VlmtError):
+    """A config file or override is invalid; the message names the file and the key."""
+
+
+class DataError(VlmtError):
+    """A data file is invalid; names the file, the record and the field that are wrong."""
+
+    def __init__(self, file: object, message: str, *, record: object = None, field: str | None = None):
+        self.file = str(file)
+        self.record = record
+        self.field = field
+        self.reason = message
+        super().__init__(format_problem(self.file, message, record=record, field=field))
+
+
+def format_problem(file: object, message: str, *, record: object = None, field: str | None = None) -> str:
+    """One line `file: record R: field F: message`, the form every data problem is reported in."""
+    parts = [str(file)]
+    if record is not None:
+        parts.append(f"record {record}")
+    if field is not None:
+        parts.append(f"field {field!r}")
+    parts.append(message)
+    return ": ".join(parts)

@@ -1,0 +1,1 @@
+"""Evaluation: official metrics, reports and visualisation."""

@@ -1,0 +1,2 @@
+"""Models: shared layers (dense co-attention, summaries), encoders, heads, and the two paper
+models (hierarchical.py, svlr.py)."""

@@ -1,0 +1,1 @@
+"""Training: task schedules, the loop, checkpoints, run folders and distributed helpers."""
