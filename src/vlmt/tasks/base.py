@@ -1,0 +1,96 @@
+"""What the trainer expects of a task, and a resumable batch order tasks can share.
+
+A task owns everything specific to it: its data (train stream and evaluation splits), its
+head(s), its loss and its metrics. The training loop only ever does
+
+    batch = next(stream)                    # stream = task.batches("train", start=k)
+    out = task(model, move_to(batch, dev))  # {"loss": scalar tensor, other scalars to log}
+    metrics = task.evaluate(model, "val", device=dev)
+
+so it knows nothing about individual tasks. Tasks are `torch.nn.Module`s so that their heads'
+parameters are optimised and checkpointed together with the model.
+
+Resumability: the k-th training batch must be a function of (seed, k) only, so that a run
+resumed at step k sees exactly the batches an uninterrupted run would have seen.
+`EpochBatchSampler` gives that order (a fresh permutation per epoch, seeded by (seed, epoch)),
+and works as a DataLoader `batch_sampler` with worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@runtime_checkable
+class Task(Protocol):
+    """Protocol every task implements (in practice an `nn.Module` subclass)."""
+
+    name: str
+    primary_metric: str      # key of `evaluate`'s result that ranks checkpoints
+    higher_is_better: bool   # direction of the primary metric
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Loss of one batch: {"loss": scalar tensor, ...other scalars to log}."""
+        ...
+
+    def batches(self, split: str, *, start: int = 0) -> Iterator[Any]:
+        """Batches of `split`. "train": an endless stream whose k-th batch depends on (seed, k)
+        only, starting at batch `start`; other splits: one pass in a fixed order."""
+        ...
+
+    def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
+        """Metrics of `model` on a whole split (the task calls model.eval() / no_grad itself)."""
+        ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Endless batches of example indices; batch k depends on (seed, k) only.
+
+    Epoch e is a permutation drawn from a generator seeded with (seed, e); it is cut into
+    `len // batch_size` full batches (the remainder of each epoch is dropped, as usual). Starting
+    at `start` skips straight to that batch without drawing the earlier ones.
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, *, seed: int, start: int = 0):
+        if num_examples < 1 or batch_size < 1:
+            raise ValueError("num_examples and batch_size must be >= 1")
+        self.num_examples = num_examples
+        self.batch_size = min(batch_size, num_examples)
+        self.per_epoch = num_examples // self.batch_size
+        self.seed = seed
+        self.start = start
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % (2**63))
+        return torch.randperm(self.num_examples, generator=g)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        k = self.start
+        while True:
+            epoch, j = divmod(k, self.per_epoch)
+            perm = self.permutation(epoch)
+            for j in range(j, self.per_epoch):
+                yield perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
+            k = (epoch + 1) * self.per_epoch
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Move every tensor inside a batch (dicts, lists, tuples, dataclasses) to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(move_to(v, device) for v in batch)
+    if hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to(v, device) for v in batch))
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: move_to(getattr(batch, f.name), device)
+                                             for f in dataclasses.fields(batch) if f.init})
+    return batch

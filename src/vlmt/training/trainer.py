@@ -1,0 +1,333 @@
+"""The training loop: schedule -> task batches -> Adam updates -> metrics, validation, checkpoints.
+
+Plain functions. `train(cfg, run_dir)` builds the parts from the config, runs the loop and leaves
+everything of the run in `run_dir`:
+
+    config.yaml        the resolved config (what was actually run)
+    train.log          human-readable log (start, validations, checkpoints, resume points)
+    metrics.jsonl      one JSON object per line: {"step", "split": "train"|"val", "<task>/<name>": ..}
+    tensorboard/       the same scalars as TensorBoard event files (when tensorboard is installed)
+    checkpoints/       see vlmt.training.checkpoint
+    summary.json       final step, last validation metrics, best checkpoint
+
+The loop knows nothing about individual tasks: it asks the schedule which task(s) to train,
+takes the next batch from each task's stream, and calls `task(model, batch)`.
+
+Resume is bit-identical on CPU: the k-th batch of a task depends on (seed, k) only, the learning
+rate on the iteration only, and the checkpoint holds the optimizer, schedule and RNG states and
+the number of batches each task has consumed. Validation runs with forked RNG states, so how often
+one validates never changes the training trajectory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vlmt import config as C
+from vlmt.errors import ConfigError
+from vlmt.io import atomic_write, write_json
+from vlmt.tasks.base import move_to
+from vlmt.training import checkpoint as ckpt
+from vlmt.training.schedules import (CurriculumSchedule, PeriodicSchedule, StepDecay, TaskSchedule,
+                                     WeightedJointSchedule, default_stages)
+
+log = logging.getLogger("vlmt.train")
+
+
+# --------------------------------------------------------------------------- building
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without one is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_parts(cfg: C.ExperimentConfig, device: torch.device):
+    """Data -> model -> tasks, moved to `device`. Returns (model, tasks, modules) where `modules`
+    holds every trained parameter ({"model": .., "tasks": {name: ..}})."""
+    data = cfg.data.build(seed=cfg.train.seed)
+    model = cfg.model.build(data=data)
+    tasks = {name: tcfg.build(name=name, data=data, model=model, seed=cfg.train.seed)
+             for name, tcfg in cfg.tasks.items()}
+    modules = nn.ModuleDict({"model": model, "tasks": nn.ModuleDict(tasks)})
+    modules.to(device)
+    return model, tasks, modules
+
+
+def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
+    order = cfg.schedule.order or list(cfg.tasks)
+    iterations = {n: cfg.tasks[n].iterations for n in cfg.tasks}
+    kind = cfg.schedule.kind
+    try:
+        if kind == "periodic":
+            return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle)
+        if kind == "curriculum":
+            stages = cfg.schedule.stages or default_stages(order)
+            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle)
+        return WeightedJointSchedule({n: cfg.tasks[n].loss_weight for n in order})
+    except ValueError as e:
+        raise ConfigError(f"schedule ({kind}): {e}") from None
+
+
+def build_lr_schedule(cfg: C.ExperimentConfig, schedule: TaskSchedule) -> StepDecay:
+    """Hierarchical rule: halve every sum(step_i) over the active tasks (per segment); or every
+    `optim.lr_step` iterations when that is set (SVLR)."""
+    segments = []
+    for start, names in schedule.segments():
+        step = cfg.optim.lr_step or sum(cfg.tasks[n].step for n in names)
+        segments.append((start, step))
+    return StepDecay(segments, gamma=cfg.optim.lr_decay)
+
+
+# --------------------------------------------------------------------------- logging and metrics
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(run_dir: Path, quiet: bool) -> list[logging.Handler]:
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "train.log", encoding="utf-8")]
+    if not quiet:
+        handlers.append(_TqdmHandler())
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handlers
+
+
+class MetricsWriter:
+    """Appends records to metrics.jsonl (and TensorBoard when available)."""
+
+    def __init__(self, run_dir: Path, *, resume_step: int | None, tensorboard: bool):
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            # drop what a killed run wrote after its last checkpoint: those steps are re-run
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            with atomic_write(self.path, "w", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in kept))
+        elif resume_step is None:
+            self.path.unlink(missing_ok=True)
+        self.file = open(self.path, "a", encoding="utf-8")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard is not installed: metrics go to metrics.jsonl only")
+            else:
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("step", "split") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{record['split']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@contextlib.contextmanager
+def _forked_rng(device: torch.device):
+    """Run a block (validation) without disturbing any generator the training uses."""
+    py, npy = random.getstate(), np.random.get_state()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
+        yield
+    random.setstate(py)
+    np.random.set_state(npy)
+
+
+def evaluate_tasks(model: nn.Module, tasks: dict[str, Any], split: str, device: torch.device,
+                   precision: str = "fp32") -> dict[str, float]:
+    """{"<task>/<metric>": value} over every task on one split."""
+    out: dict[str, float] = {}
+    with _forked_rng(device), _autocast(device, precision):
+        for name, task in tasks.items():
+            for key, value in task.evaluate(model, split, device=device).items():
+                out[f"{name}/{key}"] = float(value)
+    return out
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str]:
+    metric = cfg.train.best_metric
+    if metric is None:
+        first = next(iter(tasks))
+        metric = f"{first}/{tasks[first].primary_metric}"
+    mode = cfg.train.best_mode
+    if mode is None:
+        name, _, key = metric.partition("/")
+        if name not in tasks or key != tasks[name].primary_metric:
+            raise ConfigError(f"train.best_mode: needed (min or max) for best_metric {metric!r}, "
+                              f"which is not a task's primary metric")
+        mode = "max" if tasks[name].higher_is_better else "min"
+    return metric, mode
+
+
+def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train `cfg` into `run_dir` (resuming from its last checkpoint when `resume`)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_dir = ckpt.checkpoint_dir(run_dir, "last")
+    if resume and last_dir is None:
+        raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
+    if not resume and last_dir is not None:
+        raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    handlers = _setup_logging(run_dir, quiet=not cfg.train.progress)
+    try:
+        return _train(cfg, run_dir, last_dir if resume else None)
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+
+
+def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
+    tr = cfg.train
+    if tr.threads:
+        torch.set_num_threads(tr.threads)
+    device = resolve_device(tr.device)
+    seed_everything(tr.seed)
+    model, tasks, modules = build_parts(cfg, device)
+    schedule = build_schedule(cfg)
+    lr_schedule = build_lr_schedule(cfg, schedule)
+    max_iters = tr.max_iters or schedule.length
+    if max_iters is None:
+        raise ConfigError("train.max_iters: required with schedule.kind 'joint' (it has no length of its own)")
+    best_metric, best_mode = _best_rule(cfg, tasks)
+    optimizer = torch.optim.Adam(modules.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                 eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+    consumed = {name: 0 for name in tasks}
+    step, best_value = 0, None
+    if resume_from is not None:
+        state = ckpt.load_state(resume_from)
+        ckpt.load_weights(resume_from, modules)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        consumed.update(state["consumed"])
+        step, best_value = int(state["step"]), state["best_value"]
+        ckpt.set_rng_state(state["rng"])
+        log.info("resumed from %s at step %d", resume_from.name, step)
+    else:
+        C.save_config(cfg, run_dir / "config.yaml")
+        log.info("training %s on %s for %d iterations (%s schedule), run folder %s",
+                 ", ".join(tasks), device, max_iters, cfg.schedule.kind, run_dir)
+    metrics = MetricsWriter(run_dir, resume_step=step if resume_from is not None else None,
+                            tensorboard=tr.tensorboard)
+    streams = {name: iter(task.batches("train", start=consumed[name])) for name, task in tasks.items()}
+    meta = {"config": C.to_dict(cfg), "model_type": C.MODELS.name_of(type(cfg.model)),
+            "model_args": C.to_dict(cfg.model)}
+
+    def save(at_step: int, *, best: dict | None) -> None:
+        state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "lr_schedule": lr_schedule.state_dict(), "consumed": dict(consumed),
+                 "best_value": best_value, "rng": ckpt.rng_state(), **meta}
+        path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best)
+        log.info("step %d: checkpoint %s%s", at_step, path.name, " (best)" if best else "")
+
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, none when stderr is a file (train.log has the record)
+    bar = tqdm(total=max_iters, initial=step, disable=None if tr.progress else True, file=sys.stderr,
+               dynamic_ncols=True, desc="train")
+    window: dict[str, list[float]] = {}
+    last_val: dict[str, float] = {}
+    modules.train()
+    started = time.perf_counter()
+    try:
+        while step < max_iters:
+            lr = cfg.optim.lr * lr_schedule.factor(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            shown = []
+            for name, weight in schedule.next():
+                batch = move_to(next(streams[name]), device)
+                consumed[name] += 1
+                with _autocast(device, tr.precision):
+                    out = tasks[name](model, batch)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"task {name!r}: loss is {loss.item()} at step {step + 1}")
+                (weight * loss).backward()
+                for key, value in out.items():
+                    window.setdefault(f"{name}/{key}", []).append(float(value.detach()))
+                shown.append(f"{name} {float(loss.detach()):.4g}")
+            if cfg.optim.grad_clip:
+                nn.utils.clip_grad_norm_(modules.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            step += 1
+            bar.set_postfix_str(" | ".join(shown), refresh=False)
+            bar.update(1)
+            if step % tr.log_every == 0 or step == max_iters:
+                record = {"step": step, "split": "train", "lr": lr}
+                record.update({k: sum(v) / len(v) for k, v in window.items()})
+                metrics.write(record)
+                window.clear()
+            best = None
+            if step % tr.eval_every == 0 or step == max_iters:
+                last_val = evaluate_tasks(model, tasks, "val", device, tr.precision)
+                metrics.write({"step": step, "split": "val", **last_val})
+                value = last_val.get(best_metric)
+                if value is None:
+                    raise ConfigError(f"train.best_metric: {best_metric!r} is not among the validation "
+                                      f"metrics {sorted(last_val)}")
+                log.info("step %d: val %s", step, " ".join(f"{k}={v:.5g}" for k, v in last_val.items()))
+                if best_value is None or (value > best_value if best_mode == "max" else value < best_value):
+                    best_value = value
+                    best = {"metric": best_metric, "value": value}
+            if best is not None or step % tr.checkpoint_every == 0 or step == max_iters:
+                save(step, best=best)
+    finally:
+        bar.close()
+        metrics.close()
+    elapsed = time.perf_counter() - started
+    summary = {"step": step, "val": last_val, "best": ckpt.best_info(run_dir), "seconds": round(elapsed, 3),
+               "run": str(run_dir)}
+    write_json(run_dir / "summary.json", summary)
+    log.info("done: %d iterations in %.1f s; best %s", step, elapsed, summary["best"])
+    return summary
