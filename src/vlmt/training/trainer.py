@@ -242,6 +242,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
                                  eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
     consumed = {name: 0 for name in tasks}
     step, best_value = 0, None
+    resumed_window: dict[str, list[float]] = {}
     if resume_from is not None:
         state = ckpt.load_state(resume_from)
         ckpt.load_weights(resume_from, modules)
@@ -251,6 +252,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
         consumed.update(state["consumed"])
         step, best_value = int(state["step"]), state["best_value"]
         ckpt.set_rng_state(state["rng"])
+        resumed_window = state["log_window"]
         log.info("resumed from %s at step %d", resume_from.name, step)
     else:
         C.save_config(cfg, run_dir / "config.yaml")
@@ -265,7 +267,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
     def save(at_step: int, *, best: dict | None) -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "lr_schedule": lr_schedule.state_dict(), "consumed": dict(consumed),
-                 "best_value": best_value, "rng": ckpt.rng_state(), **meta}
+                 "best_value": best_value, "rng": ckpt.rng_state(), "log_window": dict(window), **meta}
         path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best)
         log.info("step %d: checkpoint %s%s", at_step, path.name, " (best)" if best else "")
 
@@ -274,7 +276,9 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
     # disable=None: a bar on a terminal, none when stderr is a file (train.log has the record)
     bar = tqdm(total=max_iters, initial=step, disable=None if tr.progress else True, file=sys.stderr,
                dynamic_ncols=True, desc="train")
-    window: dict[str, list[float]] = {}
+    # per-step scalars not yet averaged into a metrics record (kept in checkpoints, so the records
+    # of a resumed run equal those of an uninterrupted one)
+    window: dict[str, list[float]] = dict(resumed_window)
     last_val: dict[str, float] = {}
     modules.train()
     started = time.perf_counter()

@@ -1,0 +1,170 @@
+"""The trainer end to end on the trainer-check task: run folder, metrics, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vlmt import cli
+from vlmt import config as C
+from vlmt.training import checkpoint as ckpt
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+TINY = """\
+model: {type: sanity_mlp, in_dim: 8, hidden: 16, dropout: 0.1}
+tasks:
+  a: {type: sanity_linear, batch_size: 8, iterations: 60, step: 40, out_dim: 3, train_size: 64, val_size: 32, map_seed: 1}
+  b: {type: sanity_linear, batch_size: 4, iterations: 40, step: 20, out_dim: 2, train_size: 48, val_size: 32, map_seed: 2}
+schedule: {kind: periodic, cycle: 10}
+optim: {lr: 1.0e-2}
+train: {seed: 3, eval_every: 20, checkpoint_every: 20, log_every: 1, threads: 1, tensorboard: false, progress: false}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(ckpt.checkpoint_dir(run, "last") / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_train_writes_a_complete_run_folder(config_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 100  # schedule length: floor(100 / 10) cycles x 10
+    assert C.load_config(run / "config.yaml") == C.load_config(config_file)
+    assert "training a, b" in (run / "train.log").read_text()
+    recs = records(run)
+    train = [r for r in recs if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 101))
+    # Algorithm 1 with alpha = (0.6, 0.4), C = 10: steps 1-6 train a, 7-10 train b, ...
+    assert [("a/loss" in r, "b/loss" in r) for r in train[:10]] == [(True, False)] * 6 + [(False, True)] * 4
+    # lr halves every step_a + step_b = 60 iterations
+    assert {r["lr"] for r in train[:60]} == {1e-2} and {r["lr"] for r in train[60:]} == {5e-3}
+    val = [r for r in recs if r["split"] == "val"]
+    assert [r["step"] for r in val] == [20, 40, 60, 80, 100]
+    assert val[-1]["a/mse"] < 0.5 * val[0]["a/mse"]  # the tasks actually learn
+    assert summary["val"] == {k: v for k, v in val[-1].items() if k not in ("step", "split")}
+    best = ckpt.best_info(run)
+    assert best["metric"] == "a/mse" and best["value"] == min(r["a/mse"] for r in val)
+    # only the last and best checkpoints are kept; state loads without unpickling objects
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
+    assert kept == sorted({f"step_{best['step']:08d}", "step_00000100"})
+    state = ckpt.load_state(ckpt.checkpoint_dir(run, "last"))
+    assert state["step"] == 100 and state["model_type"] == "sanity_mlp"
+    assert state["model_args"]["hidden"] == 16 and state["consumed"] == {"a": 60, "b": 40}
+    # the checkpoint alone rebuilds the model with its weights
+    cfg, model, tasks = ckpt.rebuild(run, "last")
+    x = torch.randn(5, 8)
+    direct = load_file(str(ckpt.checkpoint_dir(run, "last") / "model.safetensors"))
+    assert torch.equal(model.net[0].weight, direct["model.net.0.weight"])
+    assert tasks["a"](model, {"x": x, "y": torch.zeros(5, 3)})["loss"].isfinite()
+
+
+def test_resume_in_process_matches_uninterrupted(config_file, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli.main(["train", str(config_file), "--out", str(full), "--set", "train.max_iters=50"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), "--set", "train.max_iters=30"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), "--set", "train.max_iters=50", "--resume"]) == 0
+    assert_same_weights(weights(full), weights(part))
+    train = [[r for r in records(run) if r["split"] == "train"] for run in (full, part)]
+    assert train[0] == train[1]  # the same losses at every step
+    assert "resumed from step_00000030 at step 30" in (part / "train.log").read_text()
+
+
+def test_run_folder_is_protected_and_resume_checks_the_config(config_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "train.max_iters=5"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(run)]) == 1
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert cli.main(["train", str(config_file), "--out", str(run), "--resume", "--set", "optim.lr=0.5"]) == 1
+    assert "different config (optim.lr)" in capsys.readouterr().err
+    assert cli.main(["train", str(config_file), "--out", str(tmp_path / "new"), "--resume"]) == 1
+    assert "config.yaml: --resume needs the run's saved config" in capsys.readouterr().err
+
+
+def test_curriculum_and_joint_schedules_drive_the_loop(config_file, tmp_path):
+    run = tmp_path / "cur"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=curriculum"]) == 0
+    train = [r for r in records(run) if r["split"] == "train"]
+    # stage [a]: 60 iterations (6 cycles of 10); then [a, b]: 100 iterations
+    assert len(train) == 160 and all("b/loss" not in r for r in train[:60]) and "b/loss" in train[66]
+    # lr restarts at the stage boundary: [a] halves every 40, [a, b] every 60
+    assert train[39]["lr"] == 1e-2 and train[40]["lr"] == 5e-3 and train[60]["lr"] == 1e-2
+    run = tmp_path / "joint"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=joint",
+                     "--set", "train.max_iters=10", "--set", "optim.lr_step=4"]) == 0
+    train = [r for r in records(run) if r["split"] == "train"]
+    assert all("a/loss" in r and "b/loss" in r for r in train)
+    assert [r["lr"] for r in train[:9]] == [1e-2] * 4 + [5e-3] * 4 + [2.5e-3]
+
+
+def test_joint_without_max_iters_is_a_config_error(config_file, tmp_path, capsys):
+    assert cli.main(["train", str(config_file), "--out", str(tmp_path / "r"), "--set", "schedule.kind=joint"]) == 1
+    assert "train.max_iters: required" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains_on_cpu(config_file, tmp_path):
+    run = tmp_path / "bf16"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "train.precision=bf16",
+                     "--set", "train.max_iters=20"]) == 0
+    val = [r for r in records(run) if r["split"] == "val"]
+    assert torch.isfinite(torch.tensor(val[-1]["a/mse"]))
+    assert weights(run)["model.net.0.weight"].dtype == torch.float32  # master weights stay fp32
+
+
+def test_sigkill_mid_run_then_resume_ends_with_identical_weights(config_file, tmp_path):
+    """A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run (CPU)."""
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "vlmt", "train", str(config_file), "--out", str(killed),
+           "--set", "train.max_iters=100000", "--set", "train.checkpoint_every=7",
+           "--set", "train.eval_every=1000", "--set", "train.log_every=5"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pointer = killed / "checkpoints" / "last.json"
+            if pointer.exists() and json.loads(pointer.read_text())["step"] >= 14:
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    stopped = ckpt.load_state(ckpt.checkpoint_dir(killed, "last"))["step"]
+    assert 14 <= stopped < 100000
+    target = stopped + 23  # ends mid-cycle, between checkpoints
+    common = ["--set", "train.checkpoint_every=7", "--set", "train.eval_every=1000", "--set", "train.log_every=5",
+              "--set", f"train.max_iters={target}"]
+    assert cli.main(["train", str(config_file), "--out", str(killed), "--resume", *common]) == 0
+    full = tmp_path / "full"
+    assert cli.main(["train", str(config_file), "--out", str(full), *common]) == 0
+    assert_same_weights(weights(full), weights(killed))
+    assert records(full) == records(killed)  # metrics written after the checkpoint were rolled back
