@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         if C.diff(saved, cfg):
             C.save_config(cfg, saved_path)
     summary = train(cfg, out, resume=args.resume)
+    if summary.get("rank", 0) != 0:
+        return 0  # under torchrun only the first process reports
     if args.json:
         print(json.dumps(summary))
     else:

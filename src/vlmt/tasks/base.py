@@ -37,9 +37,10 @@ class Task(Protocol):
         """Loss of one batch: {"loss": scalar tensor, ...other scalars to log}."""
         ...
 
-    def batches(self, split: str, *, start: int = 0) -> Iterator[Any]:
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         """Batches of `split`. "train": an endless stream whose k-th batch depends on (seed, k)
-        only, starting at batch `start`; other splits: one pass in a fixed order."""
+        only, starting at batch `start`; under DDP, process `rank` of `world_size` gets its
+        equal share of each global batch. Other splits: one pass in a fixed order."""
         ...
 
     def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
@@ -54,14 +55,22 @@ class EpochBatchSampler(torch.utils.data.Sampler):
 
     Epoch e is a permutation drawn from a generator seeded with (seed, e); it is cut into
     `len // batch_size` full batches (the remainder of each epoch is dropped, as usual). Starting
-    at `start` skips straight to that batch without drawing the earlier ones.
+    at `start` skips straight to that batch without drawing the earlier ones. With `world_size`
+    processes, `batch_size` is the global batch and process `rank` gets its contiguous slice.
     """
 
-    def __init__(self, num_examples: int, batch_size: int, *, seed: int, start: int = 0):
+    def __init__(self, num_examples: int, batch_size: int, *, seed: int, start: int = 0,
+                 rank: int = 0, world_size: int = 1):
         if num_examples < 1 or batch_size < 1:
             raise ValueError("num_examples and batch_size must be >= 1")
+        if batch_size % world_size:
+            raise ValueError(f"global batch {batch_size} is not divisible by {world_size} processes")
+        self.rank, self.world_size = rank, world_size
         self.num_examples = num_examples
-        self.batch_size = min(batch_size, num_examples)
+        # a split smaller than one batch gives batches of the whole split (a multiple of world_size)
+        self.batch_size = min(batch_size, num_examples - num_examples % world_size)
+        if self.batch_size < 1:
+            raise ValueError(f"{num_examples} examples cannot be shared by {world_size} processes")
         self.per_epoch = num_examples // self.batch_size
         self.seed = seed
         self.start = start
@@ -75,8 +84,10 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         while True:
             epoch, j = divmod(k, self.per_epoch)
             perm = self.permutation(epoch)
+            local = self.batch_size // self.world_size
             for j in range(j, self.per_epoch):
-                yield perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
+                first = j * self.batch_size + self.rank * local
+                yield perm[first:first + local].tolist()
             k = (epoch + 1) * self.per_epoch
 
 

@@ -81,10 +81,12 @@ class SanityLinearTask(nn.Module):
         loss = nn.functional.mse_loss(pred.float(), batch["y"])
         return {"loss": loss}
 
-    def batches(self, split: str, *, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    def batches(self, split: str, *, start: int = 0, rank: int = 0,
+                world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         x, y = self.data[split]
         if split == "train":
-            for idx in EpochBatchSampler(len(x), self.batch_size, seed=self.seed, start=start):
+            for idx in EpochBatchSampler(len(x), self.batch_size, seed=self.seed, start=start,
+                                         rank=rank, world_size=world_size):
                 yield {"x": x[idx], "y": y[idx]}
         else:
             for i in range(0, len(x), self.batch_size):

@@ -57,25 +57,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; `cuda` without one is a config error."""
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without one is a config error. Under
+    torchrun each process takes the GPU of its LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
     return torch.device(name)
 
 
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); starts the process group when launched by torchrun
+    (WORLD_SIZE > 1): NCCL with GPUs, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Objective(nn.Module):
+    """The model and every task's head as one module: one forward per update computes the
+    weighted sum of the scheduled tasks' losses (one forward also suits DDP)."""
+
+    def __init__(self, model: nn.Module, tasks: dict[str, nn.Module]):
+        super().__init__()
+        self.model = model
+        self.tasks = nn.ModuleDict(tasks)
+
+    def forward(self, work: list[tuple[str, float, Any]]) -> tuple[torch.Tensor, dict[str, dict]]:
+        total: torch.Tensor | float = 0.0
+        outs = {}
+        for name, weight, batch in work:
+            out = self.tasks[name](self.model, batch)
+            total = total + weight * out["loss"]
+            outs[name] = out
+        return total, outs
+
+
 def build_parts(cfg: C.ExperimentConfig, device: torch.device):
-    """Data -> model -> tasks, moved to `device`. Returns (model, tasks, modules) where `modules`
-    holds every trained parameter ({"model": .., "tasks": {name: ..}})."""
+    """Data -> model -> tasks, moved to `device`. Returns (model, tasks, objective) where the
+    `Objective` holds every trained parameter ("model.*", "tasks.<name>.*")."""
     data = cfg.data.build(seed=cfg.train.seed)
     model = cfg.model.build(data=data)
     tasks = {name: tcfg.build(name=name, data=data, model=model, seed=cfg.train.seed)
              for name, tcfg in cfg.tasks.items()}
-    modules = nn.ModuleDict({"model": model, "tasks": nn.ModuleDict(tasks)})
-    modules.to(device)
-    return model, tasks, modules
+    objective = Objective(model, tasks)
+    objective.to(device)
+    return model, tasks, objective
 
 
 def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
@@ -216,22 +251,35 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and last_dir is not None:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
-    handlers = _setup_logging(run_dir, quiet=not cfg.train.progress)
+    rank, world, local_rank = init_distributed()
+    handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
-        return _train(cfg, run_dir, last_dir if resume else None)
+        return _train(cfg, run_dir, last_dir if resume else None, rank=rank, world=world, local_rank=local_rank)
     finally:
         for h in handlers:
             log.removeHandler(h)
             h.close()
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
-def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
+def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
+           rank: int, world: int, local_rank: int) -> dict[str, Any]:
     tr = cfg.train
     if tr.threads:
         torch.set_num_threads(tr.threads)
-    device = resolve_device(tr.device)
+    device = resolve_device(tr.device, local_rank)
     seed_everything(tr.seed)
     model, tasks, modules = build_parts(cfg, device)
+    if world > 1:
+        for name, tcfg in cfg.tasks.items():
+            if tcfg.batch_size % world:
+                raise ConfigError(f"tasks.{name}.batch_size: {tcfg.batch_size} is the global batch and must be "
+                                  f"divisible by the {world} processes")
+        seed_everything(tr.seed + 1_000_003 * rank)  # different dropout masks per process
+    main = rank == 0
     schedule = build_schedule(cfg)
     lr_schedule = build_lr_schedule(cfg, schedule)
     max_iters = tr.max_iters or schedule.length
@@ -251,16 +299,25 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
         lr_schedule.load_state_dict(state["lr_schedule"])
         consumed.update(state["consumed"])
         step, best_value = int(state["step"]), state["best_value"]
-        ckpt.set_rng_state(state["rng"])
+        if world == 1:
+            ckpt.set_rng_state(state["rng"])
         resumed_window = state["log_window"]
         log.info("resumed from %s at step %d", resume_from.name, step)
-    else:
+    elif main:
         C.save_config(cfg, run_dir / "config.yaml")
         log.info("training %s on %s for %d iterations (%s schedule), run folder %s",
                  ", ".join(tasks), device, max_iters, cfg.schedule.kind, run_dir)
     metrics = MetricsWriter(run_dir, resume_step=step if resume_from is not None else None,
-                            tensorboard=tr.tensorboard)
-    streams = {name: iter(task.batches("train", start=consumed[name])) for name, task in tasks.items()}
+                            tensorboard=tr.tensorboard) if main else None
+    streams = {name: iter(task.batches("train", start=consumed[name], rank=rank, world_size=world))
+               for name, task in tasks.items()}
+    objective: nn.Module = modules
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # one task per update leaves the other heads without gradients: find_unused_parameters
+        objective = DistributedDataParallel(modules, device_ids=[device.index] if device.type == "cuda" else None,
+                                            find_unused_parameters=True)
     meta = {"config": C.to_dict(cfg), "model_type": C.MODELS.name_of(type(cfg.model)),
             "model_args": C.to_dict(cfg.model)}
 
@@ -274,7 +331,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
     from tqdm import tqdm
 
     # disable=None: a bar on a terminal, none when stderr is a file (train.log has the record)
-    bar = tqdm(total=max_iters, initial=step, disable=None if tr.progress else True, file=sys.stderr,
+    bar = tqdm(total=max_iters, initial=step, disable=None if tr.progress and main else True, file=sys.stderr,
                dynamic_ncols=True, desc="train")
     # per-step scalars not yet averaged into a metrics record (kept in checkpoints, so the records
     # of a resumed run equal those of an uninterrupted one)
@@ -288,25 +345,30 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            shown = []
+            work = []
             for name, weight in schedule.next():
-                batch = move_to(next(streams[name]), device)
+                work.append((name, weight, move_to(next(streams[name]), device)))
                 consumed[name] += 1
-                with _autocast(device, tr.precision):
-                    out = tasks[name](model, batch)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"task {name!r}: loss is {loss.item()} at step {step + 1}")
-                (weight * loss).backward()
+            with _autocast(device, tr.precision):
+                total, outs = objective(work)
+            shown = []
+            for name, out in outs.items():
+                loss = float(out["loss"].detach())
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"task {name!r}: loss is {loss} at step {step + 1}")
                 for key, value in out.items():
                     window.setdefault(f"{name}/{key}", []).append(float(value.detach()))
-                shown.append(f"{name} {float(loss.detach()):.4g}")
+                shown.append(f"{name} {loss:.4g}")
+            total.backward()
             if cfg.optim.grad_clip:
                 nn.utils.clip_grad_norm_(modules.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             step += 1
             bar.set_postfix_str(" | ".join(shown), refresh=False)
             bar.update(1)
+            if not main:
+                window.clear()
+                continue  # only the first process validates, logs and checkpoints
             if step % tr.log_every == 0 or step == max_iters:
                 record = {"step": step, "split": "train", "lr": lr}
                 record.update({k: sum(v) / len(v) for k, v in window.items()})
@@ -328,8 +390,15 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None) -> 
                 save(step, best=best)
     finally:
         bar.close()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
     elapsed = time.perf_counter() - started
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # the first process has written its last checkpoint
+    if not main:
+        return {"step": step, "rank": rank}
     summary = {"step": step, "val": last_val, "best": ckpt.best_info(run_dir), "seconds": round(elapsed, 3),
                "run": str(run_dir)}
     write_json(run_dir / "summary.json", summary)
