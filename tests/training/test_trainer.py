@@ -199,3 +199,12 @@ def ckpt_initial_weight(config_file: Path) -> torch.Tensor:
     seed_everything(cfg.train.seed)
     model, _, _ = build_parts(cfg, torch.device("cpu"))
     return model.net[0].weight.detach()
+
+
+def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
+    run = tmp_path / "sanity"
+    config = SRC.parent / "configs" / "sanity.yaml"
+    assert cli.main(["train", str(config), "--out", str(run), "--set", "train.max_iters=20",
+                     "--set", "train.threads=1", "--set", "train.progress=false"]) == 0
+    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert [r["step"] for r in records(run) if r["split"] == "val"] == [20]
