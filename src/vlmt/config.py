@@ -131,7 +131,8 @@ class TaskConfig:
     iterations: int = 1000
     step: int = 1000
 
-    def build(self, *, name: str, data: Any, model: Any, seed: int) -> Any:  # -> vlmt.tasks.base.Task
+    def build(self, *, name: str, data: Any, model: Any, train: TrainConfig) -> Any:
+        """The task (a vlmt.tasks.base.Task); `train` gives seed, num_workers, precision."""
         raise NotImplementedError
 
 

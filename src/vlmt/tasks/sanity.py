@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vlmt.errors import ConfigError
-from vlmt.config import ModelConfig, TaskConfig, register_model, register_task
+from vlmt.config import ModelConfig, TaskConfig, TrainConfig, register_model, register_task
 from vlmt.tasks.base import EpochBatchSampler
 
 
@@ -116,11 +116,11 @@ class SanityLinearConfig(TaskConfig):
     noise: float = 0.01
     map_seed: int = 0
 
-    def build(self, *, name: str, data: Any, model: nn.Module, seed: int) -> SanityLinearTask:
+    def build(self, *, name: str, data: Any, model: nn.Module, train: TrainConfig) -> SanityLinearTask:
         if not isinstance(model, SanityMLP):
             raise ConfigError(f"tasks.{name}: type sanity_linear needs model type sanity_mlp, "
                               f"got {type(model).__name__}")
         return SanityLinearTask(name=name, in_dim=model.in_dim, hidden=model.hidden, out_dim=self.out_dim,
                                 batch_size=self.batch_size, train_size=self.train_size,
                                 val_size=self.val_size, noise=self.noise, map_seed=self.map_seed,
-                                seed=seed * 7919 + self.map_seed)
+                                seed=train.seed * 7919 + self.map_seed)

@@ -106,7 +106,7 @@ def build_parts(cfg: C.ExperimentConfig, device: torch.device):
     `Objective` holds every trained parameter ("model.*", "tasks.<name>.*")."""
     data = cfg.data.build(seed=cfg.train.seed)
     model = cfg.model.build(data=data)
-    tasks = {name: tcfg.build(name=name, data=data, model=model, seed=cfg.train.seed)
+    tasks = {name: tcfg.build(name=name, data=data, model=model, train=cfg.train)
              for name, tcfg in cfg.tasks.items()}
     objective = Objective(model, tasks)
     objective.to(device)
@@ -232,6 +232,9 @@ def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str
     if metric is None:
         first = next(iter(tasks))
         metric = f"{first}/{tasks[first].primary_metric}"
+    if metric.partition("/")[0] not in tasks:
+        raise ConfigError(f"train.best_metric: {metric!r} should be '<task>/<metric>' with a task of "
+                          f"the tasks section ({', '.join(tasks)})")
     mode = cfg.train.best_mode
     if mode is None:
         name, _, key = metric.partition("/")
