@@ -208,3 +208,10 @@ def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
                      "--set", "train.threads=1", "--set", "train.progress=false"]) == 0
     assert any((run / "tensorboard").glob("events.out.tfevents.*"))
     assert [r["step"] for r in records(run) if r["split"] == "val"] == [20]
+
+
+def test_diverging_run_stops_with_a_named_task(config_file, tmp_path):
+    run = tmp_path / "nan"
+    with pytest.raises(FloatingPointError, match=r"non-finite training scalars \['a/loss'\]"):
+        cli.main(["train", str(config_file), "--out", str(run), "--set", "optim.lr=1e30",
+                  "--set", "train.max_iters=20"])

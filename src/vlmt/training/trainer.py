@@ -327,7 +327,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     def save(at_step: int, *, best: dict | None) -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "lr_schedule": lr_schedule.state_dict(), "consumed": dict(consumed),
-                 "best_value": best_value, "rng": ckpt.rng_state(), "log_window": dict(window), **meta}
+                 "best_value": best_value, "rng": ckpt.rng_state(), "log_window": {k: [float(x) for x in v] for k, v in window.items()}, **meta}
         path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best)
         log.info("step %d: checkpoint %s%s", at_step, path.name, " (best)" if best else "")
 
@@ -338,7 +338,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                dynamic_ncols=True, desc="train")
     # per-step scalars not yet averaged into a metrics record (kept in checkpoints, so the records
     # of a resumed run equal those of an uninterrupted one)
-    window: dict[str, list[float]] = dict(resumed_window)
+    window: dict[str, list] = {k: list(v) for k, v in resumed_window.items()}
+    shown = ""  # mean losses of the last record, for the progress bar
     last_val: dict[str, float] = {}
     modules.train()
     started = time.perf_counter()
@@ -354,29 +355,29 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                 consumed[name] += 1
             with _autocast(device, tr.precision):
                 total, outs = objective(work)
-            shown = []
-            for name, out in outs.items():
-                loss = float(out["loss"].detach())
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"task {name!r}: loss is {loss} at step {step + 1}")
+            for name, out in outs.items():  # kept as tensors: no device sync until a record is due
                 for key, value in out.items():
-                    window.setdefault(f"{name}/{key}", []).append(float(value.detach()))
-                shown.append(f"{name} {loss:.4g}")
+                    window.setdefault(f"{name}/{key}", []).append(value.detach())
             total.backward()
             if cfg.optim.grad_clip:
                 nn.utils.clip_grad_norm_(modules.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             step += 1
-            bar.set_postfix_str(" | ".join(shown), refresh=False)
+            bar.set_postfix_str(f"{' + '.join(name for name, _, _ in work)} | {shown}", refresh=False)
             bar.update(1)
             if not main:
                 window.clear()
                 continue  # only the first process validates, logs and checkpoints
             if step % tr.log_every == 0 or step == max_iters:
                 record = {"step": step, "split": "train", "lr": lr}
-                record.update({k: sum(v) / len(v) for k, v in window.items()})
+                record.update({k: sum(float(x) for x in v) / len(v) for k, v in window.items()})
                 metrics.write(record)
+                bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+                if bad:
+                    raise FloatingPointError(f"non-finite training scalars {bad} in the record of step {step} "
+                                             f"in {metrics.path}")
                 window.clear()
+                shown = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k.endswith("/loss"))
             best = None
             if step % tr.eval_every == 0 or step == max_iters:
                 last_val = evaluate_tasks(model, tasks, "val", device, tr.precision)
