@@ -34,3 +34,11 @@ def test_small_split_and_move_to():
     assert take(EpochBatchSampler(3, 8, seed=0), 1)[0].__len__() == 3
     batch = move_to({"x": torch.zeros(2), "pair": (torch.ones(1), "text")}, torch.device("cpu"))
     assert batch["pair"][1] == "text" and batch["x"].device.type == "cpu"
+
+
+def test_works_as_a_dataloader_batch_sampler_with_workers():
+    data = torch.arange(20).float()
+    sampler = EpochBatchSampler(20, 4, seed=2, start=3)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=1)
+    got = [b.long().tolist() for b in itertools.islice(iter(loader), 4)]
+    assert got == take(EpochBatchSampler(20, 4, seed=2), 7)[3:]
