@@ -289,15 +289,23 @@ class FeatureStore:
     def _maps(self) -> dict[str, np.ndarray]:
         if self._arrays is None or self._pid != os.getpid():
             h = self._header
-            self._arrays = {
-                "records": _map(self.path / RECORDS_FILE, RECORD_DTYPE, (h["num_images"],)),
-                "boxes": _map(self.path / BOXES_FILE, FLOAT_DTYPE, (h["num_regions"], 4)),
-                "features": _map(self.path / FEATURES_FILE, FLOAT_DTYPE, (h["num_regions"], h["feature_dim"])),
-                "index": _map(self.path / INDEX_FILE, INDEX_DTYPE, (h["index_slots"], 2)),
-            }
+            try:
+                self._arrays = self._open_maps(h)
+            except (OSError, ValueError) as e:  # a file changed since the store was opened
+                problems = _size_problems(self.path, h)
+                bad, message = problems[0] if problems else (self.path, f"cannot map the store: {e}")
+                raise DataError(bad, message) from None
             self._bits = int(h["index_slots"]).bit_length() - 1
             self._pid = os.getpid()
         return self._arrays
+
+    def _open_maps(self, h: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {
+            "records": _map(self.path / RECORDS_FILE, RECORD_DTYPE, (h["num_images"],)),
+            "boxes": _map(self.path / BOXES_FILE, FLOAT_DTYPE, (h["num_regions"], 4)),
+            "features": _map(self.path / FEATURES_FILE, FLOAT_DTYPE, (h["num_regions"], h["feature_dim"])),
+            "index": _map(self.path / INDEX_FILE, INDEX_DTYPE, (h["index_slots"], 2)),
+        }
 
     def close(self) -> None:
         """Drop the memory maps (they reopen on the next access)."""
@@ -571,7 +579,8 @@ class FeatureStoreWriter:
         self.feature_dim = int(feature_dim)
         self.overwrite = overwrite
         if self.path.exists() and not overwrite:
-            raise StoreExistsError(self.path, "already exists; choose another path or ask to overwrite it")
+            raise StoreExistsError(self.path, "already exists; choose another path or overwrite it "
+                                              "(--overwrite, overwrite=True)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
@@ -619,6 +628,11 @@ class FeatureStoreWriter:
 
     def __len__(self) -> int:
         return self._num_images
+
+    @property
+    def num_regions(self) -> int:
+        """Regions added so far."""
+        return self._num_regions
 
     # -- adding
     def add(self, image_id: int, *, boxes: np.ndarray, features: np.ndarray, width: int, height: int) -> None:
