@@ -235,9 +235,10 @@ def _size_problems(root: Path, header: dict[str, Any]) -> list[tuple[Path, str]]
 
 
 def _map(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only map of `path` as a plain ndarray view (cheaper to index than np.memmap)."""
     if math.prod(shape) == 0:  # mmap refuses empty files
         return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape).view(np.ndarray)
 
 
 # ----------------------------------------------------------------------------- reader
@@ -316,11 +317,11 @@ class FeatureStore:
         mask = len(index) - 1
         pos = _home_slot(image_id, self._bits)
         for _ in range(len(index)):
-            key, row = index[pos]
+            key, row = index[pos].tolist()
             if row == EMPTY:
                 return EMPTY
             if key == image_id:
-                return int(row)
+                return row
             pos = (pos + 1) & mask
         return EMPTY
 
@@ -341,14 +342,13 @@ class FeatureStore:
     def read(self, image_id: object, *, copy: bool = True) -> RegionFeatures:
         """The regions of `image_id`; `copy=False` returns read-only views of the maps."""
         key, rec = self._record(image_id)
-        start, count = int(rec["start"]), int(rec["count"])
+        _, start, count, width, height, _ = rec.item()
         maps = self._maps()
         boxes = maps["boxes"][start:start + count]
         features = maps["features"][start:start + count]
         if copy:
             boxes, features = np.array(boxes, dtype=np.float32), np.array(features, dtype=np.float32)
-        return RegionFeatures(image_id=key, width=int(rec["width"]), height=int(rec["height"]),
-                              boxes=boxes, features=features)
+        return RegionFeatures(image_id=key, width=width, height=height, boxes=boxes, features=features)
 
     def __getitem__(self, image_id: object) -> RegionFeatures:
         return self.read(image_id)
