@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from vlmt.data.feature_store import (
     BOXES_FILE, FEATURES_FILE, HEADER_FILE, INDEX_FILE, RECORD_DTYPE, RECORDS_FILE, DuplicateImageError,
     FeatureRecordError, FeatureStore, FeatureStoreWriter, MissingImageError, RegionFeatures, StoreExistsError,
+    is_feature_store, validate_store,
 )
 from vlmt.errors import DataError
 
@@ -340,3 +341,10 @@ def _edit_header(path, **changes):
 def test_not_a_directory(tmp_path):
     with pytest.raises(DataError, match="not a feature store"):
         FeatureStore(tmp_path / "nothing")
+    assert not is_feature_store(tmp_path / "nothing")
+    assert validate_store(tmp_path / "nothing") == [f"{tmp_path / 'nothing'}: not a feature store directory "
+                                                    "(missing or not a directory)"]
+
+
+def test_is_feature_store(store, tmp_path):
+    assert is_feature_store(store.path) and not is_feature_store(tmp_path)
