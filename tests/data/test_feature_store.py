@@ -273,6 +273,21 @@ def test_validate_finds_bad_image_size(store):
     assert any("record 1099511627776" in p and "'height'" in p for p in problems)
 
 
+def test_validate_finds_overlapping_and_empty_records(store, images):
+    ids = list(images)
+    records = np.memmap(store.path / RECORDS_FILE, dtype=RECORD_DTYPE, mode="r+", shape=(len(store),))
+    records[5]["start"] += 1  # overlaps the next record, leaves a gap after the previous
+    records[20]["count"] = 0
+    records[30]["start"] = store.num_regions  # beyond the arrays
+    records.flush()
+    del records
+    problems = store.validate()
+    assert any(f"record {ids[5]}" in p and "'start'" in p and "overlap or leave gaps" in p for p in problems)
+    assert any(f"record {ids[20]}" in p and "'count'" in p and "positive" in p for p in problems)
+    assert any(f"record {ids[30]}" in p and "'start'" in p and "outside" in p for p in problems)
+    assert all(RECORDS_FILE in p for p in problems)
+
+
 def test_validate_finds_duplicate_ids(store):
     records = np.memmap(store.path / RECORDS_FILE, dtype=RECORD_DTYPE, mode="r+", shape=(len(store),))
     records[10]["image_id"] = 1000  # record 9 already holds 1000

@@ -476,84 +476,93 @@ def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
                        record=int(ids[i]), field="image_id")
 
     # per-record fields and data, in chunks of records whose regions fit in the byte budget
-    offset = 0  # where the next record's regions must start
     rows_per_chunk = max(1, _CHUNK_BYTES // max(1, 4 * d))
+    prev_end = 0  # where the previous record's regions ended: the next must start there
     i = 0
     while i < len(records):
-        j = min(len(records), i + 65536)
-        chunk = np.asarray(records[i:j])
-        counts_c = chunk["count"].astype(np.int64)
-        # shrink the chunk so its regions fit the budget
-        cum = np.cumsum(np.maximum(counts_c, 0))
-        fit = int(np.searchsorted(cum, rows_per_chunk, side="right"))
+        chunk = np.asarray(records[i:i + 65536])
+        start = chunk["start"].astype(np.int64)
+        count = chunk["count"].astype(np.int64)
+        valid = (count > 0) & (start >= 0) & (start + count <= r)
+        # shrink the chunk so the regions of its valid records fit the budget
+        fit = int(np.searchsorted(np.cumsum(np.where(valid, count, 0)), rows_per_chunk, side="right"))
         if fit < len(chunk):
-            j = i + max(1, fit)
-            chunk, counts_c = chunk[: j - i], counts_c[: j - i]
-        expected = offset + np.concatenate([[0], np.cumsum(np.maximum(counts_c, 0))[:-1]])
-        good = np.ones(len(chunk), dtype=bool)
-        for k in range(len(chunk)):
-            image_id = int(chunk["image_id"][k])
-            if chunk["count"][k] <= 0:
-                report(rec_path, f"region count must be positive, got {int(chunk['count'][k])}", record=image_id,
-                       field="count")
-                good[k] = False
-            elif chunk["start"][k] != expected[k]:
-                report(rec_path, f"regions start at row {int(chunk['start'][k])}, expected {int(expected[k])} "
-                                 "(records overlap or leave gaps)", record=image_id, field="start")
-                good[k] = False
-            elif expected[k] + counts_c[k] > r:
-                report(rec_path, f"regions {int(expected[k])}..{int(expected[k] + counts_c[k]) - 1} lie beyond the "
-                                 f"{r} regions of the store", record=image_id, field="count")
-                good[k] = False
-            for name in ("width", "height"):
-                if chunk[name][k] <= 0:
-                    report(rec_path, f"image {name} must be positive, got {int(chunk[name][k])}", record=image_id,
-                           field=name)
-        lo = int(offset)
-        hi = int(offset + np.maximum(counts_c, 0).sum())
-        _check_region_rows(chunk, good, expected - lo, counts_c, boxes, feats, lo, hi, box_path, feat_path, report)
-        offset = hi
-        i = j
+            chunk, start, count, valid = (x[:max(1, fit)] for x in (chunk, start, count, valid))
+        ids_c = chunk["image_id"]
+        prev = np.concatenate([[prev_end], (start + count)[:-1]])
+        for k in np.flatnonzero(count <= 0):
+            report(rec_path, f"region count must be positive, got {int(count[k])}", record=int(ids_c[k]),
+                   field="count")
+        for k in np.flatnonzero((count > 0) & ~valid):
+            report(rec_path, f"regions {int(start[k])}..{int(start[k] + count[k]) - 1} lie outside the {r} "
+                             "regions of the store", record=int(ids_c[k]), field="start")
+        for k in np.flatnonzero(valid & (start != prev)):
+            report(rec_path, f"regions start at row {int(start[k])}, the previous record ends at row "
+                             f"{int(prev[k])} (records overlap or leave gaps)", record=int(ids_c[k]), field="start")
+        for name in ("width", "height"):
+            for k in np.flatnonzero(chunk[name] <= 0):
+                report(rec_path, f"image {name} must be positive, got {int(chunk[name][k])}", record=int(ids_c[k]),
+                       field=name)
+        _check_region_rows(chunk[valid], start[valid], count[valid], boxes, box_path, 4, "boxes", report)
+        _check_region_rows(chunk[valid], start[valid], count[valid], feats, feat_path, d, "features", report)
+        prev_end = int(start[-1] + count[-1])
+        i += len(chunk)
 
     # index: every record id must lead back to its own record number
     _validate_index(idx_path, header, ids, duplicated, report)
 
 
-def _check_region_rows(chunk, good, rel_start, counts, boxes, feats, lo, hi, box_path, feat_path, report) -> None:
-    """Boxes and features of the records in `chunk`, whose regions are rows lo..hi-1."""
-    box_rows = boxes.read(lo, hi)
-    feat_rows = feats.read(lo, hi)
-    for k in np.flatnonzero(good):
-        image_id = int(chunk["image_id"][k])
-        s, c = int(rel_start[k]), int(counts[k])
-        width, height = float(chunk["width"][k]), float(chunk["height"][k])
-        if s + c > len(box_rows):
-            report(box_path, f"truncated: regions {lo + s}..{lo + s + c - 1} are past the end of the file",
-                   record=image_id, field="boxes")
-        else:
-            b = box_rows[s:s + c]
-            finite = np.isfinite(b).all(axis=1)
-            if not finite.all():
-                report(box_path, _nonfinite_message(b, "boxes"), record=image_id, field="boxes")
-            fb = b[finite]
-            inverted = (fb[:, 2] < fb[:, 0]) | (fb[:, 3] < fb[:, 1])
-            if inverted.any():
-                first = int(np.flatnonzero(inverted)[0])
-                report(box_path, f"{int(inverted.sum())} of {c} boxes inverted (x2 < x1 or y2 < y1), first "
-                                 f"{_fmt_box(fb[first])}", record=image_id, field="boxes")
-            t = BOX_TOLERANCE
-            outside = ((fb[:, 0] < -t) | (fb[:, 1] < -t) | (fb[:, 2] > width + t) | (fb[:, 3] > height + t))
-            if width > 0 and height > 0 and outside.any():
-                first = int(np.flatnonzero(outside)[0])
-                report(box_path, f"{int(outside.sum())} of {c} boxes outside the {int(width)}x{int(height)} image, "
-                                 f"first {_fmt_box(fb[first])}", record=image_id, field="boxes")
-        if s + c > len(feat_rows):
-            report(feat_path, f"truncated: regions {lo + s}..{lo + s + c - 1} are past the end of the file",
-                   record=image_id, field="features")
-        else:
-            f = feat_rows[s:s + c]
-            if not np.isfinite(f).all():
-                report(feat_path, _nonfinite_message(f, "features"), record=image_id, field="features")
+def _check_region_rows(chunk: np.ndarray, start: np.ndarray, count: np.ndarray, rows: _Rows, path: Path,
+                       width: int, field: str, report) -> None:
+    """NaN/inf (and for boxes: inverted, outside the image) in the regions of `chunk`'s records,
+    whose rows are start[k] .. start[k]+count[k]-1 of `rows` (all within the header's R)."""
+    if not len(chunk):
+        return
+    ids = chunk["image_id"]
+    end = start + count
+    short = end > len(rows)
+    for k in np.flatnonzero(short):
+        report(path, f"truncated: regions {int(start[k])}..{int(end[k]) - 1} are past the end of the file",
+               record=int(ids[k]), field=field)
+    keep = ~short
+    if not keep.any():
+        return
+    chunk, start, count, ids = chunk[keep], start[keep], count[keep], ids[keep]
+    lo, hi = int(start.min()), int((start + count).max())
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])  # each record's first row in `a`
+    block = rows.read(lo, hi)
+    if hi - lo == int(count.sum()) and (start - lo == first).all():
+        a = block  # the usual case: the records' regions are contiguous and in order
+    else:
+        a = block[np.arange(int(count.sum())) + np.repeat(start - lo - first, count)]
+    nan_rows = np.isnan(a).sum(axis=1)
+    inf_rows = np.isinf(a).sum(axis=1)
+    bad_rows = (nan_rows + inf_rows) > 0
+    per = {"nan": np.add.reduceat(nan_rows, first), "inf": np.add.reduceat(inf_rows, first),
+           "rows": np.add.reduceat(bad_rows.astype(np.int64), first)}
+    for k in np.flatnonzero(per["rows"]):
+        kinds = " and ".join(x for x in (f"{per['nan'][k]} NaN" if per["nan"][k] else "",
+                                         f"{per['inf'][k]} inf" if per["inf"][k] else "") if x)
+        report(path, f"{kinds} values in {per['rows'][k]} of {count[k]} regions' {field}", record=int(ids[k]),
+               field=field)
+    if field != "boxes":
+        return
+    w = np.repeat(chunk["width"].astype(np.float64), count)
+    h = np.repeat(chunk["height"].astype(np.float64), count)
+    with np.errstate(invalid="ignore"):
+        inverted = ~bad_rows & ((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1]))
+        t = BOX_TOLERANCE
+        outside = ~bad_rows & (w > 0) & (h > 0) & (
+            (a[:, 0] < -t) | (a[:, 1] < -t) | (a[:, 2] > w + t) | (a[:, 3] > h + t))
+    for flags, kind in ((inverted, "inverted"), (outside, "outside")):
+        per_record = np.add.reduceat(flags.astype(np.int64), first)
+        for k in np.flatnonzero(per_record):
+            rows_k = slice(int(first[k]), int(first[k] + count[k]))
+            example = _fmt_box(a[rows_k][int(np.flatnonzero(flags[rows_k])[0])])
+            what = ("inverted (x2 < x1 or y2 < y1)" if kind == "inverted" else
+                    f"outside the {int(chunk['width'][k])}x{int(chunk['height'][k])} image")
+            report(path, f"{per_record[k]} of {count[k]} boxes {what}, first {example}", record=int(ids[k]),
+                   field="boxes")
 
 
 def _nonfinite_message(a: np.ndarray, what: str) -> str:
