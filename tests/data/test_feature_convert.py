@@ -138,6 +138,20 @@ def test_bad_record_names_file_line_and_field_and_writes_nothing(tmp_path, capsy
         convert("tsv", [path], tmp_path / "s")
 
 
+def test_python3_bytes_literal_fields_are_read(tmp_path):
+    line = _line(5)
+    cols = line.rstrip(b"\r\n").split(b"\t")
+    cols[4], cols[5] = b"b'" + cols[4] + b"'", b"b'" + cols[5] + b"'"
+    (tmp_path / "a.tsv").write_bytes(b"\t".join(cols) + b"\n")
+    convert("tsv", [tmp_path / "a.tsv"], tmp_path / "s")
+    assert FeatureStore(tmp_path / "s")[5].boxes[1].tolist() == [5, 5, 20, 30]
+
+
+def test_missing_input_file(tmp_path, capsys):
+    assert main(["data", "convert", "--from", "tsv", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "s")]) == 1
+    assert "nope.tsv: cannot open" in capsys.readouterr().err
+
+
 def test_unknown_column_count_asks_for_field_names(tmp_path):
     path = tmp_path / "in.tsv"
     path.write_bytes(_line(extra=(b"AAAA",)))
@@ -210,7 +224,7 @@ def test_hdf5_stacked_padded_arrays_with_counts(tmp_path, transposed):
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f["features"] = feats.transpose(0, 2, 1) if transposed else feats
         f["boxes"] = boxes.transpose(0, 2, 1) if transposed else boxes
-        f["ids"] = np.array(list(images), np.int32)
+        f["ids"] = np.array([f"COCO_val2014_{i:012d}".encode() for i in images])  # ids as file stems
         f["widths"] = np.array([v[0] for v in images.values()], np.int32)
         f["heights"] = np.array([v[1] for v in images.values()], np.int32)
         f["num_boxes"] = np.array([len(v[2]) for v in images.values()])

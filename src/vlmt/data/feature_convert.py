@@ -108,6 +108,8 @@ def _tsv_fields(spec: str | Sequence[str], first_columns: int, file: object) -> 
 
 
 def _decode_floats(raw: bytes, *, file: object, where: str, field: str) -> np.ndarray:
+    if raw[:2] in (b"b'", b'b"') and raw[-1:] == raw[1:2]:
+        raw = raw[2:-1]  # Python 3 ports of the extractor that wrote str(bytes): b'AAAA...'
     try:
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as e:
@@ -316,6 +318,9 @@ def _read_hdf5_groups(f, path: Path, h5py) -> Iterator[RawRecord]:
 def _record(path, where, image_id, width, height, boxes, feats, box_name, feat_name) -> RawRecord:
     def as_int(v, field):
         a = np.asarray(v).reshape(-1)
+        if field == "image_id" and a.size == 1 and a.dtype.kind in "SUO":  # ids stored as names
+            name = a[0].decode("utf-8", "replace") if isinstance(a[0], bytes) else str(a[0])
+            return parse_image_id(name, file=path, where=where)
         if a.size != 1 or a.dtype.kind not in "iuf" or float(a[0]) != int(a[0]):
             raise DataError(path, f"must be one integer, got {v!r}", record=where, field=field)
         return int(a[0])

@@ -535,16 +535,10 @@ def _check_region_rows(chunk: np.ndarray, start: np.ndarray, count: np.ndarray, 
         a = block  # the usual case: the records' regions are contiguous and in order
     else:
         a = block[np.arange(int(count.sum())) + np.repeat(start - lo - first, count)]
-    nan_rows = np.isnan(a).sum(axis=1)
-    inf_rows = np.isinf(a).sum(axis=1)
-    bad_rows = (nan_rows + inf_rows) > 0
-    per = {"nan": np.add.reduceat(nan_rows, first), "inf": np.add.reduceat(inf_rows, first),
-           "rows": np.add.reduceat(bad_rows.astype(np.int64), first)}
-    for k in np.flatnonzero(per["rows"]):
-        kinds = " and ".join(x for x in (f"{per['nan'][k]} NaN" if per["nan"][k] else "",
-                                         f"{per['inf'][k]} inf" if per["inf"][k] else "") if x)
-        report(path, f"{kinds} values in {per['rows'][k]} of {count[k]} regions' {field}", record=int(ids[k]),
-               field=field)
+    bad_rows = ~np.isfinite(a).all(axis=1)  # one pass; NaN and inf are counted only where found
+    for k in np.flatnonzero(np.add.reduceat(bad_rows.astype(np.int64), first)):
+        rows_k = a[int(first[k]):int(first[k] + count[k])]
+        report(path, _nonfinite_message(rows_k, field), record=int(ids[k]), field=field)
     if field != "boxes":
         return
     w = np.repeat(chunk["width"].astype(np.float64), count)
