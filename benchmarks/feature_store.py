@@ -1,6 +1,7 @@
 """Build a synthetic 100k-image region feature store, then time random access and watch memory.
 
-Run: PYTHONPATH=src python benchmarks/feature_store.py [--images 100000] [--feature-dim 128] [--json]
+Run: PYTHONPATH=src python benchmarks/feature_store.py [--images 100000] [--feature-dim 128]
+     [--tsv-images N] [--json]
 
 Each image gets T ~ U[10, 100] regions (the adaptive bottom-up range) of D floats. D defaults to
 128 rather than the detector's 2048 so the store (about 2.9 GB at 100k images) fits a laptop disk
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlmt.data.feature_convert import convert, encode_tsv_line
 from vlmt.data.feature_store import FeatureStore, FeatureStoreWriter
 
 
@@ -90,7 +92,7 @@ def time_reads(store: FeatureStore, ids: np.ndarray) -> dict:
     checksum = 0.0
     for image_id in ids:
         r = store[int(image_id)]
-        checksum += r.features[0, 0]
+        checksum += float(r.features[0, 0])
     seconds = time.perf_counter() - start
     after = rss_kib()
     expected = float(((ids.astype(np.int64) - 3) // 7).sum())
@@ -98,6 +100,23 @@ def time_reads(store: FeatureStore, ids: np.ndarray) -> dict:
     return {"reads": len(ids), "seconds": seconds, "reads_per_s": len(ids) / seconds,
             "rss_anon_mib_before": before.get("RssAnon", 0) / 1024, "rss_anon_mib_after": after.get("RssAnon", 0) / 1024,
             "rss_file_mib_after": after.get("RssFile", 0) / 1024}
+
+
+def time_tsv_conversion(work: Path, *, images: int, dim: int, seed: int) -> dict:
+    """Write `images` images as a bottom-up TSV, then time `convert` into a store."""
+    rng = np.random.default_rng(seed)
+    tsv = work / "bench.tsv"
+    with open(tsv, "wb") as f:
+        for i in range(images):
+            t = int(rng.integers(10, 101))
+            x = np.sort(rng.uniform(0, 640, (t, 2)), axis=1)
+            y = np.sort(rng.uniform(0, 480, (t, 2)), axis=1)
+            boxes = np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1)
+            f.write(encode_tsv_line(i, 640, 480, boxes, rng.standard_normal((t, dim), dtype=np.float32)))
+    start = time.perf_counter()
+    convert("tsv", [tsv], work / "from_tsv")
+    seconds = time.perf_counter() - start
+    return {"images": images, "tsv_bytes": tsv.stat().st_size, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-boxes", type=int, default=100)
     p.add_argument("--reads", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tsv-images", type=int, default=0,
+                   help="also time `vlmt data convert` of a bottom-up TSV with this many images")
     p.add_argument("--dir", type=Path, default=None, help="where to build (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the store afterwards")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -156,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             f"missing-id lookups {result['missing_id_lookups_per_s']}/s; validate {validate_s:.1f}s")
         log(f"anonymous RSS while reading {warm['rss_anon_mib_before']:.0f} -> {warm['rss_anon_mib_after']:.0f} MiB; "
             f"peak RSS {result['peak_rss_mib']:.0f} MiB (includes mapped page cache)")
+        if args.tsv_images:
+            conv = time_tsv_conversion(work, images=args.tsv_images, dim=args.feature_dim, seed=args.seed)
+            result["tsv_convert_images_per_s"] = round(conv["images"] / conv["seconds"])
+            result["tsv_convert_mib_per_s"] = round(conv["tsv_bytes"] / 2**20 / conv["seconds"], 1)
+            result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+            log(f"TSV -> store: {conv['images']} images ({conv['tsv_bytes'] / 2**20:.0f} MiB) in "
+                f"{conv['seconds']:.1f}s")
         if args.json:
             print(json.dumps(result))
         else:

@@ -1,7 +1,7 @@
 """Region feature store: per image, T boxes (pixel x1, y1, x2, y2) and T feature vectors.
 
-A store is a directory of flat little-endian binary arrays plus a small JSON header, read with
-`numpy.memmap`, so opening costs nothing and a lookup touches only the pages it needs:
+A store is a directory of flat little-endian binary arrays plus a small JSON header, read through
+read-only memory maps, so opening costs nothing and a lookup touches only the pages it needs:
 
     header.json    format, version, feature_dim D, num_images N, num_regions R, index_slots S
     records.bin    N x 32 bytes: image_id <i8, start <i8, count <i4, width <i4, height <i4, 0 <i4
