@@ -9,6 +9,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 from vlmt.data.feature_store import (
@@ -114,6 +116,23 @@ def test_index_stays_half_empty_and_finds_everything_after_growth(tmp_path):
     assert store.header["index_slots"] >= 2 * len(ids)
     assert all(i in store for i in ids[::7])
     assert sum(int(i) in store for i in rng.integers(0, 10**12, 500)) <= 2  # random misses stay misses
+
+
+@settings(max_examples=25, deadline=None)
+@given(ids=st.sets(st.integers(-(2**63), 2**63 - 1), max_size=60),
+       probes=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=20))
+def test_any_int64_ids_are_found_and_nothing_else(tmp_path_factory, ids, probes):
+    path = tmp_path_factory.mktemp("h") / "s"
+    one = np.zeros((1, 4), np.float32)
+    with FeatureStoreWriter(path, feature_dim=1) as w:
+        for k, i in enumerate(ids):
+            w.add(i, boxes=one, features=np.full((1, 1), k, np.float32), width=1, height=1)
+    store = FeatureStore(path)
+    for k, i in enumerate(ids):
+        assert store[i].features[0, 0] == k
+    for p in probes:
+        assert (p in store) == (p in ids)
+    assert store.validate() == []
 
 
 @pytest.mark.parametrize(

@@ -635,7 +635,7 @@ class FeatureStoreWriter:
 
     def _grow_index(self) -> None:
         self._records.flush()
-        ids = np.fromfile(self._tmp / RECORDS_FILE, dtype=RECORD_DTYPE)["image_id"]
+        ids = np.array(_map(self._tmp / RECORDS_FILE, RECORD_DTYPE, (self._num_images,))["image_id"])
         bits = self._bits + 1
         new_path = self._tmp / (INDEX_FILE + ".grow")
         table = self._new_index(bits, new_path)
@@ -649,11 +649,11 @@ class FeatureStoreWriter:
         mask = (1 << self._bits) - 1
         pos = _home_slot(image_id, self._bits)
         while True:
-            key, row = self._index[pos]
+            key, row = self._index[pos].tolist()
             if row == EMPTY:
                 return -1 - pos  # the free slot where it would go
             if key == image_id:
-                return int(row)
+                return row
             pos = (pos + 1) & mask
 
     def __contains__(self, image_id: object) -> bool:
