@@ -305,6 +305,8 @@ def test_validate_finds_overlapping_and_empty_records(store, images):
     assert any(f"record {ids[20]}" in p and "'count'" in p and "positive" in p for p in problems)
     assert any(f"record {ids[30]}" in p and "'start'" in p and "outside" in p for p in problems)
     assert all(RECORDS_FILE in p for p in problems)
+    with pytest.raises(DataError, match=f"{RECORDS_FILE}: record {ids[30]}: field 'count': damaged record"):
+        FeatureStore(store.path)[ids[30]]
 
 
 def test_validate_finds_duplicate_ids(store):

@@ -349,6 +349,10 @@ class FeatureStore:
         """The regions of `image_id`; `copy=False` returns read-only views of the maps."""
         key, rec = self._record(image_id)
         _, start, count, width, height, _ = rec.item()
+        if count <= 0 or start < 0 or start + count > self.num_regions:
+            raise DataError(self.path / RECORDS_FILE, f"damaged record: regions {start}..{start + count - 1} of "
+                                                      f"{self.num_regions} (run validate())", record=key,
+                            field="count")
         maps = self._maps()
         boxes = maps["boxes"][start:start + count]
         features = maps["features"][start:start + count]
