@@ -243,7 +243,7 @@ def test_hdf5_flat_rows_with_pos_boxes(tmp_path):
         f["image_id"] = np.array(list(images))
         f["image_w"] = np.array([v[0] for v in images.values()])
         f["image_h"] = np.array([v[1] for v in images.values()])
-    convert("hdf5", [tmp_path / "f.h5"], tmp_path / "s")
+    assert main(["data", "convert", "--from", "hdf5", str(tmp_path / "f.h5"), "--out", str(tmp_path / "s")]) == 0
     _check(tmp_path / "s", images)
 
 
