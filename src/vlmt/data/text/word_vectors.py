@@ -113,7 +113,8 @@ def load_word_vectors(
     * Missing words get ``N(0, s^2)`` entries, where `s` is `init_std` or, when None, the
       standard deviation of all loaded vector entries (0.1 when nothing was found). Each
       missing word's vector is drawn from a generator seeded by (`seed`, CRC32 of the word), so
-      it does not depend on which other words are requested or found.
+      its direction does not depend on which other words are requested or found (its scale
+      does, unless `init_std` is given).
     * With a Vocabulary, the padding row is zero, other special tokens get random vectors, and
       specials do not count towards coverage.
     """
@@ -254,6 +255,20 @@ def _check_dim(path: Path, file_dim: int, expected: int | None, record: str) -> 
         raise DataError(path, f"vectors have {file_dim} dimensions, expected {expected}", record=record, field="dim")
 
 
+def _infer_dim(line: bytes) -> int:
+    """Vector size of a headerless file from its first line: the number of trailing fields that
+    are numbers (the token, first field, may contain spaces but should not end in a number)."""
+    fields = line.split(b" ")
+    n = 0
+    for value in reversed(fields[1:]):
+        try:
+            float(value)
+        except ValueError:
+            break
+        n += 1
+    return n
+
+
 def _parse_values(path: Path, fields: list[bytes], line_no: int) -> np.ndarray:
     try:
         vec = np.array(fields, dtype=np.float32)
@@ -288,8 +303,7 @@ def _scan_text(f: BinaryIO, path: Path, scan: _Scan, dim: int | None, *, header:
         if not line:
             raise DataError(path, "empty line", record=f"line {line_no}")
         if file_dim is None:
-            # no header: the first line's token is taken to contain no space
-            file_dim = line.count(b" ")
+            file_dim = _infer_dim(line)
             _check_dim(path, file_dim, dim, f"line {line_no}")
         spaces = line.count(b" ")
         if spaces == file_dim:
