@@ -54,6 +54,8 @@ _IE_NOUNS = {
     "rookie", "veggie", "pie", "tie", "lie", "die", "genie", "pixie", "prairie", "collie", "birdie",
     "beanie", "freebie", "sweetie", "auntie", "hippie", "magpie", "necktie", "bowtie", "lassie",
 }
+# singular nouns ending in -men, which is not the plural of -man
+_MEN_SINGULARS = {"specimen", "abdomen", "semen", "stamen", "omen", "ramen", "hymen", "regimen", "acumen", "amen"}
 _ADJ_EXCEPTIONS = {
     "better": "good", "best": "good", "worse": "bad", "worst": "bad", "farther": "far",
     "further": "far", "farthest": "far", "furthest": "far", "less": "little", "least": "little",
@@ -109,6 +111,8 @@ def _noun_candidates(w: str) -> list[str]:
 
 def _default_noun(w: str) -> str:
     """Best guess without a dictionary: regular English plurals."""
+    if w.endswith("men") and len(w) > 4 and w not in _MEN_SINGULARS:
+        return w[:-3] + "man"  # firemen, policemen
     if len(w) <= 3 or not w.endswith("s") or w.endswith(("ss", "us", "is", "ous")):
         return w
     if w.endswith("ies"):
