@@ -83,3 +83,17 @@ def test_wordnet_hypernyms_reach_the_root():
     assert "canine" in hyp.hypernyms("dog")
     assert hyp.hypernyms("dog")[-1] == "entity"
     assert hyp.hypernyms("man.n.01")[-1] == "entity"
+
+
+def test_each_hypernym_precedes_its_own_hypernyms_when_paths_differ_in_length():
+    # man -> adult -> person -> organism -> object -> entity, and person -> agent -> entity:
+    # breadth first would put "entity" before "object"; it must come last
+    hyp = HypernymMap({
+        "man": ["adult"], "adult": ["person"], "person": ["organism", "agent"],
+        "organism": ["object"], "object": ["entity"], "agent": ["entity"],
+    })
+    order = hyp.hypernyms("man")
+    assert order == ["adult", "person", "organism", "agent", "object", "entity"]
+    for word in order:
+        for ancestor in hyp.hypernyms(word):
+            assert order.index(ancestor) > order.index(word)

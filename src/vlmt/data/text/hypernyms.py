@@ -139,8 +139,9 @@ class HypernymMap:
     # -- lookup -------------------------------------------------------------------------------
 
     def hypernyms(self, word: str, *, within: Container[str] | None = None) -> list[str]:
-        """All hypernyms of `word`, nearest first and the root(s) last (breadth-first, parents
-        in the order given); empty for unknown words and roots. With `within`, only those in it
+        """All hypernyms of `word`, nearest first and the root(s) last: ordered by the longest
+        path from `word`, so each hypernym precedes its own hypernyms (ties: breadth-first, parents
+        in the order given). Empty for unknown words and roots. With `within`, only those in it
         (e.g. the label set of a loss)."""
         ancestors = self._closure.get(word, ())
         if within is None:
@@ -171,15 +172,29 @@ class HypernymMap:
     # -- internals ----------------------------------------------------------------------------
 
     def _ancestors(self, word: str) -> tuple[str, ...]:
-        order: dict[str, None] = {}
+        """Ancestors ordered by their longest path from `word`: every hypernym comes before its
+        own hypernyms, so the root(s) come last even where paths have different lengths."""
+        found: dict[str, int] = {}  # ancestor -> discovery order (breadth first)
         queue = deque(self._parents.get(word, ()))
         while queue:
             w = queue.popleft()
-            if w in order:
-                continue
-            order[w] = None
-            queue.extend(self._parents.get(w, ()))
-        return tuple(order)
+            if w not in found:
+                found[w] = len(found)
+                queue.extend(self._parents.get(w, ()))
+        waiting = dict.fromkeys(found, 0)  # children not yet processed, per ancestor
+        for node in [word, *found]:
+            for p in self._parents.get(node, ()):
+                waiting[p] += 1
+        depth = {word: 0}
+        ready = deque([word])
+        while ready:  # Kahn's algorithm on the (acyclic) ancestor graph
+            node = ready.popleft()
+            for p in self._parents.get(node, ()):
+                depth[p] = max(depth.get(p, 0), depth[node] + 1)
+                waiting[p] -= 1
+                if waiting[p] == 0:
+                    ready.append(p)
+        return tuple(sorted(found, key=lambda a: (depth[a], found[a])))
 
     def _check_acyclic(self, records: Mapping[tuple[str, str], object]) -> None:
         """Depth-first search; a back edge closes a cycle, reported with its words."""
