@@ -63,3 +63,24 @@ def test_tagger_adds_nouns_outside_the_label_sets():
     tagged = lex.tag(tokenize("is the zebra next to the fluffy dog"))
     assert "zebra" in tagged.nouns and "dog" in tagged.nouns and "fluffy" in tagged.adjectives
     assert any(not m.from_label for m in tagged.matches)
+
+
+def penn_like(tokens):
+    """A stand-in tagger for a fixed vocabulary (the real ones need spaCy or NLTK data)."""
+    table = {"zebra": "n", "orange": "n", "tall": "a", "fluffy": "a", "dog": "n", "fruit": "n"}
+    return [table.get(t) for t in tokens]
+
+
+def test_a_tagger_adds_open_vocabulary_words_and_decides_ambiguous_labels():
+    lex = PosLexicon.from_labels(objects=OBJECTS, attributes=ATTRIBUTES, lemmatizer="rules", tagger=penn_like)
+    tagged = lex.tag(tokenize("is the tall zebra eating an orange"))
+    assert tagged.nouns == ["zebra", "orange"]  # "orange" decided by the tagger: noun only
+    assert tagged.adjectives == ["tall"]
+    assert [m.from_label for m in tagged.matches] == [False, False, True]
+    assert lex.tagger_name == "penn_like"
+
+
+def test_a_tagger_with_the_wrong_number_of_tags_is_an_error():
+    lex = PosLexicon(nouns=["dog"], adjectives=[], lemmatizer="rules", tagger=lambda tokens: ["n"])
+    with pytest.raises(ValueError, match="1 tags for 2 tokens"):
+        lex.tag(["the", "dog"])

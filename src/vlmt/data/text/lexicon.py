@@ -14,7 +14,7 @@ where they are adjectives (``orange shirt``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +23,8 @@ from .optional import DEFAULT_SPACY_MODEL, nltk_pos_tagger, spacy_pipeline
 from .tokenize import TokenizerStyle, tokenize
 
 TaggerBackend = Literal["auto", "lexicon", "spacy", "nltk"]
+# a custom tagger: tokens -> one coarse tag per token, "n" (noun), "a" (adjective) or None
+CoarseTagger = Callable[[Sequence[str]], Sequence["str | None"]]
 NOUN, ADJECTIVE = "n", "a"
 
 
@@ -86,7 +88,7 @@ class PosLexicon:
         nouns: Iterable[str],
         adjectives: Iterable[str],
         lemmatizer: Lemmatizer | Literal["auto", "rules", "wordnet"] = "auto",
-        tagger: TaggerBackend = "auto",
+        tagger: TaggerBackend | CoarseTagger = "auto",
         style: TokenizerStyle = "vqa",
         spacy_model: str = DEFAULT_SPACY_MODEL,
     ):
@@ -101,7 +103,12 @@ class PosLexicon:
                 known_adjectives={k[-1] for k in self.adjectives},
             )
         self.lemmatizer = lemmatizer
-        self.tagger_name, self._tagger = _load_tagger(tagger, spacy_model)
+        if callable(tagger):
+            custom = tagger
+            self.tagger_name = getattr(custom, "__name__", "custom")
+            self._tagger = lambda tokens: (list(custom(tokens)), None)
+        else:
+            self.tagger_name, self._tagger = _load_tagger(tagger, spacy_model)
 
     @classmethod
     def from_labels(
@@ -116,6 +123,8 @@ class PosLexicon:
         """Find nouns and adjectives in `tokens` (as produced by :func:`tokenize`)."""
         tokens = tuple(tokens)
         tags, tagger_lemmas = self._tagger(tokens) if self._tagger else (None, None)
+        if tags is not None and len(tags) != len(tokens):
+            raise ValueError(f"the tagger gave {len(tags)} tags for {len(tokens)} tokens")
         label_matches = self._match_labels(tokens)
         matches: list[WordMatch] = []
         covered: set[int] = set()
