@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vlmt.data.text import Vocabulary, load_word_vectors, save_word_vectors_text
 from vlmt.errors import DataError
@@ -185,3 +187,32 @@ def test_saved_subset_reloads_identically(tmp_path):
     again = load_word_vectors(path, wv.words, dim=4)
     np.testing.assert_array_equal(again.vectors, wv.vectors)
     assert again.found.all()
+
+
+def test_repeated_requested_words_share_one_vector():
+    wv = load_word_vectors(GLOVE, ["dog", "zebra", "dog", "zebra"], init_std=0.3)
+    np.testing.assert_array_equal(wv.vectors[0], wv.vectors[2])
+    np.testing.assert_array_equal(wv.vectors[1], wv.vectors[3])
+    assert wv.found.tolist() == [True, False, True, False]
+
+
+_token = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=8
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(_token, min_size=1, max_size=6, unique=True),
+    st.integers(1, 5),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_word2vec_binary_round_trip_is_bit_exact(tmp_path, tokens, dim, newline, seed):
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((len(tokens), dim)).astype(np.float32)
+    path = tmp_path / "rt.bin"
+    _word2vec_binary(path, list(zip(tokens, vectors.tolist())), newline=newline)
+    wv = load_word_vectors(path, tokens, dim=dim, lowercase_fallback=False)
+    assert wv.found.all()
+    assert wv.vectors.tobytes() == vectors.tobytes()

@@ -139,24 +139,17 @@ def load_word_vectors(
     if file_format not in ("glove", "word2vec", "word2vec-text"):
         raise ValueError(f"unknown word vector format {file_format!r}")
 
-    scan = _Scan(wanted, lowercase_fallback)
+    scan = _Scan(wanted, lowercase_fallback, rows=len(word_list))
     with open(path, "rb") as f:
         if file_format == "word2vec":
             file_dim = _scan_word2vec_binary(f, path, scan, dim)
         else:
             file_dim = _scan_text(f, path, scan, dim, header=file_format == "word2vec-text")
 
-    vectors = np.zeros((len(word_list), file_dim), dtype=np.float32)
+    vectors = scan.matrix if scan.matrix is not None else np.zeros((len(word_list), file_dim), np.float32)
     found = np.zeros(len(word_list), dtype=bool)
-    lowercase_matches = []
-    for word, vec in scan.exact.items():
-        vectors[wanted[word]] = vec
-        found[wanted[word]] = True
-    for word, vec in scan.folded.items():
-        if word not in scan.exact:
-            vectors[wanted[word]] = vec
-            found[wanted[word]] = True
-            lowercase_matches.append(word)
+    found[np.array([wanted[w] for w in (*scan.exact, *scan.folded)], dtype=np.int64)] = True
+    lowercase_matches = [w for w in scan.folded if w not in scan.exact]
     # duplicates of a requested word in `words` share the first row's vector
     for i, w in enumerate(word_list):
         if counted[i] and wanted[w] != i:
@@ -164,7 +157,7 @@ def load_word_vectors(
             found[i] = found[wanted[w]]
 
     if init_std is None:
-        init_std = float(vectors[found].std()) if found.any() else FALLBACK_INIT_STD
+        init_std = _std_of_rows(vectors, found) if found.any() else FALLBACK_INIT_STD
     for i, w in enumerate(word_list):
         if not found[i] and i not in zero_rows:
             rng = np.random.default_rng([seed, zlib.crc32(w.encode("utf-8"))])
@@ -179,6 +172,18 @@ def load_word_vectors(
         counted=counted,
         init_std=init_std,
     )
+
+
+def _std_of_rows(vectors: np.ndarray, rows: np.ndarray) -> float:
+    """Standard deviation of all entries of the selected rows, without copying them."""
+    total = total_sq = 0.0
+    for i in np.flatnonzero(rows):
+        row = vectors[i].astype(np.float64)
+        total += row.sum()
+        total_sq += (row * row).sum()
+    n = int(rows.sum()) * vectors.shape[1]
+    mean = total / n
+    return float(np.sqrt(max(total_sq / n - mean * mean, 0.0)))
 
 
 def save_word_vectors_text(path: str | os.PathLike, words: Iterable[str], vectors: np.ndarray) -> None:
@@ -196,14 +201,16 @@ def save_word_vectors_text(path: str | os.PathLike, words: Iterable[str], vector
 
 
 class _Scan:
-    """Collects the rows of wanted words while a file streams past."""
+    """Writes the rows of wanted words into a (rows, D) matrix while a file streams past."""
 
-    def __init__(self, wanted: dict[str, int], lowercase_fallback: bool):
+    def __init__(self, wanted: dict[str, int], lowercase_fallback: bool, *, rows: int):
         self.wanted = wanted
         self.wanted_bytes = {w.encode("utf-8"): w for w in wanted}
         self.lowercase_fallback = lowercase_fallback
-        self.exact: dict[str, np.ndarray] = {}
-        self.folded: dict[str, np.ndarray] = {}
+        self.rows = rows
+        self.matrix: np.ndarray | None = None  # allocated at the first kept row
+        self.exact: dict[str, None] = {}  # insertion-ordered sets
+        self.folded: dict[str, None] = {}
 
     def target(self, token: bytes) -> tuple[str, bool] | None:
         """(word, exact) when this file token supplies a row still needed, else None."""
@@ -217,7 +224,10 @@ class _Scan:
         return None
 
     def keep(self, word: str, exact: bool, vector: np.ndarray) -> None:
-        (self.exact if exact else self.folded)[word] = vector
+        if self.matrix is None:
+            self.matrix = np.zeros((self.rows, vector.shape[0]), dtype=np.float32)
+        self.matrix[self.wanted[word]] = vector  # an exact row later overwrites a lowercase match
+        (self.exact if exact else self.folded)[word] = None
 
 
 def _detect_format(path: Path) -> str:
