@@ -22,6 +22,21 @@ def test_caption_style_matches_karpathy_tokens():
     assert tokenize('Two dogs "play" (outside) !', "caption") == ["two", "dogs", "play", "outside"]
 
 
+# published (raw, tokens) pairs of the first test image of the Karpathy COCO split file
+KARPATHY_COCO_391895 = [
+    ("A man with a red helmet on a small moped on a dirt road. ",
+     "a man with a red helmet on a small moped on a dirt road"),
+    ("Man riding a motor bike on a dirt road on the countryside.",
+     "man riding a motor bike on a dirt road on the countryside"),
+    ("A man riding on the back of a motorcycle.", "a man riding on the back of a motorcycle"),
+]
+
+
+@pytest.mark.parametrize("raw,tokens", KARPATHY_COCO_391895)
+def test_caption_style_reproduces_published_karpathy_tokens(raw, tokens):
+    assert tokenize(raw, "caption") == tokens.split()
+
+
 def test_unknown_style_is_rejected():
     with pytest.raises(ValueError, match="tokenizer style"):
         tokenize("a dog", "bert")

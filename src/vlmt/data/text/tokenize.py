@@ -4,10 +4,11 @@
   lowercase, delete every ``,`` and ``?``, put a space before each ``'s`` (so ``man's`` becomes
   ``man 's``), then split on whitespace. Every other character (``.``, ``-``, ``/``, ``"`` ...)
   stays inside its token.
-* ``"caption"``: the caption tokenisation of the Karpathy (neuraltalk2) preprocessing that
-  produced the ``tokens`` lists of the Karpathy split files: lowercase, delete every ASCII
-  punctuation character (Python's ``string.punctuation``), then split on whitespace. Hyphenated
-  and possessive words are joined (``t-shirt`` -> ``tshirt``, ``man's`` -> ``mans``).
+* ``"caption"``: the caption tokenisation of Karpathy's neuraltalk2 preprocessing: lowercase,
+  delete every ASCII punctuation character (Python's ``string.punctuation``), then split on
+  whitespace. Hyphenated and possessive words are joined (``t-shirt`` -> ``tshirt``, ``man's``
+  -> ``mans``). It reproduces the ``tokens`` of the Karpathy split files on ordinary captions,
+  but users report captions where those differ, so readers keep a file's own ``tokens``.
 
 Both rules act on each whitespace-separated word independently, so a sentence's tokens are the
 concatenation of its words' tokens. :func:`align_words` relies on this to map spans of the
