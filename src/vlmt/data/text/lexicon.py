@@ -174,7 +174,12 @@ class PosLexicon:
         return kinds
 
     @staticmethod
-    def _disambiguate(kinds, end, tags, following) -> dict[str, str]:
+    def _disambiguate(
+        kinds: dict[str, str],
+        end: int,
+        tags: Sequence[str | None] | None,
+        following: Sequence[tuple[int, int, dict[str, str]]],
+    ) -> dict[str, str]:
         """A label that is both noun and adjective: the tagger decides; without one, it is an
         adjective right before a noun label and both otherwise."""
         if tags is not None and tags[end - 1] in kinds:
