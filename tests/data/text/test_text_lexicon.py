@@ -84,3 +84,26 @@ def test_a_tagger_with_the_wrong_number_of_tags_is_an_error():
     lex = PosLexicon(nouns=["dog"], adjectives=[], lemmatizer="rules", tagger=lambda tokens: ["n"])
     with pytest.raises(ValueError, match="1 tags for 2 tokens"):
         lex.tag(["the", "dog"])
+
+
+def _tiny_spacy_pipeline(path):
+    """A real spaCy pipeline whose attribute ruler assigns Penn tags to a few words (no trained
+    model is needed, so the spaCy code path runs wherever spaCy itself is installed)."""
+    spacy_mod = pytest.importorskip("spacy")
+    nlp = spacy_mod.blank("en")
+    ruler = nlp.add_pipe("attribute_ruler")
+    for word, tag in [("zebra", "NN"), ("zebras", "NNS"), ("orange", "NN"), ("tall", "JJ")]:
+        ruler.add(patterns=[[{"LOWER": word}]], attrs={"TAG": tag})
+    nlp.to_disk(path)
+    return str(path)
+
+
+def test_spacy_tagger_path_with_a_real_pipeline(tmp_path):
+    model = _tiny_spacy_pipeline(tmp_path / "tiny_spacy")
+    lex = PosLexicon.from_labels(
+        objects=OBJECTS, attributes=ATTRIBUTES, lemmatizer="rules", tagger="spacy", spacy_model=model
+    )
+    assert lex.tagger_name == "spacy"
+    tagged = lex.tag(tokenize("are the tall zebras eating an orange"))
+    assert tagged.nouns == ["zebra", "orange"]  # lemma from the rules: the pipeline has no lemmatiser
+    assert tagged.adjectives == ["tall"]

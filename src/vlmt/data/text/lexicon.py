@@ -138,7 +138,7 @@ class PosLexicon:
             for i, tag in enumerate(tags):
                 if i in covered or tag not in (NOUN, ADJECTIVE):
                     continue
-                lemma = tagger_lemmas[i] if tagger_lemmas else self.lemmatizer.lemmatize(tokens[i], tag)
+                lemma = (tagger_lemmas[i] if tagger_lemmas else None) or self.lemmatizer.lemmatize(tokens[i], tag)
                 matches.append(WordMatch(i, i + 1, lemma, tag, from_label=False))
         matches.sort(key=lambda m: (m.start, m.pos))
         return TaggedTokens(tokens=tokens, matches=tuple(matches))
@@ -231,7 +231,7 @@ def _spacy_tagger(nlp):
         for _, component in nlp.pipeline:
             doc = component(doc)
         tags = [_penn_to_coarse(t.tag_) if t.tag_ else None for t in doc]
-        lemmas = [t.lemma_.lower() or t.text for t in doc]
+        lemmas = [t.lemma_.lower() or None for t in doc]  # None: the pipeline has no lemmatiser
         return tags, lemmas
 
     return tag
