@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,8 +23,8 @@ from typing import Iterator
 import numpy as np
 
 from vlmt.data.examples import VQAExample
-from vlmt.data.readers._common import (Report, Skip, load_json, optional, raise_problem, require, require_text,
-                                       top_list)
+from vlmt.data.readers._common import Report, Skip, optional, raise_problem, require, require_text
+from vlmt.data.readers._stream import ArrayStream
 from vlmt.errors import DataError
 
 SUBTYPES = ("train2014", "val2014", "test2015", "test-dev2015")
@@ -62,12 +63,10 @@ def _check_header(data: object, path: Path, report: Report, pattern: re.Pattern)
 def read_questions(path: str | os.PathLike, *, report: Report = raise_problem) -> dict[int, QuestionRecord]:
     """Questions by question id. Multiple-choice files must list 18 distinct choices."""
     path = Path(path)
-    data = load_json(path)
-    _check_header(data, path, report, QUESTIONS_RE)
-    task = data.get("task_type") if isinstance(data, dict) else None
-    multiple_choice = task == "Multiple-Choice" or path.name.startswith("MultipleChoice")
+    stream = ArrayStream(path, "questions")
+    multiple_choice = path.name.startswith("MultipleChoice")
     out: dict[int, QuestionRecord] = {}
-    for i, q in enumerate(top_list(data, "questions", path, report)):
+    for i, q in enumerate(stream):
         record = f"questions[{i}]"
         try:
             qid = require(q, "question_id", int, path, record, report)
@@ -88,6 +87,10 @@ def read_questions(path: str | os.PathLike, *, report: Report = raise_problem) -
             report(path, "duplicate question id", record=record, field="question_id")
             continue
         out[qid] = QuestionRecord(qid, image_id, text, choices)
+    if _check_stream(stream, path, report, QUESTIONS_RE):
+        if stream.header.get("task_type") == "Multiple-Choice" and not multiple_choice and out and \
+                any(q.choices is None for q in out.values()):
+            report(path, "task_type is Multiple-Choice but questions lack multiple_choices", field="multiple_choices")
     return out
 
 
@@ -107,9 +110,8 @@ def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem,
     `attempted` collects the question id of every record, good or bad, so a caller does not
     report a bad record a second time as a missing annotation."""
     path = Path(path)
-    data = load_json(path)
-    _check_header(data, path, report, ANNOTATIONS_RE)
-    for i, a in enumerate(top_list(data, "annotations", path, report)):
+    stream = ArrayStream(path, "annotations")
+    for i, a in enumerate(stream):
         record = f"annotations[{i}]"
         try:
             qid = require(a, "question_id", int, path, record, report)
@@ -130,25 +132,37 @@ def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem,
                 raise Skip
             answers = []
             for j, ans in enumerate(raw):
-                answers.append(require_text(ans, "answer", path, f"{record} answers[{j}]", report))
+                # answers repeat heavily (a few thousand distinct in 4.5M): intern to share them
+                answers.append(sys.intern(require_text(ans, "answer", path, f"{record} answers[{j}]", report)))
                 require(ans, "answer_id", int, path, f"{record} answers[{j}]", report)
                 optional(ans, "answer_confidence", str, path, f"{record} answers[{j}]", report)
         except Skip:
             continue
-        yield AnnotationRecord(qid, image_id, tuple(answers), answer_type, question_type, mc_answer)
+        yield AnnotationRecord(qid, image_id, tuple(answers), sys.intern(answer_type), sys.intern(question_type),
+                               sys.intern(mc_answer))
+    _check_stream(stream, path, report, ANNOTATIONS_RE)
 
 
-def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None = None, *,
-             report: Report = raise_problem) -> list[VQAExample]:
-    """Join a question file with its annotation file (None for test splits) into examples.
+def _check_stream(stream: ArrayStream, path: Path, report: Report, pattern: re.Pattern) -> bool:
+    """Report a wrong top level or a missing/non-list record array; then check the header."""
+    if stream.top_level_type != "object":
+        report(path, f"top level must be a JSON object with {stream.key!r}, got a {stream.top_level_type}")
+        return False
+    if not stream.found:
+        if stream.key in stream.header:
+            report(path, f"must be a list, got {type(stream.header[stream.key]).__name__}", field=stream.key)
+        else:
+            report(path, "missing", field=stream.key)
+    _check_header(stream.header, path, report, pattern)
+    return True
 
-    Cross-checks: every annotation's question exists with the same image id; every question has
-    an annotation; a multiple-choice list holds the correct answer."""
-    qs = read_questions(questions, report=report)
-    if annotations is None:
-        return [VQAExample(q.question_id, q.image_id, q.question, choices=q.choices) for q in qs.values()]
+
+def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[int, QuestionRecord], *,
+         report: Report = raise_problem) -> Iterator[tuple[QuestionRecord, AnnotationRecord]]:
+    """Pair each annotation with its question, cross-checking: the question exists with the same
+    image id, no duplicate annotation, a multiple-choice list holds the correct answer, and
+    (at the end) every question has an annotation."""
     annotations = Path(annotations)
-    out: list[VQAExample] = []
     seen: set[int] = set()
     attempted: set[int] = set()
     for a in iter_annotations(annotations, report=report, attempted=attempted):
@@ -169,18 +183,27 @@ def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None
             report(questions, f"does not contain the correct answer {a.multiple_choice_answer!r}", record=record,
                    field="multiple_choices")
             continue
-        out.append(VQAExample(q.question_id, q.image_id, q.question, answers=a.answers, answer_type=a.answer_type,
-                              question_type=a.question_type, multiple_choice_answer=a.multiple_choice_answer,
-                              choices=q.choices))
+        yield q, a
     for qid in sorted(qs.keys() - attempted):
         report(questions, f"has no annotation in {annotations.name}", record=f"question_id {qid}", field="question_id")
-    return out
+
+
+def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None = None, *,
+             report: Report = raise_problem) -> list[VQAExample]:
+    """Join a question file with its annotation file (None for test splits) into examples."""
+    qs = read_questions(questions, report=report)
+    if annotations is None:
+        return [VQAExample(q.question_id, q.image_id, q.question, choices=q.choices) for q in qs.values()]
+    return [VQAExample(q.question_id, q.image_id, q.question, answers=a.answers, answer_type=a.answer_type,
+                       question_type=a.question_type, multiple_choice_answer=a.multiple_choice_answer,
+                       choices=q.choices)
+            for q, a in join(questions, annotations, qs, report=report)]
 
 
 class VQAIndex:
     """A compact index of a VQA split: sorted question ids and image ids as int64 arrays, texts in
-    flat lists; `index[question_id]` builds the example on demand. The parsed JSON objects are
-    dropped once indexed, so resident memory is the index, not Python dicts per record."""
+    flat lists; `index[question_id]` builds the example on demand. Both files are streamed
+    record by record (never parsed whole), and the per-record dicts are dropped once indexed."""
 
     def __init__(self, questions: str | os.PathLike, annotations: str | os.PathLike | None = None):
         qs = read_questions(questions)
@@ -190,17 +213,15 @@ class VQAIndex:
         self.annotations_path = Path(annotations) if annotations is not None else None
         self.question_ids = ids[order]
         records = list(qs.values())
-        del qs
         self.image_ids = np.fromiter((records[i].image_id for i in order), dtype=np.int64, count=len(records))
         self._text = [records[i].question for i in order]
         self._choices = [records[i].choices for i in order]
         del records
         self._answers: list[AnnotationRecord | None] = [None] * len(self.question_ids)
         if annotations is not None:
-            for example in read_vqa(questions, annotations):  # full cross-check, then compact
-                self._answers[self._row(example.question_id)] = AnnotationRecord(
-                    example.question_id, example.image_id, example.answers, example.answer_type or "",
-                    example.question_type or "", example.multiple_choice_answer or "")
+            for _, a in join(questions, annotations, qs):
+                self._answers[self._row(a.question_id)] = a
+        del qs  # only the compact arrays and lists stay
 
     def __len__(self) -> int:
         return len(self.question_ids)
