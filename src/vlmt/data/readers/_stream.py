@@ -13,6 +13,7 @@ from vlmt.errors import DataError
 
 _CHUNK = 1 << 20
 _WS = " \t\n\r"
+_DELIMITERS = _WS + ",]}:"
 _decoder = json.JSONDecoder()
 
 
@@ -80,7 +81,9 @@ class ArrayStream:
                 if self._more():
                     continue
                 raise self._fail(e.msg) from None
-            if end == len(self._buf) and self._more():  # a number may continue in the next chunk
+            # a number cut by the chunk end ("-2.5" of "-2.5e10") decodes without error: accept a
+            # value only when a delimiter (or the end of the file) follows it
+            if (end == len(self._buf) or self._buf[end] not in _DELIMITERS) and self._more():
                 continue
             self._pos = end
             return value
