@@ -204,7 +204,7 @@ def _check_features(report: Report, datasets: Iterable[_Dataset], stores: list) 
                                                   field="image_id"))
 
 
-KARPATHY_RE = re.compile(r"^dataset_\w+\.json$")
+KARPATHY_RE = captions.KARPATHY_RE
 COCO_RE = re.compile(r"^captions_\w+\.json$")
 
 
