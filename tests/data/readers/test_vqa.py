@@ -55,3 +55,15 @@ def test_first_problem_raises_with_file_record_and_field(tmp_path, fixtures):
     with pytest.raises(DataError) as e:
         vqa.read_vqa(tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json", bad)
     assert e.value.file == str(bad) and e.value.field == "answers" and e.value.record == "question_id 262148001"
+
+
+def test_abstract_scene_split_names(tmp_path, fixtures):
+    data = json.loads((fixtures / "vqa" / "MultipleChoice_mscoco_val2014_questions.json").read_text())
+    data.update(data_type="abstract_v002", data_subtype="val2015")
+    path = tmp_path / "MultipleChoice_abstract_v002_val2015_questions.json"
+    path.write_text(json.dumps(data))
+    assert len(vqa.read_questions(path)) == 3
+    data["data_subtype"] = "val2014"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="data_subtype"):
+        vqa.read_questions(path)

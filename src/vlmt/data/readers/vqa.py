@@ -27,7 +27,8 @@ from vlmt.data.readers._common import Report, Skip, optional, raise_problem, req
 from vlmt.data.readers._stream import ArrayStream
 from vlmt.errors import DataError
 
-SUBTYPES = ("train2014", "val2014", "test2015", "test-dev2015")
+SUBTYPES = ("train2014", "val2014", "test2015", "test-dev2015")  # data_type "mscoco"
+ABSTRACT_SUBTYPES = ("train2015", "val2015", "test2015")  # data_type "abstract_v002" (VQA v1 abstract scenes)
 ANSWER_TYPES = ("yes/no", "number", "other")
 NUM_CHOICES = 18  # VQA v1 multiple choice
 NUM_ANSWERS = 10
@@ -52,8 +53,9 @@ def _check_header(data: object, path: Path, report: Report, pattern: re.Pattern)
     if subtype is None:
         report(path, "missing", field="data_subtype")
         return None
-    if subtype not in SUBTYPES:
-        report(path, f"unknown split name {subtype!r}; expected one of {', '.join(SUBTYPES)}", field="data_subtype")
+    known = ABSTRACT_SUBTYPES if data.get("data_type") == "abstract_v002" else SUBTYPES
+    if subtype not in known:
+        report(path, f"unknown split name {subtype!r}; expected one of {', '.join(known)}", field="data_subtype")
     m = pattern.match(path.name)
     if m and m.group(m.lastindex) != subtype:
         report(path, f"says {subtype!r} but the file name says {m.group(m.lastindex)!r}", field="data_subtype")
