@@ -282,3 +282,10 @@ def test_easy_vqa_layout_is_found_and_checked(tmp_path, capsys):
     rc, err = _validate(tmp_path, capsys)
     assert rc == 1
     assert "questions.json: record [0]: field 'answer'" in err and "questions.json: record [1]: field 'image_id'" in err
+
+
+def test_an_unusable_annotation_array_is_one_problem_not_one_per_question(data, capsys):
+    edit_json(delitem("annotations"))(data / V2A)
+    rc, err = _validate(data, capsys)
+    assert rc == 1
+    assert [line for line in err.splitlines() if "field" in line] == [f"{data / V2A}: field 'annotations': missing"]

@@ -142,7 +142,11 @@ def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem,
             continue
         yield AnnotationRecord(qid, image_id, tuple(answers), sys.intern(answer_type), sys.intern(question_type),
                                sys.intern(mc_answer))
-    _check_stream(stream, path, report, ANNOTATIONS_RE)
+    if not _check_stream(stream, path, report, ANNOTATIONS_RE) and attempted is not None:
+        attempted.add(_UNREADABLE)
+
+
+_UNREADABLE = -1  # marks `attempted` when the record array itself was unusable
 
 
 def _check_stream(stream: ArrayStream, path: Path, report: Report, pattern: re.Pattern) -> bool:
@@ -156,7 +160,7 @@ def _check_stream(stream: ArrayStream, path: Path, report: Report, pattern: re.P
         else:
             report(path, "missing", field=stream.key)
     _check_header(stream.header, path, report, pattern)
-    return True
+    return stream.found and isinstance(stream.header.get(stream.key, []), list)
 
 
 def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[int, QuestionRecord], *,
@@ -186,6 +190,8 @@ def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[
                    field="multiple_choices")
             continue
         yield q, a
+    if _UNREADABLE in attempted:  # already reported; listing every question would only add noise
+        return
     for qid in sorted(qs.keys() - attempted):
         report(questions, f"has no annotation in {annotations.name}", record=f"question_id {qid}", field="question_id")
 
