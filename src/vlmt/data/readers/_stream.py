@@ -1,0 +1,146 @@
+"""Streaming reader for JSON files shaped `{..., "<key>": [record, record, ...], ...}`: yields
+the records of one large array one at a time, so memory holds one record and a read buffer, not
+the whole parsed file (VQA annotation files hold millions of nested objects)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from vlmt.errors import DataError
+
+_CHUNK = 1 << 20
+_WS = " \t\n\r"
+_DELIMITERS = _WS + ",]}:"
+_decoder = json.JSONDecoder()
+
+
+class ArrayStream:
+    """Iterate `ArrayStream(path, key)` for the records of the top-level array `key`; afterwards
+    `header` holds every other top-level field and `found` says whether `key` was present.
+    Unparsable or truncated input raises `DataError` with the character offset."""
+
+    def __init__(self, path: str | os.PathLike, key: str):
+        self.path = Path(path)
+        self.key = key
+        self.header: dict[str, Any] = {}
+        self.found = False
+        self.top_level_type: str | None = None
+        self._buf = ""
+        self._pos = 0
+        self._offset = 0  # characters dropped from the front of the buffer
+        self._eof = False
+        self._file = None
+
+    # -- buffer
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        try:
+            chunk = self._file.read(_CHUNK)  # type: ignore[union-attr]
+        except UnicodeDecodeError as e:
+            raise DataError(self.path, f"not UTF-8 text ({e.reason})") from None
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf = self._buf[self._pos:] + chunk
+        self._offset += self._pos
+        self._pos = 0
+        return True
+
+    def _fail(self, what: str) -> DataError:
+        at = self._offset + self._pos
+        return DataError(self.path, f"not valid JSON ({what} at character {at}); truncated?")
+
+    def _skip_ws(self) -> None:
+        while True:
+            while self._pos < len(self._buf) and self._buf[self._pos] in _WS:
+                self._pos += 1
+            if self._pos < len(self._buf) or not self._more():
+                return
+
+    def _peek(self) -> str:
+        self._skip_ws()
+        if self._pos >= len(self._buf):
+            raise self._fail("unexpected end of file")
+        return self._buf[self._pos]
+
+    def _expect(self, char: str) -> None:
+        if self._peek() != char:
+            raise self._fail(f"expected {char!r}, found {self._buf[self._pos]!r}")
+        self._pos += 1
+
+    def _value(self) -> Any:
+        self._skip_ws()
+        while True:
+            try:
+                value, end = _decoder.raw_decode(self._buf, self._pos)
+            except json.JSONDecodeError as e:
+                if self._more():
+                    continue
+                raise self._fail(e.msg) from None
+            # a number cut by the chunk end ("-2.5" of "-2.5e10") decodes without error: accept a
+            # value only when a delimiter (or the end of the file) follows it
+            if (end == len(self._buf) or self._buf[end] not in _DELIMITERS) and self._more():
+                continue
+            self._pos = end
+            return value
+
+    # -- structure
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            self._file = open(self.path, encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(self.path, "file not found") from None
+        except OSError as e:
+            raise DataError(self.path, f"unreadable: {e.strerror}") from None
+        try:
+            yield from self._object()
+        finally:
+            self._file.close()
+
+    def _object(self) -> Iterator[Any]:
+        first = self._peek()
+        if first != "{":
+            self.top_level_type = "list" if first == "[" else "other"
+            self._value()  # still reject invalid JSON
+            return
+        self.top_level_type = "object"
+        self._pos += 1
+        if self._peek() == "}":
+            self._pos += 1
+            return
+        while True:
+            name = self._value()
+            if not isinstance(name, str):
+                raise self._fail("expected a key")
+            self._expect(":")
+            if name == self.key and self._peek() == "[":
+                self.found = True
+                self._pos += 1
+                if self._peek() == "]":
+                    self._pos += 1
+                else:
+                    while True:
+                        yield self._value()
+                        sep = self._peek()
+                        self._pos += 1
+                        if sep == "]":
+                            break
+                        if sep != ",":
+                            self._pos -= 1
+                            raise self._fail(f"expected ',' or ']', found {sep!r}")
+            else:
+                self.header[name] = self._value()
+            sep = self._peek()
+            self._pos += 1
+            if sep == "}":
+                break
+            if sep != ",":
+                self._pos -= 1
+                raise self._fail(f"expected ',' or '}}', found {sep!r}")
+        self._skip_ws()
+        if self._pos < len(self._buf):
+            raise self._fail("extra data after the top-level object")
