@@ -83,3 +83,12 @@ def test_annotation_without_answers_is_reported(tmp_path, capsys):
                str(tmp_path / "a.json"), "--results", str(FIXTURES / "vqa_results.json")])
     assert rc == 1
     assert "a.json: record question_id 3: field 'answer_type': missing" in capsys.readouterr().err
+
+
+def test_written_results_evaluate_like_the_fixture(tmp_path, capsys):
+    from vlmt.evaluation.vqa_files import write_vqa_results
+
+    answers = {r["question_id"]: r["answer"] for r in json.loads((FIXTURES / "vqa_results.json").read_text())}
+    write_vqa_results(tmp_path / "r.json", answers)
+    assert main(_args(results=tmp_path / "r.json") + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == EXPECTED

@@ -104,3 +104,13 @@ def test_read_predictions_file(tmp_path):
         path.write_text(json.dumps(bad))
         with pytest.raises(DataError, match=message):
             read_grounding_predictions(path)
+
+
+def test_written_predictions_read_back(tmp_path):
+    from vlmt.evaluation.grounding import write_grounding_predictions
+
+    preds = {(7, 0, "1"): np.array([[10.0, 10, 50, 60]]), (7, 2, "5"): np.zeros((0, 4))}
+    write_grounding_predictions(tmp_path / "p.json", preds)
+    back = read_grounding_predictions(tmp_path / "p.json")
+    assert set(back) == set(preds)
+    assert np.array_equal(back[(7, 0, "1")], preds[(7, 0, "1")])

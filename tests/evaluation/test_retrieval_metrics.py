@@ -154,3 +154,12 @@ def test_cli_refuses_pickled_arrays(tmp_path, capsys):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert main(["evaluate", "retrieval", "--scores", str(tmp_path / "obj.npy")]) == 1
     assert "obj.npy" in capsys.readouterr().err
+
+
+def test_saved_scores_evaluate_from_the_cli(tmp_path, capsys):
+    from vlmt.evaluation.retrieval import save_scores
+
+    s = np.eye(4).repeat(5, axis=1)
+    save_scores(tmp_path / "s.npy", s)
+    assert main(["evaluate", "retrieval", "--scores", str(tmp_path / "s.npy"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rsum"] == 600.0

@@ -168,3 +168,14 @@ def _boxes(path: Path, record: str, boxes: object) -> np.ndarray:
         if b[2] < b[0] or b[3] < b[1]:
             raise DataError(path, f"box {i} has x2 < x1 or y2 < y1", record=record)
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def write_grounding_predictions(path: str | Path, predictions: Mapping[PhraseKey, np.ndarray]) -> None:
+    """Write ranked boxes per phrase in the predictions format above (atomically)."""
+    from vlmt.io import write_json
+
+    nested: dict[str, dict[str, dict[str, list]]] = {}
+    for (image_id, sent_index, entity_id), boxes in predictions.items():
+        rows = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist()
+        nested.setdefault(str(int(image_id)), {}).setdefault(str(int(sent_index)), {})[str(entity_id)] = rows
+    write_json(path, nested, indent=None)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 
 RECALL_KS = (1, 5, 10)
@@ -146,3 +148,11 @@ def fold_metrics(scores: np.ndarray, captions_per_image: int = 5, folds: int = 5
                               for k in ("r1", "r5", "r10", "medr", "meanr")})
 
     return RetrievalMetrics(mean_ranks("i2t"), mean_ranks("t2i"), rsum=mean(lambda m: m.rsum))
+
+
+def save_scores(path: str | os.PathLike, scores: np.ndarray) -> None:
+    """Write an images x captions score matrix as .npy (atomically) for `vlmt evaluate retrieval`."""
+    from vlmt.io import atomic_write
+
+    with atomic_write(path, "wb") as f:
+        np.save(f, np.asarray(scores), allow_pickle=False)

@@ -147,3 +147,16 @@ def read_vqa_files(questions: str | Path, annotations: str | Path, results: str 
         raise DataError(results, f"{len(extra)} answer(s) for questions not in the annotation file, "
                         f"first {extra[0]!r}", record=f"question_id {extra[0]}")
     return VQAFiles(task_type, qs, anns, res, Path(results))
+
+
+def write_vqa_results(path: str | Path, answers: dict[Any, str]) -> None:
+    """Write model answers as an official results file (atomically), ready for the evaluation
+    and for the VQA test-dev server: [{"question_id": ..., "answer": ...}, ...]."""
+    from vlmt.io import write_json
+
+    records = []
+    for qid, answer in answers.items():
+        if not isinstance(answer, str):
+            raise TypeError(f"answer of question {qid!r} must be a string")
+        records.append({"question_id": qid, "answer": answer})
+    write_json(path, records, indent=None)
