@@ -114,3 +114,10 @@ def test_written_predictions_read_back(tmp_path):
     back = read_grounding_predictions(tmp_path / "p.json")
     assert set(back) == set(preds)
     assert np.array_equal(back[(7, 0, "1")], preds[(7, 0, "1")])
+
+
+def test_any_box_protocol_is_an_explicit_option():
+    preds = {(7, 0, "1"): np.array([[20, 20, 50, 40]]), (7, 0, "2"): np.array([[12, 10, 22, 18]]),
+             (7, 0, "3"): np.array([[30, 40, 60, 70]])}
+    assert grounding_recall([_sentence()], preds).overall.r1 == pytest.approx(200 / 3)
+    assert grounding_recall([_sentence()], preds, any_box=True).overall.r1 == 100.0

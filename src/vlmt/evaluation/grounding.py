@@ -75,13 +75,15 @@ class GroundingMetrics:
         return out
 
 
-def first_hit_rank(ranked_boxes: np.ndarray, truth: tuple[float, float, float, float], *,
+def first_hit_rank(ranked_boxes: np.ndarray, truth: tuple[float, float, float, float] | np.ndarray, *,
                    iou_threshold: float = 0.5, pixel_offset: float = 0.0) -> int | None:
-    """0-based position of the first predicted box with IoU >= threshold, None if none has."""
+    """0-based position of the first predicted box with IoU >= threshold with a ground-truth box
+    (`truth` is one box or (G, 4) boxes, any of which counts), None if none has."""
     boxes = np.asarray(ranked_boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return None
-    hits = np.flatnonzero(box_iou(boxes, np.asarray(truth), pixel_offset=pixel_offset)[:, 0] >= iou_threshold)
+    iou = box_iou(boxes, np.asarray(truth, dtype=np.float64), pixel_offset=pixel_offset)
+    hits = np.flatnonzero((iou >= iou_threshold).any(axis=1))
     return int(hits[0]) if len(hits) else None
 
 
@@ -92,21 +94,23 @@ def _recall(first_hits: list[int | None]) -> RecallCounts:
 
 
 def grounding_recall(sentences: Iterable[GroundedSentence], predictions: Mapping[PhraseKey, np.ndarray], *,
-                     iou_threshold: float = 0.5, pixel_offset: float = 0.0,
+                     iou_threshold: float = 0.5, pixel_offset: float = 0.0, any_box: bool = False,
                      predictions_path: str | Path = "<predictions>") -> GroundingMetrics:
     """Recall@1/5/10 over every phrase with boxes in `sentences`.
 
     `predictions[(image_id, sentence_index, entity_id)]` is an (R, 4) array of ranked boxes.
     A phrase with boxes but no prediction is a `DataError` (never silently skipped); fewer than
-    K boxes simply give K fewer chances.
+    K boxes simply give K fewer chances. `any_box=True` scores against each of the entity's
+    boxes instead of their union (the "any box" protocol some later papers report; not the
+    Flickr30k Entities one).
     """
     overall: list[int | None] = []
     by_type: dict[str, list[int | None]] = {}
     for sent in sentences:
         for phrase in sent.phrases:
-            truth = phrase.ground_truth_box
-            if truth is None:
+            if not phrase.boxes:
                 continue
+            truth = np.asarray(phrase.boxes if any_box else [phrase.ground_truth_box], dtype=np.float64)
             key = (sent.image_id, sent.sentence_index, phrase.entity_id)
             if key not in predictions:
                 raise DataError(predictions_path, f"no ranked boxes for phrase {phrase.text!r}",
