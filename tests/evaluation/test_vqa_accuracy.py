@@ -110,3 +110,19 @@ def test_answering_the_unanimous_or_majority_answer_scores_100(gts_lists):
         anns.append({"question_id": i, "question_type": "t", "answer_type": "a", "answers": gts})
         results[i] = gts[0]
     assert evaluate_vqa(anns, results).overall == 100.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(answer_text, min_size=10, max_size=10), answer_text,
+                          st.sampled_from(["yes/no", "number", "other"])), min_size=1, max_size=15),
+       st.randoms())
+def test_scores_do_not_depend_on_question_order_beyond_float_rounding(items, rnd):
+    anns = [{"question_id": i, "question_type": "t", "answer_type": at, "answers": gts}
+            for i, (gts, _, at) in enumerate(items)]
+    results = {i: r for i, (_, r, _) in enumerate(items)}
+    shuffled = list(anns)
+    rnd.shuffle(shuffled)
+    a, b = evaluate_vqa(anns, results), evaluate_vqa(shuffled, results)
+    assert a.per_question == b.per_question
+    assert abs(a.overall - b.overall) <= 0.01 + 1e-9
+    assert 0.0 <= a.overall <= 100.0
