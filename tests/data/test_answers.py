@@ -108,3 +108,14 @@ def test_majority_answer_and_pool_round_trip():
     assert AnswerPool.from_dict(pool.to_dict()) == pool
     with pytest.raises(ValueError):
         AnswerPool(("a", "a"), (1, 1))
+
+
+def test_pool_from_examples_uses_multiple_choice_answer_or_majority():
+    from vlmt.data.answers import answer_pool_from_examples
+    from vlmt.data.examples import VQAExample
+
+    examples = [VQAExample(i, 1, "q?", answers=("yes",) * 10, multiple_choice_answer="yes") for i in range(3)]
+    examples += [VQAExample(10 + i, 1, "q?", answers=("Two",) * 6 + ("3",) * 4) for i in range(3)]
+    examples += [VQAExample(20, 1, "q?")]          # test split: no answers, not counted
+    pool = answer_pool_from_examples(examples, more_than=2)
+    assert pool.answers == ("2", "yes") and pool.counts == (3, 3)

@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from vlmt.data.examples import VQAExample
+
 # Punctuation characters of the 2021 official evaluation. Apostrophe and colon are absent on
 # purpose (possessives, times such as 2:50); the full stop is handled by its own rule below.
 PUNCTUATION: tuple[str, ...] = (
@@ -199,3 +201,16 @@ def soft_scores(answers: Sequence[str], pool: AnswerPool) -> dict[int, float]:
     """
     counts = Counter(normalize_answer(a) for a in answers)
     return {pool.index[a]: min(1.0, n / 3.0) for a, n in counts.items() if a in pool.index}
+
+
+def correct_answer(example: VQAExample) -> str:
+    """A question's correct answer: its `multiple_choice_answer`, else the majority answer."""
+    if example.multiple_choice_answer:
+        return example.multiple_choice_answer
+    return majority_answer(example.answers)
+
+
+def answer_pool_from_examples(examples: Iterable[VQAExample], *, more_than: int = 8) -> AnswerPool:
+    """`build_answer_pool` over the correct answers of training examples (those with answers)."""
+    return build_answer_pool((correct_answer(e) for e in examples if e.answers or e.multiple_choice_answer),
+                             more_than=more_than)
