@@ -102,9 +102,9 @@ def evaluate_vqa(annotations: Sequence[Mapping[str, Any]], results: Mapping[Any,
     annotated question needs a result (the official code requires exactly that set of ids).
     Questions are visited in annotation order, which fixes the order of the float sums.
     """
-    rounder = round_half_away if rounding == "python2" else round_half_even
     if rounding not in ("python2", "python3"):
         raise ValueError(f"rounding must be 'python2' or 'python3', not {rounding!r}")
+    rounder = round_half_away if rounding == "python2" else round_half_even
     if not annotations:
         raise ValueError("no annotations to evaluate")
     accs: list[float] = []
