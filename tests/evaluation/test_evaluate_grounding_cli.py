@@ -46,3 +46,29 @@ def test_listed_image_without_predictions_is_an_error(tmp_path, capsys):
     (tmp_path / "test.txt").write_text("7\n8\n")
     assert _run("--images", str(tmp_path / "test.txt")) == 1
     assert "no predictions for 1 listed image(s), first 8" in capsys.readouterr().err
+
+
+def test_split_option_reads_the_release_list(tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "entities"
+    shutil.copytree(ENTITIES, root)
+    (root / "test.txt").write_text("7\n")
+    assert main(["evaluate", "grounding", "--predictions", str(FIXTURES / "grounding_predictions.json"),
+                 "--annotations", str(root), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["phrases"] == 5
+
+
+def test_ground_truth_boxes_score_100_on_the_reader_fixture(tmp_path, capsys):
+    from vlmt.data.readers.flickr30k_entities import read_flickr30k_entities
+    from vlmt.evaluation.grounding import write_grounding_predictions
+
+    root = Path(__file__).parent.parent / "fixtures" / "flickr30k_entities"
+    sentences = read_flickr30k_entities(root, split="test")
+    preds = {(s.image_id, s.sentence_index, p.entity_id): [[0, 0, 1, 1], list(p.ground_truth_box)]
+             for s in sentences for p in s.phrases if p.boxes}
+    write_grounding_predictions(tmp_path / "p.json", preds)
+    assert main(["evaluate", "grounding", "--predictions", str(tmp_path / "p.json"), "--annotations",
+                 str(root), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["r1"], out["r5"], out["phrases"]) == (0.0, 100.0, len(preds))

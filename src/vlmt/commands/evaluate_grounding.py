@@ -20,9 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              '{"<entity_id>": [[x1, y1, x2, y2], ...]}}}')
     parser.add_argument("--annotations", required=True, metavar="DIR",
                         help="Flickr30k Entities folder holding Sentences/ and Annotations/")
-    parser.add_argument("--images", metavar="LIST.txt",
-                        help="image ids to evaluate, one per line (e.g. the test split's test.txt); "
-                             "every one must be predicted. Default: the images in the predictions")
+    images = parser.add_mutually_exclusive_group()
+    images.add_argument("--images", metavar="LIST.txt",
+                        help="image ids to evaluate, one per line; every one must be predicted. "
+                             "Default: the images in the predictions")
+    images.add_argument("--split", choices=["train", "val", "test"],
+                        help="evaluate the release split listed in DIR/<split>.txt; every image "
+                             "must be predicted")
     parser.add_argument("--any-box", action="store_true",
                         help="count a hit on any one of an entity's boxes instead of their union "
                              "(not the Flickr30k Entities protocol)")
@@ -46,11 +50,11 @@ def _image_list(path: Path) -> list[int]:
 
 def read_sentences(root: Path, image_ids: list[int]) -> list[GroundedSentence]:
     """The Flickr30k Entities sentences (with their phrases and boxes) of `image_ids`."""
-    from vlmt.data.readers.flickr30k_entities import read_flickr30k_entities_image
+    from vlmt.data.readers.flickr30k_entities import read_image
 
     sentences: list[GroundedSentence] = []
     for image_id in image_ids:
-        sentences.extend(read_flickr30k_entities_image(root, image_id))
+        sentences.extend(read_image(root, image_id))
     return sentences
 
 
@@ -60,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(root, "not a Flickr30k Entities folder (needs Sentences/ and Annotations/)")
     predictions = read_grounding_predictions(args.predictions)
     predicted_images = sorted({k[0] for k in predictions})
-    if args.images:
-        image_ids = _image_list(Path(args.images))
+    if args.images or args.split:
+        if args.split:
+            from vlmt.data.readers.flickr30k_entities import read_split
+
+            image_ids = read_split(root, args.split)
+        else:
+            image_ids = _image_list(Path(args.images))
         missing = [i for i in image_ids if i not in set(predicted_images)]
         if missing:
             raise DataError(args.predictions, f"no predictions for {len(missing)} listed image(s), "
