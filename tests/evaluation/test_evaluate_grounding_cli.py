@@ -72,3 +72,20 @@ def test_ground_truth_boxes_score_100_on_the_reader_fixture(tmp_path, capsys):
                  str(root), "--split", "test", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["r1"], out["r5"], out["phrases"]) == (0.0, 100.0, len(preds))
+
+
+def test_inclusive_pixels_flag_changes_only_the_iou_convention(tmp_path, capsys):
+    # the hat box is (12, 10, 22, 18) in the XML, (11, 9, 21, 17) in the reader's 0-based pixels;
+    # predicting (11, 9, 21, 13) gives continuous IoU 40 / 80 = 0.5 exactly, a hit;
+    # (11, 9, 21, 12.9) gives 39 / 80, a miss, but 11 * 4.9 / (11 * 9) = 0.54 with inclusive pixels
+    preds = json.loads((FIXTURES / "grounding_predictions.json").read_text())
+    preds["7"]["0"]["2"] = [[11, 9, 21, 13]]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    assert _run("--json", predictions=tmp_path / "p.json") == 0
+    assert json.loads(capsys.readouterr().out)["perPhraseType"]["clothing"]["r1"] == 100.0
+    preds["7"]["0"]["2"] = [[11, 9, 21, 12.9]]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    assert _run("--json", predictions=tmp_path / "p.json") == 0
+    assert json.loads(capsys.readouterr().out)["perPhraseType"]["clothing"]["r1"] == 0.0
+    assert _run("--json", "--inclusive-pixels", predictions=tmp_path / "p.json") == 0
+    assert json.loads(capsys.readouterr().out)["perPhraseType"]["clothing"]["r1"] == 100.0

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--any-box", action="store_true",
                         help="count a hit on any one of an entity's boxes instead of their union "
                              "(not the Flickr30k Entities protocol)")
+    parser.add_argument("--inclusive-pixels", action="store_true",
+                        help="treat box corners as inclusive integer pixels (area (x2-x1+1)(y2-y1+1)) "
+                             "instead of continuous coordinates")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(args.predictions, "no such sentence in the annotations",
                             record=f"image {key[0]} sentence {key[1]}")
     metrics = grounding_recall(sentences, predictions, any_box=args.any_box,
+                               pixel_offset=1.0 if args.inclusive_pixels else 0.0,
                                predictions_path=args.predictions)
     out = metrics.to_json()
     if args.json:

@@ -4,7 +4,8 @@ A phrase is correct at K when one of its K best-ranked predicted boxes overlaps 
 box with IoU >= 0.5. A phrase whose entity has several boxes is compared with their union box;
 phrases without boxes (non-visual, scene) are left out of the count.
 
-Predictions file (JSON), ranked boxes per phrase, best first, pixel x1, y1, x2, y2:
+Predictions file (JSON), ranked boxes per phrase, best first, pixel x1, y1, x2, y2 in the
+coordinates of `Phrase.boxes` (the Flickr30k Entities reader's 0-based pixels):
 
     {"<image_id>": {"<sentence_index>": {"<entity_id>": [[x1, y1, x2, y2], ...], ...}, ...}, ...}
 
