@@ -1,0 +1,126 @@
+"""Official VQA accuracy (open-ended and multiple-choice, VQA v1/v2), reproduced bit for bit.
+
+Reference: GT-Vision-Lab/VQA, `PythonEvaluationTools/vqaEvaluation/vqaEval.py` (2021 version,
+"Fixed processing answers bug") and `PythonHelperTools/vqaTools/vqa.py`. Our own code, written
+from what that code does; docs/metrics.md lists each behaviour that differs from the published
+description, with a worked example and a test.
+
+Per question: the 10 ground-truth records are taken one at a time out of the set; for each, the
+result scores min(1, matches among the other 9 / 3); the question scores the mean of the 10.
+Normalisation (`vlmt.data.answers.normalize_answer`) is applied to the result *and* the ground
+truth only when the ground-truth answers are not all identical; when they all agree, the result
+must equal them exactly (after newline/tab cleaning and strip), case and punctuation included.
+Totals are plain left-to-right float sums in annotation order and are rounded like Python 2
+(half away from zero) to 2 decimals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+from vlmt.data.answers import clean_whitespace, normalize_answer
+from vlmt.evaluation.rounding import round_half_away, round_half_even
+
+Rounding = Literal["python2", "python3"]
+
+
+@dataclass(frozen=True)
+class VQAScores:
+    """Accuracies in percent, rounded as requested; `per_question` holds every question's
+    rounded accuracy (the official `evalQA`)."""
+
+    overall: float
+    per_answer_type: dict[str, float]
+    per_question_type: dict[str, float]
+    per_question: dict[Any, float]
+
+    def to_json(self) -> dict:
+        """The object `vlmt evaluate vqa --json` prints, keys named as the official evaluation."""
+        return {
+            "overall": self.overall,
+            "perAnswerType": dict(self.per_answer_type),
+            "perQuestionType": dict(self.per_question_type),
+        }
+
+
+def _as_records(answers: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Ground-truth answers as official-style records. Plain strings get distinct `answer_id`s,
+    as in the official files, so that no two records compare equal."""
+    records = []
+    for i, a in enumerate(answers):
+        records.append({"answer": a, "answer_id": i + 1} if isinstance(a, str) else dict(a))
+    return records
+
+
+def question_accuracy(result: str, answers: Sequence[str | Mapping[str, Any]], *,
+                      corrected: bool = False) -> float:
+    """Accuracy of one result answer against one question's ground truth, in [0, 1], unrounded.
+
+    `answers` are the annotators' answers as strings or as the official records
+    ({"answer", "answer_confidence", "answer_id"}). As in the official code, "the other
+    answers" of a record are the records that differ from it as a whole, so records identical
+    in every field leave each other out together. `corrected=True` normalises always (also when
+    the annotators agree) and uses the corrected normalisation.
+    """
+    if not answers:
+        raise ValueError("a question needs at least one ground-truth answer")
+    records = _as_records(answers)
+    for r in records:
+        r["answer"] = clean_whitespace(r["answer"])
+    res = clean_whitespace(result)
+    if corrected or len({r["answer"] for r in records}) > 1:
+        for r in records:
+            r["answer"] = normalize_answer(r["answer"], corrected=corrected)
+        res = normalize_answer(res, corrected=corrected)
+    per_record = []
+    for held_out in records:
+        matches = sum(1 for r in records if r != held_out and r["answer"] == res)
+        per_record.append(min(1.0, matches / 3.0))
+    return _plain_sum(per_record) / len(per_record)
+
+
+def _plain_sum(values: Sequence[float]) -> float:
+    """Left-to-right float sum, as Python 2's `sum` (Python >= 3.12's `sum` compensates and can
+    differ in the last bit, which can move a rounding tie)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def _percent(values: Sequence[float], rounder: Callable[[float, int], float], ndigits: int) -> float:
+    return rounder(100 * _plain_sum(values) / len(values), ndigits)
+
+
+def evaluate_vqa(annotations: Sequence[Mapping[str, Any]], results: Mapping[Any, str], *,
+                 corrected: bool = False, rounding: Rounding = "python2",
+                 ndigits: int = 2) -> VQAScores:
+    """Score `results` (question id -> answer) against official annotation records.
+
+    Every annotation needs `question_id`, `question_type`, `answer_type` and `answers`; every
+    annotated question needs a result (the official code requires exactly that set of ids).
+    Questions are visited in annotation order, which fixes the order of the float sums.
+    """
+    if rounding not in ("python2", "python3"):
+        raise ValueError(f"rounding must be 'python2' or 'python3', not {rounding!r}")
+    rounder = round_half_away if rounding == "python2" else round_half_even
+    if not annotations:
+        raise ValueError("no annotations to evaluate")
+    accs: list[float] = []
+    by_qtype: dict[str, list[float]] = {}
+    by_atype: dict[str, list[float]] = {}
+    per_question: dict[Any, float] = {}
+    for ann in annotations:
+        qid = ann["question_id"]
+        acc = question_accuracy(results[qid], ann["answers"], corrected=corrected)
+        accs.append(acc)
+        by_qtype.setdefault(ann["question_type"], []).append(acc)
+        by_atype.setdefault(ann["answer_type"], []).append(acc)
+        per_question[qid] = rounder(100 * acc, ndigits)
+    return VQAScores(
+        overall=_percent(accs, rounder, ndigits),
+        per_answer_type={k: _percent(v, rounder, ndigits) for k, v in by_atype.items()},
+        per_question_type={k: _percent(v, rounder, ndigits) for k, v in by_qtype.items()},
+        per_question=per_question,
+    )
