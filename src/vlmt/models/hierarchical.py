@@ -201,8 +201,8 @@ class HierarchicalVL(nn.Module):
                 word_mask,
                 region_mask,
                 depth=depth,
-                first_word_side=SideInput(captions.first_side.hidden[cap]),
-                first_region_side=SideInput(images.first_side.hidden[img]),
+                first_word_side=captions.first_side.select(cap),
+                first_region_side=images.first_side.select(img),
             )[-1]
             scores.view(-1)[chunk] = self.heads["retrieval"](s, i, word_mask, region_mask).float()
         return scores
