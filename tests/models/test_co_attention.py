@@ -169,3 +169,19 @@ def test_constructor_validation():
         DenseCoAttentionLayer(dim=10, heads=4)
     with pytest.raises(ValueError):
         DenseCoAttentionLayer(dim=16, heads=4, null_slots=0)
+
+
+def test_layer_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    layer = DenseCoAttentionLayer(dim=8, heads=2, null_slots=2, dropout=0.0).double()
+    w = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(2, 4, 8, dtype=torch.float64, requires_grad=True)
+    wm = torch.tensor([[True, True, False], [True, True, True]])
+    rm = torch.tensor([[True, True, True, True], [True, False, True, False]])
+    params = [layer.word_in.weight, layer.region_nulls, layer.word_bias, layer.region_attended.weight]
+
+    def run(w, r, *ps):
+        s, i = layer(w, r, wm, rm)
+        return s * wm[..., None], i * rm[..., None]
+
+    assert torch.autograd.gradcheck(run, (w, r, *params), atol=1e-6)

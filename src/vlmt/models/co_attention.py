@@ -30,6 +30,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
+def at_least_fp32(x: Tensor) -> Tensor:
+    """x in fp32 when it is a lower precision (autocast), unchanged when fp32 or fp64."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def masked_fill_value(dtype: torch.dtype) -> float:
     """A large negative score that exp() turns into exactly 0 but stays finite in `dtype`."""
     return torch.finfo(dtype).min / 2
@@ -98,20 +103,11 @@ class DenseCoAttentionLayer(nn.Module):
         """P_I i and W_I[:, :d] i + b_I for every region (B, T, d), and P_I of the null slots."""
         return self._side(regions, self.region_nulls, self.region_in.weight, self.region_bias)
 
-    def _side(self, x: Tensor, nulls: Tensor, weight: Tensor, bias: Tensor) -> SideInput:
-        b, n, d = x.shape
-        # One GEMM for the batch rows and the m null rows: (B*N + m, d) @ (d, 2d). Splits, not
-        # slices, so the backward concatenates gradients instead of zero-filling buffers.
-        rows = torch.cat([x.reshape(b * n, d), nulls.to(x.dtype)])
-        hidden = F.linear(rows, weight, self._in_bias(bias))  # (B*N + m, 2d)
-        real, null = hidden.split([b * n, nulls.shape[0]])
-        projected, own = real.view(b, n, 2 * d).split(d, dim=-1)
-        return SideInput(projected, own, null.split(d, dim=-1)[0])
-
     @staticmethod
-    def _in_bias(bias: Tensor) -> Tensor:
-        """[0; b]: the projection half stays bias-free, the fusion bias b rides on the same GEMM."""
-        return torch.cat([torch.zeros_like(bias), bias])
+    def _side(x: Tensor, nulls: Tensor, weight: Tensor, bias: Tensor) -> SideInput:
+        b, n, d = x.shape
+        projected, own, null = _SideProjection.apply(x.reshape(b * n, d), nulls, weight, bias)
+        return SideInput(projected.view(b, n, d), own.view(b, n, d), null)
 
     # -- cross-modal part ----------------------------------------------------------------------
     def attention_maps(
@@ -132,10 +128,10 @@ class DenseCoAttentionLayer(nn.Module):
         pw = pw.view(b, m + n, k, hd).transpose(1, 2)
         pr = pr.view(b, m + t, k, hd).transpose(1, 2)
         affinity = torch.matmul(pw, pr.transpose(-1, -2))  # (B, K, m+N, m+T), all heads at once
-        fill = masked_fill_value(torch.float32)
+        affinity = at_least_fp32(affinity)  # softmax in fp32, also under autocast
+        fill = masked_fill_value(affinity.dtype)
         key_regions = F.pad(region_mask.bool(), (m, 0), value=True)  # (B, m+T), nulls always valid
         key_words = F.pad(word_mask.bool(), (m, 0), value=True)  # (B, m+N)
-        affinity = affinity.float()  # softmax in fp32, also under autocast
         # Null rows are not queries: words over (nulls + regions), regions over (nulls + words).
         w2r = affinity[:, :, m:, :].masked_fill(~key_regions[:, None, None, :], fill)
         r2w = affinity[:, :, :, m:].masked_fill(~key_words[:, None, :, None], fill)
@@ -176,6 +172,54 @@ class DenseCoAttentionLayer(nn.Module):
         pre_r = _add_matmul(region_side.own, attended_words, self.region_attended.weight)
         p = self.dropout if self.training else 0.0
         return residual_relu_dropout(words, pre_w, p), residual_relu_dropout(regions, pre_r, p)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+class _SideProjection(torch.autograd.Function):
+    """Own-side work of a layer for rows x (R, d), null slots (m, d), the fused weight
+    [P; W_own] (2d, d) and the fusion bias b (d): returns P x, W_own x + b (one GEMM for both) and
+    P nulls. The backward splits its GEMMs by half instead of concatenating the incoming
+    gradients into a (R, 2d) buffer, and folds the rank-m null term into the weight gradient in
+    place; both save full passes over activation-sized memory compared with autograd's
+    cat/split."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, nulls: Tensor, weight: Tensor, bias: Tensor):  # type: ignore[override]
+        dtype = _compute_dtype(x)
+        ctx.dtypes = (x.dtype, nulls.dtype, weight.dtype, bias.dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            xc, nc, wc, bc = (t.to(dtype) for t in (x, nulls, weight, bias))
+            d = nc.shape[1]
+            hidden = torch.addmm(torch.cat([torch.zeros_like(bc), bc]), xc, wc.t())  # (R, 2d)
+            null_projected = torch.mm(nc, wc[:d].t())  # (m, d)
+        ctx.save_for_backward(xc, nc, wc)
+        projected, own = hidden.split(d, dim=1)
+        return projected, own, null_projected
+
+    @staticmethod
+    def backward(ctx, g_proj: Tensor, g_own: Tensor, g_null: Tensor):  # type: ignore[override]
+        xc, nc, wc = ctx.saved_tensors
+        d = nc.shape[1]
+        dtype = xc.dtype
+        g_proj = torch.zeros(xc.shape[0], d, dtype=dtype, device=xc.device) if g_proj is None else g_proj
+        g_own = torch.zeros(xc.shape[0], d, dtype=dtype, device=xc.device) if g_own is None else g_own
+        g_null = torch.zeros_like(nc) if g_null is None else g_null
+        with torch.autocast(xc.device.type, enabled=False):
+            g_proj, g_own, g_null = g_proj.to(dtype), g_own.to(dtype), g_null.to(dtype)
+            w_proj, w_own = wc[:d], wc[d:]
+            grad_x = torch.addmm(torch.mm(g_proj, w_proj), g_own, w_own)  # (R, d)
+            grad_w = torch.empty_like(wc)
+            torch.mm(g_proj.t(), xc, out=grad_w[:d])
+            grad_w[:d].addmm_(g_null.t(), nc)
+            torch.mm(g_own.t(), xc, out=grad_w[d:])
+            grad_nulls = torch.mm(g_null, w_proj)
+            grad_b = g_own.sum(dim=0)
+        dx, dn, dw, db = ctx.dtypes
+        return grad_x.to(dx), grad_nulls.to(dn), grad_w.to(dw), grad_b.to(db)
 
 
 def _add_matmul(own: Tensor, attended: Tensor, weight: Tensor) -> Tensor:

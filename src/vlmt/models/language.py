@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from vlmt.models.co_attention import at_least_fp32
+
 
 class LanguageEncoder(nn.Module):
     """(B, N) token ids + (B,) lengths -> (B, N, d) word features; padded positions are zeros.
@@ -65,7 +67,7 @@ class LanguageEncoder(nn.Module):
             raise ValueError(f"lengths must be in 1..{n} for each of the {b} sentences")
         vectors = self.embedding(tokens)  # (B, N, E)
         # Packing keeps padding out of both LSTM directions, so padding never changes outputs.
-        packed = pack_padded_sequence(vectors.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(at_least_fp32(vectors), lengths.cpu(), batch_first=True, enforce_sorted=False)
         with torch.autocast(tokens.device.type, enabled=False):  # LSTM kernels stay in fp32
             hidden, _ = self.lstm(packed)
         hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=n)  # (B, N, d)

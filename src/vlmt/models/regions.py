@@ -3,9 +3,10 @@ normalisation, so regions enter the encoder at the words' width d."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from vlmt.models.co_attention import at_least_fp32
 
 
 class RegionEncoder(nn.Module):
@@ -18,7 +19,7 @@ class RegionEncoder(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> Tensor:
-        regions = F.normalize(self.proj(features).float(), dim=-1, eps=1e-6)
+        regions = F.normalize(at_least_fp32(self.proj(features)), dim=-1, eps=1e-6)
         if mask is not None:  # padded regions become exact zeros
             regions = regions * mask.to(regions.dtype)[..., None]
         return regions

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlmt.models.co_attention import masked_fill_value
+from vlmt.models.co_attention import at_least_fp32, masked_fill_value
 
 
 class SummaryAttention(nn.Module):
@@ -27,8 +27,8 @@ class SummaryAttention(nn.Module):
 
     def attention(self, features: Tensor, mask: Tensor) -> Tensor:
         """Eq. 4-5: head-averaged attention over positions, (B, L); padded positions get 0."""
-        scores = self.score(features).float()  # (B, L, K), c_{k,t}
-        scores = scores.masked_fill(~mask.bool()[..., None], masked_fill_value(torch.float32))
+        scores = at_least_fp32(self.score(features))  # (B, L, K), c_{k,t}
+        scores = scores.masked_fill(~mask.bool()[..., None], masked_fill_value(scores.dtype))
         return torch.softmax(scores, dim=1).mean(dim=-1)  # softmax over L, mean over K
 
     def forward(self, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlmt.models.co_attention import masked_fill_value
+from vlmt.models.co_attention import at_least_fp32, masked_fill_value
 
 
 def phrase_pooling_weights(spans: Tensor, num_words: int) -> Tensor:
@@ -30,5 +30,5 @@ class GroundingHead(nn.Module):
     def forward(self, words: Tensor, regions: Tensor, spans: Tensor, region_mask: Tensor) -> Tensor:
         weights = phrase_pooling_weights(spans, words.shape[1]).to(words.dtype)  # (B, H, N)
         phrases = torch.matmul(weights, words)  # (B, H, d): Eq. 9
-        logits = torch.matmul(self.bilinear(phrases), regions.transpose(1, 2)).float()  # (B, H, T)
-        return logits.masked_fill(~region_mask.bool()[:, None, :], masked_fill_value(torch.float32))
+        logits = at_least_fp32(torch.matmul(self.bilinear(phrases), regions.transpose(1, 2)))  # (B, H, T)
+        return logits.masked_fill(~region_mask.bool()[:, None, :], masked_fill_value(logits.dtype))

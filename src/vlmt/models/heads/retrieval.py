@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from vlmt.models.co_attention import at_least_fp32
 from vlmt.models.summary import SummaryAttention
 
 
@@ -22,4 +23,4 @@ class RetrievalHead(nn.Module):
         v_image, _ = self.image_summary(regions, region_mask)  # (B, d)
         v_sentence, _ = self.sentence_summary(words, word_mask)  # (B, d)
         # v_I^T W v_S  ==  sum(v_I * (W v_S))
-        return (v_image * self.bilinear(v_sentence)).sum(dim=-1).float()  # (B,)
+        return at_least_fp32((v_image * self.bilinear(v_sentence)).sum(dim=-1))  # (B,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vlmt.models.co_attention import at_least_fp32
 from vlmt.models.summary import SummaryAttention
 
 
@@ -29,4 +30,4 @@ class VQAHead(nn.Module):
     def forward(self, words: Tensor, regions: Tensor, word_mask: Tensor, region_mask: Tensor) -> Tensor:
         v_image, _ = self.image_summary(regions, region_mask)  # (B, d)
         v_question, _ = self.question_summary(words, word_mask)  # (B, d)
-        return self.classifier(torch.cat([v_image, v_question], dim=-1)).float()  # (B, A)
+        return at_least_fp32(self.classifier(torch.cat([v_image, v_question], dim=-1)))  # (B, A)
