@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers", type=int, default=3129)
     parser.add_argument("--feature-dim", type=int, default=2048)
     parser.add_argument("--gemm-size", type=int, default=2048)
+    parser.add_argument("--gemm-reps", type=int, default=3, help="GEMMs timed before and after each step")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast runs")
     parser.add_argument(
         "--bf16-batch", type=int, default=None,
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    work: dict[str, Callable[[], None]] = {"gemm": make_gemm(args.gemm_size), "dcl": make_dcl_step(args, False)}
+    gemm = make_gemm(args.gemm_size)
+    work: dict[str, Callable[[], None]] = {"dcl": make_dcl_step(args, False)}
     native_bf16 = cpu_has_native_bf16()
     bf16_batch = args.bf16_batch or (args.batch if native_bf16 else 2)
     if not args.no_bf16:
@@ -182,29 +184,42 @@ def main(argv: list[str] | None = None) -> int:
             work["dcl_fp32_small"] = make_dcl_step(args, False, bf16_batch)
     if not args.no_vqa:
         work["vqa"] = make_vqa_step(args, False)
-    times: dict[str, list[float]] = {name: [] for name in work}
-    for name, fn in work.items():
+    for fn in [gemm, *work.values()]:
         for _ in range(args.warmup):
             fn()
+    # Every timed step is bracketed by GEMM timings, so each step has a matmul rate measured
+    # under the same load; per-round ratios are taken before the median.
+    gemm_flops = 2 * args.gemm_size**3
+    times: dict[str, list[float]] = {name: [] for name in work}
+    rates: dict[str, list[float]] = {name: [] for name in work}
+
+    def gemm_rate() -> float:
+        return args.gemm_reps * gemm_flops / time_once(lambda: [gemm() for _ in range(args.gemm_reps)])
+
     for r in range(args.rounds):
         for name, fn in work.items():
+            before = gemm_rate()
             times[name].append(time_once(fn))
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f} ms" for k, v in times.items()),
-              file=sys.stderr)
+            rates[name].append((before + gemm_rate()) / 2)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{k} {v[-1] * 1e3:.0f} ms @ {rates[k][-1] / 1e9:.0f} GFLOP/s" for k, v in times.items()),
+            file=sys.stderr)
     med = {name: statistics.median(v) for name, v in times.items()}
 
-    gemm_flops = 2 * args.gemm_size**3
-    gemm_rate = gemm_flops / med["gemm"]
+    def mfu(name: str, forward_flops: int) -> float:
+        return statistics.median(3 * forward_flops / t / g for t, g in zip(times[name], rates[name]))
+
+    all_rates = [g for v in rates.values() for g in v]
     dcl_fwd = args.layers * dcl_layer_flops(
         batch=args.batch, words=args.words, regions=args.regions, dim=args.dim, null_slots=args.null_slots
     )
     result: dict[str, object] = {
-        "gemm_gflops": round(gemm_rate / 1e9, 2),
+        "gemm_gflops": round(statistics.median(all_rates) / 1e9, 2),
         "dcl_stack": {
             "ms_per_step": round(med["dcl"] * 1e3, 1),
             "samples_per_s": round(args.batch / med["dcl"], 2),
             "forward_gflop": round(dcl_fwd / 1e9, 3),
-            "mfu": round(3 * dcl_fwd / med["dcl"] / gemm_rate, 3),
+            "mfu": round(mfu("dcl", dcl_fwd), 3),
         },
     }
     if not args.no_vqa:
@@ -217,11 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             "ms_per_step": round(med["vqa"] * 1e3, 1),
             "samples_per_s": round(args.vqa_batch / med["vqa"], 2),
             "forward_gflop": round(vqa_fwd / 1e9, 3),
-            "mfu": round(3 * vqa_fwd / med["vqa"] / gemm_rate, 3),
+            "mfu": round(mfu("vqa", vqa_fwd), 3),
         }
     if not args.no_bf16:
-        fp32 = med["dcl"] if bf16_batch == args.batch else med["dcl_fp32_small"]
-        result["bf16_speedup"] = round(fp32 / med["dcl_bf16"], 3)
+        fp32_name = "dcl" if bf16_batch == args.batch else "dcl_fp32_small"
+        fp32 = med[fp32_name]
+        # per-round ratio against the fp32 step timed next to it, then the median
+        result["bf16_speedup"] = round(statistics.median(
+            a / b for a, b in zip(times[fp32_name], times["dcl_bf16"])), 3)
         result["bf16_comparison"] = {
             "batch": bf16_batch,
             "fp32_ms_per_step": round(fp32 * 1e3, 1),
