@@ -122,13 +122,25 @@ class DenseCoAttentionLayer(nn.Module):
         t = regions.projected.shape[1]
         d, m, k = self.dim, self.null_slots, self.heads
         hd = d // k
-        # (B, m+N, d) -> (B, K, m+N, d/K); the 1/sqrt(d/K) scale goes on the (smaller) word side.
-        pw = torch.cat([words.nulls.expand(b, m, d), words.projected], dim=1).mul_(1.0 / math.sqrt(hd))
-        pr = torch.cat([regions.nulls.expand(b, m, d), regions.projected], dim=1)
-        pw = pw.view(b, m + n, k, hd).transpose(1, 2)
-        pr = pr.view(b, m + t, k, hd).transpose(1, 2)
-        affinity = torch.matmul(pw, pr.transpose(-1, -2))  # (B, K, m+N, m+T), all heads at once
-        affinity = at_least_fp32(affinity)  # softmax in fp32, also under autocast
+        # Straight into head layout (B, K, m+N, d/K) / (B, K, m+T, d/K), nulls first: one copy
+        # each, and the result is contiguous for the batched matmul.
+        pw = torch.cat(
+            [
+                words.nulls.view(1, m, k, hd).transpose(1, 2).expand(b, k, m, hd),
+                words.projected.view(b, n, k, hd).transpose(1, 2),
+            ],
+            dim=2,
+        )
+        pr = torch.cat(
+            [
+                regions.nulls.view(1, m, k, hd).transpose(1, 2).expand(b, k, m, hd),
+                regions.projected.view(b, t, k, hd).transpose(1, 2),
+            ],
+            dim=2,
+        )
+        # All heads in one batched matmul; the 1/sqrt(d/K) scale on the small (m+N, m+T) result.
+        # (softmax in fp32, also under autocast)
+        affinity = at_least_fp32(torch.matmul(pw, pr.transpose(-1, -2))).mul_(1.0 / math.sqrt(hd))
         fill = masked_fill_value(affinity.dtype)
         key_regions = F.pad(region_mask.bool(), (m, 0), value=True)  # (B, m+T), nulls always valid
         key_words = F.pad(word_mask.bool(), (m, 0), value=True)  # (B, m+N)
