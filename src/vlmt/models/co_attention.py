@@ -253,26 +253,23 @@ def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device) -> tupl
 
 
 class _ResidualReluDropout(torch.autograd.Function):
-    """x + Dropout_p(ReLU(z)) with one saved boolean mask (relu and dropout merged)."""
+    """x + Dropout_p(ReLU(z)) = x + z * g with g = scale * [z > 0] * keep; g is saved once and is
+    also the backward (grad_z = grad * g), so forward and backward are one pass each over z."""
 
     @staticmethod
     def forward(ctx, x: Tensor, z: Tensor, p: float) -> Tensor:  # type: ignore[override]
-        mask = z > 0
-        scale = 1.0
         if p > 0.0:
             keep, scale = dropout_keep_mask(z.shape, p, z.device)
-            mask &= keep
-        ctx.save_for_backward(mask)
-        ctx.scale = scale
-        return torch.add(x, torch.where(mask, z, 0.0), alpha=scale)
+            gate = torch.where(keep, scale, 0.0).to(z.dtype).mul_(z > 0)
+        else:
+            gate = (z > 0).to(z.dtype)
+        ctx.save_for_backward(gate)
+        return torch.addcmul(x, z, gate)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        grad_z = torch.where(mask, grad, 0.0)
-        if ctx.scale != 1.0:
-            grad_z.mul_(ctx.scale)
-        return grad, grad_z, None
+        (gate,) = ctx.saved_tensors
+        return grad, grad * gate, None
 
 
 def residual_relu_dropout(x: Tensor, z: Tensor, p: float) -> Tensor:
