@@ -17,7 +17,7 @@ queries). Dropout (FC rate) sits on the fusion branch before the residual sum.
 Layout for speed: everything a side needs from its own features alone - the attention projection
 P x and the first half of the fusion W[:, :d] x - is one GEMM with a (2d, d) weight (`*_in`);
 the second half W[:, d:] x̂ is a second GEMM (`*_attended`). W_S of Eq. 2 is therefore
-[word_in.weight[d:], word_attended.weight] and b_S is word_attended.bias.
+[word_in.weight[d:], word_attended.weight] and b_S is word_bias.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def masked_fill_value(dtype: torch.dtype) -> float:
 class SideInput:
     """Per-modality work of one layer that does not depend on the other modality, reusable
     across every pair the side appears in: `projected` (B, L, d) = P x, `own` (B, L, d) =
-    W[:, :d] x + b, and `nulls` (m, d) = P applied to the null slots."""
+    W[:, :d] x, and `nulls` (m, d) = P applied to the null slots."""
 
     projected: Tensor
     own: Tensor
@@ -96,17 +96,17 @@ class DenseCoAttentionLayer(nn.Module):
 
     # -- per-modality part ---------------------------------------------------------------------
     def word_side(self, words: Tensor) -> SideInput:
-        """P_S s and W_S[:, :d] s + b_S for every word (B, N, d), and P_S of the null slots."""
-        return self._side(words, self.word_nulls, self.word_in.weight, self.word_bias)
+        """P_S s and W_S[:, :d] s for every word (B, N, d), and P_S of the null slots."""
+        return self._side(words, self.word_nulls, self.word_in.weight)
 
     def region_side(self, regions: Tensor) -> SideInput:
-        """P_I i and W_I[:, :d] i + b_I for every region (B, T, d), and P_I of the null slots."""
-        return self._side(regions, self.region_nulls, self.region_in.weight, self.region_bias)
+        """P_I i and W_I[:, :d] i for every region (B, T, d), and P_I of the null slots."""
+        return self._side(regions, self.region_nulls, self.region_in.weight)
 
     @staticmethod
-    def _side(x: Tensor, nulls: Tensor, weight: Tensor, bias: Tensor) -> SideInput:
+    def _side(x: Tensor, nulls: Tensor, weight: Tensor) -> SideInput:
         b, n, d = x.shape
-        projected, own, null = _SideProjection.apply(x.reshape(b * n, d), nulls, weight, bias)
+        projected, own, null = _SideProjection.apply(x.reshape(b * n, d), nulls, weight)
         return SideInput(projected.view(b, n, d), own.view(b, n, d), null)
 
     # -- cross-modal part ----------------------------------------------------------------------
@@ -179,9 +179,9 @@ class DenseCoAttentionLayer(nn.Module):
         w2r, r2w = self.attention_maps(word_side, region_side, word_mask, region_mask)
         attended_regions = self._attend(w2r, self.region_nulls, regions)  # î: (B, N, d)
         attended_words = self._attend(r2w, self.word_nulls, words)  # ŝ: (B, T, d)
-        # Eq. 2 / 3: x + Dropout(ReLU((W[:, :d] x + b) + W[:, d:] x̂)), the sum done by the GEMM
-        pre_w = _add_matmul(word_side.own, attended_regions, self.word_attended.weight)
-        pre_r = _add_matmul(region_side.own, attended_words, self.region_attended.weight)
+        # Eq. 2 / 3: x + Dropout(ReLU(W[:, :d] x + W[:, d:] x̂ + b)), the first sum inside the GEMM
+        pre_w = _add_matmul(word_side.own, attended_regions, self.word_attended.weight).add_(self.word_bias)
+        pre_r = _add_matmul(region_side.own, attended_words, self.region_attended.weight).add_(self.region_bias)
         p = self.dropout if self.training else 0.0
         return residual_relu_dropout(words, pre_w, p), residual_relu_dropout(regions, pre_r, p)
 
@@ -192,21 +192,20 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 
 
 class _SideProjection(torch.autograd.Function):
-    """Own-side work of a layer for rows x (R, d), null slots (m, d), the fused weight
-    [P; W_own] (2d, d) and the fusion bias b (d): returns P x, W_own x + b (one GEMM for both) and
-    P nulls. The backward splits its GEMMs by half instead of concatenating the incoming
+    """Own-side work of a layer for rows x (R, d), null slots (m, d) and the fused weight
+    [P; W_own] (2d, d): returns P x, W_own x (one GEMM for both) and P nulls. The backward splits its GEMMs by half instead of concatenating the incoming
     gradients into a (R, 2d) buffer, and folds the rank-m null term into the weight gradient in
     place; both save full passes over activation-sized memory compared with autograd's
     cat/split."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, nulls: Tensor, weight: Tensor, bias: Tensor):  # type: ignore[override]
+    def forward(ctx, x: Tensor, nulls: Tensor, weight: Tensor):  # type: ignore[override]
         dtype = _compute_dtype(x)
-        ctx.dtypes = (x.dtype, nulls.dtype, weight.dtype, bias.dtype)
+        ctx.dtypes = (x.dtype, nulls.dtype, weight.dtype)
         with torch.autocast(x.device.type, enabled=False):
-            xc, nc, wc, bc = (t.to(dtype) for t in (x, nulls, weight, bias))
+            xc, nc, wc = (t.to(dtype) for t in (x, nulls, weight))
             d = nc.shape[1]
-            hidden = torch.addmm(torch.cat([torch.zeros_like(bc), bc]), xc, wc.t())  # (R, 2d)
+            hidden = torch.mm(xc, wc.t())  # (R, 2d)
             null_projected = torch.mm(nc, wc[:d].t())  # (m, d)
         ctx.save_for_backward(xc, nc, wc)
         projected, own = hidden.split(d, dim=1)
@@ -229,9 +228,8 @@ class _SideProjection(torch.autograd.Function):
             grad_w[:d].addmm_(g_null.t(), nc)
             torch.mm(g_own.t(), xc, out=grad_w[d:])
             grad_nulls = torch.mm(g_null, w_proj)
-            grad_b = g_own.sum(dim=0)
-        dx, dn, dw, db = ctx.dtypes
-        return grad_x.to(dx), grad_nulls.to(dn), grad_w.to(dw), grad_b.to(db)
+        dx, dn, dw = ctx.dtypes
+        return grad_x.to(dx), grad_nulls.to(dn), grad_w.to(dw)
 
 
 def _add_matmul(own: Tensor, attended: Tensor, weight: Tensor) -> Tensor:
