@@ -101,6 +101,8 @@ def test_score_pairs_equals_scoring_each_pair_separately():
                 region_mask=b["region_mask"][i : i + 1],
             )
             torch.testing.assert_close(scores[i, c], model("retrieval", **pair)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="eval"):
+        model.train().score_pairs(images, captions)
 
 
 def test_glove_vectors_are_frozen_and_rebuild_from_config():

@@ -187,6 +187,8 @@ class HierarchicalVL(nn.Module):
         The encoder runs per pair (cross-attention), `pair_batch` pairs at a time; everything that
         depends on one modality comes from the caches. Call under `model.eval()`.
         """
+        if self.training:
+            raise RuntimeError("score_pairs needs model.eval(): dropout would make scores random")
         depth = self.layer_of("retrieval")
         n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
         scores = torch.empty(n_img, n_cap, device=images.regions.device)
