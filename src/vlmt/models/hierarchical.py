@@ -1,0 +1,210 @@
+"""The hierarchical multi-task vision-language model (H: Nguyen & Okatani, "Multi-task Learning
+of Hierarchical Vision-Language Representation", CVPR 2019).
+
+A shared encoder - language encoder, region encoder and a stack of L dense co-attention layers
+(Eq. 1-3) - and task decoders attached at configurable depths (paper: retrieval at 3, VQA at 5,
+grounding at 2). Each task call runs only the layers its decoder needs (Algorithm 1: E_{l(i)}).
+
+Retrieval over all image x caption pairs cannot be factorised (the encoder mixes the two
+modalities from layer 1 on), so evaluation caches what depends on one modality only -
+`encode_images` / `encode_captions`, including layer 1's own-side projections - and scores
+blocks of pairs in batches with `score_pairs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from vlmt.models.co_attention import DenseCoAttentionStack, SideInput
+from vlmt.models.heads import GroundingHead, RetrievalHead, VQAHead
+from vlmt.models.language import LanguageEncoder, lengths_to_mask
+from vlmt.models.regions import RegionEncoder
+
+TASKS = ("retrieval", "vqa", "grounding")
+
+
+@dataclass
+class HierarchicalConfig:
+    """Constructor arguments of `HierarchicalVL`; stored in checkpoints to rebuild the model."""
+
+    vocab_size: int
+    num_answers: int = 0  # size of the VQA answer pool; 0 = no VQA decoder
+    region_feature_dim: int = 2048
+    dim: int = 1024
+    word_dim: int = 300
+    num_layers: int = 5
+    heads: int = 4
+    null_slots: int = 3
+    fc_dropout: float = 0.3
+    lstm_dropout: float = 0.1
+    padding_idx: int = 0
+    freeze_word_vectors: bool = False
+    decoder_layers: dict[str, int] = field(
+        default_factory=lambda: {"retrieval": 3, "vqa": 5, "grounding": 2}
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.decoder_layers) - set(TASKS)
+        if unknown:
+            raise ValueError(f"decoder_layers: unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
+        for task, layer in self.decoder_layers.items():
+            if not 1 <= layer <= self.num_layers:
+                raise ValueError(f"decoder_layers[{task!r}] = {layer} outside 1..{self.num_layers}")
+        if self.dim % self.heads != 0 or self.dim % 2 != 0:
+            raise ValueError(f"dim {self.dim} must be even and divisible by heads {self.heads}")
+        if self.num_answers < 0:
+            raise ValueError(f"num_answers must be >= 0, got {self.num_answers}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ImageCache:
+    """Per-image work reused across captions: I_0 (n, T, d), its mask and layer 1's region side."""
+
+    regions: Tensor
+    mask: Tensor
+    first_side: SideInput
+
+
+@dataclass
+class CaptionCache:
+    """Per-caption work reused across images: S_0 (n, N, d), its mask and layer 1's word side."""
+
+    words: Tensor
+    mask: Tensor
+    first_side: SideInput
+
+
+class HierarchicalVL(nn.Module):
+    """Shared dense co-attention encoder + retrieval / VQA / grounding decoders."""
+
+    def __init__(self, config: HierarchicalConfig, *, word_vectors: Tensor | None = None):
+        super().__init__()
+        self.config = config
+        c = config
+        freeze = c.freeze_word_vectors or word_vectors is not None
+        self.language = LanguageEncoder(
+            vocab_size=c.vocab_size,
+            dim=c.dim,
+            word_dim=c.word_dim,
+            padding_idx=c.padding_idx,
+            dropout=c.lstm_dropout,
+            word_vectors=word_vectors,
+            freeze_word_vectors=freeze,
+        )
+        self.regions = RegionEncoder(feature_dim=c.region_feature_dim, dim=c.dim)
+        self.encoder = DenseCoAttentionStack(
+            num_layers=c.num_layers, dim=c.dim, heads=c.heads, null_slots=c.null_slots, dropout=c.fc_dropout
+        )
+        self.heads = nn.ModuleDict()
+        if "retrieval" in c.decoder_layers:
+            self.heads["retrieval"] = RetrievalHead(dim=c.dim, heads=c.heads, dropout=c.fc_dropout)
+        if "vqa" in c.decoder_layers and c.num_answers > 0:
+            self.heads["vqa"] = VQAHead(dim=c.dim, num_answers=c.num_answers, heads=c.heads, dropout=c.fc_dropout)
+        if "grounding" in c.decoder_layers:
+            self.heads["grounding"] = GroundingHead(dim=c.dim)
+
+    # -- encoder ---------------------------------------------------------------------------------
+    def inputs(
+        self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(S_0, I_0, word_mask, region_mask) from token ids (B, N), lengths (B,), features
+        (B, T, D) and region mask (B, T) (True = real region)."""
+        words = self.language(tokens, lengths)
+        word_mask = lengths_to_mask(lengths.to(tokens.device), tokens.shape[1])
+        region_mask = region_mask.bool()
+        if not bool(region_mask.any(dim=1).all()):
+            raise ValueError("every image needs at least one real region")
+        return words, self.regions(region_features, region_mask), word_mask, region_mask
+
+    def encode(
+        self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor, *, depth: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(S_depth, I_depth, word_mask, region_mask): runs the first `depth` layers only."""
+        words, regions, word_mask, region_mask = self.inputs(tokens, lengths, region_features, region_mask)
+        words, regions = self.encoder(words, regions, word_mask, region_mask, depth=depth)[-1]
+        return words, regions, word_mask, region_mask
+
+    def layer_of(self, task: str) -> int:
+        if task not in self.heads:
+            raise KeyError(f"this model has no {task!r} decoder (has {sorted(self.heads)})")
+        return self.config.decoder_layers[task]
+
+    # -- task forwards ---------------------------------------------------------------------------
+    def forward_retrieval(
+        self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor
+    ) -> Tensor:
+        """(B,) relevance logits of the B given (image, caption) pairs (Eq. 7 before sigma)."""
+        s, i, wm, rm = self.encode(tokens, lengths, region_features, region_mask, depth=self.layer_of("retrieval"))
+        return self.heads["retrieval"](s, i, wm, rm)
+
+    def forward_vqa(self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor) -> Tensor:
+        """(B, num_answers) answer logits (Eq. 8 before sigma)."""
+        s, i, wm, rm = self.encode(tokens, lengths, region_features, region_mask, depth=self.layer_of("vqa"))
+        return self.heads["vqa"](s, i, wm, rm)
+
+    def forward_grounding(
+        self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor, spans: Tensor
+    ) -> Tensor:
+        """(B, H, T) phrase-region logits (Eq. 10 before sigma); spans (B, H, 2) are inclusive
+        0-based word indices; padded regions get a very low logit."""
+        s, i, wm, rm = self.encode(tokens, lengths, region_features, region_mask, depth=self.layer_of("grounding"))
+        return self.heads["grounding"](s, i, spans, rm)
+
+    def forward(self, task: str, **batch: Tensor) -> Tensor:
+        """Dispatch by task name: `model("vqa", tokens=..., lengths=..., region_features=...,
+        region_mask=...)`; grounding also takes `spans`."""
+        if task == "retrieval":
+            return self.forward_retrieval(**batch)
+        if task == "vqa":
+            return self.forward_vqa(**batch)
+        if task == "grounding":
+            return self.forward_grounding(**batch)
+        raise KeyError(f"unknown task {task!r}; known: {list(TASKS)}")
+
+    # -- all-pairs retrieval scoring -------------------------------------------------------------
+    def encode_images(self, region_features: Tensor, region_mask: Tensor) -> ImageCache:
+        """Per-image work for `score_pairs`: I_0 and layer 1's region-only GEMM."""
+        mask = region_mask.bool()
+        regions = self.regions(region_features, mask)
+        return ImageCache(regions, mask, self.encoder.layers[0].region_side(regions))
+
+    def encode_captions(self, tokens: Tensor, lengths: Tensor) -> CaptionCache:
+        """Per-caption work for `score_pairs`: S_0 (embedding + BiLSTM) and layer 1's word-only GEMM."""
+        words = self.language(tokens, lengths)
+        mask = lengths_to_mask(lengths.to(tokens.device), tokens.shape[1])
+        return CaptionCache(words, mask, self.encoder.layers[0].word_side(words))
+
+    @torch.no_grad()
+    def score_pairs(self, images: ImageCache, captions: CaptionCache, *, pair_batch: int = 256) -> Tensor:
+        """(n_images, n_captions) relevance logits for every image x caption pair of the blocks.
+
+        The encoder runs per pair (cross-attention), `pair_batch` pairs at a time; everything that
+        depends on one modality comes from the caches. Call under `model.eval()`.
+        """
+        if self.training:
+            raise RuntimeError("score_pairs needs model.eval(): dropout would make scores random")
+        depth = self.layer_of("retrieval")
+        n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
+        scores = torch.empty(n_img, n_cap, device=images.regions.device)
+        flat = torch.arange(n_img * n_cap, device=images.regions.device)
+        for chunk in flat.split(pair_batch):
+            img, cap = chunk // n_cap, chunk % n_cap
+            words, regions = captions.words[cap], images.regions[img]
+            word_mask, region_mask = captions.mask[cap], images.mask[img]
+            s, i = self.encoder(
+                words,
+                regions,
+                word_mask,
+                region_mask,
+                depth=depth,
+                first_word_side=captions.first_side.select(cap),
+                first_region_side=images.first_side.select(img),
+            )[-1]
+            scores.view(-1)[chunk] = self.heads["retrieval"](s, i, word_mask, region_mask).float()
+        return scores

@@ -1,0 +1,105 @@
+"""Losses of the hierarchical model's decoders."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vlmt.tasks.grounding import box_iou, grounding_loss, grounding_targets
+from vlmt.tasks.retrieval import retrieval_loss, retrieval_pairs
+from vlmt.tasks.vqa import vqa_loss
+
+
+def test_retrieval_pairs_positives_then_mismatched_captions_and_images():
+    ids = torch.tensor([10, 11, 12, 13, 14])
+    img, cap, target = retrieval_pairs(ids, generator=torch.Generator().manual_seed(0))
+    assert img.shape == cap.shape == target.shape == (15,)
+    assert img[:5].tolist() == cap[:5].tolist() == list(range(5))
+    assert img[5:10].tolist() == list(range(5))  # each image with someone else's caption
+    assert cap[10:].tolist() == list(range(5))  # each caption with someone else's image
+    assert target.tolist() == [1.0] * 5 + [0.0] * 10
+    assert (ids[img[5:]] != ids[cap[5:]]).all()
+
+
+def test_retrieval_pairs_label_by_image_id_when_captions_share_an_image():
+    ids = torch.tensor([7, 7, 8])
+    for seed in range(10):
+        img, cap, target = retrieval_pairs(ids, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(target, (ids[img] == ids[cap]).float())
+        # a different image is always available, so every drawn partner is a true negative
+        assert target[3:].sum() == 0
+    img, cap, target = retrieval_pairs(torch.tensor([5, 5]))
+    assert target.tolist() == [1.0] * 6  # no other image: partners are (correctly) positives
+
+
+def test_retrieval_pairs_draw_partners_uniformly():
+    ids = torch.arange(4)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(4)
+    for _ in range(600):
+        _, cap, _ = retrieval_pairs(ids, generator=g)
+        counts += torch.bincount(cap[4:5], minlength=4).float()  # partner of example 0
+    assert counts[0] == 0
+    assert (counts[1:] > 150).all()
+
+
+def test_retrieval_loss_balances_positives_and_negatives():
+    logits = torch.tensor([2.0, -1.0, 0.5], requires_grad=True)
+    target = torch.tensor([1.0, 0.0, 0.0])
+    loss = retrieval_loss(logits, target)
+    pos = -math.log(torch.sigmoid(torch.tensor(2.0)).item())
+    neg = (-math.log(1 - torch.sigmoid(torch.tensor(-1.0)).item()) - math.log(1 - torch.sigmoid(torch.tensor(0.5)).item())) / 2
+    assert loss.item() == pytest.approx((pos + neg) / 2, rel=1e-5)
+    loss.backward()
+    assert logits.grad[0] < 0 and (logits.grad[1:] > 0).all()
+    assert retrieval_loss(torch.tensor([0.0]), torch.tensor([1.0])).item() == pytest.approx(math.log(2))
+    with pytest.raises(ValueError):
+        retrieval_loss(torch.zeros(2), torch.zeros(3))
+
+
+def test_vqa_loss_is_soft_score_bce_summed_over_answers():
+    logits = torch.tensor([[0.0, 1.0, -2.0], [3.0, 0.0, 0.0]])
+    scores = torch.tensor([[1.0, 0.3, 0.0], [0.6, 0.0, 0.0]])
+    p = torch.sigmoid(logits)
+    manual = -(scores * p.log() + (1 - scores) * (1 - p).log()).sum() / 2
+    assert vqa_loss(logits, scores).item() == pytest.approx(manual.item(), rel=1e-5)
+    # the minimum over logits sits at the soft score, not at 0/1
+    x = torch.zeros(1, 1, requires_grad=True)
+    opt = torch.optim.SGD([x], lr=1.0)
+    for _ in range(300):
+        opt.zero_grad()
+        vqa_loss(x, torch.tensor([[0.3]])).backward()
+        opt.step()
+    assert torch.sigmoid(x).item() == pytest.approx(0.3, abs=1e-3)
+    with pytest.raises(ValueError):
+        vqa_loss(logits, scores * 2)
+
+
+def test_box_iou_known_values():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 5.0]])
+    torch.testing.assert_close(box_iou(a, b), torch.tensor([[1.0, 1 / 3, 0.0, 0.5]]))
+
+
+def test_grounding_targets_use_iou_at_least_one_half_and_skip_padding():
+    gt = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])  # (B=1, H=1, 4)
+    proposals = torch.tensor([[[0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 4.0], [1.0, 1.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    targets = grounding_targets(gt, proposals, mask)
+    assert targets.tolist() == [[[1.0, 0.0, 1.0, 0.0]]]  # IoU 0.5 counts; 0.4 does not; padding never
+
+
+def test_grounding_loss_averages_real_pairs_only():
+    logits = torch.tensor([[[2.0, -1.0, 5.0], [0.0, 0.0, 0.0]]], requires_grad=True)
+    targets = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])
+    region_mask = torch.tensor([[True, True, False]])
+    phrase_mask = torch.tensor([[True, False]])
+    loss = grounding_loss(logits, targets, region_mask, phrase_mask)
+    manual = (-math.log(torch.sigmoid(torch.tensor(2.0)).item()) - math.log(torch.sigmoid(torch.tensor(1.0)).item())) / 2
+    assert loss.item() == pytest.approx(manual, rel=1e-5)
+    loss.backward()
+    assert logits.grad[0, 1].abs().sum() == 0 and logits.grad[0, 0, 2] == 0
+    with pytest.raises(ValueError):
+        grounding_loss(logits, targets, region_mask, torch.tensor([[False, False]]))
