@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vlmt.models.svlr import SVLR, SVLRConfig, SVLRTrainingDefaults, SVLRVQAInputs
+from vlmt.models.svlr import SVLR, SVLRConfig, SVLRTrainingDefaults, SVLRVQAInputs, pad_ids
 from vlmt.tasks.recognition import RecognitionBatch, RecognitionTask
 from vlmt.tasks.vqa_mc import VQAMCBatch, VQAMCTask
 
@@ -36,44 +36,12 @@ def identity_model(**kw) -> SVLR:
     return model.eval()
 
 
-def idx(rows, pad_to=None):
-    """Nested lists of word ids -> (index tensor, mask) padded with 0 / False."""
-    def depth(x):
-        return 1 + depth(x[0]) if isinstance(x, list) and x and isinstance(x[0], list) else 1
-
-    if depth(rows) == 2:
-        width = max([len(r) for r in rows] + [1]) if pad_to is None else pad_to
-        index = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            index[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = True
-        return index, mask
-    width = max([len(r) for rr in rows for r in rr] + [1]) if pad_to is None else pad_to
-    index = torch.zeros(len(rows), len(rows[0]), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), len(rows[0]), width, dtype=torch.bool)
-    for i, rr in enumerate(rows):
-        for j, r in enumerate(rr):
-            index[i, j, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, j, : len(r)] = True
-    return index, mask
-
-
 def make_inputs(regions, region_mask, words, q_nouns, q_adjs, bins, a_words, a_nouns, a_adjs, choice_mask,
                 pad_to=None) -> SVLRVQAInputs:
-    qn, qnm = idx(q_nouns, pad_to)
-    qj, qjm = idx(q_adjs, pad_to)
-    qb, qbm = idx(bins, pad_to)
-    aw, awm = idx(a_words, pad_to)
-    an, anm = idx(a_nouns, pad_to)
-    aj, ajm = idx(a_adjs, pad_to)
-    inputs = SVLRVQAInputs(region_features=regions, region_mask=region_mask, word_vectors=words,
-                           question_nouns=qn, question_noun_mask=qnm, question_adjectives=qj,
-                           question_adjective_mask=qjm, question_bins=qb, question_bin_mask=qbm,
-                           answer_words=aw, answer_word_mask=awm, answer_nouns=an, answer_noun_mask=anm,
-                           answer_adjectives=aj, answer_adjective_mask=ajm, choice_mask=choice_mask)
-    inputs.check()
-    return inputs
+    return SVLRVQAInputs.from_lists(region_features=regions, region_mask=region_mask, word_vectors=words,
+                                    question_nouns=q_nouns, question_adjectives=q_adjs, question_bins=bins,
+                                    answer_words=a_words, answer_nouns=a_nouns, answer_adjectives=a_adjs,
+                                    choice_mask=choice_mask, pad_to=pad_to)
 
 
 def random_inputs(cfg: SVLRConfig, seed: int = 0, P: int = 3, C: int = 4, T: int = 5) -> tuple[SVLRVQAInputs, dict]:
@@ -410,3 +378,13 @@ def test_inputs_check_rejects_mismatched_shapes():
     inputs.region_mask[0] = False
     with pytest.raises(ValueError, match="region"):
         inputs.check()
+
+
+def test_pad_ids_pads_with_masks():
+    index, mask = pad_ids([[3, 1], [], [2]])
+    assert index.tolist() == [[3, 1], [0, 0], [2, 0]]
+    assert mask.tolist() == [[True, True], [False, False], [True, False]]
+    index, mask = pad_ids([[[1], []], [[4, 5, 6], [7]]])
+    assert index.shape == (2, 2, 3) and mask.sum() == 5 and index[1, 0].tolist() == [4, 5, 6]
+    with pytest.raises(ValueError):
+        pad_ids([[1, 2, 3]], pad_to=2)

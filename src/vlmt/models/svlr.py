@@ -163,6 +163,52 @@ class SVLRVQAInputs:
     def to(self, device: torch.device | str) -> "SVLRVQAInputs":
         return SVLRVQAInputs(**{k: v.to(device) for k, v in self.__dict__.items()})
 
+    @classmethod
+    def from_lists(cls, *, region_features: torch.Tensor, region_mask: torch.Tensor, word_vectors: torch.Tensor,
+                   question_nouns: list[list[int]], question_adjectives: list[list[int]],
+                   question_bins: list[list[list[int]]], answer_words: list[list[list[int]]],
+                   answer_nouns: list[list[list[int]]], answer_adjectives: list[list[list[int]]],
+                   choice_mask: torch.Tensor, pad_to: int | None = None) -> "SVLRVQAInputs":
+        """Build the index tensors from nested lists of word-table rows (the collate's last step).
+
+        Question lists are per question; answer lists per question, per choice; bins per
+        question, per bin. `pad_to` fixes the padded length (default: the longest list).
+        """
+        fields = dict(region_features=region_features, region_mask=region_mask, word_vectors=word_vectors,
+                      choice_mask=choice_mask)
+        for name, mask_name, rows in (
+                ("question_nouns", "question_noun_mask", question_nouns),
+                ("question_adjectives", "question_adjective_mask", question_adjectives),
+                ("question_bins", "question_bin_mask", question_bins),
+                ("answer_words", "answer_word_mask", answer_words),
+                ("answer_nouns", "answer_noun_mask", answer_nouns),
+                ("answer_adjectives", "answer_adjective_mask", answer_adjectives)):
+            fields[name], fields[mask_name] = pad_ids(rows, pad_to=pad_to)
+        inputs = cls(**fields)
+        inputs.check()
+        return inputs
+
+
+def pad_ids(rows: list, *, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nested lists of ints, 2 or 3 levels deep, whose innermost lists vary in length ->
+    (index tensor padded with 0, bool mask True at real entries)."""
+    if rows and rows[0] and isinstance(rows[0][0], list):  # (P, C, L)
+        inner = [r for group in rows for r in group]
+        outer = (len(rows), len(rows[0]))
+        if any(len(group) != outer[1] for group in rows):
+            raise ValueError("pad_ids: every row needs the same number of lists")
+    else:  # (P, L)
+        inner, outer = list(rows), (len(rows),)
+    width = max([len(r) for r in inner] + [1]) if pad_to is None else pad_to
+    index = torch.zeros(len(inner), width, dtype=torch.long)
+    mask = torch.zeros(len(inner), width, dtype=torch.bool)
+    for i, r in enumerate(inner):
+        if len(r) > width:
+            raise ValueError(f"pad_ids: a list of {len(r)} ids is longer than pad_to={width}")
+        index[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return index.reshape(*outer, width), mask.reshape(*outer, width)
+
 
 @dataclass
 class SVLRVQAOutput:
