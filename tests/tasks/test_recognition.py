@@ -178,3 +178,23 @@ def test_recognition_task_with_hypernym_columns():
     out["loss"].backward()
     assert all(p.grad is not None for p in model.g.parameters())
     assert out["object_scores"].shape == (4, 3)
+
+
+def test_recognition_task_padded_regions_change_nothing():
+    torch.manual_seed(3)
+    cfg = SVLRConfig(word_dim=5, region_dim=6, embed_dim=4, word_hidden=5, region_hidden=7,
+                     num_objects=3, num_attributes=2, fusion_dim=6)
+    model = SVLR(cfg).train()
+    model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
+    feats = torch.randn(4, 6)
+    obj_t = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    atr_t = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=torch.bool)
+    task = RecognitionTask(model)
+    plain = task(RecognitionBatch(region_features=feats, object_targets=obj_t, attribute_targets=atr_t))
+    padded = task(RecognitionBatch(
+        region_features=torch.cat([feats, 1e3 * torch.ones(2, 6)]),
+        object_targets=torch.cat([obj_t, torch.ones(2, 3, dtype=torch.bool)]),
+        attribute_targets=torch.cat([atr_t, torch.ones(2, 2, dtype=torch.bool)]),
+        region_mask=torch.tensor([True] * 4 + [False] * 2)))
+    for key in ("loss", "object_loss", "attribute_loss"):
+        assert padded[key].item() == pytest.approx(plain[key].item(), rel=1e-5)
