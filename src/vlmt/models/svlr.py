@@ -1,0 +1,471 @@
+"""SVLR: a shared vision-language representation for recognition and multiple-choice VQA.
+
+Implements "Aligned Image-Word Representations Improve Inductive Transfer Across
+Vision-Language Tasks" (Gupta, Shih, Singh, Hoiem; ICCV 2017), papers/svlr-aligned-image-word-
+iccv2017.txt. Equation numbers below are the paper's.
+
+- g(w): word vector -> FC -> ReLU -> FC                               (Sec. 3.1)
+- f_o(R), f_a(R): region feature -> FC + BN + ReLU -> FC (+ BN)       (Sec. 3.1)
+- recognition scores f_o(R)·g(w), f_a(R)·g(w) for any word vector     (Sec. 3.2.1)
+- multiple-choice VQA: region attention (Eq. 3-4), image vector (Eq. 5),
+  question bins / mean answer, bimodal score (Eq. 6-7)                 (Sec. 3.3)
+- zero-shot VQA score (Eq. 9)                                         (Sec. 3.4)
+- the "Joint Multitask" baseline (Sec. 5.2): recognition scores use one learned vector per
+  label instead of g(label), so g is used by VQA only.
+
+The model is "tensors in, tensors out": it never sees text. A batch carries a table of word
+vectors (the words this batch mentions) and index tensors into that table with boolean masks;
+`SVLRVQAInputs` documents exactly what a collate function must provide. Losses (Eq. 1, 2, 8)
+live in `vlmt.tasks.recognition` and `vlmt.tasks.vqa_mc`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+RecognitionVectors = Literal["shared", "per_class"]
+
+
+@dataclass(frozen=True)
+class SVLRConfig:
+    """Constructor arguments of `SVLR` (stored in checkpoints so the model can be rebuilt).
+
+    `recognition_vectors="shared"` is Joint SVLR: labels are scored with g(label vector).
+    `recognition_vectors="per_class"` is the Joint Multitask baseline: labels are scored with
+    one learned vector h_y per label, so g is not shared between recognition and VQA.
+    """
+
+    word_dim: int = 300  # input word vectors (word2vec / GloVe)
+    region_dim: int = 2048  # region CNN feature (ResNet-50 average pool)
+    embed_dim: int = 300  # shared space of g, f_o, f_a
+    word_hidden: int = 300  # first FC of g
+    region_hidden: int = 2048  # first FC of f_o and f_a
+    region_output_norm: bool = True  # BN after the last FC of f_o / f_a
+    num_objects: int = 1000  # |O|
+    num_attributes: int = 1000  # |T|
+    num_question_bins: int = 4  # q(Q) = 4 bins x embed_dim
+    fusion_dim: int = 2500  # W1, W2 output size (beta in R^2500)
+    recognition_vectors: RecognitionVectors = "shared"
+
+    def __post_init__(self) -> None:
+        if self.recognition_vectors not in ("shared", "per_class"):
+            raise ValueError(f"recognition_vectors must be 'shared' or 'per_class', got {self.recognition_vectors!r}")
+        for name in ("word_dim", "region_dim", "embed_dim", "word_hidden", "region_hidden", "num_objects",
+                     "num_attributes", "num_question_bins", "fusion_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SVLRTrainingDefaults:
+    """The paper's training settings (Sec. 4), recorded for configs and the trainer.
+
+    `vr_to_vqa()` holds the loss weights of Sec. 5.2 (transfer from recognition to VQA),
+    `vqa_to_vr()` those of Sec. 5.3; `vqa_only()` / `genome_only()` the single-task baselines.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_decay_rate: float = 0.5
+    lr_decay_every: int = 24_000  # iterations
+    weight_decay: float = 1e-5  # on all trainable variables
+    init: str = "xavier"
+    regions_per_batch: int = 200  # M: Visual Genome regions per step (object + attribute losses)
+    questions_per_batch: int = 50  # P: VQA questions per step
+    proposals_per_image: int = 100  # Edge Box regions per VQA image
+    num_choices: int = 18  # VQA multiple choice
+    num_object_labels: int = 1000
+    num_attribute_labels: int = 1000
+    eta_obj: float = 1.0  # object margin (Eq. 1)
+    eta_ans: float = 1.0  # answer margin (Eq. 8)
+    alpha_ans: float = 1.0  # Eq. 10 weights
+    alpha_obj: float = 0.1
+    alpha_atr: float = 0.1
+
+    @classmethod
+    def vr_to_vqa(cls) -> "SVLRTrainingDefaults":
+        return cls(alpha_ans=1.0, alpha_obj=0.1, alpha_atr=0.1)
+
+    @classmethod
+    def vqa_to_vr(cls) -> "SVLRTrainingDefaults":
+        return cls(alpha_ans=0.1, alpha_obj=1.0, alpha_atr=1.0)
+
+    @classmethod
+    def vqa_only(cls) -> "SVLRTrainingDefaults":
+        return cls(alpha_ans=1.0, alpha_obj=0.0, alpha_atr=0.0)
+
+    @classmethod
+    def genome_only(cls) -> "SVLRTrainingDefaults":
+        return cls(alpha_ans=0.0, alpha_obj=1.0, alpha_atr=1.0)
+
+
+@dataclass
+class SVLRVQAInputs:
+    """One multiple-choice VQA batch as tensors (what the collate must provide).
+
+    Shapes: P questions, C choices, T regions, D region feature size, W words in the batch's
+    word table, V word-vector size. Index tensors point into `word_vectors`; a mask is True
+    where the entry is real and False where it is padding (padded indices may hold any valid
+    index, 0 is customary). Nouns and adjectives are lemmatised words tagged by the POS lexicon;
+    `question_bins` holds the words of each of the 4 question bins
+    (`vlmt.data.question_bins`); `answer_words` all words of each candidate answer.
+    """
+
+    region_features: torch.Tensor  # (P, T, D) float
+    region_mask: torch.Tensor  # (P, T) bool, at least one True per question
+    word_vectors: torch.Tensor  # (W, V) float
+    question_nouns: torch.Tensor  # (P, Nq) long
+    question_noun_mask: torch.Tensor  # (P, Nq) bool
+    question_adjectives: torch.Tensor  # (P, Jq) long
+    question_adjective_mask: torch.Tensor  # (P, Jq) bool
+    question_bins: torch.Tensor  # (P, 4, Lb) long
+    question_bin_mask: torch.Tensor  # (P, 4, Lb) bool
+    answer_words: torch.Tensor  # (P, C, La) long
+    answer_word_mask: torch.Tensor  # (P, C, La) bool
+    answer_nouns: torch.Tensor  # (P, C, Na) long
+    answer_noun_mask: torch.Tensor  # (P, C, Na) bool
+    answer_adjectives: torch.Tensor  # (P, C, Ja) long
+    answer_adjective_mask: torch.Tensor  # (P, C, Ja) bool
+    choice_mask: torch.Tensor  # (P, C) bool, at least one True per question
+
+    def check(self) -> None:
+        """Raise ValueError when shapes disagree (a collate bug, not a user error)."""
+        P, T = self.region_mask.shape
+        C = self.choice_mask.shape[1]
+        expect = {
+            "region_features": (P, T), "question_nouns": (P,), "question_adjectives": (P,),
+            "question_bins": (P,), "answer_words": (P, C), "answer_nouns": (P, C),
+            "answer_adjectives": (P, C),
+        }
+        for name, prefix in expect.items():
+            shape = tuple(getattr(self, name).shape[: len(prefix)])
+            if shape != prefix:
+                raise ValueError(f"SVLRVQAInputs.{name} has leading shape {shape}, expected {prefix}")
+        pairs = [("question_nouns", "question_noun_mask"), ("question_adjectives", "question_adjective_mask"),
+                 ("question_bins", "question_bin_mask"), ("answer_words", "answer_word_mask"),
+                 ("answer_nouns", "answer_noun_mask"), ("answer_adjectives", "answer_adjective_mask")]
+        for idx_name, mask_name in pairs:
+            if getattr(self, idx_name).shape != getattr(self, mask_name).shape:
+                raise ValueError(f"SVLRVQAInputs.{idx_name} and {mask_name} differ in shape")
+        if not bool(self.region_mask.any(dim=1).all()):
+            raise ValueError("SVLRVQAInputs: every question needs at least one unpadded region")
+        if not bool(self.choice_mask.any(dim=1).all()):
+            raise ValueError("SVLRVQAInputs: every question needs at least one unpadded choice")
+
+    def to(self, device: torch.device | str) -> "SVLRVQAInputs":
+        return SVLRVQAInputs(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    @classmethod
+    def from_lists(cls, *, region_features: torch.Tensor, region_mask: torch.Tensor, word_vectors: torch.Tensor,
+                   question_nouns: list[list[int]], question_adjectives: list[list[int]],
+                   question_bins: list[list[list[int]]], answer_words: list[list[list[int]]],
+                   answer_nouns: list[list[list[int]]], answer_adjectives: list[list[list[int]]],
+                   choice_mask: torch.Tensor, pad_to: int | None = None) -> "SVLRVQAInputs":
+        """Build the index tensors from nested lists of word-table rows (the collate's last step).
+
+        Question lists are per question; answer lists per question, per choice; bins per
+        question, per bin. `pad_to` fixes the padded length (default: the longest list).
+        """
+        fields = dict(region_features=region_features, region_mask=region_mask, word_vectors=word_vectors,
+                      choice_mask=choice_mask)
+        for name, mask_name, rows in (
+                ("question_nouns", "question_noun_mask", question_nouns),
+                ("question_adjectives", "question_adjective_mask", question_adjectives),
+                ("question_bins", "question_bin_mask", question_bins),
+                ("answer_words", "answer_word_mask", answer_words),
+                ("answer_nouns", "answer_noun_mask", answer_nouns),
+                ("answer_adjectives", "answer_adjective_mask", answer_adjectives)):
+            fields[name], fields[mask_name] = pad_ids(rows, pad_to=pad_to)
+        inputs = cls(**fields)
+        inputs.check()
+        return inputs
+
+
+def pad_ids(rows: list, *, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nested lists of ints, 2 or 3 levels deep, whose innermost lists vary in length ->
+    (index tensor padded with 0, bool mask True at real entries)."""
+    if rows and rows[0] and isinstance(rows[0][0], list):  # (P, C, L)
+        inner = [r for group in rows for r in group]
+        outer = (len(rows), len(rows[0]))
+        if any(len(group) != outer[1] for group in rows):
+            raise ValueError("pad_ids: every row needs the same number of lists")
+    else:  # (P, L)
+        inner, outer = list(rows), (len(rows),)
+    width = max([len(r) for r in inner] + [1]) if pad_to is None else pad_to
+    index = torch.zeros(len(inner), width, dtype=torch.long)
+    mask = torch.zeros(len(inner), width, dtype=torch.bool)
+    for i, r in enumerate(inner):
+        if len(r) > width:
+            raise ValueError(f"pad_ids: a list of {len(r)} ids is longer than pad_to={width}")
+        index[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return index.reshape(*outer, width), mask.reshape(*outer, width)
+
+
+@dataclass
+class SVLRVQAOutput:
+    """Scores and the interpretable intermediate values of Fig. 3-4."""
+
+    scores: torch.Tensor  # (P, C) S(Q, I, A); -inf at padded choices
+    attention: torch.Tensor  # (P, C, T) a(R) per (question, choice); 0 at padded regions
+    object_scores: torch.Tensor  # (P, T, K_o) s_o(R)
+    attribute_scores: torch.Tensor  # (P, T, K_a) s_a(R)
+    image_vector: torch.Tensor = field(repr=False, default=None)  # (P, C, K_o + K_a) f(I)
+
+
+def masked_rows(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask: torch.Tensor | None
+                ) -> torch.Tensor:
+    """Apply a row-wise module to the rows of `x` (..., F) where `mask` (...) is True.
+
+    Padded rows are never seen by the module (so BatchNorm statistics come from real rows
+    only) and come back as zeros.
+    """
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    if mask is None:
+        return module(flat).reshape(*lead, -1)
+    keep = mask.reshape(-1)
+    out_rows = module(flat[keep])
+    out = flat.new_zeros(flat.shape[0], out_rows.shape[-1])
+    out = out.index_put((keep.nonzero(as_tuple=True)[0],), out_rows)
+    return out.reshape(*lead, -1)
+
+
+def masked_max(values: torch.Tensor, mask: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max over `dim` of the unmasked entries; returns (max, any) with max = 0 where none."""
+    filled = values.masked_fill(~mask, float("-inf"))
+    best = filled.max(dim=dim).values
+    present = mask.any(dim=dim)
+    return torch.where(present, best, torch.zeros_like(best)), present
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean over `dim` (of a (..., L, E) tensor) of unmasked rows; zeros where all are masked."""
+    weights = mask.to(values.dtype).unsqueeze(-1)
+    total = (values * weights).sum(dim=dim)
+    count = weights.sum(dim=dim).clamp(min=1.0)
+    return total / count
+
+
+class WordEmbedding(nn.Module):
+    """g(w): word vector -> FC -> ReLU -> FC (Sec. 3.1)."""
+
+    def __init__(self, *, word_dim: int, hidden: int, embed_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(word_dim, hidden)
+        self.fc2 = nn.Linear(hidden, embed_dim)
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(vectors)))
+
+
+class RegionEmbedding(nn.Module):
+    """f_o or f_a: region feature -> FC + BN + ReLU -> FC (+ BN) (Sec. 3.1); rows only."""
+
+    def __init__(self, *, region_dim: int, hidden: int, embed_dim: int, output_norm: bool):
+        super().__init__()
+        self.fc1 = nn.Linear(region_dim, hidden)
+        self.bn1 = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, embed_dim)
+        self.bn2 = nn.BatchNorm1d(embed_dim) if output_norm else nn.Identity()
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N, E)
+        return self.bn2(self.fc2(F.relu(self.bn1(self.fc1(rows)))))
+
+
+class SVLR(nn.Module):
+    """The SVLR module with its recognition, multiple-choice VQA and zero-shot scorers."""
+
+    def __init__(self, config: SVLRConfig | None = None, **overrides: object):
+        super().__init__()
+        if config is None:
+            config = SVLRConfig(**overrides)  # type: ignore[arg-type]
+        elif overrides:
+            config = SVLRConfig(**{**config.to_dict(), **overrides})  # type: ignore[arg-type]
+        self.config = config
+        c = config
+        self.g = WordEmbedding(word_dim=c.word_dim, hidden=c.word_hidden, embed_dim=c.embed_dim)
+        self.f_o = RegionEmbedding(region_dim=c.region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
+                                   output_norm=c.region_output_norm)
+        self.f_a = RegionEmbedding(region_dim=c.region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
+                                   output_norm=c.region_output_norm)
+        # Word vectors of the label sets O and T; filled by `set_label_vectors`, saved with
+        # the weights so a checkpoint can score its label set on its own.
+        self.register_buffer("object_label_vectors", torch.zeros(c.num_objects, c.word_dim))
+        self.register_buffer("attribute_label_vectors", torch.zeros(c.num_attributes, c.word_dim))
+        if c.recognition_vectors == "per_class":
+            # Joint Multitask: h_y, one learned vector per label (Sec. 5.2).
+            self.object_class_vectors = nn.Parameter(torch.empty(c.num_objects, c.embed_dim))
+            self.attribute_class_vectors = nn.Parameter(torch.empty(c.num_attributes, c.embed_dim))
+        # Answer scoring (Eq. 6-7): no biases, the paper lists W1, W2, W3 and the BN scales
+        # and offsets as the scorer's parameters.
+        self.w1 = nn.Linear(c.num_objects + c.num_attributes, c.fusion_dim, bias=False)
+        self.b1 = nn.BatchNorm1d(c.fusion_dim)
+        self.w2 = nn.Linear((c.num_question_bins + 1) * c.embed_dim, c.fusion_dim, bias=False)
+        self.b2 = nn.BatchNorm1d(c.fusion_dim)
+        self.w3 = nn.Linear(c.fusion_dim, 1, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier (Glorot uniform) weights, zero biases, BN at identity (Sec. 4)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm1d):
+                module.reset_parameters()
+        if self.config.recognition_vectors == "per_class":
+            nn.init.xavier_uniform_(self.object_class_vectors)
+            nn.init.xavier_uniform_(self.attribute_class_vectors)
+
+    def set_label_vectors(self, *, objects: torch.Tensor, attributes: torch.Tensor) -> None:
+        """Store the word vectors of the object labels O (K_o, V) and attribute labels T (K_a, V)."""
+        for name, value, buf in (("objects", objects, self.object_label_vectors),
+                                 ("attributes", attributes, self.attribute_label_vectors)):
+            if tuple(value.shape) != tuple(buf.shape):
+                raise ValueError(f"{name} label vectors have shape {tuple(value.shape)}, expected {tuple(buf.shape)}")
+            buf.copy_(value.to(buf.dtype))
+
+    # ----- the SVLR module -------------------------------------------------------------------
+
+    def embed_words(self, vectors: torch.Tensor) -> torch.Tensor:
+        """g(w) for word vectors of any leading shape: (..., V) -> (..., E)."""
+        return self.g(vectors)
+
+    def embed_regions(self, features: torch.Tensor, mask: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f_o(R), f_a(R)) for features (..., D); padded rows (mask False) are zeros."""
+        return masked_rows(self.f_o, features, mask), masked_rows(self.f_a, features, mask)
+
+    def label_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vectors recognition scores labels with: (K_o, E), (K_a, E).
+
+        Joint SVLR: g(label word vector). Joint Multitask: the learned h_y.
+        """
+        if self.config.recognition_vectors == "per_class":
+            return self.object_class_vectors, self.attribute_class_vectors
+        return self.g(self.object_label_vectors), self.g(self.attribute_label_vectors)
+
+    # ----- visual recognition (Sec. 3.2) ----------------------------------------------------
+
+    def recognition_scores(self, region_features: torch.Tensor, region_mask: torch.Tensor | None = None,
+                           *, extra_object_vectors: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object and attribute scores of regions over the label sets.
+
+        region_features (..., D) -> object scores (..., K_o [+ X]), attribute scores (..., K_a).
+        `extra_object_vectors` (X, V) appends columns scored with g (e.g. WordNet hypernyms of
+        the true labels that are outside O, needed by Eq. 1); shared mode only.
+        """
+        f_o, f_a = self.embed_regions(region_features, region_mask)
+        objects, attributes = self.label_embeddings()
+        if extra_object_vectors is not None and extra_object_vectors.shape[0] > 0:
+            if self.config.recognition_vectors == "per_class":
+                raise ValueError("per-class label vectors cannot score words outside the label set")
+            objects = torch.cat([objects, self.g(extra_object_vectors)], dim=0)
+        return f_o @ objects.T, f_a @ attributes.T
+
+    def open_vocabulary_scores(self, region_features: torch.Tensor, word_vectors: torch.Tensor,
+                               region_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_o(R)·g(w) and f_a(R)·g(w) for any words: (..., D), (W, V) -> (..., W), (..., W)."""
+        f_o, f_a = self.embed_regions(region_features, region_mask)
+        words = self.g(word_vectors)
+        return f_o @ words.T, f_a @ words.T
+
+    # ----- multiple-choice VQA (Sec. 3.3) ---------------------------------------------------
+
+    def _word_region_terms(self, f: torch.Tensor, words: torch.Tensor, index: torch.Tensor,
+                           mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best match of each region among some words: max_w f(R)·g(w).
+
+        f: (P, T, E); words: (W, E) = g(word table); index, mask: (P, [C,] L).
+        Returns (best (P, [C,] T), present (P, [C,]) with best = 0 where no word).
+        """
+        gw = words[index]  # (P, [C,] L, E)
+        if index.dim() == 2:
+            sims = torch.einsum("pte,ple->ptl", f, gw)  # (P, T, L)
+            return masked_max(sims, mask[:, None, :].expand_as(sims), dim=-1)[0], mask.any(-1)
+        sims = torch.einsum("pte,pcle->pctl", f, gw)  # (P, C, T, L)
+        return masked_max(sims, mask[:, :, None, :].expand_as(sims), dim=-1)[0], mask.any(-1)
+
+    @staticmethod
+    def _union_max(q: torch.Tensor, q_present: torch.Tensor, a: torch.Tensor, a_present: torch.Tensor
+                   ) -> torch.Tensor:
+        """max over question words and answer words: q (P, T), a (P, C, T) -> (P, C, T).
+
+        A side without words does not take part; with no words on either side the term is 0.
+        """
+        neg_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
+        q_b = torch.where(q_present[:, None, None], q[:, None, :], neg_inf)  # (P, 1, T)
+        a_b = torch.where(a_present[:, :, None], a, neg_inf)  # (P, C, T)
+        best = torch.maximum(q_b, a_b)
+        return torch.where(torch.isinf(best), torch.zeros_like(best), best)
+
+    def _regions_and_words(self, inputs: SVLRVQAInputs):
+        f_o, f_a = self.embed_regions(inputs.region_features, inputs.region_mask)  # (P, T, E) each
+        words = self.g(inputs.word_vectors)  # (W, E)
+        qn, qn_any = self._word_region_terms(f_o, words, inputs.question_nouns, inputs.question_noun_mask)
+        qj, qj_any = self._word_region_terms(f_a, words, inputs.question_adjectives, inputs.question_adjective_mask)
+        an, an_any = self._word_region_terms(f_o, words, inputs.answer_nouns, inputs.answer_noun_mask)
+        aj, aj_any = self._word_region_terms(f_a, words, inputs.answer_adjectives, inputs.answer_adjective_mask)
+        terms = dict(qn=qn, qn_any=qn_any, qj=qj, qj_any=qj_any, an=an, an_any=an_any, aj=aj, aj_any=aj_any)
+        return f_o, f_a, words, terms
+
+    def _attention(self, terms: dict, region_mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 3-4: a'(R) = max_n f_o·g(n) + max_j f_a·g(j) over the (Q, A) pair's nouns N and
+        adjectives J; a(R) = softmax over the image's unpadded regions. -> (P, C, T)."""
+        nouns = self._union_max(terms["qn"], terms["qn_any"], terms["an"], terms["an_any"])
+        adjectives = self._union_max(terms["qj"], terms["qj_any"], terms["aj"], terms["aj_any"])
+        logits = (nouns + adjectives).masked_fill(~region_mask[:, None, :], float("-inf"))  # (P, C, T)
+        return torch.softmax(logits, dim=-1)
+
+    def forward(self, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
+        """Multiple-choice VQA scores S(Q, I, A) for every (question, choice) pair (Eq. 3-7)."""
+        f_o, f_a, words, terms = self._regions_and_words(inputs)
+        attention = self._attention(terms, inputs.region_mask)  # (P, C, T)
+
+        # Eq. 5: f(I) = sum_R a(R) [s_o(R); s_a(R)] over the label sets O and T.
+        objects, attributes = self.label_embeddings()
+        s_o = f_o @ objects.T  # (P, T, K_o)
+        s_a = f_a @ attributes.T  # (P, T, K_a)
+        image = torch.einsum("pct,ptk->pck", attention, torch.cat([s_o, s_a], dim=-1))  # (P, C, K_o + K_a)
+
+        # q(Q): mean of g over each bin's words, bins concatenated; a(A): mean of g over the answer.
+        P, C = inputs.choice_mask.shape
+        q = masked_mean(words[inputs.question_bins], inputs.question_bin_mask, dim=-2).reshape(P, -1)  # (P, 4E)
+        a = masked_mean(words[inputs.answer_words], inputs.answer_word_mask, dim=-2)  # (P, C, E)
+        qa = torch.cat([q[:, None, :].expand(P, C, q.shape[-1]), a], dim=-1)  # (P, C, 5E)
+
+        # Eq. 6-7 on the unpadded (question, choice) pairs; BN statistics over those pairs.
+        beta = masked_rows(lambda rows: self.b1(self.w1(rows)), image, inputs.choice_mask) + \
+            masked_rows(lambda rows: self.b2(self.w2(rows)), qa, inputs.choice_mask)  # (P, C, 2500)
+        scores = self.w3(F.relu(beta)).squeeze(-1)  # (P, C)
+        scores = scores.masked_fill(~inputs.choice_mask, float("-inf"))
+        return SVLRVQAOutput(scores=scores, attention=attention, object_scores=s_o, attribute_scores=s_a,
+                             image_vector=image)
+
+    # ----- zero-shot VQA (Sec. 3.4) ---------------------------------------------------------
+
+    def zero_shot_scores(self, inputs: SVLRVQAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 9: S = sum_R a(R) min(p_q(R), p_a(R)); returns (scores (P, C), attention (P, C, T)).
+
+        p_q(R) = max over question nouns of f_o·g + max over question adjectives of f_a·g
+        (Eq. 3 with question words only); p_a(R) the same with the answer's words; a(R) is Eq. 4
+        over the whole (Q, A) pair. A missing word class adds 0. Padded choices score -inf.
+        Call in eval mode (BN running statistics) and under torch.no_grad() when only scoring.
+        """
+        _, _, _, t = self._regions_and_words(inputs)
+        attention = self._attention(t, inputs.region_mask)  # (P, C, T)
+        p_q = (t["qn"] + t["qj"])[:, None, :]  # (P, 1, T)
+        p_a = t["an"] + t["aj"]  # (P, C, T)
+        scores = (attention * torch.minimum(p_q, p_a)).sum(-1)  # padded regions have a(R) = 0
+        return scores.masked_fill(~inputs.choice_mask, float("-inf")), attention
