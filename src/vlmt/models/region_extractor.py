@@ -5,7 +5,8 @@ features), then run over any boxes of any images to give one D-dim vector per re
 Regions are cut out of the image with bilinear sampling (`crop_regions`, an RoIAlign-style crop
 to a fixed S x S grid in plain torch) and the network sees the crop plus the box geometry
 (normalised corners and area), so the feature also carries where and how large the region is,
-which a crop resized to S x S alone would lose (size words, spatial relations).
+which a crop resized to S x S alone would lose (size words, spatial relations); the last 6
+feature dims are that geometry, appended as is.
 
 Nothing here is specific to the synthetic world: `RegionExtractor.extract(images, boxes)` takes
 any RGB images and pixel boxes (e.g. easy-VQA images, user photos with their own proposals).
@@ -54,7 +55,15 @@ def crop_regions(images: torch.Tensor, boxes: torch.Tensor, image_index: torch.T
     theta[:, 1, 1] = (y2 - y1) / H
     theta[:, 1, 2] = (y1 + y2) / H - 1
     grid = F.affine_grid(theta, [boxes.shape[0], images.shape[1], size, size], align_corners=False)  # (N, S, S, 2)
-    return F.grid_sample(images[image_index], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = images.new_empty(boxes.shape[0], images.shape[1], size, size)
+    # sample each image once for all its boxes (grids stacked along height) instead of copying
+    # the image per box: memory stays O(B * H * W), not O(N * H * W)
+    for b in torch.unique(image_index).tolist():
+        rows = (image_index == b).nonzero().flatten()
+        g = grid[rows].reshape(1, len(rows) * size, size, 2)
+        crops = F.grid_sample(images[b:b + 1], g, mode="bilinear", padding_mode="border", align_corners=False)
+        out[rows] = crops.reshape(images.shape[1], len(rows), size, size).transpose(0, 1)
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class RegionCNNConfig:
 
 
 class RegionCNN(nn.Module):
-    """Conv blocks over the crop -> flatten, concatenated with box geometry -> FC -> ReLU: the
+    """Conv blocks over the crop -> flatten, concatenated with embedded box geometry -> FC -> ReLU: the
     region feature. Heads on the feature: object class (softmax over names + background) and
     attributes (independent sigmoids), as in the detector behind bottom-up features."""
 
@@ -84,14 +93,20 @@ class RegionCNN(nn.Module):
             c_in = c
         self.conv = nn.Sequential(*blocks)
         side = crop_size // 2 ** len(channels)
-        self.fc = nn.Linear(c_in * side * side + GEOMETRY_DIM, feature_dim)
+        self.geometry = nn.Sequential(nn.Linear(GEOMETRY_DIM, 32), nn.ReLU(inplace=True))
+        if feature_dim <= GEOMETRY_DIM:
+            raise ValueError(f"feature_dim must exceed {GEOMETRY_DIM} (the box geometry is part of the feature)")
+        self.fc = nn.Linear(c_in * side * side + 32, feature_dim - GEOMETRY_DIM)
         self.object_head = nn.Linear(feature_dim, num_objects + 1)  # last class = background
         self.attribute_head = nn.Linear(feature_dim, num_attributes)
 
     def features(self, crops: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
-        """crops (N, 3, S, S) in [0, 1], geometry (N, 6) -> features (N, D), non-negative."""
+        """crops (N, 3, S, S) in [0, 1], geometry (N, 6) -> features (N, D): D - 6 learned
+        appearance dims (ReLU) followed by the 6 geometry values themselves, so size and position
+        stay linearly readable (the "spatial features" many VQA models append to bottom-up ones)."""
         x = self.conv(crops - 0.5).flatten(1)
-        return F.relu(self.fc(torch.cat([x, geometry], dim=1)))
+        appearance = F.relu(self.fc(torch.cat([x, self.geometry(geometry)], dim=1)))
+        return torch.cat([appearance, geometry], dim=1)
 
     def forward(self, crops: torch.Tensor, geometry: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.features(crops, geometry)
