@@ -456,8 +456,6 @@ def _synonyms(q: Question) -> tuple[str, ...]:
         return tx.SIZE_SYNONYMS[q.answer][1:]
     if q.answer_type == "number":
         return (tx.NUMBER_WORDS[int(q.answer)],) if int(q.answer) < len(tx.NUMBER_WORDS) else ()
-    if q.answer == "yes":
-        return ("yes",)
     return ()
 
 
@@ -479,13 +477,18 @@ def annotate(q: Question, rng: np.random.Generator) -> Question:
     n_exact = int(rng.choice([5, 6, 7, 8, 9, 10], p=[0.05, 0.1, 0.15, 0.25, 0.25, 0.2]))
     answers, conf = [q.answer] * n_exact, ["yes"] * n_exact
     syn = _synonyms(q)
+    wrong = 0
     for _ in range(10 - n_exact):
         if syn and rng.random() < 0.6:
             answers.append(_pick(rng, syn))
             conf.append("yes")
-        else:
+        elif wrong < 3:  # mistakes stay a minority, as among careful annotators
             answers.append(_wrong(q, rng))
             conf.append(_pick(rng, ["maybe", "no", "yes"]))
+            wrong += 1
+        else:
+            answers.append(q.answer)
+            conf.append("yes")
     order = rng.permutation(10)
     return Question(q.text, q.kind, q.answer, q.question_type, q.answer_type,
                     tuple(answers[i] for i in order), tuple(conf[i] for i in order), q.answer, (), q.claim)

@@ -56,7 +56,7 @@ class WorldSize:
 
 
 SIZES: dict[str, WorldSize] = {
-    "tiny": WorldSize(main=(24, 8, 8), genome=(24, 4, 4), questions_per_image=4, feature_dim=64, extractor_epochs=4),
+    "tiny": WorldSize(main=(24, 8, 8), genome=(32, 4, 4), questions_per_image=4, feature_dim=64, extractor_epochs=10),
     "default": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6),
 }
 
