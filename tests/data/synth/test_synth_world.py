@@ -27,10 +27,13 @@ def _digest(folder):
     return out
 
 
-def test_same_seed_gives_identical_files_and_an_interrupted_run_resumes(tiny_world, tmp_path):
+def test_same_seed_gives_identical_files_and_an_interrupted_run_resumes(tiny_world, tmp_path, capsys):
     out, _ = tiny_world
     again = tmp_path / "again"
-    generate("tiny", again, seed=0)
+    assert cli.main(["data", "synth", "--size", "tiny", "--out", str(again), "--seed", "0", "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)  # --json: exactly one JSON object on stdout
+    assert manifest["images"] == {"train": 24, "val": 8, "test": 8}
+    assert (again / "README.md").read_text().startswith("# vlmt synthetic world")
     reference = _digest(out)
     assert _digest(again) == reference
     assert len(reference) > 150  # images, per-image entity files, JSON files, store, weights
@@ -55,15 +58,6 @@ def test_a_folder_holding_another_world_is_refused(tiny_world, capsys):
     assert cli.main(["data", "synth", "--size", "tiny", "--seed", "5", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert str(out) in err and "seed" in err and "Traceback" not in err
-
-
-def test_command_writes_a_world_and_prints_one_json_object(tmp_path, capsys):
-    out = tmp_path / "w"
-    assert cli.main(["data", "synth", "--size", "tiny", "--out", str(out), "--json"]) == 0
-    captured = capsys.readouterr()
-    manifest = json.loads(captured.out)
-    assert manifest["images"] == {"train": 24, "val": 8, "test": 8}
-    assert (out / "README.md").read_text().startswith("# vlmt synthetic world")
 
 
 def test_official_layouts(tiny_world):
