@@ -45,6 +45,9 @@ def test_same_seed_gives_identical_files_and_an_interrupted_run_resumes(tiny_wor
     (again / "features").rmdir()
     generate("tiny", again, seed=0)
     assert _digest(again) == reference
+    # a complete world is reused as it is (what the demo's cache relies on)
+    assert generate("tiny", again, seed=0)["reused"] is True
+    assert _digest(again) == reference
 
 
 def test_another_seed_gives_another_world(tiny_world):

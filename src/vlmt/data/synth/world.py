@@ -198,8 +198,12 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
     config = {"version": WORLD_VERSION, "size": name, "seed": seed, "spec": asdict(size)}
     config = json.loads(json.dumps(config))
     _check_folder(out, config)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    done = _finished_manifest(out, size)
+    if done is not None:  # a complete world of this size and seed is already here: reuse it
+        say("reusing the complete world already in the folder")
+        return {**done, "timings_s": {"total": round(time.perf_counter() - t0, 3)}, "reused": True}
+    timings: dict[str, float] = {}
 
     w = build(size, seed)
     timings["sample"] = time.perf_counter() - t0
@@ -265,6 +269,29 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
         f.write(readme(w, manifest))
     timings["total"] = time.perf_counter() - t0
     return {**manifest, "timings_s": {k: round(v, 3) for k, v in timings.items()}}
+
+
+def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
+    """The manifest of a complete world in `out` (every file of every stage present), else None."""
+    from vlmt.models.region_extractor import RegionExtractor
+
+    try:
+        manifest = json.loads((out / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    n_main, n_genome = sum(size.main), sum(size.genome)
+    needed = [out / "README.md", out / "hypernyms.json", out / f"dataset_{DATASET_NAME}.json",
+              out / "features" / "header.json", out / "region_extractor" / RegionExtractor.META,
+              out / "region_extractor" / RegionExtractor.WEIGHTS]
+    needed += [out / "visual_genome" / f for f in ("objects.json", "attributes.json", "image_data.json", "splits.json")]
+    for sub in VQA_SUBTYPES.values():
+        needed += [out / f"v2_OpenEnded_mscoco_{sub}_questions.json", out / f"v2_mscoco_{sub}_annotations.json",
+                   out / f"MultipleChoice_mscoco_{sub}_questions.json"]
+    if not all(p.exists() for p in needed):
+        return None
+    counts = [sum(1 for _ in (out / d).glob(pattern)) for d, pattern in
+              (("images", "*.png"), ("flickr30k_entities/Sentences", "*.txt"), ("flickr30k_entities/Annotations", "*.xml"))]
+    return manifest if counts == [n_main + n_genome, n_main, n_main] else None
 
 
 def rarity_statistics(w: World) -> dict:
