@@ -248,8 +248,10 @@ def _caption_list(scene: Scene, rng: np.random.Generator, ids: dict) -> Caption 
     if len(descs) < 2:
         return None
     c = _CaptionBuilder(ids, scene.image_id * 100)
-    if rng.random() < 0.5:
-        c.word(("a picture of", "an image showing", "a drawing with")[int(rng.integers(3))])
+    if rng.random() < 0.5:  # "a picture" is a noun phrase too: an entity without a box
+        opener, link = (("a picture", "of"), ("an image", "showing"), ("a drawing", "with"))[int(rng.integers(3))]
+        c.phrase(opener.split(), (), kind="picture")
+        c.word(link)
     for k, (o, d) in enumerate(descs):
         if k == len(descs) - 1:
             c.word("and")
