@@ -8,7 +8,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from vlmt import cli
 from vlmt.data.feature_store import FeatureStore

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import taxonomy as tx
-from .world import SPLITS, World, build, SIZES
+from .world import SIZES, World, build
 
 
 def true_box_features(world: World, store, image_ids: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -70,4 +70,3 @@ def probe_world(out: str | Path, size: str, seed: int = 0) -> dict[str, float]:
     return result
 
 
-__all__ = ["probe_world", "linear_probe", "true_box_features", "SPLITS"]
