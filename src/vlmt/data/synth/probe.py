@@ -68,5 +68,3 @@ def probe_world(out: str | Path, size: str, seed: int = 0) -> dict[str, float]:
     result["num_train_regions"] = len(x_tr)
     result["num_test_regions"] = len(x_te)
     return result
-
-
