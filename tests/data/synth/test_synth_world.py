@@ -62,6 +62,13 @@ def test_a_folder_holding_another_world_is_refused(tiny_world, capsys):
     assert str(out) in err and "seed" in err and "Traceback" not in err
 
 
+def test_out_must_be_a_folder(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    assert cli.main(["data", "synth", "--size", "tiny", "--out", str(target)]) == 1
+    assert "must be a folder" in capsys.readouterr().err
+
+
 def test_official_layouts(tiny_world):
     out, world = tiny_world
     q = json.loads((out / "v2_OpenEnded_mscoco_train2014_questions.json").read_text())

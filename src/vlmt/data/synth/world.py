@@ -118,6 +118,8 @@ def filename(image_id: int) -> str:
 
 def _check_folder(out: Path, config: dict) -> None:
     marker = out / ".synth_config.json"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: --out must be a folder, this is a file")
     if marker.exists():
         have = json.loads(marker.read_text(encoding="utf-8"))
         if have != config:
