@@ -1,15 +1,38 @@
-"""`vlmt data convert`: convert region features into a feature store."""
+"""`vlmt data convert`: bottom-up TSV or HDF5 region features -> a feature store."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+
+from vlmt.data.feature_convert import TSV_LAYOUTS, convert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--from", dest="source", choices=("tsv", "hdf5"), required=True,
+                        help="input format: bottom-up-attention TSV or HDF5 (needs h5py)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="input files, converted into one store")
+    parser.add_argument("--out", required=True, metavar="STORE", help="feature store directory to create")
+    parser.add_argument("--tsv-fields", default="auto", metavar="LAYOUT",
+                        help="TSV column names: auto (6 columns: bottom-up, 10: lxmert), one of "
+                             f"{', '.join(TSV_LAYOUTS)}, or a comma-separated list")
+    parser.add_argument("--feature-dim", type=int, default=None, help="expected feature size D (checked)")
+    parser.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vlmt data convert: not implemented yet (tracked in issue 2)", file=sys.stderr)
-    return 2
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    with tqdm(desc="images", unit="img", file=sys.stderr, disable=None) as bar:
+        summary = convert(args.source, args.inputs, args.out, tsv_fields=args.tsv_fields,
+                          feature_dim=args.feature_dim, overwrite=args.overwrite, progress=bar.update)
+    result = summary.as_dict() | {"seconds": round(time.perf_counter() - start, 3)}
+    print(f"wrote {result['images']} images, {result['regions']} regions, D={result['feature_dim']} "
+          f"to {result['output']} in {result['seconds']:.1f}s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    return 0

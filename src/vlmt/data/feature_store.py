@@ -1,7 +1,7 @@
 """Region feature store: per image, T boxes (pixel x1, y1, x2, y2) and T feature vectors.
 
-A store is a directory of flat little-endian binary arrays plus a small JSON header, read with
-`numpy.memmap`, so opening costs nothing and a lookup touches only the pages it needs:
+A store is a directory of flat little-endian binary arrays plus a small JSON header, read through
+read-only memory maps, so opening costs nothing and a lookup touches only the pages it needs:
 
     header.json    format, version, feature_dim D, num_images N, num_regions R, index_slots S
     records.bin    N x 32 bytes: image_id <i8, start <i8, count <i4, width <i4, height <i4, 0 <i4
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import mmap
 import operator
 import os
 import shutil
@@ -235,9 +236,15 @@ def _size_problems(root: Path, header: dict[str, Any]) -> list[tuple[Path, str]]
 
 
 def _map(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    if math.prod(shape) == 0:  # mmap refuses empty files
+    """A read-only memory map of `path` as an ndarray (what np.memmap does, minus its slow scalar
+    indexing). Kernel read-ahead stays on: measured, turning it off (MADV_RANDOM) made cold reads
+    3x slower for the few MB of RSS it saves."""
+    count = math.prod(shape)
+    if count == 0:  # mmap refuses empty files
         return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), count * dtype.itemsize, access=mmap.ACCESS_READ)
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
 
 
 # ----------------------------------------------------------------------------- reader
@@ -289,15 +296,23 @@ class FeatureStore:
     def _maps(self) -> dict[str, np.ndarray]:
         if self._arrays is None or self._pid != os.getpid():
             h = self._header
-            self._arrays = {
-                "records": _map(self.path / RECORDS_FILE, RECORD_DTYPE, (h["num_images"],)),
-                "boxes": _map(self.path / BOXES_FILE, FLOAT_DTYPE, (h["num_regions"], 4)),
-                "features": _map(self.path / FEATURES_FILE, FLOAT_DTYPE, (h["num_regions"], h["feature_dim"])),
-                "index": _map(self.path / INDEX_FILE, INDEX_DTYPE, (h["index_slots"], 2)),
-            }
+            try:
+                self._arrays = self._open_maps(h)
+            except (OSError, ValueError) as e:  # a file changed since the store was opened
+                problems = _size_problems(self.path, h)
+                bad, message = problems[0] if problems else (self.path, f"cannot map the store: {e}")
+                raise DataError(bad, message) from None
             self._bits = int(h["index_slots"]).bit_length() - 1
             self._pid = os.getpid()
         return self._arrays
+
+    def _open_maps(self, h: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {
+            "records": _map(self.path / RECORDS_FILE, RECORD_DTYPE, (h["num_images"],)),
+            "boxes": _map(self.path / BOXES_FILE, FLOAT_DTYPE, (h["num_regions"], 4)),
+            "features": _map(self.path / FEATURES_FILE, FLOAT_DTYPE, (h["num_regions"], h["feature_dim"])),
+            "index": _map(self.path / INDEX_FILE, INDEX_DTYPE, (h["index_slots"], 2)),
+        }
 
     def close(self) -> None:
         """Drop the memory maps (they reopen on the next access)."""
@@ -308,11 +323,11 @@ class FeatureStore:
         mask = len(index) - 1
         pos = _home_slot(image_id, self._bits)
         for _ in range(len(index)):
-            key, row = index[pos]
+            key, row = index[pos].tolist()
             if row == EMPTY:
                 return EMPTY
             if key == image_id:
-                return int(row)
+                return row
             pos = (pos + 1) & mask
         return EMPTY
 
@@ -333,14 +348,17 @@ class FeatureStore:
     def read(self, image_id: object, *, copy: bool = True) -> RegionFeatures:
         """The regions of `image_id`; `copy=False` returns read-only views of the maps."""
         key, rec = self._record(image_id)
-        start, count = int(rec["start"]), int(rec["count"])
+        _, start, count, width, height, _ = rec.item()
+        if count <= 0 or start < 0 or start + count > self.num_regions:
+            raise DataError(self.path / RECORDS_FILE, f"damaged record: regions {start}..{start + count - 1} of "
+                                                      f"{self.num_regions} (run validate())", record=key,
+                            field="count")
         maps = self._maps()
         boxes = maps["boxes"][start:start + count]
         features = maps["features"][start:start + count]
         if copy:
             boxes, features = np.array(boxes, dtype=np.float32), np.array(features, dtype=np.float32)
-        return RegionFeatures(image_id=key, width=int(rec["width"]), height=int(rec["height"]),
-                              boxes=boxes, features=features)
+        return RegionFeatures(image_id=key, width=width, height=height, boxes=boxes, features=features)
 
     def __getitem__(self, image_id: object) -> RegionFeatures:
         return self.read(image_id)
@@ -369,6 +387,16 @@ class FeatureStore:
 
 
 # ----------------------------------------------------------------------------- validation
+
+def is_feature_store(path: str | os.PathLike) -> bool:
+    """Whether `path` is a directory whose header names this format (for finding stores under a
+    folder; says nothing about whether the store is valid)."""
+    try:
+        header = json.loads((Path(path) / HEADER_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(header, dict) and header.get("format") == FORMAT_NAME
+
 
 _CHUNK_BYTES = 64 << 20
 
@@ -405,14 +433,28 @@ def validate_store(path: str | os.PathLike, *, max_problems: int | None = None) 
     return out
 
 
-def _whole_rows(path: Path, dtype: np.dtype, row_items: int, want_rows: int) -> np.ndarray:
-    """Map as many whole rows as the file really holds (at most `want_rows`)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        size = 0
-    rows = min(want_rows, size // (dtype.itemsize * row_items))
-    return _map(path, dtype, (rows, row_items) if row_items > 1 else (rows,))
+class _Rows:
+    """Whole rows of a flat array file, read on demand with plain reads (not mapped, so checking
+    a large store does not pull it all into the process's RSS)."""
+
+    def __init__(self, path: Path, dtype: np.dtype, row_items: int, want_rows: int):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        self.path, self.dtype, self.row_items = path, dtype, row_items
+        self.available = min(want_rows, size // (dtype.itemsize * row_items))
+
+    def __len__(self) -> int:
+        return self.available
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        hi = min(hi, self.available)
+        if hi <= lo:
+            return np.zeros((0, self.row_items), dtype=self.dtype)
+        a = np.fromfile(self.path, dtype=self.dtype, count=(hi - lo) * self.row_items,
+                        offset=lo * self.row_items * self.dtype.itemsize)
+        return a.reshape(hi - lo, self.row_items)
 
 
 def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
@@ -424,8 +466,8 @@ def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
     except FileNotFoundError:
         size = 0
     records = _map(rec_path, RECORD_DTYPE, (min(n, size // RECORD_DTYPE.itemsize),))
-    boxes = _whole_rows(box_path, FLOAT_DTYPE, 4, r)
-    feats = _whole_rows(feat_path, FLOAT_DTYPE, d, r)
+    boxes = _Rows(box_path, FLOAT_DTYPE, 4, r)
+    feats = _Rows(feat_path, FLOAT_DTYPE, d, r)
 
     ids = np.asarray(records["image_id"])  # 8 bytes per image: the one O(N) array, for duplicates
     uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
@@ -438,84 +480,87 @@ def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
                        record=int(ids[i]), field="image_id")
 
     # per-record fields and data, in chunks of records whose regions fit in the byte budget
-    offset = 0  # where the next record's regions must start
     rows_per_chunk = max(1, _CHUNK_BYTES // max(1, 4 * d))
+    prev_end = 0  # where the previous record's regions ended: the next must start there
     i = 0
     while i < len(records):
-        j = min(len(records), i + 65536)
-        chunk = np.asarray(records[i:j])
-        counts_c = chunk["count"].astype(np.int64)
-        # shrink the chunk so its regions fit the budget
-        cum = np.cumsum(np.maximum(counts_c, 0))
-        fit = int(np.searchsorted(cum, rows_per_chunk, side="right"))
+        chunk = np.asarray(records[i:i + 65536])
+        start = chunk["start"].astype(np.int64)
+        count = chunk["count"].astype(np.int64)
+        valid = (count > 0) & (start >= 0) & (start + count <= r)
+        # shrink the chunk so the regions of its valid records fit the budget
+        fit = int(np.searchsorted(np.cumsum(np.where(valid, count, 0)), rows_per_chunk, side="right"))
         if fit < len(chunk):
-            j = i + max(1, fit)
-            chunk, counts_c = chunk[: j - i], counts_c[: j - i]
-        expected = offset + np.concatenate([[0], np.cumsum(np.maximum(counts_c, 0))[:-1]])
-        good = np.ones(len(chunk), dtype=bool)
-        for k in range(len(chunk)):
-            image_id = int(chunk["image_id"][k])
-            if chunk["count"][k] <= 0:
-                report(rec_path, f"region count must be positive, got {int(chunk['count'][k])}", record=image_id,
-                       field="count")
-                good[k] = False
-            elif chunk["start"][k] != expected[k]:
-                report(rec_path, f"regions start at row {int(chunk['start'][k])}, expected {int(expected[k])} "
-                                 "(records overlap or leave gaps)", record=image_id, field="start")
-                good[k] = False
-            elif expected[k] + counts_c[k] > r:
-                report(rec_path, f"regions {int(expected[k])}..{int(expected[k] + counts_c[k]) - 1} lie beyond the "
-                                 f"{r} regions of the store", record=image_id, field="count")
-                good[k] = False
-            for name in ("width", "height"):
-                if chunk[name][k] <= 0:
-                    report(rec_path, f"image {name} must be positive, got {int(chunk[name][k])}", record=image_id,
-                           field=name)
-        lo = int(offset)
-        hi = int(offset + np.maximum(counts_c, 0).sum())
-        _check_region_rows(chunk, good, expected - lo, counts_c, boxes, feats, lo, hi, box_path, feat_path, report)
-        offset = hi
-        i = j
+            chunk, start, count, valid = (x[:max(1, fit)] for x in (chunk, start, count, valid))
+        ids_c = chunk["image_id"]
+        prev = np.concatenate([[prev_end], (start + count)[:-1]])
+        for k in np.flatnonzero(count <= 0):
+            report(rec_path, f"region count must be positive, got {int(count[k])}", record=int(ids_c[k]),
+                   field="count")
+        for k in np.flatnonzero((count > 0) & ~valid):
+            report(rec_path, f"regions {int(start[k])}..{int(start[k] + count[k]) - 1} lie outside the {r} "
+                             "regions of the store", record=int(ids_c[k]), field="start")
+        for k in np.flatnonzero(valid & (start != prev)):
+            report(rec_path, f"regions start at row {int(start[k])}, the previous record ends at row "
+                             f"{int(prev[k])} (records overlap or leave gaps)", record=int(ids_c[k]), field="start")
+        for name in ("width", "height"):
+            for k in np.flatnonzero(chunk[name] <= 0):
+                report(rec_path, f"image {name} must be positive, got {int(chunk[name][k])}", record=int(ids_c[k]),
+                       field=name)
+        _check_region_rows(chunk[valid], start[valid], count[valid], boxes, box_path, 4, "boxes", report)
+        _check_region_rows(chunk[valid], start[valid], count[valid], feats, feat_path, d, "features", report)
+        prev_end = int(start[-1] + count[-1])
+        i += len(chunk)
 
     # index: every record id must lead back to its own record number
     _validate_index(idx_path, header, ids, duplicated, report)
 
 
-def _check_region_rows(chunk, good, rel_start, counts, boxes, feats, lo, hi, box_path, feat_path, report) -> None:
-    """Boxes and features of the records in `chunk`, whose regions are rows lo..hi-1."""
-    box_rows = np.asarray(boxes[lo:min(hi, len(boxes))])
-    feat_rows = np.asarray(feats[lo:min(hi, len(feats))])
-    for k in np.flatnonzero(good):
-        image_id = int(chunk["image_id"][k])
-        s, c = int(rel_start[k]), int(counts[k])
-        width, height = float(chunk["width"][k]), float(chunk["height"][k])
-        if s + c > len(box_rows):
-            report(box_path, f"truncated: regions {lo + s}..{lo + s + c - 1} are past the end of the file",
-                   record=image_id, field="boxes")
-        else:
-            b = box_rows[s:s + c]
-            finite = np.isfinite(b).all(axis=1)
-            if not finite.all():
-                report(box_path, _nonfinite_message(b, "boxes"), record=image_id, field="boxes")
-            fb = b[finite]
-            inverted = (fb[:, 2] < fb[:, 0]) | (fb[:, 3] < fb[:, 1])
-            if inverted.any():
-                first = int(np.flatnonzero(inverted)[0])
-                report(box_path, f"{int(inverted.sum())} of {c} boxes inverted (x2 < x1 or y2 < y1), first "
-                                 f"{_fmt_box(fb[first])}", record=image_id, field="boxes")
-            t = BOX_TOLERANCE
-            outside = ((fb[:, 0] < -t) | (fb[:, 1] < -t) | (fb[:, 2] > width + t) | (fb[:, 3] > height + t))
-            if width > 0 and height > 0 and outside.any():
-                first = int(np.flatnonzero(outside)[0])
-                report(box_path, f"{int(outside.sum())} of {c} boxes outside the {int(width)}x{int(height)} image, "
-                                 f"first {_fmt_box(fb[first])}", record=image_id, field="boxes")
-        if s + c > len(feat_rows):
-            report(feat_path, f"truncated: regions {lo + s}..{lo + s + c - 1} are past the end of the file",
-                   record=image_id, field="features")
-        else:
-            f = feat_rows[s:s + c]
-            if not np.isfinite(f).all():
-                report(feat_path, _nonfinite_message(f, "features"), record=image_id, field="features")
+def _check_region_rows(chunk: np.ndarray, start: np.ndarray, count: np.ndarray, rows: _Rows, path: Path,
+                       width: int, field: str, report) -> None:
+    """NaN/inf (and for boxes: inverted, outside the image) in the regions of `chunk`'s records,
+    whose rows are start[k] .. start[k]+count[k]-1 of `rows` (all within the header's R)."""
+    if not len(chunk):
+        return
+    ids = chunk["image_id"]
+    end = start + count
+    short = end > len(rows)
+    for k in np.flatnonzero(short):
+        report(path, f"truncated: regions {int(start[k])}..{int(end[k]) - 1} are past the end of the file",
+               record=int(ids[k]), field=field)
+    keep = ~short
+    if not keep.any():
+        return
+    chunk, start, count, ids = chunk[keep], start[keep], count[keep], ids[keep]
+    lo, hi = int(start.min()), int((start + count).max())
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])  # each record's first row in `a`
+    block = rows.read(lo, hi)
+    if hi - lo == int(count.sum()) and (start - lo == first).all():
+        a = block  # the usual case: the records' regions are contiguous and in order
+    else:
+        a = block[np.arange(int(count.sum())) + np.repeat(start - lo - first, count)]
+    bad_rows = ~np.isfinite(a).all(axis=1)  # one pass; NaN and inf are counted only where found
+    for k in np.flatnonzero(np.add.reduceat(bad_rows.astype(np.int64), first)):
+        rows_k = a[int(first[k]):int(first[k] + count[k])]
+        report(path, _nonfinite_message(rows_k, field), record=int(ids[k]), field=field)
+    if field != "boxes":
+        return
+    w = np.repeat(chunk["width"].astype(np.float64), count)
+    h = np.repeat(chunk["height"].astype(np.float64), count)
+    with np.errstate(invalid="ignore"):
+        inverted = ~bad_rows & ((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1]))
+        t = BOX_TOLERANCE
+        outside = ~bad_rows & (w > 0) & (h > 0) & (
+            (a[:, 0] < -t) | (a[:, 1] < -t) | (a[:, 2] > w + t) | (a[:, 3] > h + t))
+    for flags, kind in ((inverted, "inverted"), (outside, "outside")):
+        per_record = np.add.reduceat(flags.astype(np.int64), first)
+        for k in np.flatnonzero(per_record):
+            rows_k = slice(int(first[k]), int(first[k] + count[k]))
+            example = _fmt_box(a[rows_k][int(np.flatnonzero(flags[rows_k])[0])])
+            what = ("inverted (x2 < x1 or y2 < y1)" if kind == "inverted" else
+                    f"outside the {int(chunk['width'][k])}x{int(chunk['height'][k])} image")
+            report(path, f"{per_record[k]} of {count[k]} boxes {what}, first {example}", record=int(ids[k]),
+                   field="boxes")
 
 
 def _nonfinite_message(a: np.ndarray, what: str) -> str:
@@ -532,9 +577,9 @@ def _fmt_box(b: np.ndarray) -> str:
 
 def _validate_index(idx_path: Path, header: dict[str, Any], ids: np.ndarray, duplicated: set[int], report) -> None:
     slots = header["index_slots"]
-    table = _whole_rows(idx_path, INDEX_DTYPE, 2, slots)
-    if len(table) < slots:
+    if _Rows(idx_path, INDEX_DTYPE, 2, slots).available < slots:
         return  # already reported as truncated
+    table = _map(idx_path, INDEX_DTYPE, (slots, 2))
     bits = slots.bit_length() - 1
     occupied = 0
     for i in range(0, slots, 1 << 20):
@@ -571,7 +616,8 @@ class FeatureStoreWriter:
         self.feature_dim = int(feature_dim)
         self.overwrite = overwrite
         if self.path.exists() and not overwrite:
-            raise StoreExistsError(self.path, "already exists; choose another path or ask to overwrite it")
+            raise StoreExistsError(self.path, "already exists; choose another path or overwrite it "
+                                              "(--overwrite, overwrite=True)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
@@ -593,7 +639,7 @@ class FeatureStoreWriter:
 
     def _grow_index(self) -> None:
         self._records.flush()
-        ids = np.fromfile(self._tmp / RECORDS_FILE, dtype=RECORD_DTYPE)["image_id"]
+        ids = np.array(_map(self._tmp / RECORDS_FILE, RECORD_DTYPE, (self._num_images,))["image_id"])
         bits = self._bits + 1
         new_path = self._tmp / (INDEX_FILE + ".grow")
         table = self._new_index(bits, new_path)
@@ -607,11 +653,11 @@ class FeatureStoreWriter:
         mask = (1 << self._bits) - 1
         pos = _home_slot(image_id, self._bits)
         while True:
-            key, row = self._index[pos]
+            key, row = self._index[pos].tolist()
             if row == EMPTY:
                 return -1 - pos  # the free slot where it would go
             if key == image_id:
-                return int(row)
+                return row
             pos = (pos + 1) & mask
 
     def __contains__(self, image_id: object) -> bool:
@@ -619,6 +665,11 @@ class FeatureStoreWriter:
 
     def __len__(self) -> int:
         return self._num_images
+
+    @property
+    def num_regions(self) -> int:
+        """Regions added so far."""
+        return self._num_regions
 
     # -- adding
     def add(self, image_id: int, *, boxes: np.ndarray, features: np.ndarray, width: int, height: int) -> None:
