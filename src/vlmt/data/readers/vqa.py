@@ -1,0 +1,227 @@
+"""VQA question and annotation files (VQA v2 open-ended, VQA v1 multiple choice).
+
+Layout (one JSON object per file, as released by the VQA team):
+  questions:   {info, license, task_type, data_type, data_subtype,
+                questions: [{image_id, question, question_id, multiple_choices?}]}
+  annotations: {info, license, data_type, data_subtype,
+                annotations: [{question_id, image_id, question_type, answer_type,
+                               multiple_choice_answer, answers: [{answer, answer_confidence, answer_id}]}]}
+File names: v2_OpenEnded_mscoco_{subtype}_questions.json, v2_mscoco_{subtype}_annotations.json,
+MultipleChoice_mscoco_{subtype}_questions.json, mscoco_{subtype}_annotations.json (v1).
+Test splits (test2015, test-dev2015) ship questions only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vlmt.data.examples import VQAExample
+from vlmt.data.readers._common import (Report, Skip, load_json, optional, raise_problem, require, require_text,
+                                       top_list)
+from vlmt.errors import DataError
+
+SUBTYPES = ("train2014", "val2014", "test2015", "test-dev2015")
+ANSWER_TYPES = ("yes/no", "number", "other")
+NUM_CHOICES = 18  # VQA v1 multiple choice
+NUM_ANSWERS = 10
+
+QUESTIONS_RE = re.compile(r"^(?:v2_)?(OpenEnded|MultipleChoice)_(mscoco|abstract_v002)_(.+)_questions\.json$")
+ANNOTATIONS_RE = re.compile(r"^(?:v2_)?(mscoco|abstract_v002)_(.+)_annotations\.json$")
+
+
+@dataclass(frozen=True)
+class QuestionRecord:
+    question_id: int
+    image_id: int
+    question: str
+    choices: tuple[str, ...] | None
+
+
+def _check_header(data: object, path: Path, report: Report, pattern: re.Pattern) -> str | None:
+    """Check data_subtype against the known split names and the file name; return it."""
+    if not isinstance(data, dict):
+        return None
+    subtype = data.get("data_subtype")
+    if subtype is None:
+        report(path, "missing", field="data_subtype")
+        return None
+    if subtype not in SUBTYPES:
+        report(path, f"unknown split name {subtype!r}; expected one of {', '.join(SUBTYPES)}", field="data_subtype")
+    m = pattern.match(path.name)
+    if m and m.group(m.lastindex) != subtype:
+        report(path, f"says {subtype!r} but the file name says {m.group(m.lastindex)!r}", field="data_subtype")
+    return subtype
+
+
+def read_questions(path: str | os.PathLike, *, report: Report = raise_problem) -> dict[int, QuestionRecord]:
+    """Questions by question id. Multiple-choice files must list 18 distinct choices."""
+    path = Path(path)
+    data = load_json(path)
+    _check_header(data, path, report, QUESTIONS_RE)
+    task = data.get("task_type") if isinstance(data, dict) else None
+    multiple_choice = task == "Multiple-Choice" or path.name.startswith("MultipleChoice")
+    out: dict[int, QuestionRecord] = {}
+    for i, q in enumerate(top_list(data, "questions", path, report)):
+        record = f"questions[{i}]"
+        try:
+            qid = require(q, "question_id", int, path, record, report)
+            record = f"question_id {qid}"
+            image_id = require(q, "image_id", int, path, record, report)
+            text = require_text(q, "question", path, record, report)
+            choices = None
+            if multiple_choice or "multiple_choices" in q:
+                raw = require(q, "multiple_choices", list, path, record, report)
+                if len(raw) != NUM_CHOICES or not all(isinstance(c, str) and c.strip() for c in raw):
+                    report(path, f"must be {NUM_CHOICES} non-empty strings, got {len(raw)} items",
+                           record=record, field="multiple_choices")
+                    raise Skip
+                choices = tuple(raw)
+        except Skip:
+            continue
+        if qid in out:
+            report(path, "duplicate question id", record=record, field="question_id")
+            continue
+        out[qid] = QuestionRecord(qid, image_id, text, choices)
+    return out
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    question_id: int
+    image_id: int
+    answers: tuple[str, ...]
+    answer_type: str
+    question_type: str
+    multiple_choice_answer: str
+
+
+def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem) -> Iterator[AnnotationRecord]:
+    """Annotation records, each checked (10 answers, known answer type, non-empty texts)."""
+    path = Path(path)
+    data = load_json(path)
+    _check_header(data, path, report, ANNOTATIONS_RE)
+    for i, a in enumerate(top_list(data, "annotations", path, report)):
+        record = f"annotations[{i}]"
+        try:
+            qid = require(a, "question_id", int, path, record, report)
+            record = f"question_id {qid}"
+            image_id = require(a, "image_id", int, path, record, report)
+            answer_type = require(a, "answer_type", str, path, record, report)
+            if answer_type not in ANSWER_TYPES:
+                report(path, f"unknown answer type {answer_type!r}; expected one of {ANSWER_TYPES}",
+                       record=record, field="answer_type")
+                raise Skip
+            question_type = require(a, "question_type", str, path, record, report)
+            mc_answer = require_text(a, "multiple_choice_answer", path, record, report)
+            raw = require(a, "answers", list, path, record, report)
+            if len(raw) != NUM_ANSWERS:
+                report(path, f"must hold {NUM_ANSWERS} answers, got {len(raw)}", record=record, field="answers")
+                raise Skip
+            answers = []
+            for j, ans in enumerate(raw):
+                answers.append(require_text(ans, "answer", path, f"{record} answers[{j}]", report))
+                require(ans, "answer_id", int, path, f"{record} answers[{j}]", report)
+                optional(ans, "answer_confidence", str, path, f"{record} answers[{j}]", report)
+        except Skip:
+            continue
+        yield AnnotationRecord(qid, image_id, tuple(answers), answer_type, question_type, mc_answer)
+
+
+def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None = None, *,
+             report: Report = raise_problem) -> list[VQAExample]:
+    """Join a question file with its annotation file (None for test splits) into examples.
+
+    Cross-checks: every annotation's question exists with the same image id; every question has
+    an annotation; a multiple-choice list holds the correct answer."""
+    qs = read_questions(questions, report=report)
+    if annotations is None:
+        return [VQAExample(q.question_id, q.image_id, q.question, choices=q.choices) for q in qs.values()]
+    annotations = Path(annotations)
+    out: list[VQAExample] = []
+    seen: set[int] = set()
+    for a in iter_annotations(annotations, report=report):
+        record = f"question_id {a.question_id}"
+        q = qs.get(a.question_id)
+        if q is None:
+            report(annotations, f"refers to a question missing from {Path(questions).name}", record=record,
+                   field="question_id")
+            continue
+        if a.question_id in seen:
+            report(annotations, "duplicate annotation", record=record, field="question_id")
+            continue
+        seen.add(a.question_id)
+        if q.image_id != a.image_id:
+            report(annotations, f"is {a.image_id} but the question says {q.image_id}", record=record, field="image_id")
+            continue
+        if q.choices is not None and a.multiple_choice_answer not in q.choices:
+            report(questions, f"does not contain the correct answer {a.multiple_choice_answer!r}", record=record,
+                   field="multiple_choices")
+            continue
+        out.append(VQAExample(q.question_id, q.image_id, q.question, answers=a.answers, answer_type=a.answer_type,
+                              question_type=a.question_type, multiple_choice_answer=a.multiple_choice_answer,
+                              choices=q.choices))
+    for qid in qs.keys() - seen:
+        report(questions, f"has no annotation in {annotations.name}", record=f"question_id {qid}", field="question_id")
+    return out
+
+
+class VQAIndex:
+    """A compact index of a VQA split: sorted question ids and image ids as int64 arrays, texts in
+    flat lists; `index[question_id]` builds the example on demand. The parsed JSON objects are
+    dropped once indexed, so resident memory is the index, not Python dicts per record."""
+
+    def __init__(self, questions: str | os.PathLike, annotations: str | os.PathLike | None = None):
+        qs = read_questions(questions)
+        ids = np.fromiter(qs.keys(), dtype=np.int64, count=len(qs))
+        order = np.argsort(ids, kind="stable")
+        self.questions_path = Path(questions)
+        self.annotations_path = Path(annotations) if annotations is not None else None
+        self.question_ids = ids[order]
+        records = list(qs.values())
+        del qs
+        self.image_ids = np.fromiter((records[i].image_id for i in order), dtype=np.int64, count=len(records))
+        self._text = [records[i].question for i in order]
+        self._choices = [records[i].choices for i in order]
+        del records
+        self._answers: list[AnnotationRecord | None] = [None] * len(self.question_ids)
+        if annotations is not None:
+            for example in read_vqa(questions, annotations):  # full cross-check, then compact
+                self._answers[self._row(example.question_id)] = AnnotationRecord(
+                    example.question_id, example.image_id, example.answers, example.answer_type or "",
+                    example.question_type or "", example.multiple_choice_answer or "")
+
+    def __len__(self) -> int:
+        return len(self.question_ids)
+
+    def _row(self, question_id: int) -> int:
+        row = int(np.searchsorted(self.question_ids, question_id))
+        if row >= len(self.question_ids) or self.question_ids[row] != question_id:
+            raise DataError(self.questions_path, "no such question", record=f"question_id {question_id}")
+        return row
+
+    def __contains__(self, question_id: object) -> bool:
+        try:
+            self._row(int(question_id))  # type: ignore[arg-type]
+        except (DataError, TypeError, ValueError):
+            return False
+        return True
+
+    def __getitem__(self, question_id: int) -> VQAExample:
+        row = self._row(question_id)
+        a = self._answers[row]
+        if a is None:
+            return VQAExample(int(self.question_ids[row]), int(self.image_ids[row]), self._text[row],
+                              choices=self._choices[row])
+        return VQAExample(a.question_id, a.image_id, self._text[row], answers=a.answers, answer_type=a.answer_type,
+                          question_type=a.question_type, multiple_choice_answer=a.multiple_choice_answer,
+                          choices=self._choices[row])
+
+    def __iter__(self) -> Iterator[VQAExample]:
+        for qid in self.question_ids:
+            yield self[int(qid)]
