@@ -84,8 +84,9 @@ def write_karpathy(path: Path, name: str, images: list[tuple[int, str, str, list
 
 def write_entities(out: Path, scene: Scene, filename: str, caps: list[Caption]) -> None:
     """Flickr30k Entities `Sentences/<id>.txt` (one marked-up caption per line) and
-    `Annotations/<id>.xml` (one <object> per box of an entity, 1-based inclusive pixel
-    coordinates; <nobndbox>/<scene> flags for entities without a box)."""
+    `Annotations/<id>.xml` (one <object> per box of an entity, 1-based pixel coordinates
+    as in the release, whose readers subtract 1; <nobndbox>/<scene> flags for entities without a
+    box)."""
     with atomic_write(out / "Sentences" / f"{scene.image_id}.txt", "w", encoding="utf-8") as f:
         for cap in caps:
             f.write(cap.markup() + "\n")
@@ -111,10 +112,11 @@ def write_entities(out: Path, scene: Scene, filename: str, caps: list[Caption]) 
 
 
 def pixel_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
-    """0-based inclusive integer pixel box covering a float box (for XML and Genome files)."""
-    x1, y1 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
-    x2, y2 = min(width - 1, math.ceil(box[2]) - 1), min(height - 1, math.ceil(box[3]) - 1)
-    return x1, y1, x2, y2
+    """A float box rounded to whole pixels (each side within half a pixel), kept inside the image
+    the way the integer formats require (x2 <= W - 1 once read back 0-based)."""
+    x1, y1 = max(0, round(box[0])), max(0, round(box[1]))
+    x2, y2 = min(width - 1, round(box[2])), min(height - 1, round(box[3]))
+    return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
 
 
 def write_id_list(path: Path, ids: list[int]) -> None:
@@ -136,7 +138,7 @@ def write_genome(out: Path, scenes: list[Scene], filenames: dict[int, str]) -> l
         for o in s.objects:
             x1, y1, x2, y2 = pixel_box(o.box, s.width, s.height)
             base = {"object_id": genome_object_id(s.image_id, o.index), "x": x1, "y": y1,
-                    "w": x2 - x1 + 1, "h": y2 - y1 + 1, "names": [o.shape], "synsets": [tx.SHAPE_SYNSETS[o.shape]]}
+                    "w": x2 - x1, "h": y2 - y1, "names": [o.shape], "synsets": [tx.SHAPE_SYNSETS[o.shape]]}
             objs.append({**base, "merged_object_ids": []})
             attrs.append({**base, "attributes": [o.colour, o.size, o.texture]})
         url = f"images/{filenames[s.image_id]}"
