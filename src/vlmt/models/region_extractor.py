@@ -131,6 +131,55 @@ class RegionExample:
     attributes: tuple[int, ...] = ()
 
 
+def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def genome_training_regions(images: Sequence, object_names: Sequence[str], attribute_names: Sequence[str], *,
+                            seed: int = 0, background_per_image: int = 2) -> list[RegionExample]:
+    """Training regions from Visual Genome-style images (`vlmt.data.examples.GenomeImage`, as the
+    readers give them), indexed like `images`: every object whose first name is in
+    `object_names` with its box and one jittered box of IoU >= 0.5 (labelled like the object, as
+    a detector labels its positives), plus random background boxes (IoU < 0.3 with every object).
+    Attributes outside `attribute_names` are ignored."""
+    rng = np.random.default_rng(seed)
+    obj_index = {n: k for k, n in enumerate(object_names)}
+    att_index = {a: k for k, a in enumerate(attribute_names)}
+    regions: list[RegionExample] = []
+    for n, im in enumerate(images):
+        W, H = float(im.width), float(im.height)
+        boxes = []
+        for o in im.objects:
+            boxes.append(o.box)  # background boxes avoid every annotated object, named or not
+            if not o.names or o.names[0] not in obj_index:
+                continue
+            label = obj_index[o.names[0]]
+            atts = tuple(sorted({att_index[a] for a in o.attributes if a in att_index}))
+            regions.append(RegionExample(n, tuple(map(float, o.box)), label, atts))
+            x1, y1, x2, y2 = o.box
+            w, h = x2 - x1, y2 - y1
+            for _ in range(5):
+                cx, cy = (x1 + x2) / 2 + rng.uniform(-0.15, 0.15) * w, (y1 + y2) / 2 + rng.uniform(-0.15, 0.15) * h
+                jw, jh = w * np.exp(rng.uniform(-0.15, 0.15)), h * np.exp(rng.uniform(-0.15, 0.15))
+                j = (max(0.0, cx - jw / 2), max(0.0, cy - jh / 2), min(W, cx + jw / 2), min(H, cy + jh / 2))
+                if j[2] - j[0] >= 2 and j[3] - j[1] >= 2 and _box_iou(j, o.box) >= 0.5:
+                    regions.append(RegionExample(n, j, label, atts))
+                    break
+        for _ in range(background_per_image):
+            for _try in range(10):
+                bw, bh = rng.uniform(0.1, 0.6) * W, rng.uniform(0.1, 0.6) * H
+                bx, by = rng.uniform(0, W - bw), rng.uniform(0, H - bh)
+                b = (bx, by, bx + bw, by + bh)
+                if all(_box_iou(b, o) < 0.3 for o in boxes):
+                    regions.append(RegionExample(n, b, -1))
+                    break
+    return regions
+
+
 def _crops_and_geometry(images: Sequence[np.ndarray], image_idx: np.ndarray, boxes: np.ndarray,
                         size: int, batch_images: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops and geometry for boxes spread over many images, in chunks of images to bound memory."""

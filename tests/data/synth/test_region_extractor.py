@@ -62,3 +62,22 @@ def test_extractor_learns_saves_and_reloads(tmp_path):
     out = again.extract(odd, [np.array([[0, 0, 30, 30.0]]), np.array([[0, 0, 10, 10.0], [5, 5, 20, 50.0]])])
     assert [o.shape for o in out] == [(1, 16), (2, 16)]
     assert np.allclose(out[0][0, -GEOMETRY_DIM:-1], [0, 0, 1, 1, 1])
+
+
+def test_genome_training_regions_label_true_jittered_and_background_boxes():
+    from vlmt.data.examples import GenomeImage, GenomeObject
+    from vlmt.models.region_extractor import _box_iou, genome_training_regions
+
+    im = GenomeImage(5, 100, 80, objects=(
+        GenomeObject(1, (10.0, 10.0, 40.0, 40.0), ("circle",), attributes=("red", "shiny")),
+        GenomeObject(2, (60.0, 20.0, 90.0, 70.0), ("unicorn",)),  # not a known name: ignored
+    ))
+    regions = genome_training_regions([im], ["square", "circle"], ["red", "blue"], seed=0)
+    positives = [r for r in regions if r.object >= 0]
+    assert len(positives) == 2 and all(r.object == 1 and r.attributes == (0,) for r in positives)
+    assert positives[0].box == (10.0, 10.0, 40.0, 40.0)
+    assert _box_iou(positives[1].box, (10, 10, 40, 40)) >= 0.5
+    background = [r for r in regions if r.object == -1]
+    assert len(background) == 2
+    assert all(_box_iou(r.box, o.box) < 0.3 for r in background for o in im.objects)
+    assert all(0 <= r.box[0] < r.box[2] <= 100 and 0 <= r.box[1] < r.box[3] <= 80 for r in regions)

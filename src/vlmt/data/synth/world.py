@@ -31,9 +31,9 @@ from vlmt.io import atomic_write, write_json
 from . import taxonomy as tx
 from . import writers
 from .language import Caption, Question, captions, questions
-from .proposals import jitter, make_proposals, random_box
+from .proposals import make_proposals
 from .render import png_bytes, render
-from .scene import Scene, iou, sample_scene
+from .scene import Scene, sample_scene
 
 WORLD_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -84,7 +84,7 @@ def _rng(seed: int, stream: int, image_id: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, image_id])
 
 
-STREAM_SCENE, STREAM_CAPTIONS, STREAM_QUESTIONS, STREAM_PROPOSALS, STREAM_REGIONS = range(5)
+STREAM_SCENE, STREAM_CAPTIONS, STREAM_QUESTIONS, STREAM_PROPOSALS = range(4)
 
 
 def build(size: WorldSize, seed: int) -> World:
@@ -155,33 +155,18 @@ def _load_image(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def extractor_training_regions(w: World, load: Callable[[int], np.ndarray]):
-    """(images, regions) for the region CNN: each Genome-like training object with its true box
-    and one jittered box of IoU >= 0.5 (labelled like the object, as detectors label
-    positives), plus random background boxes (IoU < 0.3 with every object)."""
-    from vlmt.models.region_extractor import RegionExample
+def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarray]):
+    """(images, regions) for the region CNN, read back from the written Visual Genome files
+    through the dataset reader (the path real Visual Genome data takes), training split only."""
+    from vlmt.data.readers.visual_genome import read_visual_genome
+    from vlmt.models.region_extractor import genome_training_regions
 
-    attr_index = {a: k for k, a in enumerate(tx.ADJECTIVES)}
-    images, regions = [], []
-    for n, i in enumerate(w.genome_ids("train")):
-        s = w.scenes[i]
-        images.append(load(i))
-        rng = _rng(w.seed, STREAM_REGIONS, i)
-        for o in s.objects:
-            label = (tx.SHAPES.index(o.shape), tuple(attr_index[a] for a in o.attributes))
-            regions.append(RegionExample(n, o.box, *label))
-            for _ in range(5):
-                j = tuple(float(v) for v in jitter(o.box, rng, s.width, s.height, strength=0.15))
-                if iou(j, o.box) >= 0.5:
-                    regions.append(RegionExample(n, j, *label))
-                    break
-        for _ in range(2):
-            for _try in range(10):
-                b = tuple(float(v) for v in random_box(rng, s.width, s.height))
-                if all(iou(b, o.box) < 0.3 for o in s.objects):
-                    regions.append(RegionExample(n, b, -1))
-                    break
-    return images, regions
+    vg = out / "visual_genome"
+    train = set(w.genome_ids("train"))
+    genome = [im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json", vg / "attributes.json")
+              if im.image_id in train]
+    regions = genome_training_regions(genome, tx.SHAPES, tx.ADJECTIVES, seed=w.seed)
+    return [load(im.image_id) for im in genome], regions
 
 
 def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
@@ -238,7 +223,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
             extractor = RegionExtractor.load(ext_dir)
             log = []
         else:
-            imgs, regions = extractor_training_regions(w, load)
+            imgs, regions = extractor_training_data(out, w, load)
             log: list = []
             extractor = train_region_extractor(imgs, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
                                                feature_dim=size.feature_dim, epochs=size.extractor_epochs,
