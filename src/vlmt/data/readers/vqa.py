@@ -101,8 +101,11 @@ class AnnotationRecord:
     multiple_choice_answer: str
 
 
-def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem) -> Iterator[AnnotationRecord]:
-    """Annotation records, each checked (10 answers, known answer type, non-empty texts)."""
+def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem,
+                     attempted: set[int] | None = None) -> Iterator[AnnotationRecord]:
+    """Annotation records, each checked (10 answers, known answer type, non-empty texts).
+    `attempted` collects the question id of every record, good or bad, so a caller does not
+    report a bad record a second time as a missing annotation."""
     path = Path(path)
     data = load_json(path)
     _check_header(data, path, report, ANNOTATIONS_RE)
@@ -111,6 +114,8 @@ def iter_annotations(path: str | os.PathLike, *, report: Report = raise_problem)
         try:
             qid = require(a, "question_id", int, path, record, report)
             record = f"question_id {qid}"
+            if attempted is not None:
+                attempted.add(qid)
             image_id = require(a, "image_id", int, path, record, report)
             answer_type = require(a, "answer_type", str, path, record, report)
             if answer_type not in ANSWER_TYPES:
@@ -145,7 +150,8 @@ def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None
     annotations = Path(annotations)
     out: list[VQAExample] = []
     seen: set[int] = set()
-    for a in iter_annotations(annotations, report=report):
+    attempted: set[int] = set()
+    for a in iter_annotations(annotations, report=report, attempted=attempted):
         record = f"question_id {a.question_id}"
         q = qs.get(a.question_id)
         if q is None:
@@ -166,7 +172,7 @@ def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None
         out.append(VQAExample(q.question_id, q.image_id, q.question, answers=a.answers, answer_type=a.answer_type,
                               question_type=a.question_type, multiple_choice_answer=a.multiple_choice_answer,
                               choices=q.choices))
-    for qid in qs.keys() - seen:
+    for qid in sorted(qs.keys() - attempted):
         report(questions, f"has no annotation in {annotations.name}", record=f"question_id {qid}", field="question_id")
     return out
 

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+
+from vlmt.data.examples import GenomeImage
+from vlmt.data.readers import visual_genome as vg
+
+
+def _read(d):
+    return vg.read_visual_genome(d / "image_data.json", d / "objects.json", d / "attributes.json")
+
+
+def test_objects_names_synsets_attributes_and_xyxy_boxes(fixtures):
+    images = {im.image_id: im for im in _read(fixtures / "visual_genome")}
+    assert sorted(images) == [1, 2, 3] and images[3].coco_id == 262148 and images[1].coco_id is None
+    tree = images[1].objects[0]
+    assert tree.object_id == 1058549 and tree.names == ("trees",) and tree.synsets == ("tree.n.01",)
+    assert tree.attributes == ("green", "tall") and tree.box == (0.0, 0.0, 799.0, 557.0)
+    assert images[2].objects[0].names == ("car", "vehicle")
+
+
+def test_older_release_field_names(tmp_path):
+    (tmp_path / "image_data.json").write_text(json.dumps([{"id": 7, "width": 100, "height": 80, "url": "u", "coco_id": 5}]))
+    (tmp_path / "objects.json").write_text(json.dumps([{"image": {"id": 7}, "objects": [
+        {"id": 70, "x": 1, "y": 2, "w": 10, "h": 20, "name": "dog", "synsets": ["dog.n.01"]}]}]))
+    (im,) = vg.read_visual_genome(tmp_path / "image_data.json", tmp_path / "objects.json")
+    assert im.image_id == 7 and im.objects[0].object_id == 70 and im.objects[0].names == ("dog",)
+    assert im.objects[0].box == (1.0, 2.0, 11.0, 22.0)
+
+
+def test_overlap_rule_drops_vqa_images_by_coco_id_and_by_content(fixtures, tmp_path):
+    images = _read(fixtures / "visual_genome")
+    kept, dropped = vg.drop_vqa_overlap(images, {262148, 393225})
+    assert [im.image_id for im in dropped] == [3] and [im.image_id for im in kept] == [1, 2]
+    # image 2 has no coco_id, but its file is byte-identical to a VQA image
+    (tmp_path / "vg2.jpg").write_bytes(b"\xff\xd8same pixels")
+    (tmp_path / "vg1.jpg").write_bytes(b"\xff\xd8other pixels")
+    (tmp_path / "COCO_val2014_000000393225.jpg").write_bytes(b"\xff\xd8same pixels")
+    kept, dropped = vg.drop_vqa_overlap(images, {262148}, genome_image_files={1: tmp_path / "vg1.jpg", 2: tmp_path / "vg2.jpg"},
+                                        vqa_image_files=[tmp_path / "COCO_val2014_000000393225.jpg"])
+    assert sorted(im.image_id for im in dropped) == [2, 3]
+    assert all(isinstance(im, GenomeImage) for im in kept)
