@@ -27,7 +27,7 @@ def test_vqa_files_read_back(tiny_world):
         open_ended = read_vqa(out / f"v2_OpenEnded_mscoco_{sub}_questions.json",
                               out / f"v2_mscoco_{sub}_annotations.json", report=report)
         mc = read_vqa(out / f"MultipleChoice_mscoco_{sub}_questions.json",
-                      out / f"v2_mscoco_{sub}_annotations.json", report=report)
+                      out / f"mscoco_{sub}_annotations.json", report=report)
         expected = [q for i in world.main_ids(split) for q in world.questions[i]]
         assert len(open_ended) == len(mc) == len(expected)
         assert {e.image_id for e in open_ended} == set(world.main_ids(split))
@@ -100,3 +100,15 @@ def test_every_image_of_every_task_has_features(tiny_world):
     out, world = tiny_world
     store = FeatureStore(out / "features")
     assert all(i in store for i in world.scenes)
+
+
+def test_the_world_passes_vlmt_data_validate(tiny_world, capsys):
+    from vlmt import cli
+
+    out, _ = tiny_world
+    assert cli.main(["data", "validate", str(out)]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    for name in ("dataset_synth.json", "MultipleChoice_mscoco_val2014_questions.json", "with annotations",
+                 "Visual Genome", "Flickr30k Entities", "feature store"):
+        assert name in text

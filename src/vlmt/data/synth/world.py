@@ -273,7 +273,7 @@ def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
     needed += [out / "visual_genome" / f for f in ("objects.json", "attributes.json", "image_data.json", "splits.json")]
     for sub in VQA_SUBTYPES.values():
         needed += [out / f"v2_OpenEnded_mscoco_{sub}_questions.json", out / f"v2_mscoco_{sub}_annotations.json",
-                   out / f"MultipleChoice_mscoco_{sub}_questions.json"]
+                   out / f"MultipleChoice_mscoco_{sub}_questions.json", out / f"mscoco_{sub}_annotations.json"]
     if not all(p.exists() for p in needed):
         return None
     counts = [sum(1 for _ in (out / d).glob(pattern)) for d, pattern in
@@ -315,6 +315,7 @@ def manifest_of(w: World, name: str) -> dict:
             "vqa_questions": "v2_OpenEnded_mscoco_<subtype>_questions.json",
             "vqa_annotations": "v2_mscoco_<subtype>_annotations.json",
             "vqa_multiple_choice": "MultipleChoice_mscoco_<subtype>_questions.json",
+            "vqa_v1_annotations": "mscoco_<subtype>_annotations.json",
             "captions": f"dataset_{DATASET_NAME}.json",
             "entities": "flickr30k_entities/{Sentences,Annotations}/<image_id>.{txt,xml}, <split>.txt",
             "genome": "visual_genome/{objects,attributes,image_data}.json, splits.json",

@@ -3,6 +3,7 @@ formats the readers parse for the real datasets):
 
 - VQA v2 open-ended: `v2_OpenEnded_mscoco_<split>_questions.json`, `v2_mscoco_<split>_annotations.json`
 - VQA v1 multiple choice: `MultipleChoice_mscoco_<split>_questions.json` (18 `multiple_choices`)
+  with `mscoco_<split>_annotations.json`
 - Karpathy caption splits: `dataset_<name>.json`
 - Flickr30k Entities: `Sentences/<id>.txt`, `Annotations/<id>.xml`, `<split>.txt` image lists
 - Visual Genome: `objects.json`, `attributes.json`, `image_data.json`
@@ -52,7 +53,7 @@ def write_vqa(out: Path, subtype: str, items: list[tuple[int, int, Question]]) -
     mc = [{"image_id": i, "question": q.text, "multiple_choices": list(q.choices), "question_id": qid}
           for i, qid, q in items]
     paths = [out / f"v2_OpenEnded_mscoco_{subtype}_questions.json", out / f"v2_mscoco_{subtype}_annotations.json",
-             out / f"MultipleChoice_mscoco_{subtype}_questions.json"]
+             out / f"MultipleChoice_mscoco_{subtype}_questions.json", out / f"mscoco_{subtype}_annotations.json"]
     write_json(paths[0], {"info": VQA_INFO, "task_type": "Open-Ended", "data_type": "mscoco",
                           "license": VQA_LICENSE, "data_subtype": subtype, "questions": questions}, indent=None)
     write_json(paths[1], {"info": VQA_INFO, "license": VQA_LICENSE, "data_subtype": subtype,
@@ -60,6 +61,9 @@ def write_vqa(out: Path, subtype: str, items: list[tuple[int, int, Question]]) -
     write_json(paths[2], {"info": VQA_INFO, "task_type": "Multiple-Choice", "data_type": "mscoco",
                           "license": VQA_LICENSE, "data_subtype": subtype, "questions": mc, "num_choices": 18},
                indent=None)
+    # VQA v1 pairs its multiple-choice questions with `mscoco_<split>_annotations.json` (same fields)
+    write_json(paths[3], {"info": VQA_INFO, "license": VQA_LICENSE, "data_subtype": subtype,
+                          "annotations": annotations, "data_type": "mscoco"}, indent=None)
     return paths
 
 
