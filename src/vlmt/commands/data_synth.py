@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--size", choices=("tiny", "default"), default="default",
+                        help="tiny: for tests (seconds); default: for the demo (about a minute)")
+    parser.add_argument("--out", required=True, help="output folder (empty, or a partial world to resume)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    parser.add_argument("--json", action="store_true", help="print the manifest as one JSON object on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vlmt data synth: not implemented yet (tracked in issue 4)", file=sys.stderr)
-    return 2
+    from vlmt.data.synth.world import generate
+
+    start = time.perf_counter()
+    manifest = generate(args.size, args.out, seed=args.seed,
+                        progress=lambda msg: print(f"[{time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(manifest))
+    print(f"synthetic world ({args.size}, seed {args.seed}) written to {args.out} in "
+          f"{time.perf_counter() - start:.1f}s", file=sys.stderr)
+    return 0

@@ -1,0 +1,70 @@
+"""Linear probes on a world's stored region features: do the features of the true object boxes
+carry shape, colour, size and texture? (Trained on VQA training images, tested on VQA test
+images, neither of which the region CNN saw.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import taxonomy as tx
+from .world import SIZES, World, build
+
+
+def true_box_features(world: World, store, image_ids: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Features of the proposal equal to each object's true box, and the object's labels."""
+    feats, labels = [], {"shape": [], "colour": [], "size": [], "texture": []}
+    for i in image_ids:
+        r = store[i]
+        for o in world.scenes[i].objects:
+            d = np.abs(r.boxes - np.asarray(o.box, dtype=np.float32)).max(1)
+            k = int(np.argmin(d))
+            if d[k] > 1e-3:
+                raise AssertionError(f"image {i}: the true box of object {o.index} is not among the proposals")
+            feats.append(r.features[k])
+            labels["shape"].append(tx.SHAPES.index(o.shape))
+            labels["colour"].append(list(tx.COLOURS).index(o.colour))
+            labels["size"].append(tx.SIZES.index(o.size))
+            labels["texture"].append(tx.TEXTURES.index(o.texture))
+    return np.stack(feats), {k: np.array(v) for k, v in labels.items()}
+
+
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
+                 steps: int = 300, weight_decay: float = 1e-4, seed: int = 0) -> float:
+    """Multinomial logistic regression (full-batch LBFGS on standardised features); test accuracy."""
+    torch.manual_seed(seed)
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    xt = torch.from_numpy((x_train - mu) / sd).float()
+    xe = torch.from_numpy((x_test - mu) / sd).float()
+    yt = torch.from_numpy(y_train).long()
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    lin = torch.nn.Linear(xt.shape[1], n_classes)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(xt), yt) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float((lin(xe).argmax(1).numpy() == y_test).mean())
+
+
+def probe_world(out: str | Path, size: str, seed: int = 0) -> dict[str, float]:
+    """Probe accuracies (fractions) for shape, colour, size and texture on a generated world."""
+    from vlmt.data.feature_store import FeatureStore
+
+    world = build(SIZES[size], seed)
+    store = FeatureStore(Path(out) / "features")
+    x_tr, y_tr = true_box_features(world, store, world.main_ids("train"))
+    test_ids = world.main_ids("val") + world.main_ids("test")
+    x_te, y_te = true_box_features(world, store, test_ids)
+    result = {k: linear_probe(x_tr, y_tr[k], x_te, y_te[k]) for k in y_tr}
+    result["num_train_regions"] = len(x_tr)
+    result["num_test_regions"] = len(x_te)
+    return result

@@ -1,0 +1,372 @@
+"""`generate(size, out, seed)`: the whole synthetic world, written in the official formats.
+
+Stages (each output is written atomically; a rerun into the same folder with the same size and
+seed skips what is already there, so an interrupted run resumes):
+
+1. sample scenes (per image, from its own random stream: independent of order and resumable)
+2. render images/<id>.png
+3. language: VQA v2 + v1 multiple-choice files, Karpathy captions, Flickr30k Entities
+4. Visual Genome files for the disjoint Genome-like images, and the hypernym file
+5. train the region CNN on Genome-like training regions (`region_extractor/`)
+6. proposals for every image + features into the feature store (`features/`)
+7. `world.json` (what was made, counts, rarity statistics) and `README.md`
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vlmt.errors import ConfigError
+from vlmt.io import atomic_write, write_json
+
+from . import taxonomy as tx
+from . import writers
+from .language import Caption, Question, captions, questions
+from .proposals import make_proposals
+from .render import png_bytes, render
+from .scene import Scene, sample_scene
+
+WORLD_VERSION = 1
+SPLITS = ("train", "val", "test")
+VQA_SUBTYPES = {"train": "train2014", "val": "val2014", "test": "test2015"}
+GENOME_ID_OFFSET = 1_000_000
+DATASET_NAME = "synth"
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    """How much to generate."""
+
+    main: tuple[int, int, int]      # images per split (train, val, test) for VQA / captions / grounding
+    genome: tuple[int, int, int]    # Genome-like images per split (disjoint from the main images)
+    questions_per_image: int
+    image_size: int = 128
+    proposals: int = 16             # regions per image in the feature store
+    feature_dim: int = 128
+    extractor_epochs: int = 8
+
+
+SIZES: dict[str, WorldSize] = {
+    "tiny": WorldSize(main=(24, 8, 8), genome=(32, 4, 4), questions_per_image=4, feature_dim=64, extractor_epochs=10),
+    "default": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6),
+}
+
+
+@dataclass
+class World:
+    """Everything generated, in memory (what the files hold, plus the scene graphs)."""
+
+    seed: int
+    size: WorldSize
+    scenes: dict[int, Scene]
+    split_of: dict[int, str]                    # main image id -> split
+    genome_split_of: dict[int, str]             # genome image id -> split
+    captions: dict[int, list[Caption]]
+    questions: dict[int, list[Question]]
+
+    def main_ids(self, split: str | None = None) -> list[int]:
+        return [i for i, s in self.split_of.items() if split is None or s == split]
+
+    def genome_ids(self, split: str | None = None) -> list[int]:
+        return [i for i, s in self.genome_split_of.items() if split is None or s == split]
+
+
+def _rng(seed: int, stream: int, image_id: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, image_id])
+
+
+STREAM_SCENE, STREAM_CAPTIONS, STREAM_QUESTIONS, STREAM_PROPOSALS = range(4)
+
+
+def build(size: WorldSize, seed: int) -> World:
+    """Sample every scene, caption and question (no files)."""
+    scenes: dict[int, Scene] = {}
+    split_of: dict[int, str] = {}
+    genome_split_of: dict[int, str] = {}
+    next_id = 1
+    for split, n in zip(SPLITS, size.main):
+        banned = tx.RARITY.unseen_in_vqa_train if split == "train" else frozenset()
+        for _ in range(n):
+            scenes[next_id] = sample_scene(_rng(seed, STREAM_SCENE, next_id), image_id=next_id,
+                                           image_size=size.image_size, family="main", banned_pairs=banned)
+            split_of[next_id] = split
+            next_id += 1
+    gid = GENOME_ID_OFFSET + 1
+    for split, n in zip(SPLITS, size.genome):
+        for _ in range(n):
+            scenes[gid] = sample_scene(_rng(seed, STREAM_SCENE, gid), image_id=gid, image_size=size.image_size,
+                                       family="genome")
+            genome_split_of[gid] = split
+            gid += 1
+    caps = {i: captions(scenes[i], _rng(seed, STREAM_CAPTIONS, i)) for i in split_of}
+    qs = {i: questions(scenes[i], _rng(seed, STREAM_QUESTIONS, i), size.questions_per_image) for i in split_of}
+    return World(seed, size, scenes, split_of, genome_split_of, caps, qs)
+
+
+def filename(image_id: int) -> str:
+    return f"{image_id}.png"
+
+
+def _check_folder(out: Path, config: dict) -> None:
+    marker = out / ".synth_config.json"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: --out must be a folder, this is a file")
+    if marker.exists():
+        have = json.loads(marker.read_text(encoding="utf-8"))
+        if have != config:
+            raise ConfigError(f"{out}: holds a synthetic world made with {have}, not {config}; "
+                              "use an empty folder or the same --size and --seed")
+    elif out.exists() and any(p.name != ".synth_config.json" for p in out.iterdir()):
+        raise ConfigError(f"{out}: folder is not empty and holds no synthetic world; use an empty folder")
+    write_json(marker, config)
+
+
+def _write_language(out: Path, w: World) -> None:
+    for split in SPLITS:
+        items = [(i, writers.question_id(i, k), q) for i in w.main_ids(split) for k, q in enumerate(w.questions[i])]
+        writers.write_vqa(out, VQA_SUBTYPES[split], items)
+    writers.write_karpathy(out / f"dataset_{DATASET_NAME}.json", DATASET_NAME,
+                           [(i, filename(i), w.split_of[i], w.captions[i]) for i in w.main_ids()])
+    entities = out / "flickr30k_entities"
+    for i in w.main_ids():
+        writers.write_entities(entities, w.scenes[i], filename(i), w.captions[i])
+    for split in SPLITS:
+        writers.write_id_list(entities / f"{split}.txt", w.main_ids(split))
+
+
+def _write_genome(out: Path, w: World) -> None:
+    genome = out / "visual_genome"
+    writers.write_genome(genome, [w.scenes[i] for i in w.genome_ids()], {i: filename(i) for i in w.genome_ids()})
+    write_json(genome / "splits.json", {s: w.genome_ids(s) for s in SPLITS})
+    write_json(out / "hypernyms.json", tx.hypernym_table())
+
+
+def _load_image(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarray]):
+    """(images, regions) for the region CNN, read back from the written Visual Genome files
+    through the dataset reader (the path real Visual Genome data takes), training split only."""
+    from vlmt.data.readers.visual_genome import read_visual_genome
+    from vlmt.models.region_extractor import genome_training_regions
+
+    vg = out / "visual_genome"
+    train = set(w.genome_ids("train"))
+    genome = [im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json", vg / "attributes.json")
+              if im.image_id in train]
+    regions = genome_training_regions(genome, tx.SHAPES, tx.ADJECTIVES, seed=w.seed)
+    return [load(im.image_id) for im in genome], regions
+
+
+def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Write the world into `out`; returns the manifest (also written to `out/world.json`)."""
+    from vlmt.data.feature_store import FeatureStoreWriter
+    from vlmt.models.region_extractor import RegionExtractor, train_region_extractor
+
+    name = size if isinstance(size, str) else "custom"
+    if isinstance(size, str):
+        if size not in SIZES:
+            raise ConfigError(f"--size: unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+        size = SIZES[size]
+    out = Path(out)
+    say = progress or (lambda msg: None)
+    config = {"version": WORLD_VERSION, "size": name, "seed": seed, "spec": asdict(size)}
+    config = json.loads(json.dumps(config))
+    _check_folder(out, config)
+    t0 = time.perf_counter()
+    done = _finished_manifest(out, size)
+    if done is not None:  # a complete world of this size and seed is already here: reuse it
+        say("reusing the complete world already in the folder")
+        return {**done, "timings_s": {"total": round(time.perf_counter() - t0, 3)}, "reused": True}
+    timings: dict[str, float] = {}
+
+    w = build(size, seed)
+    timings["sample"] = time.perf_counter() - t0
+    say(f"sampled {len(w.split_of)} VQA/caption images and {len(w.genome_split_of)} Genome-like images")
+
+    t = time.perf_counter()
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    for i, scene in w.scenes.items():
+        path = images_dir / filename(i)
+        if not path.exists():
+            with atomic_write(path, "wb") as f:
+                f.write(png_bytes(render(scene)))
+    timings["render"] = time.perf_counter() - t
+    say(f"rendered {len(w.scenes)} images")
+
+    t = time.perf_counter()
+    _write_language(out, w)
+    _write_genome(out, w)
+    timings["write"] = time.perf_counter() - t
+    say("wrote VQA, caption, Flickr30k Entities, Visual Genome and hypernym files")
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions: threads cost more than they give on few cores
+    try:
+        t = time.perf_counter()
+        ext_dir = out / "region_extractor"
+        load = lambda i: _load_image(images_dir / filename(i))  # noqa: E731
+        if (ext_dir / RegionExtractor.META).exists():
+            extractor = RegionExtractor.load(ext_dir)
+            log = []
+        else:
+            imgs, regions = extractor_training_data(out, w, load)
+            log: list = []
+            extractor = train_region_extractor(imgs, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
+                                               feature_dim=size.feature_dim, epochs=size.extractor_epochs,
+                                               seed=seed, log=log)
+            extractor.save(ext_dir)
+        timings["train_extractor"] = time.perf_counter() - t
+        say(f"region CNN ready ({len(log)} epochs trained)")
+
+        t = time.perf_counter()
+        store_path = out / "features"
+        if not (store_path / "header.json").exists():
+            ids = sorted(w.scenes)
+            with FeatureStoreWriter(store_path, feature_dim=extractor.feature_dim) as writer:
+                for start in range(0, len(ids), 256):
+                    chunk = ids[start:start + 256]
+                    boxes = [make_proposals([o.box for o in w.scenes[i].objects], _rng(seed, STREAM_PROPOSALS, i),
+                                            width=w.scenes[i].width, height=w.scenes[i].height, count=size.proposals)
+                             for i in chunk]
+                    feats = extractor.extract([load(i) for i in chunk], boxes)
+                    for i, b, f in zip(chunk, boxes, feats):
+                        writer.add(i, boxes=b, features=f, width=w.scenes[i].width, height=w.scenes[i].height)
+        timings["features"] = time.perf_counter() - t
+        say("extracted region features")
+    finally:
+        torch.set_num_threads(torch_threads)
+
+    manifest = manifest_of(w, name)
+    write_json(out / "world.json", manifest)
+    with atomic_write(out / "README.md", "w", encoding="utf-8") as f:
+        f.write(readme(w, manifest))
+    timings["total"] = time.perf_counter() - t0
+    return {**manifest, "timings_s": {k: round(v, 3) for k, v in timings.items()}}
+
+
+def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
+    """The manifest of a complete world in `out` (every file of every stage present), else None."""
+    from vlmt.models.region_extractor import RegionExtractor
+
+    try:
+        manifest = json.loads((out / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    n_main, n_genome = sum(size.main), sum(size.genome)
+    needed = [out / "README.md", out / "hypernyms.json", out / f"dataset_{DATASET_NAME}.json",
+              out / "features" / "header.json", out / "region_extractor" / RegionExtractor.META,
+              out / "region_extractor" / RegionExtractor.WEIGHTS]
+    needed += [out / "visual_genome" / f for f in ("objects.json", "attributes.json", "image_data.json", "splits.json")]
+    for sub in VQA_SUBTYPES.values():
+        needed += [out / f"v2_OpenEnded_mscoco_{sub}_questions.json", out / f"v2_mscoco_{sub}_annotations.json",
+                   out / f"MultipleChoice_mscoco_{sub}_questions.json", out / f"mscoco_{sub}_annotations.json"]
+    if not all(p.exists() for p in needed):
+        return None
+    counts = [sum(1 for _ in (out / d).glob(pattern)) for d, pattern in
+              (("images", "*.png"), ("flickr30k_entities/Sentences", "*.txt"), ("flickr30k_entities/Annotations", "*.xml"))]
+    return manifest if counts == [n_main + n_genome, n_main, n_main] else None
+
+
+def rarity_statistics(w: World) -> dict:
+    """Shape and adjective frequencies (fractions) in the Genome-like objects and in the VQA
+    questions, and colour-shape pairs of the VQA training images."""
+    genome_objects = [o for i in w.genome_ids() for o in w.scenes[i].objects]
+    gs = Counter(o.shape for o in genome_objects)
+    ga = Counter(a for o in genome_objects for a in o.attributes)
+    qwords = Counter(word.strip("?") for i in w.main_ids() for q in w.questions[i] for word in q.text.lower().split())
+    qwords.update(q.answer for i in w.main_ids() for q in w.questions[i])
+    n_g = max(1, len(genome_objects))
+    n_q = max(1, sum(len(w.questions[i]) for i in w.main_ids()))
+    pairs = Counter((o.colour, o.shape) for i in w.main_ids("train") for o in w.scenes[i].objects)
+    return {
+        "genome_object_fraction": {s: gs[s] / n_g for s in tx.SHAPES},
+        "genome_attribute_fraction": {a: ga[a] / n_g for a in tx.ADJECTIVES},
+        "questions_mentioning": {wd: (qwords[wd] + qwords[tx.plural(wd)] if wd in tx.SHAPES else qwords[wd]) / n_q
+                                 for wd in tx.SHAPES + tx.ADJECTIVES},
+        "unseen_pairs_in_vqa_train": {f"{c} {s}": pairs[(c, s)] for c, s in sorted(tx.RARITY.unseen_in_vqa_train)},
+    }
+
+
+def manifest_of(w: World, name: str) -> dict:
+    return {
+        "world": "vlmt synthetic world", "version": WORLD_VERSION, "size": name, "seed": w.seed,
+        "spec": asdict(w.size),
+        "images": {s: len(w.main_ids(s)) for s in SPLITS},
+        "genome_images": {s: len(w.genome_ids(s)) for s in SPLITS},
+        "questions": {s: sum(len(w.questions[i]) for i in w.main_ids(s)) for s in SPLITS},
+        "captions_per_image": 5,
+        "vqa_subtypes": VQA_SUBTYPES,
+        "files": {
+            "images": "images/<image_id>.png",
+            "vqa_questions": "v2_OpenEnded_mscoco_<subtype>_questions.json",
+            "vqa_annotations": "v2_mscoco_<subtype>_annotations.json",
+            "vqa_multiple_choice": "MultipleChoice_mscoco_<subtype>_questions.json",
+            "vqa_v1_annotations": "mscoco_<subtype>_annotations.json",
+            "captions": f"dataset_{DATASET_NAME}.json",
+            "entities": "flickr30k_entities/{Sentences,Annotations}/<image_id>.{txt,xml}, <split>.txt",
+            "genome": "visual_genome/{objects,attributes,image_data}.json, splits.json",
+            "hypernyms": "hypernyms.json",
+            "features": "features/ (vlmt feature store)",
+            "region_extractor": "region_extractor/",
+        },
+        "vocabulary": {"shapes": list(tx.SHAPES), "colours": list(tx.COLOURS), "sizes": list(tx.SIZES),
+                       "textures": list(tx.TEXTURES)},
+        "rarity": {
+            "genome_rare_nouns": list(tx.GENOME_RARE_NOUNS), "genome_rare_adjectives": list(tx.GENOME_RARE_ADJECTIVES),
+            "vqa_rare_nouns": list(tx.VQA_RARE_NOUNS), "vqa_rare_adjectives": list(tx.VQA_RARE_ADJECTIVES),
+            "unseen_in_vqa_train": sorted(f"{c} {s}" for c, s in tx.RARITY.unseen_in_vqa_train),
+            "statistics": rarity_statistics(w),
+        },
+    }
+
+
+def readme(w: World, manifest: dict) -> str:
+    m = manifest
+    return f"""# vlmt synthetic world ({m['size']}, seed {m['seed']})
+
+Scenes of 2-6 simple objects on a plain background, rendered to {w.size.image_size}x{w.size.image_size} PNG,
+with every annotation derived from the scene graph, so the ground truth is known exactly.
+
+- VQA / caption / grounding images: {m['images']} (train / val / test, disjoint)
+- Visual Genome-like images (disjoint from the above): {m['genome_images']}
+- Questions: {m['questions']} (types: colour, shape, count, yes/no existence, relation, size);
+  10 human-style answers each (synonyms and mistakes included), and 18 multiple choices.
+- Captions: 5 per image; every noun phrase is linked to its boxes in `flickr30k_entities/`.
+
+## Vocabulary
+- Shapes: {', '.join(tx.SHAPES)} (is-a hypernyms in `hypernyms.json`, e.g. square -> rectangle ->
+  quadrilateral -> polygon -> shape -> object).
+- Colours: {', '.join(tx.COLOURS)}; sizes: {', '.join(tx.SIZES)}; textures: {', '.join(tx.TEXTURES)}.
+- Relations (computed from the boxes): left of, right of, above, below, next to.
+
+## Controlled rarity
+- Rare in the Genome-like split, frequent in VQA: {', '.join(tx.GENOME_RARE_NOUNS + tx.GENOME_RARE_ADJECTIVES)}.
+- Frequent in the Genome-like split, rare in VQA: {', '.join(tx.VQA_RARE_NOUNS + tx.VQA_RARE_ADJECTIVES)}.
+- Colour-shape pairs never in the VQA training images: {', '.join(m['rarity']['unseen_in_vqa_train'])}.
+
+## Files
+{chr(10).join(f'- {k}: `{v}`' for k, v in m['files'].items())}
+
+VQA split names follow the COCO convention: {', '.join(f'{k} -> {v}' for k, v in VQA_SUBTYPES.items())}
+(annotations are written for every split, test included, since the ground truth is known).
+Region features: {w.size.proposals} proposals per image (the true boxes, one jittered copy of each,
+random boxes), {w.size.feature_dim}-dim features from a small CNN trained on the Genome-like
+training regions (`region_extractor/`).
+
+Regenerate with `vlmt data synth --size {m['size']} --seed {m['seed']} --out DIR`; `world.json` holds
+the counts and the measured rarity statistics.
+"""

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vlmt.models.region_extractor import (GEOMETRY_DIM, RegionExample, RegionExtractor, box_geometry,
+                                          crop_regions, train_region_extractor)
+
+
+def test_crop_of_the_whole_image_at_its_own_size_is_the_image():
+    img = torch.rand(2, 3, 16, 20)
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 16.0]])
+    crop = torch.nn.functional.interpolate(img[1:2], size=(16, 16), mode="bilinear", align_corners=False)
+    out = crop_regions(img, boxes, torch.tensor([1]), 16)
+    assert torch.allclose(out, crop, atol=1e-5)
+
+
+def test_crop_takes_the_right_region():
+    img = torch.zeros(1, 3, 32, 32)
+    img[:, 0, 8:16, 20:28] = 1.0  # red patch at x 20..28, y 8..16
+    out = crop_regions(img, torch.tensor([[20.0, 8.0, 28.0, 16.0], [0.0, 16.0, 8.0, 24.0]]), torch.tensor([0, 0]), 4)
+    assert torch.allclose(out[0, 0], torch.ones(4, 4)) and out[1].abs().max() == 0
+
+
+def test_geometry():
+    g = box_geometry(torch.tensor([[0.0, 0.0, 50.0, 25.0]]), 100.0, 50.0)
+    assert torch.allclose(g[0, :5], torch.tensor([0.0, 0.0, 0.5, 0.5, 0.5]))
+    assert np.isclose(float(g[0, 5]), np.log(2.0))
+
+
+def _toy_data(rng, n):
+    """Images of one coloured square on grey: the class is the colour."""
+    colours = [(255, 0, 0), (0, 0, 255)]
+    images, regions = [], []
+    for k in range(n):
+        im = np.full((40, 48, 3), 128, np.uint8)
+        c = k % 2
+        x, y = rng.integers(0, 30), rng.integers(0, 22)
+        im[y:y + 14, x:x + 14] = colours[c]
+        images.append(im)
+        regions.append(RegionExample(k, (float(x), float(y), float(x + 14), float(y + 14)), c, (c,)))
+    return images, regions
+
+
+def test_extractor_learns_saves_and_reloads(tmp_path):
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    images, regions = _toy_data(rng, 40)
+    ext = train_region_extractor(images, regions, object_names=["red square", "blue square"],
+                                 attribute_names=["red", "blue"], feature_dim=16, epochs=15, batch_size=16, seed=0)
+    boxes = [np.array([r.box]) for r in regions]
+    preds = ext.predict(images, boxes)
+    acc = np.mean([p[0]["object"] == ("red square", "blue square")[r.object] for p, r in zip(preds, regions)])
+    assert acc > 0.9
+    feats = ext.extract(images, boxes)
+    assert feats[0].shape == (1, 16) and feats[0].dtype == np.float32
+    ext.save(tmp_path / "ext")
+    again = RegionExtractor.load(tmp_path / "ext")
+    assert np.allclose(again.extract(images, boxes)[3], feats[3], atol=1e-6)
+    # any images and boxes: different image sizes and box counts, last dims are the geometry
+    odd = [np.zeros((30, 30, 3), np.uint8), np.zeros((50, 20, 3), np.uint8)]
+    out = again.extract(odd, [np.array([[0, 0, 30, 30.0]]), np.array([[0, 0, 10, 10.0], [5, 5, 20, 50.0]])])
+    assert [o.shape for o in out] == [(1, 16), (2, 16)]
+    assert np.allclose(out[0][0, -GEOMETRY_DIM:-1], [0, 0, 1, 1, 1])
+
+
+def test_genome_training_regions_label_true_jittered_and_background_boxes():
+    from vlmt.data.examples import GenomeImage, GenomeObject
+    from vlmt.models.region_extractor import _box_iou, genome_training_regions
+
+    im = GenomeImage(5, 100, 80, objects=(
+        GenomeObject(1, (10.0, 10.0, 40.0, 40.0), ("circle",), attributes=("red", "shiny")),
+        GenomeObject(2, (60.0, 20.0, 90.0, 70.0), ("unicorn",)),  # not a known name: ignored
+    ))
+    regions = genome_training_regions([im], ["square", "circle"], ["red", "blue"], seed=0)
+    positives = [r for r in regions if r.object >= 0]
+    assert len(positives) == 2 and all(r.object == 1 and r.attributes == (0,) for r in positives)
+    assert positives[0].box == (10.0, 10.0, 40.0, 40.0)
+    assert _box_iou(positives[1].box, (10, 10, 40, 40)) >= 0.5
+    background = [r for r in regions if r.object == -1]
+    assert len(background) == 2
+    assert all(_box_iou(r.box, o.box) < 0.3 for r in background for o in im.objects)
+    assert all(0 <= r.box[0] < r.box[2] <= 100 and 0 <= r.box[1] < r.box[3] <= 80 for r in regions)
