@@ -13,6 +13,10 @@ class ConfigError(VlmtError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
+class TrainingError(VlmtError):
+    """Training cannot go on (e.g. the loss became NaN/inf); names the step and the run file."""
+
+
 class DataError(VlmtError):
     """A data file is invalid; names the file, the record and the field that are wrong."""
 

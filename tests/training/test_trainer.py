@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from vlmt.errors import TrainingError
 from safetensors.torch import load_file
 
 from vlmt import cli
@@ -212,6 +213,6 @@ def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
 
 def test_diverging_run_stops_with_a_named_task(config_file, tmp_path):
     run = tmp_path / "nan"
-    with pytest.raises(FloatingPointError, match=r"non-finite training scalars \['a/loss'\]"):
+    with pytest.raises(TrainingError, match=r"non-finite training scalars \['a/loss'\]"):
         cli.main(["train", str(config_file), "--out", str(run), "--set", "optim.lr=1e30",
                   "--set", "train.max_iters=20"])

@@ -1,15 +1,38 @@
-"""`vlmt reproduce`: a paper's experiment grid."""
+"""`vlmt reproduce hierarchical|svlr [--seeds N] [--size S] --out DIR`: a paper's experiment grid
+on the synthetic world, written as a report with mean and spread per cell."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import importlib
+
+# paper -> module under vlmt.evaluation with `run_grid(out, *, seeds, size, progress) -> dict`
+GRIDS = {
+    "hierarchical": "vlmt.evaluation.reproduce_hierarchical",
+    "svlr": "vlmt.evaluation.reproduce_svlr",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("paper", choices=sorted(GRIDS), help="which paper's experiments to run")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    parser.add_argument("--size", default="default", choices=["tiny", "default"],
+                        help="synthetic world size (default: default)")
+    parser.add_argument("--out", required=True, help="output folder for runs and the report")
+    parser.add_argument("--json", action="store_true", help="print the result table as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vlmt reproduce: not implemented yet (tracked in issue 8)", file=sys.stderr)
-    return 2
+    import json
+    import sys
+
+    from vlmt.errors import ConfigError
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
+    module = importlib.import_module(GRIDS[args.paper])
+    result = module.run_grid(args.out, seeds=args.seeds, size=args.size,
+                             progress=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+    return 0

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from vlmt import config as C
-from vlmt.errors import ConfigError
+from vlmt.errors import ConfigError, TrainingError
 from vlmt.io import atomic_write, write_json
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
@@ -374,8 +374,9 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                 metrics.write(record)
                 bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
                 if bad:
-                    raise FloatingPointError(f"non-finite training scalars {bad} in the record of step {step} "
-                                             f"in {metrics.path}")
+                    raise TrainingError(f"{metrics.path}: step {step}: non-finite training scalars {bad}; "
+                                        f"lower optim.lr or set optim.grad_clip, then --resume from the "
+                                        f"last checkpoint")
                 window.clear()
                 shown = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k.endswith("/loss"))
             best = None
