@@ -1,0 +1,54 @@
+"""Named dataset sources: a config says `root: world:tiny` instead of a folder path.
+
+A source resolves to a folder laid out in the official formats (VQA, Karpathy captions,
+Flickr30k Entities, Visual Genome, a region feature store under `features/`), preparing it on
+first use:
+
+    world:<size>[:<seed>]   the synthetic world (generated into the cache when missing)
+    easy_vqa                easy-VQA from the `easy-vqa` package, converted to VQA v2 files with
+                            region features extracted from its pixels (optional extra)
+    <anything else>         a folder path, used as it is (it must exist)
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+from vlmt.errors import ConfigError
+
+# name -> "module:function" taking (progress) and returning the prepared folder
+PREPARED: dict[str, str] = {
+    "easy_vqa": "vlmt.data.easy_vqa_prepare:ensure_easy_vqa",
+}
+
+
+def resolve_source(spec: str, *, progress: Callable[[str], None] | None = None) -> Path:
+    """Folder of the dataset source `spec` (see the module docstring), prepared if needed."""
+    if spec.startswith("world:"):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[1]:
+            raise ConfigError(f"data source {spec!r}: expected world:<size> or world:<size>:<seed>")
+        from vlmt.data.synth.world import SIZES
+
+        if parts[1] not in SIZES:
+            raise ConfigError(f"data source {spec!r}: unknown world size {parts[1]!r}; one of {', '.join(SIZES)}")
+        try:
+            seed = int(parts[2]) if len(parts) == 3 else 0
+        except ValueError:
+            raise ConfigError(f"data source {spec!r}: the seed must be an integer") from None
+        from vlmt.data.synth.cache import ensure_world
+
+        return ensure_world(parts[1], seed, progress=progress)
+    if spec in PREPARED:
+        module_name, _, function = PREPARED[spec].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ConfigError(f"data source {spec!r} needs an optional dependency: {e}") from None
+        return Path(getattr(module, function)(progress=progress))
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"data source {spec!r}: no such folder")
+    return path
