@@ -105,3 +105,16 @@ def test_bad_config_values_are_config_errors(world):
         build(root=str(world), vqa={"train_splits": ["training"]})
     with pytest.raises(ConfigError, match="no such folder"):
         build(root=str(world / "nope"))
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "hierarchical_world.yaml", "hierarchical_paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg = C.load_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    assert C.MODELS.name_of(type(cfg.model)) == "hierarchical"
+    assert set(cfg.tasks) == {"retrieval", "vqa", "grounding"}
+
+
+def test_image_patterns_may_format_the_id():
+    ok = VLDatasetsConfig(images="coco/COCO_val2014_{image_id:012d}.jpg")
+    assert ok.validate() is None
+    assert VLDatasetsConfig(images="images/{other}.png").validate() is not None
