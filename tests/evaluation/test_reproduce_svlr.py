@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from vlmt.errors import ConfigError
 from vlmt.evaluation.reproduce_svlr import run_grid
 
 
@@ -32,3 +33,6 @@ def test_run_grid_writes_the_report(tmp_path):
     messages.clear()
     run_grid(tmp_path, seeds=1, size="tiny", progress=messages.append, max_iters=5)
     assert any("reusing joint_svlr/seed0" in m for m in messages)
+    # but never a finished run of another config
+    with pytest.raises(ConfigError, match="another config"):
+        run_grid(tmp_path, seeds=1, size="tiny", progress=messages.append, max_iters=6)

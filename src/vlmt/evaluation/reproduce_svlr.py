@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vlmt import config as C
+from vlmt.errors import ConfigError
 from vlmt.io import atomic_write, write_json
 
 ROWS = ("vqa_only", "joint_multitask", "joint_svlr", "genome_only", "vqa_to_vr")
@@ -117,6 +118,10 @@ def _train_and_load(raw: dict, run_dir: Path, say: Callable[[str], None]):
         summary = train(cfg, run_dir)
         say(f"  trained {run_dir.parent.name}/{run_dir.name} in {summary['seconds']:.0f} s")
     else:
+        differ = C.diff(C.load_config(run_dir / "config.yaml"), cfg)
+        if differ:
+            raise ConfigError(f"{run_dir}: holds a finished run of another config (differs in {', '.join(differ)}); "
+                              f"choose another --out")
         say(f"  reusing {run_dir.parent.name}/{run_dir.name}")
     return rebuild(run_dir, "best")
 
