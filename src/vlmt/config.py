@@ -85,6 +85,8 @@ REGISTRY_MODULES: list[str] = [
     "vlmt.tasks.vqa_task",
     "vlmt.tasks.retrieval_task",
     "vlmt.tasks.grounding_task",
+    "vlmt.data.svlr_data",
+    "vlmt.tasks.svlr_tasks",
 ]
 
 
