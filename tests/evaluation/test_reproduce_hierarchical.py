@@ -89,3 +89,26 @@ def test_cli_refuses_a_config_without_the_three_tasks(tmp_path, capsys):
         R.run_grid(tmp_path, seeds=1, size="tiny", config=ROOT / "configs" / "sanity.yaml")
     assert cli.main(["reproduce", "hierarchical", "--seeds", "0", "--out", str(tmp_path)]) == 1
     assert "--seeds: must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_on_the_tiny_world_writes_all_seven_rows(tmp_path, capsys):
+    """The real model on the tiny world, a handful of iterations per task (about 20 s on a busy CPU)."""
+    out = tmp_path / "table1"
+    fast = ["--set", "schedule.cycle=2", "--set", "train.progress=false"]
+    for task in R.TASKS:
+        fast += ["--set", f"tasks.{task}.iterations=2"]
+    assert cli.main(["reproduce", "hierarchical", "--size", "tiny", "--seeds", "1", "--out", str(out),
+                     "--json", *fast]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["complete"] and report["config"] == "tiny.yaml"
+    headline = {key for key, _ in R.HEADLINE}
+    for row, tasks in zip(report["rows"], R.COMBINATIONS):
+        assert tuple(row["tasks"]) == tasks
+        wanted = {k for k in headline if k.split("/")[0] in tasks}
+        assert wanted <= set(row["metrics"])  # the official metrics of every trained task, on test
+        for key in wanted:
+            assert 0.0 <= row["metrics"][key]["mean"] <= 100.0
+    md = (out / "report.md").read_text()
+    assert "| VQA + ICR + VG |" in md and "| 70.43 |" in md and (out / "table1.png").is_file()

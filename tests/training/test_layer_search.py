@@ -103,3 +103,20 @@ def test_subset_filters_schedule_and_best_metric():
     cfg = cell_config(raw, "map_b", SearchCell(layer=3, batch_size=4, step=7, iterations=50, seed=9), source="x")
     t = cfg.tasks["map_b"]
     assert (t.layer, t.batch_size, t.step, t.iterations, cfg.train.seed) == (3, 4, 7, 50, 9)
+
+
+@pytest.mark.slow
+def test_layer_search_on_the_tiny_world_sets_the_decoder_layer(tmp_path, capsys):
+    """The real model: the grounding decoder read at layers 1 and 3 of the tiny encoder (a few seconds)."""
+    out = tmp_path / "search"
+    assert cli.main(["search-layers", str(ROOT / "configs" / "tiny.yaml"), "--task", "grounding", "--out", str(out),
+                     "--layers", "1,3", "--json", "--set", "train.max_iters=3", "--set", "train.progress=false"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["metric"] == "grounding/r1" and table["mode"] == "max"
+    assert [r["layer"] for r in table["rows"]] == [1, 3]
+    for row in table["rows"]:
+        assert {"grounding/r1", "grounding/r5", "grounding/r10"} <= set(row["val"])
+        saved = C.load_config(out / row["runs"][0] / "config.yaml")
+        assert list(saved.tasks) == ["grounding"] and saved.tasks["grounding"].layer == row["layer"]
+        assert saved.train.best_metric is None  # the file's vqa/accuracy does not apply to a grounding-only run
+    assert sum(r["best"] for r in table["rows"]) == 1

@@ -18,6 +18,7 @@ continues an interrupted grid. After every run the report is rewritten atomicall
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -160,6 +161,16 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
     return json.loads((out / "report.json").read_text(encoding="utf-8"))
 
 
+# the order a reader expects the metrics in; others follow alphabetically
+METRIC_ORDER = ("accuracy", "accuracy_yes_no", "accuracy_number", "accuracy_other", "i2t_r1", "i2t_r5",
+                "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "i2t_medr", "t2i_medr", "r1", "r5", "r10")
+
+
+def _metric_order(key: str) -> tuple[int, str]:
+    name = key.split("/", 1)[-1]
+    return (METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER), name)
+
+
 def _load() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -171,7 +182,7 @@ def _rows(results: dict[tuple[tuple[str, ...], int], dict[str, Any]], seeds: int
     rows = []
     for tasks in COMBINATIONS:
         done = [results[(tasks, s)] for s in range(seeds) if (tasks, s) in results]
-        keys = sorted({k for r in done for k in r["metrics"]})
+        keys = list(dict.fromkeys(k for r in done for k in r["metrics"]))
         rows.append({
             "tasks": list(tasks), "label": combination_label(tasks),
             "runs": [r["run"] for r in done], "finished": len(done),
@@ -196,8 +207,13 @@ def _gains(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
             if len(r["tasks"]) > 1 and task in r["tasks"]:
                 cell = r["metrics"].get(key)
                 if cell and cell["mean"] is not None:
+                    delta = cell["mean"] - base["mean"]
+                    se = math.sqrt(cell["std"] ** 2 / cell["n"] + base["std"] ** 2 / base["n"])
                     gains.setdefault(key, {})[r["label"]] = {
-                        "delta": cell["mean"] - base["mean"], "std_joint": cell["std"], "std_single": base["std"],
+                        "delta": delta, "std_joint": cell["std"], "std_single": base["std"],
+                        "n_joint": cell["n"], "n_single": base["n"],
+                        # Welch's t statistic of the difference; None with one seed on a side
+                        "t": (delta / se if se > 0 else None) if min(cell["n"], base["n"]) > 1 else None,
                         "paper_delta": (r["paper"][key] - single[(task,)]["paper"][key])}
     return gains
 
@@ -243,22 +259,29 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += [G.markdown_table(headers, table), ""]
     if report["gains"]:
         lines += ["## Joint training minus single-task training", "",
-                  "Difference of the means (points) against the row that trains the task alone; "
-                  "spreads are the seeds' standard deviations of each side. *paper Δ*: the same "
-                  "difference in the paper's Table 1.", ""]
+                  "Difference of the means (points) against the row that trains the task alone, the seeds' "
+                  "standard deviations of each side, and Welch's t = Δ / sqrt(s_joint²/n + s_single²/n) "
+                  "(|t| below about 2 is within seed noise; needs 2+ seeds). *paper Δ*: the same difference "
+                  "in the paper's Table 1.", ""]
         grows = []
         for key, title in HEADLINE:
             for label, g in report["gains"].get(key, {}).items():
-                grows.append([title, label, f"{g['delta']:+.2f}", f"{g['std_joint']:.2f} / {g['std_single']:.2f}",
-                              f"{g['paper_delta']:+.2f}"])
-        lines += [G.markdown_table(["metric", "trained on", "Δ (ours)", "spread joint / single", "paper Δ"], grows), ""]
-    keys = sorted({k for r in report["rows"] for k in r["metrics"]})
-    if keys:
-        lines += ["## Every test metric", ""]
-        lines.append(G.markdown_table(["tasks", *keys],
-                                      [[r["label"], *[G.format_spread(r["metrics"].get(k)) for k in keys]]
-                                       for r in report["rows"]]))
-        lines.append("")
+                spreads = (f"{g['std_joint']:.2f} / {g['std_single']:.2f}"
+                           if min(g["n_joint"], g["n_single"]) > 1 else "— (1 seed)")
+                grows.append([title, label, f"{g['delta']:+.2f}", spreads,
+                              "—" if g["t"] is None else f"{g['t']:+.1f}", f"{g['paper_delta']:+.2f}"])
+        lines += [G.markdown_table(["metric", "trained on", "Δ (ours)", "std joint / single", "t", "paper Δ"],
+                                   grows), ""]
+    lines += ["## Every test metric", ""]
+    for task in TASKS:
+        rows = [r for r in report["rows"] if task in r["tasks"]]
+        keys = sorted({k for r in rows for k in r["metrics"] if k.startswith(f"{task}/") and not k.endswith("/seconds")}, key=_metric_order)
+        if not keys:
+            continue
+        lines += [f"**{LABELS[task]}** (`{task}`)", "",
+                  G.markdown_table(["trained on", *[k.split("/", 1)[1] for k in keys]],
+                                   [[r["label"], *[G.format_spread(r["metrics"].get(k)) for k in keys]] for r in rows]),
+                  ""]
     lines += ["## Time", "",
               G.markdown_table(["tasks", "iterations", "train s / run"],
                                [[r["label"], ", ".join(map(str, r["steps"])) or "—",
@@ -290,14 +313,12 @@ def _chart(path: Path, report: dict[str, Any]) -> None:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r["label"].replace(" + ", "+") for r in rows], rotation=35, ha="right", fontsize=8)
         ax.set_title(title, fontsize=9)
-        if means:
-            low = min(m - s for m, s in zip(means, stds))
-            high = max(m + s for m, s in zip(means, stds))
-            pad = max(1.0, 0.15 * (high - low))
-            ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
+        for x, (m, sd) in enumerate(zip(means, stds)):
+            ax.text(x, m + sd, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+        ax.set_ylim(0.0, min(100.0, max([m + sd for m, sd in zip(means, stds)], default=1.0) * 1.15 + 1.0))
     fig.suptitle(f"Table 1 on the {report['size']} world (test, {report['seeds']} seed(s)); blue: single task",
                  fontsize=9)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.3, top=0.84, wspace=0.3)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.27, top=0.84, wspace=0.3)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

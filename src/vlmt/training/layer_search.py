@@ -197,7 +197,7 @@ def _write_table(out: Path, header: dict[str, Any], cells: list[SearchCell],
     for setting in _distinct(c.setting for c in cells):
         members = [c for c in cells if c.setting == setting]
         done = [c for c in members if c in results]
-        names = sorted({k for c in done for k in results[c]["val"]})
+        names = list(dict.fromkeys(k for c in done for k in results[c]["val"]))
         rows.append({
             "layer": setting[0], "batch_size": setting[1], "step": setting[2], "iterations": setting[3],
             "runs": [f"runs/{c.name}" for c in members], "finished": len(done),
@@ -223,7 +223,7 @@ def _write_table(out: Path, header: dict[str, Any], cells: list[SearchCell],
 def _markdown(table: dict[str, Any]) -> str:
     task, metric, mode = table["task"], table["metric"], table["mode"]
     prefix = f"{task}/"
-    others = sorted({k for r in table["rows"] for k in r["val"] if k != metric})
+    others = list(dict.fromkeys(k for r in table["rows"] for k in r["val"] if k != metric))
     short = lambda k: k[len(prefix):] if k.startswith(prefix) else k  # noqa: E731
     headers = ["", "layer", "batch size", "step", "iterations", f"**{short(metric)}** (val)",
                *[short(k) for k in others], "best step", "runs", "s / run"]
