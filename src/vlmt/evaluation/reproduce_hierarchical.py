@@ -135,7 +135,8 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
     header = {"paper": "hierarchical", "table": "Table 1", "size": size, "config": path.name,
               "overrides": overrides, "seeds": seeds, "split": "test", "checkpoint": CHECKPOINT,
               "paper_setting": PAPER_SETTING, "load_start": _load()}
-    plan = [(tasks, s) for tasks in COMBINATIONS for s in range(seeds)]
+    # seed-major: an interrupted grid still has every row for its first seeds
+    plan = [(tasks, s) for s in range(seeds) for tasks in COMBINATIONS]
     results: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
     started = time.perf_counter()
     _write_report(out, header, results, started)
