@@ -16,6 +16,7 @@ mix results of two experiments.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import statistics
@@ -45,8 +46,6 @@ def subset_tasks(raw: dict, keep: Sequence[str], *, source: str) -> dict:
         raise ConfigError(f"{source}: key 'tasks': expected a mapping of tasks")
     for name in keep:
         if name not in tasks:
-            import difflib
-
             close = difflib.get_close_matches(name, list(tasks), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{source}: key 'tasks': no task {name!r}{hint} (has: {', '.join(tasks)})")

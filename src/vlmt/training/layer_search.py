@@ -16,6 +16,7 @@ it stopped. After every cell the table is rewritten atomically:
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -170,8 +171,6 @@ def _cached_rule(out: Path, cfg: C.ExperimentConfig, task: str, source: str) -> 
     """The ranking metric, remembered in the table so a resumed search need not rebuild the task."""
     path = out / TABLE_JSON
     if path.is_file() and not cfg.train.best_metric:
-        import json
-
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
