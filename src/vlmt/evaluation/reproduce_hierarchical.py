@@ -314,10 +314,12 @@ def _chart(path: Path, report: dict[str, Any]) -> None:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r["label"].replace(" + ", "+") for r in rows], rotation=35, ha="right", fontsize=8)
         ax.set_title(title, fontsize=9)
-        for x, (m, sd) in enumerate(zip(means, stds)):
-            ax.text(x, m + sd, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
-        ax.set_ylim(0.0, min(100.0, max([m + sd for m, sd in zip(means, stds)], default=1.0) * 1.15 + 1.0))
-    fig.suptitle(f"Table 1 on the {report['size']} world (test, {report['seeds']} seed(s)); blue: single task",
+        top = min(100.0, max([m + sd for m, sd in zip(means, stds)], default=1.0) * 1.18 + 1.0)
+        for x, (m, sd) in enumerate(zip(means, stds)):  # the value above its error bar
+            ax.text(x, m + sd + 0.02 * top, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+        ax.set_ylim(0.0, top)
+    seeds = f"{report['seeds']} seed{'s' if report['seeds'] > 1 else ''}"
+    fig.suptitle(f"Table 1 on the {report['size']} world (test, mean ± std over {seeds}); blue: single task",
                  fontsize=9)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.27, top=0.84, wspace=0.3)
     with atomic_path(path) as tmp:
