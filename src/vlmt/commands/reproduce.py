@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="default", choices=["tiny", "default"],
                         help="synthetic world size (default: default)")
     parser.add_argument("--out", required=True, help="output folder for runs and the report")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one value of the grid's config in every run, e.g. "
+                             "--set train.max_iters=50 (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the result table as one JSON object")
 
 
@@ -31,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
     module = importlib.import_module(GRIDS[args.paper])
+    extra = {"overrides": args.overrides} if args.overrides else {}  # only grids that take them
     result = module.run_grid(args.out, seeds=args.seeds, size=args.size,
-                             progress=lambda msg: print(msg, file=sys.stderr))
+                             progress=lambda msg: print(msg, file=sys.stderr), **extra)
     if args.json:
         print(json.dumps(result))
     return 0
