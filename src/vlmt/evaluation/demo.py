@@ -1,0 +1,278 @@
+"""The demo pipeline behind `vlmt demo`: world -> train both systems -> evaluate -> report.
+
+Stages, each announced with its number, an estimate of the time it takes and of the time left in
+total (the estimates are rescaled by how fast the earlier stages actually ran on this machine);
+the training stages show the trainer's progress bar when stderr is a terminal.
+
+1. world: synthesise the synthetic world or reuse the cached one (`ensure_world`)
+2. hierarchical: train HierarchicalVL on retrieval, VQA and grounding with periodic task switching
+3. svlr: train SVLR jointly on multiple-choice VQA and recognition
+4. svlr_zero_shot: train SVLR on recognition only, answer multiple-choice VQA zero-shot
+5. evaluate every run on the test split
+6. pictures and report: training curves, attention pictures, report.json / report.md / report.html
+
+A system whose experiment config is not in `configs/` is reported as "not built yet" (its
+numbers are null in report.json and `not_built` names it); nothing is made up for it.
+
+`run_demo(out, size=...)` returns the report.json object.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vlmt.errors import ConfigError
+from vlmt.io import write_json
+
+NOT_BUILT = "not built yet"
+SIZES = ("tiny", "default")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One trained system of the demo.
+
+    configs: experiment YAML (under configs/) per world size; overrides: `key=value` settings per
+    size that make the run fit the demo's time budget; report: where each test metric goes in
+    report.json (dotted path -> "<task>/<metric>" of the evaluation); estimate_s: expected seconds
+    per size on a 2-core CPU, for the progress display.
+    """
+
+    name: str
+    title: str
+    section: str                    # top-level key in report.json
+    configs: dict[str, str]
+    overrides: dict[str, list[str]]
+    report: dict[str, str]
+    estimate_s: dict[str, float]
+
+
+HIER_REPORT = {
+    "vqa.accuracy": "vqa/accuracy",
+    **{f"retrieval.{d}.r{k}": f"retrieval/{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)},
+    **{f"grounding.r{k}": f"grounding/r{k}" for k in (1, 5, 10)},
+}
+
+PARTS: tuple[Part, ...] = (
+    Part(name="hierarchical", title="Hierarchical multi-task model (retrieval, VQA, grounding)",
+         section="hierarchical",
+         configs={"tiny": "tiny.yaml", "default": "hierarchical_world.yaml"},
+         overrides={"tiny": [], "default": []},
+         report=HIER_REPORT,
+         estimate_s={"tiny": 8.0, "default": 110.0}),
+    Part(name="svlr", title="SVLR trained jointly (multiple-choice VQA + recognition)",
+         section="svlr",
+         configs={"tiny": "svlr_tiny.yaml", "default": "svlr_world.yaml"},
+         overrides={"tiny": [], "default": []},
+         report={"vqa_mc.accuracy": "vqa_mc/accuracy",
+                 "recognition.object_accuracy": "recognition/object_accuracy",
+                 "recognition.attribute_accuracy": "recognition/attribute_accuracy"},
+         estimate_s={"tiny": 5.0, "default": 50.0}),
+    Part(name="svlr_zero_shot", title="SVLR zero-shot (recognition only; VQA answered zero-shot)",
+         section="svlr",
+         configs={"tiny": "svlr_zero_shot_tiny.yaml", "default": "svlr_zero_shot_world.yaml"},
+         overrides={"tiny": [], "default": []},
+         report={"zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
+         estimate_s={"tiny": 4.0, "default": 30.0}),
+)
+
+WORLD_ESTIMATE_S = {"tiny": 5.0, "default": 40.0}   # when the world has to be generated
+EVAL_ESTIMATE_S = {"tiny": 3.0, "default": 25.0}
+REPORT_ESTIMATE_S = {"tiny": 4.0, "default": 10.0}
+
+# every key of report.json's two systems, with None where no number exists
+REPORT_SHAPE: dict[str, Any] = {
+    "hierarchical": {"vqa": {"accuracy": None},
+                     "retrieval": {"i2t": {"r1": None, "r5": None, "r10": None},
+                                   "t2i": {"r1": None, "r5": None, "r10": None}},
+                     "grounding": {"r1": None, "r5": None, "r10": None}},
+    "svlr": {"vqa_mc": {"accuracy": None},
+             "recognition": {"object_accuracy": None, "attribute_accuracy": None},
+             "zero_shot_vqa_mc": {"accuracy": None}},
+}
+
+
+def configs_dir() -> Path:
+    """The repository's configs/ folder (beside src/ in a checkout or editable install), else
+    ./configs."""
+    here = Path(__file__).resolve().parents[3] / "configs"
+    return here if here.is_dir() else Path.cwd() / "configs"
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Stages:
+    """Stage announcements with an estimate of the time left, rescaled by the pace so far."""
+
+    def __init__(self, estimates: list[tuple[str, float]], *, say: Callable[[str], None]):
+        self.estimates = estimates
+        self.say = say
+        self.index = -1
+        self.started = time.perf_counter()
+        self.stage_started = self.started
+        self.done_estimate = 0.0
+        self.seconds: dict[str, float] = {}
+
+    def _pace(self) -> float:
+        """Actual / estimated seconds so far, pulled towards 1 while little has run (a cached
+        world takes a fraction of a second and says nothing about the training to come)."""
+        spent = time.perf_counter() - self.started
+        prior = 10.0
+        return (spent + prior) / (self.done_estimate + prior)
+
+    def start(self, name: str, detail: str = "") -> None:
+        self.finish()
+        self.index += 1
+        key, estimate = self.estimates[self.index]
+        if key != name:
+            raise RuntimeError(f"stage {name!r} started where {key!r} was planned")
+        pace = self._pace()
+        left = sum(e for _, e in self.estimates[self.index:]) * pace
+        self.say(f"[{self.index + 1}/{len(self.estimates)}] {name}{': ' + detail if detail else ''} "
+                 f"(about {estimate * pace:.0f} s; about {left:.0f} s left in total)")
+        self.stage_started = time.perf_counter()
+
+    def finish(self) -> None:
+        if self.index < 0 or self.estimates[self.index][0] in self.seconds:
+            return
+        name, estimate = self.estimates[self.index]
+        self.seconds[name] = round(time.perf_counter() - self.stage_started, 2)
+        self.done_estimate += estimate
+        self.say(f"      {name} done in {self.seconds[name]:.1f} s")
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        tree = tree[k]
+    if keys[-1] not in tree:
+        raise KeyError(dotted)
+    tree[keys[-1]] = value
+
+
+def _fill(shape: Any) -> Any:
+    return {k: _fill(v) for k, v in shape.items()} if isinstance(shape, dict) else shape
+
+
+def evaluate_run(run_dir: Path, split: str = "test", *, device: str = "cpu") -> dict[str, float]:
+    """{"<task>/<metric>": value} of the run's best checkpoint on `split`."""
+    import torch
+
+    from vlmt.training import checkpoint as ckpt
+    from vlmt.training.trainer import evaluate_tasks
+
+    cfg, model, tasks = ckpt.rebuild(run_dir, "best", device=device)
+    return evaluate_tasks(model, tasks, split, torch.device(device), cfg.train.precision)
+
+
+def part_metrics(part: Part, metrics: dict[str, float], size: str) -> dict[str, float]:
+    """report.json's dotted path -> value for one part; every expected metric must be present."""
+    out = {}
+    for path, key in part.report.items():
+        if key not in metrics:
+            raise ConfigError(f"{part.configs[size]}: the evaluation gave no {key!r} "
+                              f"(it gave {', '.join(sorted(metrics))}); report.json needs it for {path}")
+        value = float(metrics[key])
+        if not 0.0 <= value <= 100.0:
+            raise ConfigError(f"{part.configs[size]}: {key} = {value} is not a percentage")
+        out[path] = round(value, 2)
+    return out
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass
+class DemoResult:
+    report: dict[str, Any]
+    runs: dict[str, Path] = field(default_factory=dict)
+    test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: int | None = None,
+             say: Callable[[str], None] | None = None, progress_bars: bool | None = None,
+             pictures: int = 2) -> dict[str, Any]:
+    """Run the whole demo into `out` and return the report.json object (also written there)."""
+    import torch
+
+    from vlmt import config as C
+    from vlmt.data.synth.cache import ensure_world, world_dir
+    from vlmt.training.trainer import train
+
+    if size not in SIZES:
+        raise ConfigError(f"--size: expected one of {', '.join(SIZES)}, got {size!r}")
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if progress_bars is None:
+        progress_bars = sys.stderr.isatty()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+
+    folder = configs_dir()
+    available = [p for p in PARTS if (folder / p.configs[size]).is_file()]
+    missing = [p for p in PARTS if p not in available]
+    world_cached = (world_dir(size, seed) / "world.json").is_file()
+    plan = [("world", 1.0 if world_cached else WORLD_ESTIMATE_S[size])]
+    plan += [(p.name, p.estimate_s[size]) for p in available]
+    plan += [("evaluate", EVAL_ESTIMATE_S[size]), ("report", REPORT_ESTIMATE_S[size])]
+    stages = Stages(plan, say=say)
+    for p in missing:
+        say(f"note: {p.title}: {NOT_BUILT} (no configs/{p.configs[size]}); reported as such")
+
+    stages.start("world", "reusing the cached synthetic world" if world_cached else
+                 f"synthesising the {size} world (cached for next time)")
+    world = ensure_world(size, seed, progress=lambda msg: say(f"      {msg}"))
+
+    result = DemoResult(report={})
+    runs_dir = out / "runs"
+    for part in available:
+        stages.start(part.name, part.title)
+        run_dir = runs_dir / part.name
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # the demo always trains afresh
+        overrides = list(part.overrides[size]) + [f"train.progress={'true' if progress_bars else 'false'}",
+                                                   "train.tensorboard=false", f"train.seed={seed}"]
+        if threads:
+            overrides.append(f"train.threads={threads}")
+        cfg = C.load_config(folder / part.configs[size], overrides)
+        train(cfg, run_dir)
+        result.runs[part.name] = run_dir
+        gc.collect()
+
+    stages.start("evaluate", "every run on the test split")
+    for part in available:
+        result.test_metrics[part.name] = evaluate_run(result.runs[part.name], "test")
+        gc.collect()
+
+    stages.start("report", "training curves, attention pictures, report.md / report.html")
+    report = _fill(REPORT_SHAPE)
+    for part in available:
+        for path, value in part_metrics(part, result.test_metrics[part.name], size).items():
+            _set(report[part.section], path, value)
+    report = {"seconds": None, **report, "size": size, "seed": seed,
+              "not_built": [p.name for p in missing],
+              "runs": {name: str(path.relative_to(out)) for name, path in result.runs.items()},
+              "world": str(world)}
+    result.report = report
+    from vlmt.evaluation.demo_report import demo_figures, write_demo_report
+
+    figures = demo_figures(out, result, parts=available, count=pictures, say=say)
+    stages.finish()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["stage_seconds"] = dict(stages.seconds)
+    write_demo_report(out, report, result, figures, parts=PARTS, not_built=NOT_BUILT)
+    write_json(out / "report.json", report)
+    say(f"done in {report['seconds']:.0f} s: {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
+    return report

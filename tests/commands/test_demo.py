@@ -1,0 +1,92 @@
+"""`vlmt demo --size tiny` end to end: report.json in the shape of the contract, with percentages,
+and the Markdown / HTML reports beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vlmt import cli
+from vlmt.evaluation import demo as D
+
+METRIC_PATHS = [
+    ("hierarchical", "vqa", "accuracy"),
+    *[("hierarchical", "retrieval", d, f"r{k}") for d in ("i2t", "t2i") for k in (1, 5, 10)],
+    *[("hierarchical", "grounding", f"r{k}") for k in (1, 5, 10)],
+    ("svlr", "vqa_mc", "accuracy"),
+    ("svlr", "recognition", "object_accuracy"),
+    ("svlr", "recognition", "attribute_accuracy"),
+    ("svlr", "zero_shot_vqa_mc", "accuracy"),
+]
+
+
+def _get(tree: dict, path: tuple[str, ...]):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("demo")
+    import contextlib
+    import io
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(["demo", "--size", "tiny", "--out", str(out), "--pictures", "1", "--json"])
+    assert code == 0, stderr.getvalue()[-2000:]
+    return out, json.loads(stdout.getvalue()), stderr.getvalue()
+
+
+def test_report_json_has_the_contract_shape_with_percentages(demo_out):
+    out, printed, _ = demo_out
+    report = json.loads((out / "report.json").read_text())
+    assert report == printed
+    assert isinstance(report["seconds"], float) and report["seconds"] > 0
+    built = {p.name for p in D.PARTS} - set(report["not_built"])
+    for path in METRIC_PATHS:
+        value = _get(report, path)
+        part = next(p for p in D.PARTS if p.section == path[0] and ".".join(path[1:]) in p.report)
+        if part.name in built:
+            assert isinstance(value, float) and 0.0 <= value <= 100.0, (path, value)
+        else:
+            assert value is None, (path, value)  # a part that is not built has no number
+
+
+def test_every_system_is_built_and_trained(demo_out):
+    out, report, _ = demo_out
+    assert report["not_built"] == []
+    for name, run in report["runs"].items():
+        assert (out / run / "summary.json").is_file(), name
+
+
+def test_markdown_and_html_reports_hold_tables_curves_and_pictures(demo_out):
+    out, report, _ = demo_out
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "| VQA | accuracy |" in md and "| joint | multiple-choice VQA | accuracy |" in md
+    acc = report["hierarchical"]["vqa"]["accuracy"]
+    if acc is not None:
+        assert f"| VQA | accuracy | {acc:.1f} |" in md
+    for link in [line.split("](", 1)[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]:
+        assert (out / link).is_file(), link
+    assert md.count("![") == html.count("data:image/png;base64,")
+    if report["runs"]:
+        assert "_curves.png" in md
+
+
+def test_progress_names_each_stage_with_time_left(demo_out):
+    _, _, err = demo_out
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert lines[0].startswith("[1/") and "world" in lines[0]
+    assert all("left in total" in line for line in lines)
+    assert lines[-1].split("]")[1].strip().startswith("report")
+
+
+def test_unknown_size_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--size", "huge"])
+    assert "invalid choice" in capsys.readouterr().err
