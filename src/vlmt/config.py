@@ -80,6 +80,8 @@ register_task = TASKS.register
 # these (explicitly, by name); a module that adds types appends its name here.
 REGISTRY_MODULES: list[str] = [
     "vlmt.tasks.sanity",
+    "vlmt.data.svlr_data",
+    "vlmt.tasks.svlr_tasks",
 ]
 
 

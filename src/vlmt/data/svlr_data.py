@@ -1,0 +1,437 @@
+"""The data section of SVLR experiments: Visual Genome regions + VQA v1 multiple choice.
+
+`SVLRDataConfig` (config type `svlr_datasets`) names a source folder (`root: world:default`, a
+synthetic world, or a folder with the official files) and the file names inside it; `build()`
+reads everything once and returns an `SVLRData` that the model and the three SVLR tasks share:
+
+- the region feature store (`features/`);
+- Genome regions per split, each tied to one row of the store (the store box with the highest
+  IoU with the annotated box, at least `match_iou`), with its object labels, their hypernyms
+  and its attribute labels;
+- the label sets O and T: the `num_objects` / `num_attributes` most frequent object names and
+  attributes of the Genome training split (the paper: 1000 each);
+- the VQA multiple-choice questions per split, pre-processed into what the model needs: the
+  4 question bins, the lemmatised nouns and adjectives of the question and of every choice,
+  the words of every choice and the index of the correct choice;
+- word vectors of every word and label (`word_vectors:` a GloVe / word2vec file, or, when no
+  file is given, fixed random vectors, see `fallback_vector`).
+
+Genome images that are also VQA images are removed first (`drop_vqa_overlap`, the paper's
+rule, through the Genome `coco_id` link).
+
+Builds are cached per process (keyed by the resolved config), so a grid of runs on the same
+world reads it once; an `SVLRData` is never modified after `build()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from vlmt.config import DataConfig, register_data
+from vlmt.data.examples import GenomeImage
+from vlmt.data.feature_store import FeatureStore
+from vlmt.data.question_bins import QuestionBinner
+from vlmt.data.readers.visual_genome import drop_vqa_overlap, read_visual_genome
+from vlmt.data.readers.vqa import read_vqa
+from vlmt.data.sources import resolve_source
+from vlmt.data.text import HypernymMap, PosLexicon, load_word_vectors, tokenize
+from vlmt.errors import ConfigError, DataError
+
+log = logging.getLogger("vlmt.data.svlr")
+
+SPLITS = ("train", "val", "test")
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@dataclass(frozen=True)
+class GenomeRegion:
+    """One annotated Genome region tied to a row of the feature store."""
+
+    image_id: int
+    row: int                            # proposal row in the store's record of the image
+    iou: float                          # IoU of that store box with the annotated box
+    objects: tuple[int, ...]            # indices into the object label set O (names in O)
+    hypernyms: tuple[str, ...]          # hypernyms of the region's names (in O or not)
+    attributes: tuple[int, ...]         # indices into the attribute label set T
+
+
+@dataclass(frozen=True)
+class MCQuestion:
+    """One VQA v1 multiple-choice question, pre-processed for SVLR."""
+
+    question_id: int
+    image_id: int
+    question: str
+    question_type: str
+    answer_type: str
+    answers: tuple[str, ...]            # the 10 annotator answers (official scoring)
+    choices: tuple[str, ...]            # the 18 candidate answers
+    correct: int                        # index of multiple_choice_answer in `choices`
+    bins: tuple[tuple[str, ...], ...]   # 4 question bins (vlmt.data.question_bins)
+    nouns: tuple[str, ...]              # lemmatised question nouns
+    adjectives: tuple[str, ...]         # lemmatised question adjectives
+    choice_words: tuple[tuple[str, ...], ...]
+    choice_nouns: tuple[tuple[str, ...], ...]
+    choice_adjectives: tuple[tuple[str, ...], ...]
+
+
+# --------------------------------------------------------------------------- word vectors
+
+
+def fallback_vector(word: str, dim: int, *, seed: int = 0) -> np.ndarray:
+    """A fixed random vector for `word`: N(0, 1/dim) per entry, seeded by (seed, CRC32(word)).
+
+    Used when no pretrained vectors are configured (the synthetic world's words have none). The
+    vector depends on the word alone, so every run, split and process sees the same input
+    vectors; distinct words are nearly orthogonal, so the input carries no similarity at all and
+    everything `g` knows about a word it learned from the tasks.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(word.encode("utf-8"))])
+    return (rng.standard_normal(dim) / np.sqrt(dim)).astype(np.float32)
+
+
+class WordTable:
+    """Vectors of words and multi-word terms: a term's vector is the mean of its tokens'."""
+
+    def __init__(self, token_vectors: dict[str, np.ndarray], dim: int, *, source: str, coverage: float | None):
+        self._tokens = token_vectors
+        self.dim = dim
+        self.source = source
+        self.coverage = coverage
+        self._cache: dict[str, np.ndarray] = {}
+
+    def vector(self, term: str) -> np.ndarray:
+        v = self._cache.get(term)
+        if v is None:
+            toks = term.split()
+            missing = [t for t in toks if t not in self._tokens]
+            if missing or not toks:
+                raise KeyError(f"no word vector for {term!r} (the data section did not collect it)")
+            v = np.mean([self._tokens[t] for t in toks], axis=0).astype(np.float32)
+            self._cache[term] = v
+        return v
+
+    def matrix(self, terms: Sequence[str]) -> np.ndarray:
+        """(len(terms), dim) float32."""
+        if not terms:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.vector(t) for t in terms])
+
+    def tokens(self) -> list[str]:
+        return list(self._tokens)
+
+
+# --------------------------------------------------------------------------- the built data
+
+
+@dataclass
+class SVLRData:
+    """Everything SVLR's model and tasks read (see the module docstring)."""
+
+    root: Path
+    store: FeatureStore
+    object_labels: list[str]
+    attribute_labels: list[str]
+    object_frequency: dict[str, int]        # Genome train regions per object name (all names)
+    attribute_frequency: dict[str, int]
+    hypernyms: HypernymMap | None
+    words: WordTable
+    genome: dict[str, list[GenomeRegion]]
+    vqa: dict[str, list[MCQuestion]]
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def word_dim(self) -> int:
+        return self.words.dim
+
+    @property
+    def region_dim(self) -> int:
+        return self.store.feature_dim
+
+    def label_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Word vectors of O (K_o, V) and T (K_a, V)."""
+        return self.words.matrix(self.object_labels), self.words.matrix(self.attribute_labels)
+
+    def vqa_label_frequency(self, split: str = "train") -> tuple[dict[str, int], dict[str, int]]:
+        """How often each object / attribute label occurs as a noun / adjective of a question or
+        its correct answer in a VQA split (the row axis of Fig. 5)."""
+        nouns: Counter[str] = Counter()
+        adjs: Counter[str] = Counter()
+        for q in self.vqa.get(split, []):
+            nouns.update(set(q.nouns) | set(q.choice_nouns[q.correct]))
+            adjs.update(set(q.adjectives) | set(q.choice_adjectives[q.correct]))
+        return ({w: nouns[w] for w in self.object_labels}, {w: adjs[w] for w in self.attribute_labels})
+
+
+# --------------------------------------------------------------------------- config
+
+
+@register_data("svlr_datasets")
+@dataclass
+class SVLRDataConfig(DataConfig):
+    """Visual Genome + VQA v1 multiple choice for SVLR (paths relative to `root`).
+
+    root: "world:<size>[:<seed>]", "easy_vqa" or a folder (vlmt.data.sources.resolve_source).
+    vqa_*: `{subtype}` is replaced by the entry of `vqa_splits` for each split. Real VQA v1 has
+    no test annotations: map `test` to `val2014` there (the paper reports on val).
+    genome_splits: a JSON {"train": [image ids], "val": [...], "test": [...]}; when the file does
+    not exist, images are split 85/5/10 by a hash of the image id (the paper's proportions).
+    hypernyms: a hypernym file (JSON or TSV), "wordnet" (NLTK), or null for none.
+    word_vectors: GloVe / word2vec file; null: fixed random vectors per word (`fallback_vector`).
+    match_iou: a Genome object takes the store box of its image with the highest IoU, which must
+    reach this value (objects below it are counted in the summary and not used).
+    """
+
+    root: str = "world:default"
+    features: str = "features"
+    vqa_questions: str = "MultipleChoice_mscoco_{subtype}_questions.json"
+    vqa_annotations: str = "mscoco_{subtype}_annotations.json"
+    vqa_splits: dict[str, str] = field(default_factory=lambda: {"train": "train2014", "val": "val2014",
+                                                                "test": "test2015"})
+    genome_image_data: str = "visual_genome/image_data.json"
+    genome_objects: str = "visual_genome/objects.json"
+    genome_attributes: str = "visual_genome/attributes.json"
+    genome_splits: str | None = "visual_genome/splits.json"
+    hypernyms: str | None = "hypernyms.json"
+    word_vectors: str | None = None
+    word_vectors_format: Literal["auto", "glove", "word2vec", "word2vec-text"] = "auto"
+    word_dim: int = 300
+    num_objects: int = 1000
+    num_attributes: int = 1000
+    match_iou: float = 0.5
+    drop_vqa_overlap: bool = True
+    tagger: Literal["auto", "lexicon", "spacy", "nltk"] = "auto"
+    lemmatizer: Literal["auto", "rules", "wordnet"] = "auto"
+    question_parser: Literal["auto", "spacy", "heuristic"] = "auto"
+
+    def validate(self) -> str | None:
+        for key in ("num_objects", "num_attributes", "word_dim"):
+            if getattr(self, key) < 1:
+                return f"{key} must be >= 1, got {getattr(self, key)}"
+        if not 0.0 < self.match_iou <= 1.0:
+            return f"match_iou must be in (0, 1], got {self.match_iou}"
+        unknown = sorted(set(self.vqa_splits) - set(SPLITS))
+        if unknown:
+            return f"vqa_splits: unknown split(s) {unknown}; use train, val, test"
+        return None
+
+    def build(self, *, seed: int) -> SVLRData:
+        root = resolve_source(self.root, progress=lambda msg: log.info("%s: %s", self.root, msg))
+        return _build_cached(json.dumps(asdict(self), sort_keys=True), str(root.resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _build_cached(config_json: str, root: str) -> SVLRData:
+    cfg = SVLRDataConfig(**json.loads(config_json))
+    return build_svlr_data(cfg, Path(root))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _iou_many(box: Sequence[float], boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def _genome_splits(path: Path | None, images: list[GenomeImage]) -> dict[int, str]:
+    if path is not None and path.is_file():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DataError(path, f"not valid JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise DataError(path, "expected an object {split: [image ids]}")
+        out: dict[int, str] = {}
+        for split, ids in raw.items():
+            if split not in SPLITS:
+                raise DataError(path, f"unknown split {split!r}; expected train, val, test", record=split)
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                raise DataError(path, "expected a list of integer image ids", record=split)
+            for i in ids:
+                out[i] = split
+        return out
+    out = {}
+    for im in images:  # 85 / 5 / 10 by a hash of the id: stable whatever the file order
+        h = zlib.crc32(str(im.image_id).encode()) % 100
+        out[im.image_id] = "train" if h < 85 else ("val" if h < 90 else "test")
+    return out
+
+
+def _norm(label: str) -> str:
+    return " ".join(label.lower().split())
+
+
+def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
+    """Read and pre-process everything `cfg` names under `root` (uncached)."""
+    store_path = root / cfg.features
+    if not (store_path / "header.json").is_file():
+        raise DataError(store_path, "no feature store here (expected header.json); convert features with "
+                        "`vlmt data convert` or generate a world with `vlmt data synth`")
+    store = FeatureStore(store_path)
+
+    # ---- VQA multiple choice (read first: its image ids define the Genome overlap)
+    vqa_raw = {}
+    for split, subtype in cfg.vqa_splits.items():
+        q_path = root / cfg.vqa_questions.format(subtype=subtype)
+        a_path = root / cfg.vqa_annotations.format(subtype=subtype)
+        for p in (q_path, a_path):
+            if not p.is_file():
+                raise DataError(p, f"file not found (data.vqa_splits.{split} = {subtype!r})")
+        vqa_raw[split] = (read_vqa(q_path, a_path), q_path)
+    vqa_images = {ex.image_id for exs, _ in vqa_raw.values() for ex in exs}
+
+    # ---- Visual Genome
+    vg_images = read_visual_genome(root / cfg.genome_image_data, root / cfg.genome_objects,
+                                   root / cfg.genome_attributes if cfg.genome_attributes else None)
+    dropped: list[GenomeImage] = []
+    if cfg.drop_vqa_overlap:
+        vg_images, dropped = drop_vqa_overlap(vg_images, vqa_images)
+    split_of = _genome_splits(root / cfg.genome_splits if cfg.genome_splits else None, vg_images)
+    train_images = [im for im in vg_images if split_of.get(im.image_id) == "train"]
+    obj_freq: Counter[str] = Counter()
+    atr_freq: Counter[str] = Counter()
+    for im in train_images:
+        for o in im.objects:
+            obj_freq.update({_norm(n) for n in o.names})
+            atr_freq.update({_norm(a) for a in o.attributes})
+    if not obj_freq:
+        raise DataError(root / cfg.genome_objects, "no object in the Genome training split")
+    # most frequent first; ties by name so the label order does not depend on file order
+    object_labels = [w for w, _ in sorted(obj_freq.items(), key=lambda kv: (-kv[1], kv[0]))][: cfg.num_objects]
+    attribute_labels = [w for w, _ in sorted(atr_freq.items(), key=lambda kv: (-kv[1], kv[0]))][: cfg.num_attributes]
+    if not attribute_labels:
+        raise DataError(root / (cfg.genome_attributes or cfg.genome_objects), "no attribute in the Genome training split")
+    o_index = {w: i for i, w in enumerate(object_labels)}
+    a_index = {w: i for i, w in enumerate(attribute_labels)}
+
+    if cfg.hypernyms is None:
+        hyp = None
+    elif cfg.hypernyms == "wordnet":
+        try:
+            hyp = HypernymMap.from_wordnet(object_labels)
+        except RuntimeError as e:
+            raise ConfigError(f"data.hypernyms: {e}") from None
+    else:
+        hyp = HypernymMap.from_file(root / cfg.hypernyms)
+
+    genome: dict[str, list[GenomeRegion]] = {s: [] for s in SPLITS}
+    unmatched = unlabelled = 0
+    for im in vg_images:
+        split = split_of.get(im.image_id)
+        if split is None:
+            continue
+        if im.image_id not in store:
+            raise DataError(store_path, "Genome image has no region features", record=f"image_id {im.image_id}")
+        boxes = store.read(im.image_id).boxes
+        for o in im.objects:
+            names = {_norm(n) for n in o.names}
+            objs = tuple(sorted(o_index[n] for n in names if n in o_index))
+            atrs = tuple(sorted({a_index[_norm(a)] for a in o.attributes if _norm(a) in a_index}))
+            hyps = tuple(dict.fromkeys(h for n in sorted(names) for h in (hyp.hypernyms(n) if hyp else [])
+                                       if h not in names))
+            if not objs and not atrs and not any(h in o_index for h in hyps):
+                unlabelled += 1
+                continue
+            ious = _iou_many(o.box, boxes)
+            row = int(np.argmax(ious))
+            if ious[row] < cfg.match_iou:
+                unmatched += 1
+                continue
+            genome[split].append(GenomeRegion(im.image_id, row, float(ious[row]), objs, hyps, atrs))
+
+    # ---- text: lexicon, bins, word vectors
+    noun_words = set(object_labels) | ({w for n in hyp.words() for w in [n, *hyp.hypernyms(n)]} if hyp else set())
+    lexicon = PosLexicon.from_labels(objects=sorted(noun_words), attributes=attribute_labels,
+                                     lemmatizer=cfg.lemmatizer, tagger=cfg.tagger)
+
+    def is_noun(word: str) -> bool:
+        return bool(lexicon.tag((word,)).nouns)
+
+    binner = QuestionBinner(is_noun=is_noun, parser=cfg.question_parser)
+
+    @functools.lru_cache(maxsize=None)
+    def tag_text(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        toks = tuple(tokenize(text, "vqa"))
+        tagged = lexicon.tag(toks)
+        return toks, tuple(dict.fromkeys(tagged.nouns)), tuple(dict.fromkeys(tagged.adjectives))
+
+    vqa: dict[str, list[MCQuestion]] = {}
+    for split, (examples, q_path) in vqa_raw.items():
+        out = []
+        for ex in sorted(examples, key=lambda e: e.question_id):
+            if ex.choices is None:
+                raise DataError(q_path, "not a multiple-choice question", record=f"question_id {ex.question_id}",
+                                field="multiple_choices")
+            try:
+                correct = ex.choices.index(ex.multiple_choice_answer)
+            except ValueError:
+                raise DataError(q_path, f"the annotated answer {ex.multiple_choice_answer!r} is not one of the "
+                                "choices", record=f"question_id {ex.question_id}", field="multiple_choices") from None
+            toks, nouns, adjs = tag_text(ex.question)
+            bins = binner(ex.question, toks)
+            choice = [tag_text(c) for c in ex.choices]
+            out.append(MCQuestion(
+                question_id=ex.question_id, image_id=ex.image_id, question=ex.question,
+                question_type=ex.question_type or "", answer_type=ex.answer_type or "", answers=ex.answers,
+                choices=ex.choices, correct=correct, bins=tuple(tuple(b) for b in bins.as_lists()),
+                nouns=nouns, adjectives=adjs, choice_words=tuple(c[0] for c in choice),
+                choice_nouns=tuple(c[1] for c in choice), choice_adjectives=tuple(c[2] for c in choice)))
+            if ex.image_id not in store:
+                raise DataError(store_path, "VQA image has no region features", record=f"image_id {ex.image_id}")
+        vqa[split] = out
+
+    tokens: set[str] = set()
+    for term in [*object_labels, *attribute_labels, *noun_words]:
+        tokens.update(term.split())
+    for qs in vqa.values():
+        for q in qs:
+            for group in (*q.bins, q.nouns, q.adjectives, *q.choice_words, *q.choice_nouns, *q.choice_adjectives):
+                for term in group:
+                    tokens.update(term.split())
+    token_list = sorted(tokens)
+    if cfg.word_vectors:
+        wv = load_word_vectors(root / cfg.word_vectors, token_list, file_format=cfg.word_vectors_format,
+                               dim=cfg.word_dim, seed=0)
+        table = {w: wv.vectors[i] for i, w in enumerate(token_list)}
+        words = WordTable(table, wv.dim, source=str(root / cfg.word_vectors), coverage=wv.coverage)
+    else:
+        words = WordTable({w: fallback_vector(w, cfg.word_dim) for w in token_list}, cfg.word_dim,
+                          source="fixed random vectors (no word_vectors file configured)", coverage=None)
+
+    summary = {
+        "root": str(root),
+        "genome_regions": {s: len(v) for s, v in genome.items()},
+        "genome_objects_unmatched": unmatched,
+        "genome_objects_unlabelled": unlabelled,
+        "genome_images_dropped_as_vqa_overlap": len(dropped),
+        "vqa_questions": {s: len(v) for s, v in vqa.items()},
+        "object_labels": len(object_labels),
+        "attribute_labels": len(attribute_labels),
+        "words": len(token_list),
+        "word_vectors": words.source,
+        "word_vector_coverage": words.coverage,
+        "tagger": lexicon.tagger_name,
+        "question_bins": binner.method,
+    }
+    log.info("SVLR data: %s", summary)
+    return SVLRData(root=root, store=store, object_labels=object_labels, attribute_labels=attribute_labels,
+                    object_frequency=dict(obj_freq), attribute_frequency=dict(atr_freq), hypernyms=hyp,
+                    words=words, genome=genome, vqa=vqa, summary=summary)

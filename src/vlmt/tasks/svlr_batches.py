@@ -1,0 +1,100 @@
+"""Collate functions of the SVLR tasks: pre-processed examples -> the model's tensor batches.
+
+- `recognition_batch`: M Genome regions -> `RecognitionBatch` (features from the store rows the
+  data section matched; object targets = labels in O and their hypernyms, with hypernyms
+  outside O as extra positive-only columns scored through g; attribute targets over T).
+- `vqa_batch`: P multiple-choice questions -> `VQAMCBatch` (the image's regions padded to the
+  batch's longest, a word table of every word the batch mentions, index lists into it).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vlmt.data.svlr_data import GenomeRegion, MCQuestion, SVLRData
+from vlmt.models.svlr import SVLRVQAInputs
+from vlmt.tasks.recognition import RecognitionBatch
+from vlmt.tasks.vqa_mc import VQAMCBatch
+
+
+def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> torch.Tensor:
+    """(M, D) float32 features of the regions' store rows."""
+    out = np.empty((len(regions), data.region_dim), dtype=np.float32)
+    by_image: dict[int, list[int]] = {}
+    for i, r in enumerate(regions):
+        by_image.setdefault(r.image_id, []).append(i)
+    for image_id, idx in by_image.items():
+        feats = data.store.read(image_id, copy=False).features
+        out[idx] = feats[[regions[i].row for i in idx]]
+    return torch.from_numpy(out)
+
+
+def recognition_batch(data: SVLRData, regions: Sequence[GenomeRegion], *, use_hypernyms: bool = True,
+                      extra_columns: bool = True) -> RecognitionBatch:
+    """Targets of Eq. 1 and Eq. 2 for M regions.
+
+    `use_hypernyms`: H_j holds the labels' hypernyms too (Eq. 1); `extra_columns`: hypernyms
+    outside O become extra positive-only columns (needs g, so not with per-class vectors).
+    """
+    o_index = {w: i for i, w in enumerate(data.object_labels)}
+    k_o, k_a = len(data.object_labels), len(data.attribute_labels)
+    extra: dict[str, int] = {}
+    pos: list[set[int]] = []
+    for r in regions:
+        cols = set(r.objects)
+        if use_hypernyms:
+            for h in r.hypernyms:
+                if h in o_index:
+                    cols.add(o_index[h])
+                elif extra_columns:
+                    cols.add(k_o + extra.setdefault(h, len(extra)))
+        pos.append(cols)
+    obj = torch.zeros(len(regions), k_o + len(extra), dtype=torch.bool)
+    atr = torch.zeros(len(regions), k_a, dtype=torch.bool)
+    for i, (r, cols) in enumerate(zip(regions, pos)):
+        obj[i, list(cols)] = True
+        atr[i, list(r.attributes)] = True
+    extra_vectors = torch.from_numpy(data.words.matrix(list(extra))) if extra else None
+    return RecognitionBatch(region_features=region_features(data, regions), object_targets=obj,
+                            attribute_targets=atr, extra_object_vectors=extra_vectors)
+
+
+def vqa_batch(data: SVLRData, questions: Sequence[MCQuestion]) -> VQAMCBatch:
+    """Model inputs of P questions (every choice of each) and the correct choice indices."""
+    records = [data.store.read(q.image_id, copy=False) for q in questions]
+    T = max(r.features.shape[0] for r in records)
+    C = max(len(q.choices) for q in questions)
+    feats = np.zeros((len(questions), T, data.region_dim), dtype=np.float32)
+    region_mask = torch.zeros(len(questions), T, dtype=torch.bool)
+    for i, r in enumerate(records):
+        feats[i, : r.features.shape[0]] = r.features
+        region_mask[i, : r.features.shape[0]] = True
+    table: dict[str, int] = {}
+
+    def ids(terms: Sequence[str]) -> list[int]:
+        return [table.setdefault(t, len(table)) for t in terms]
+
+    def per_choice(q: MCQuestion, lists: Sequence[Sequence[str]]) -> list[list[int]]:
+        return [ids(x) for x in lists] + [[] for _ in range(C - len(lists))]
+
+    choice_mask = torch.zeros(len(questions), C, dtype=torch.bool)
+    for i, q in enumerate(questions):
+        choice_mask[i, : len(q.choices)] = True
+    inputs = SVLRVQAInputs.from_lists(
+        region_features=torch.from_numpy(feats), region_mask=region_mask,
+        word_vectors=torch.zeros(0),  # replaced below, once the table is complete
+        question_nouns=[ids(q.nouns) for q in questions],
+        question_adjectives=[ids(q.adjectives) for q in questions],
+        question_bins=[[ids(b) for b in q.bins] for q in questions],
+        answer_words=[per_choice(q, q.choice_words) for q in questions],
+        answer_nouns=[per_choice(q, q.choice_nouns) for q in questions],
+        answer_adjectives=[per_choice(q, q.choice_adjectives) for q in questions],
+        choice_mask=choice_mask)
+    words = list(table) or ["<none>"]
+    inputs.word_vectors = torch.from_numpy(data.words.matrix(words)) if table else \
+        torch.zeros(1, data.word_dim)
+    correct = torch.tensor([q.correct for q in questions], dtype=torch.long)
+    return VQAMCBatch(inputs=inputs, correct=correct)
