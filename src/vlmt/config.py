@@ -82,6 +82,11 @@ REGISTRY_MODULES: list[str] = [
     "vlmt.tasks.sanity",
     "vlmt.data.svlr_data",
     "vlmt.tasks.svlr_tasks",
+    "vlmt.data.datasets",
+    "vlmt.models.hierarchical_config",
+    "vlmt.tasks.vqa_task",
+    "vlmt.tasks.retrieval_task",
+    "vlmt.tasks.grounding_task",
 ]
 
 
