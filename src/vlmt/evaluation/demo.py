@@ -59,34 +59,40 @@ HIER_REPORT = {
     **{f"grounding.r{k}": f"grounding/r{k}" for k in (1, 5, 10)},
 }
 
+TINY_SVLR = ["train.max_iters=60", "train.eval_every=60", "train.checkpoint_every=60", "train.log_every=10"]
+
 PARTS: tuple[Part, ...] = (
     Part(name="hierarchical", title="Hierarchical multi-task model (retrieval, VQA, grounding)",
          section="hierarchical",
          configs={"tiny": "tiny.yaml", "default": "hierarchical_world.yaml"},
-         overrides={"tiny": [], "default": []},
+         # tiny: a test-sized run (30 updates per task), enough to exercise every stage
+         overrides={"tiny": [*(f"tasks.{t}.{k}=30" for t in ("retrieval", "vqa", "grounding") for k in ("iterations", "step")),
+                             "schedule.cycle=15", "train.eval_every=90", "train.checkpoint_every=90",
+                             "train.log_every=10"],
+                    "default": []},
          report=HIER_REPORT,
-         estimate_s={"tiny": 8.0, "default": 110.0}),
+         estimate_s={"tiny": 14.0, "default": 110.0}),
     Part(name="svlr", title="SVLR trained jointly (multiple-choice VQA + recognition)",
          section="svlr",
          configs={"tiny": "svlr_tiny.yaml", "default": "svlr_world.yaml"},
-         overrides={"tiny": [], "default": []},
+         overrides={"tiny": TINY_SVLR, "default": []},
          report={"vqa_mc.accuracy": "vqa/accuracy",
                  "recognition.object_accuracy": "recognition/object_accuracy",
                  "recognition.attribute_accuracy": "recognition/attribute_accuracy"},
-         estimate_s={"tiny": 5.0, "default": 50.0}),
+         estimate_s={"tiny": 6.0, "default": 50.0}),
     Part(name="svlr_zero_shot", title="SVLR zero-shot (recognition only; VQA answered zero-shot)",
          section="svlr",
          configs={"tiny": "svlr_tiny.yaml", "default": "svlr_zero_shot_world.yaml"},
          # the tiny config trains jointly; train it on recognition only instead
-         overrides={"tiny": ["schedule.order=[recognition]", "train.best_metric=recognition/object_accuracy"],
+         overrides={"tiny": [*TINY_SVLR, "schedule.order=[recognition]", "train.best_metric=recognition/object_accuracy"],
                     "default": []},
          report={"zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
-         estimate_s={"tiny": 4.0, "default": 30.0}),
+         estimate_s={"tiny": 2.0, "default": 30.0}),
 )
 
 WORLD_ESTIMATE_S = {"tiny": 5.0, "default": 40.0}   # when the world has to be generated
-EVAL_ESTIMATE_S = {"tiny": 3.0, "default": 25.0}
-REPORT_ESTIMATE_S = {"tiny": 4.0, "default": 10.0}
+EVAL_ESTIMATE_S = {"tiny": 2.0, "default": 25.0}
+REPORT_ESTIMATE_S = {"tiny": 6.0, "default": 15.0}
 
 # every key of report.json's two systems, with None where no number exists
 REPORT_SHAPE: dict[str, Any] = {

@@ -42,8 +42,11 @@ def _iterations(run_dir: Path) -> str:
 
     cfg = C.load_config(run_dir / "config.yaml")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    tasks = ", ".join(f"{n} (batch {t.batch_size})" for n, t in cfg.tasks.items())
-    return (f"{summary['step']} iterations, {cfg.schedule.kind} schedule, tasks {tasks}; "
+    trained = cfg.schedule.order or list(cfg.tasks)
+    tasks = ", ".join(f"{n} (batch {cfg.tasks[n].batch_size})" for n in trained)
+    evaluated = [n for n in cfg.tasks if n not in trained]
+    return (f"{summary['step']} iterations, {cfg.schedule.kind} schedule, trained tasks {tasks}"
+            f"{'; evaluated only: ' + ', '.join(evaluated) if evaluated else ''}; "
             f"{summary['seconds']:.0f} s of training")
 
 

@@ -14,8 +14,9 @@ looking at a picture. matplotlib runs on the Agg backend (no display needed).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -98,28 +99,18 @@ def draw_region_attention(ax, image, boxes: np.ndarray, weights: np.ndarray, *, 
         ax.set_title(title, fontsize=9)
 
 
-def draw_word_attention(ax, words: Sequence[str], weights: np.ndarray, *, cmap: str = "Reds",
-                        title: str | None = None, fontsize: int = 10) -> None:
-    """Words as text on backgrounds coloured by their weight (strongest = full colour), wrapping
-    onto new lines when the axis is full."""
-    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if len(words) != len(weights):
-        raise ValueError(f"{len(words)} words but {len(weights)} weights")
-    plt = _pyplot()
-    colours = plt.get_cmap(cmap)
-    top = weights.max() if len(weights) and weights.max() > 0 else 1.0
+def _draw_words(ax, words: Sequence[str], backgrounds: Sequence[Any], foregrounds: Sequence[str], *,
+                fontsize: int, top: float = 0.85) -> None:
+    """Words left to right on coloured backgrounds, wrapping onto new lines at the axis' edge."""
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
+    renderer = ax.figure.canvas.get_renderer()
     ax_box = ax.get_window_extent(renderer)
-    x, y, line_h = 0.01, 0.85, 0.0
-    for word, w in zip(words, weights):
-        strength = float(w / top)
-        text = ax.text(x, y, word, fontsize=fontsize, va="top", ha="left",
-                       color="white" if strength > 0.6 else "black",
-                       bbox=dict(facecolor=colours(0.1 + 0.85 * strength), edgecolor="none", pad=2))
+    x, y, line_h = 0.01, top, 0.0
+    for word, bg, fg in zip(words, backgrounds, foregrounds):
+        text = ax.text(x, y, word, fontsize=fontsize, va="top", ha="left", color=fg,
+                       bbox=dict(facecolor=bg, edgecolor="none", pad=2))
         extent = text.get_window_extent(renderer)
         width = extent.width / max(ax_box.width, 1.0)
         line_h = max(line_h, extent.height / max(ax_box.height, 1.0))
@@ -127,6 +118,32 @@ def draw_word_attention(ax, words: Sequence[str], weights: np.ndarray, *, cmap: 
             x, y = 0.01, y - line_h * 1.6
             text.set_position((x, y))
         x += width + 0.015
+
+
+def draw_word_attention(ax, words: Sequence[str], weights: np.ndarray, *, cmap: str = "Reds",
+                        title: str | None = None, fontsize: int = 10) -> None:
+    """Words as text on backgrounds coloured by their weight (strongest = full colour)."""
+    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if len(words) != len(weights):
+        raise ValueError(f"{len(words)} words but {len(weights)} weights")
+    colours = _pyplot().get_cmap(cmap)
+    top = weights.max() if len(weights) and weights.max() > 0 else 1.0
+    strength = [float(w / top) for w in weights]
+    _draw_words(ax, words, [colours(0.05 + 0.9 * s) for s in strength],
+                ["white" if s > 0.6 else "black" for s in strength], fontsize=fontsize)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def draw_phrase_words(ax, words: Sequence[str], spans: Sequence[tuple[int, int]], *, title: str | None = None,
+                      fontsize: int = 10) -> None:
+    """Words with each phrase (inclusive word span) on its phrase colour, as in `draw_grounding`."""
+    backgrounds: list[Any] = ["#f0f0f0"] * len(words)
+    foregrounds = ["black"] * len(words)
+    for p, (first, last) in enumerate(spans):
+        for i in range(max(first, 0), min(last, len(words) - 1) + 1):
+            backgrounds[i], foregrounds[i] = PHRASE_COLOURS[p % len(PHRASE_COLOURS)], "white"
+    _draw_words(ax, words, backgrounds, foregrounds, fontsize=fontsize)
     if title:
         ax.set_title(title, fontsize=9)
 
@@ -140,6 +157,7 @@ def draw_grounding(ax, image, phrases: Sequence[str], predicted: np.ndarray, *,
     if len(predicted) != len(phrases):
         raise ValueError(f"{len(phrases)} phrases but {len(predicted)} predicted boxes")
     ax.imshow(as_rgb_array(image))
+    labels_at: dict[tuple, int] = {}
     for p, (phrase, box) in enumerate(zip(phrases, predicted)):
         colour = PHRASE_COLOURS[p % len(PHRASE_COLOURS)]
         if truth is not None and truth[p] is not None:
@@ -148,8 +166,11 @@ def draw_grounding(ax, image, phrases: Sequence[str], predicted: np.ndarray, *,
                                        linewidth=1.2, linestyle="--"))
         x1, y1, x2, y2 = box
         ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2.2))
-        ax.text(x1 + 1, y2 - 1, phrase, color="white", fontsize=7, va="bottom",
-                bbox=dict(facecolor=colour, edgecolor="none", pad=1, alpha=0.9))
+        key = tuple(np.round(box, 1))
+        stacked = labels_at.get(key, 0)  # phrases sharing a box get their labels stacked upwards
+        labels_at[key] = stacked + 1
+        ax.annotate(phrase, (x1 + 1, y2 - 1), xytext=(0, 11 * stacked), textcoords="offset points", color="white",
+                    fontsize=7, va="bottom", bbox=dict(facecolor=colour, edgecolor="none", pad=1, alpha=0.9))
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
@@ -201,3 +222,42 @@ def _wrap(text: str, width: int) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width)) or text
+
+
+@dataclass(frozen=True)
+class DecoderAttention:
+    """One decoder's summary attention for the figure: weights over regions (T,) and words (N,)."""
+
+    name: str
+    regions: np.ndarray
+    words: np.ndarray
+    note: str = ""
+
+
+def fig2_figure(path: str | Path, *, image, boxes: np.ndarray, words: Sequence[str],
+                phrase_spans: Sequence[tuple[int, int]] = (), phrase_boxes: np.ndarray | None = None,
+                decoders: Sequence[DecoderAttention] = (), title: str = "") -> Path:
+    """Fig. 2 of the hierarchical paper for one sentence: a grounding row (the top-1 region of
+    each noun phrase, phrases coloured in the sentence) when phrases are given, then one row per
+    decoder (regions' attention on the image, words' attention as coloured text)."""
+    plt = _pyplot()
+    rows = (1 if len(phrase_spans) else 0) + len(decoders)
+    if rows == 0:
+        raise ValueError("nothing to draw: no phrases and no decoders")
+    fig, axes = plt.subplots(rows, 2, figsize=(7.0, 2.9 * rows), gridspec_kw={"width_ratios": [1, 1.3]},
+                             squeeze=False)
+    r = 0
+    if len(phrase_spans):
+        phrases = [" ".join(words[a:b + 1]) for a, b in phrase_spans]
+        draw_grounding(axes[0, 0], image, phrases, np.asarray(phrase_boxes).reshape(-1, 4), title="grounding: top-1 region")
+        draw_phrase_words(axes[0, 1], words, phrase_spans, title="noun phrases")
+        r = 1
+    for dec in decoders:
+        draw_region_attention(axes[r, 0], image, boxes, dec.regions, title=f"{dec.name}: regions")
+        draw_word_attention(axes[r, 1], words, dec.words, title=f"{dec.name}: words")
+        if dec.note:
+            axes[r, 1].text(0.01, 0.05, dec.note, fontsize=9, va="bottom", ha="left", transform=axes[r, 1].transAxes)
+        r += 1
+    if title:
+        fig.suptitle(_wrap(title, 70), fontsize=10)
+    return save_figure(fig, path)

@@ -203,34 +203,53 @@ class CurvePanels:
     validation: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
 
 
+def headline_metric(key: str) -> bool:
+    """A task's main percentages ("vqa/accuracy", "retrieval/i2t_r1"), not its breakdowns
+    ("vqa/qtype/how_many", "vqa/accuracy_number"), ranks, sums or timings."""
+    task, _, metric = key.partition("/")
+    if not task or not metric or "/" in metric:
+        return False
+    return not (metric in ("seconds", "rsum") or metric.endswith(("medr", "meanr")) or metric.startswith("accuracy_"))
+
+
 def curve_panels(records: Sequence[dict[str, Any]]) -> CurvePanels:
-    """Training losses per task ("<task>/loss") and every validation metric."""
+    """Training losses per task ("<task>/loss") and the headline validation metrics."""
     train = metric_series(records, "train")
     return CurvePanels(losses={k: v for k, v in train.items() if k.endswith("/loss")},
-                       validation=metric_series(records, "val"))
+                       validation={k: v for k, v in metric_series(records, "val").items() if headline_metric(k)})
 
 
 def training_curves(run_dir: str | Path, out_png: str | Path, *, title: str = "") -> Path:
     """PNG with two panels: each task's training loss against the step (log scale when positive),
-    and the validation metrics against the step."""
+    and the headline validation metrics (percentages) against the step."""
     from vlmt.evaluation.pictures import _pyplot, save_figure
 
     panels = curve_panels(read_metrics(run_dir))
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.6), layout="constrained")
+    palette = plt.get_cmap("tab10")
+    task_names = sorted({k.split("/", 1)[0] for k in [*panels.losses, *panels.validation]})
+    colour_of = {t: palette(i % 10) for i, t in enumerate(task_names)}
     for key, (steps, values) in sorted(panels.losses.items()):
-        left.plot(steps, values, label=key.rsplit("/", 1)[0], linewidth=1.2)
+        task = key.rsplit("/", 1)[0]
+        left.plot(steps, values, label=task, linewidth=1.2, color=colour_of[task.split("/", 1)[0]])
     if panels.losses and all(v > 0 for _, vals in panels.losses.values() for v in vals):
         left.set_yscale("log")
     left.set_xlabel("iteration")
     left.set_title("training loss per task", fontsize=9)
-    for key, (steps, values) in sorted(panels.validation.items()):
-        right.plot(steps, values, marker="o", markersize=3, label=key, linewidth=1.2)
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "v", "D", "x", "*"]
+    seen: dict[str, int] = {}
+    for key, (steps, values) in sorted(panels.validation.items()):  # colour = task, style = metric
+        task = key.split("/", 1)[0]
+        n = seen[task] = seen.get(task, -1) + 1
+        right.plot(steps, values, label=key, linewidth=1.2, color=colour_of[task], linestyle=styles[n % 4],
+                   marker=markers[n % len(markers)], markersize=3)
     right.set_xlabel("iteration")
-    right.set_title("validation metrics", fontsize=9)
+    right.set_title("validation metrics (%)", fontsize=9)
     for ax, series in ((left, panels.losses), (right, panels.validation)):
         if series:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         else:
             ax.text(0.5, 0.5, "nothing logged", ha="center", va="center", transform=ax.transAxes)
         ax.grid(alpha=0.3)
