@@ -172,15 +172,12 @@ def _fill(shape: Any) -> Any:
     return {k: _fill(v) for k, v in shape.items()} if isinstance(shape, dict) else shape
 
 
-def evaluate_run(run_dir: Path, split: str = "test", *, device: str = "cpu") -> dict[str, float]:
-    """{"<task>/<metric>": value} of the run's best checkpoint on `split`."""
-    import torch
+def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
+    """{"<task>/<metric>": value} of the run's best checkpoint on `split` (`vlmt evaluate run`)."""
+    from vlmt.commands.evaluate_run import evaluate_run as evaluate
 
-    from vlmt.training import checkpoint as ckpt
-    from vlmt.training.trainer import evaluate_tasks
-
-    cfg, model, tasks = ckpt.rebuild(run_dir, "best", device=device)
-    return evaluate_tasks(model, tasks, split, torch.device(device), cfg.train.precision)
+    return {f"{task}/{key}": value for task, metrics in evaluate(run_dir, split=split).items()
+            for key, value in metrics.items()}
 
 
 def part_metrics(part: Part, metrics: dict[str, float], size: str) -> dict[str, float]:
