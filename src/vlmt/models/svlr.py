@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -199,14 +200,15 @@ def pad_ids(rows: list, *, pad_to: int | None = None) -> tuple[torch.Tensor, tor
             raise ValueError("pad_ids: every row needs the same number of lists")
     else:  # (P, L)
         inner, outer = list(rows), (len(rows),)
-    width = max([len(r) for r in inner] + [1]) if pad_to is None else pad_to
-    index = torch.zeros(len(inner), width, dtype=torch.long)
-    mask = torch.zeros(len(inner), width, dtype=torch.bool)
-    for i, r in enumerate(inner):
-        if len(r) > width:
-            raise ValueError(f"pad_ids: a list of {len(r)} ids is longer than pad_to={width}")
-        index[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = True
+    lengths = np.fromiter((len(r) for r in inner), dtype=np.int64, count=len(inner))
+    width = max(int(lengths.max(initial=0)), 1) if pad_to is None else pad_to
+    if len(inner) and int(lengths.max()) > width:
+        raise ValueError(f"pad_ids: a list of {int(lengths.max())} ids is longer than pad_to={width}")
+    # one flat copy instead of a tensor per row (the collate builds thousands of short lists)
+    mask_np = np.arange(width)[None, :] < lengths[:, None]
+    index_np = np.zeros((len(inner), width), dtype=np.int64)
+    index_np[mask_np] = np.fromiter((i for r in inner for i in r), dtype=np.int64, count=int(lengths.sum()))
+    index, mask = torch.from_numpy(index_np), torch.from_numpy(mask_np)
     return index.reshape(*outer, width), mask.reshape(*outer, width)
 
 
