@@ -90,3 +90,16 @@ def test_unknown_size_is_refused(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--size", "huge"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_parallel_estimate_is_the_makespan_longest_first():
+    assert D._parallel_estimate([100.0, 50.0, 30.0], 2) == 100.0
+    assert D._parallel_estimate([100.0, 50.0, 30.0], 1) == 180.0
+    assert D._parallel_estimate([60.0, 50.0, 40.0], 2) == 90.0
+    assert D._parallel_estimate([], 2) == 0.0
+
+
+def test_progress_reads_the_last_logged_step(tmp_path):
+    assert D._run_steps(tmp_path) == 0  # nothing logged yet
+    (tmp_path / "metrics.jsonl").write_text('{"step": 10, "split": "train"}\n{"step": 20, "split": "val"}\n{"ste')
+    assert D._run_steps(tmp_path) == 20  # a half-written last line is skipped

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: the configs' own setting)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="systems trained at once, one process each (default: 2 for --size default, "
+                             "1 for tiny, where starting processes costs more than it saves)")
     parser.add_argument("--pictures", type=int, default=2,
                         help="examples per decoder to draw attention pictures for (default 2; 0: none)")
     parser.add_argument("--json", action="store_true", help="print report.json's object on stdout")
@@ -29,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pictures < 0:
         raise ConfigError(f"--pictures: must be >= 0, got {args.pictures}")
-    report = run_demo(args.out, size=args.size, seed=args.seed, threads=args.threads, pictures=args.pictures)
+    workers = args.workers if args.workers is not None else (2 if args.size == "default" else 1)
+    report = run_demo(args.out, size=args.size, seed=args.seed, threads=args.threads, workers=workers,
+                      pictures=args.pictures)
     if args.json:
         print(json.dumps(report))
     return 0

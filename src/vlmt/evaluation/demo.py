@@ -5,11 +5,12 @@ total (the estimates are rescaled by how fast the earlier stages actually ran on
 the training stages show the trainer's progress bar when stderr is a terminal.
 
 1. world: synthesise the synthetic world or reuse the cached one (`ensure_world`)
-2. hierarchical: train HierarchicalVL on retrieval, VQA and grounding with periodic task switching
-3. svlr: train SVLR jointly on multiple-choice VQA and recognition
-4. svlr_zero_shot: train SVLR on recognition only, answer multiple-choice VQA zero-shot
-5. evaluate every run on the test split
-6. pictures and report: training curves, attention pictures, report.json / report.md / report.html
+2. train and evaluate, two processes at a time (one progress bar over all training steps):
+   - hierarchical: HierarchicalVL on retrieval, VQA and grounding with task switching
+   - svlr: SVLR jointly on multiple-choice VQA and recognition
+   - svlr_zero_shot: SVLR on recognition only, multiple-choice VQA answered zero-shot
+   each then evaluated on the test split and drawn (training curves, attention pictures)
+3. report: report.json / report.md / report.html
 
 A system whose experiment config is not in `configs/` is reported as "not built yet" (its
 numbers are null in report.json and `not_built` names it); nothing is made up for it.
@@ -20,6 +21,7 @@ numbers are null in report.json and `not_built` names it); nothing is made up fo
 from __future__ import annotations
 
 import gc
+import json
 import shutil
 import sys
 import time
@@ -91,8 +93,8 @@ PARTS: tuple[Part, ...] = (
 )
 
 WORLD_ESTIMATE_S = {"tiny": 5.0, "default": 40.0}   # when the world has to be generated
-EVAL_ESTIMATE_S = {"tiny": 2.0, "default": 25.0}
-REPORT_ESTIMATE_S = {"tiny": 6.0, "default": 15.0}
+EVAL_ESTIMATE_S = {"tiny": 8.0, "default": 40.0}  # test evaluation and pictures, all parts
+REPORT_ESTIMATE_S = {"tiny": 1.0, "default": 2.0}
 
 # every key of report.json's two systems, with None where no number exists
 REPORT_SHAPE: dict[str, Any] = {
@@ -194,6 +196,121 @@ def part_metrics(part: Part, metrics: dict[str, float], size: str) -> dict[str, 
     return out
 
 
+# --------------------------------------------------------------------------- one part, in a worker
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """What a worker needs to train, evaluate and draw one part (picklable)."""
+
+    name: str
+    title: str
+    config: str
+    overrides: tuple[str, ...]
+    run_dir: str
+    pictures_dir: str
+    pictures: int
+
+
+def run_part(job: PartJob) -> dict[str, Any]:
+    """Train one part, evaluate it on the test split and draw its pictures.
+
+    Returns {"test": {"<task>/<metric>": value}, "figures": [(path, caption)], "seconds"} or
+    {"error": message} for a user-facing error (VlmtError subclasses do not all survive pickling).
+    """
+    from vlmt import config as C
+    from vlmt.errors import VlmtError
+    from vlmt.evaluation.report import training_curves
+    from vlmt.training.trainer import train
+
+    started = time.perf_counter()
+    try:
+        run_dir, pics = Path(job.run_dir), Path(job.pictures_dir)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # the demo always trains afresh
+        train(C.load_config(job.config, list(job.overrides)), run_dir)
+        gc.collect()
+        test = evaluate_run(run_dir, "test")
+        figures = [(str(training_curves(run_dir, pics / f"{job.name}_curves.png", title=job.title)),
+                    f"{job.title}: training loss per task and validation metrics")]
+        if job.pictures > 0:
+            from vlmt.evaluation.visualize import visualize_run
+
+            figures += [(str(p.path), p.caption)
+                        for p in visualize_run(run_dir, pics / job.name, split="test", count=job.pictures)]
+    except VlmtError as e:
+        return {"error": f"{job.name}: {e}"}
+    return {"test": test, "figures": figures, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _run_steps(run_dir: Path) -> int:
+    """Last training step logged in a run's metrics.jsonl (0 before the first record)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def run_parts(jobs: list[PartJob], totals: dict[str, int], *, workers: int, bar: bool,
+              say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Run the jobs, `workers` processes at a time (in this process when 1), showing one progress
+    bar over all their training steps (a line every 20 s when stderr is not a terminal)."""
+    results: dict[str, dict[str, Any]] = {}
+    if workers <= 1:
+        for job in jobs:
+            say(f"      {job.title}: {totals[job.name]} iterations")
+            results[job.name] = run_part(job)
+            _raise_if_failed(results[job.name])
+        return results
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    total = sum(totals.values())
+    progress = tqdm(total=total, desc="training", unit="it", file=sys.stderr, dynamic_ncols=True,
+                    disable=not bar)
+    last_line = time.perf_counter()
+    started = last_line
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_part, job): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5)
+            for future in done:
+                results[futures[future].name] = future.result()
+                _raise_if_failed(results[futures[future].name])
+            steps = {job.name: totals[job.name] if job.name in results else
+                     min(_run_steps(Path(job.run_dir)), totals[job.name]) for job in jobs}
+            progress.update(sum(steps.values()) - progress.n)
+            state = " | ".join(f"{n} {'done' if n in results else f'{steps[n]}/{totals[n]}'}" for n in steps)
+            progress.set_postfix_str(state, refresh=True)
+            now = time.perf_counter()
+            if not bar and now - last_line >= 20 and pending:
+                frac = sum(steps.values()) / max(total, 1)
+                eta = f"; about {(now - started) * (1 - frac) / frac:.0f} s of training left" if frac > 0.02 else ""
+                say(f"      {100 * frac:.0f}% of the training steps ({state}){eta}")
+                last_line = now
+    progress.close()
+    return results
+
+
+def _raise_if_failed(result: dict[str, Any]) -> None:
+    if "error" in result:
+        from vlmt.errors import VlmtError
+
+        raise VlmtError(result["error"])
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -202,36 +319,40 @@ class DemoResult:
     report: dict[str, Any]
     runs: dict[str, Path] = field(default_factory=dict)
     test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    figures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: int | None = None,
-             say: Callable[[str], None] | None = None, progress_bars: bool | None = None,
+             workers: int = 2, say: Callable[[str], None] | None = None, progress_bars: bool | None = None,
              pictures: int = 2) -> dict[str, Any]:
-    """Run the whole demo into `out` and return the report.json object (also written there)."""
-    import torch
+    """Run the whole demo into `out` and return the report.json object (also written there).
 
+    workers: parts trained at once in separate processes (2 uses both cores of a 2-core machine;
+    1 trains them one after another in this process)."""
     from vlmt import config as C
     from vlmt.data.synth.cache import ensure_world, world_dir
-    from vlmt.training.trainer import train
+    from vlmt.training.trainer import build_schedule
 
     if size not in SIZES:
         raise ConfigError(f"--size: expected one of {', '.join(SIZES)}, got {size!r}")
+    if workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}")
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if progress_bars is None:
         progress_bars = sys.stderr.isatty()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if threads:
-        torch.set_num_threads(threads)
 
     folder = configs_dir()
     available = [p for p in PARTS if (folder / p.configs[size]).is_file()]
     missing = [p for p in PARTS if p not in available]
+    workers = min(workers, max(len(available), 1))
     world_cached = (world_dir(size, seed) / "world.json").is_file()
-    plan = [("world", 1.0 if world_cached else WORLD_ESTIMATE_S[size])]
-    plan += [(p.name, p.estimate_s[size]) for p in available]
-    plan += [("evaluate", EVAL_ESTIMATE_S[size]), ("report", REPORT_ESTIMATE_S[size])]
+    train_estimate = _parallel_estimate([p.estimate_s[size] for p in available], workers)
+    plan = [("world", 1.0 if world_cached else WORLD_ESTIMATE_S[size]),
+            ("train and evaluate", train_estimate + EVAL_ESTIMATE_S[size]),
+            ("report", REPORT_ESTIMATE_S[size])]
     stages = Stages(plan, say=say)
     for p in missing:
         say(f"note: {p.title}: {NOT_BUILT} (no configs/{p.configs[size]}); reported as such")
@@ -240,44 +361,49 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
                  f"synthesising the {size} world (cached for next time)")
     world = ensure_world(size, seed, progress=lambda msg: say(f"      {msg}"))
 
-    result = DemoResult(report={})
-    runs_dir = out / "runs"
+    jobs, totals = [], {}
     for part in available:
-        stages.start(part.name, part.title)
-        run_dir = runs_dir / part.name
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # the demo always trains afresh
-        overrides = list(part.overrides[size]) + [f"train.progress={'true' if progress_bars else 'false'}",
+        overrides = list(part.overrides[size]) + [f"train.progress={'true' if progress_bars and workers == 1 else 'false'}",
                                                    "train.tensorboard=false", f"train.seed={seed}"]
         if threads:
             overrides.append(f"train.threads={threads}")
-        cfg = C.load_config(folder / part.configs[size], overrides)
-        train(cfg, run_dir)
-        result.runs[part.name] = run_dir
-        gc.collect()
+        cfg = C.load_config(folder / part.configs[size], overrides)  # checked here, before any work
+        totals[part.name] = cfg.train.max_iters or build_schedule(cfg).length
+        jobs.append(PartJob(name=part.name, title=part.title, config=str(folder / part.configs[size]),
+                            overrides=tuple(overrides), run_dir=str(out / "runs" / part.name),
+                            pictures_dir=str(out / "pictures"), pictures=pictures))
+    stages.start("train and evaluate", f"{', '.join(totals)} ({workers} process{'es' if workers > 1 else ''}; "
+                                       f"then each is evaluated on the test split and drawn)")
+    outcomes = run_parts(jobs, totals, workers=workers, bar=progress_bars, say=say)
 
-    stages.start("evaluate", "every run on the test split")
-    for part in available:
-        result.test_metrics[part.name] = evaluate_run(result.runs[part.name], "test")
-        gc.collect()
-
-    stages.start("report", "training curves, attention pictures, report.md / report.html")
+    stages.start("report", "tables, training curves and attention pictures into report.md / report.html")
+    result = DemoResult(report={})
     report = _fill(REPORT_SHAPE)
     for part in available:
+        result.runs[part.name] = out / "runs" / part.name
+        result.test_metrics[part.name] = outcomes[part.name]["test"]
+        result.figures[part.name] = outcomes[part.name]["figures"]
         for path, value in part_metrics(part, result.test_metrics[part.name], size).items():
             _set(report[part.section], path, value)
     report = {"seconds": None, **report, "size": size, "seed": seed,
               "not_built": [p.name for p in missing],
-              "runs": {name: str(path.relative_to(out)) for name, path in result.runs.items()},
-              "world": str(world)}
+              "runs": {name: path.relative_to(out).as_posix() for name, path in result.runs.items()},
+              "part_seconds": {name: outcomes[name]["seconds"] for name in result.runs}}
     result.report = report
-    from vlmt.evaluation.demo_report import demo_figures, write_demo_report
+    from vlmt.evaluation.demo_report import write_demo_report
 
-    figures = demo_figures(out, result, parts=available, count=pictures, say=say)
     stages.finish()
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["stage_seconds"] = dict(stages.seconds)
-    write_demo_report(out, report, result, figures, parts=PARTS, not_built=NOT_BUILT)
+    write_demo_report(out, report, result, parts=PARTS, not_built=NOT_BUILT)
     write_json(out / "report.json", report)
     say(f"done in {report['seconds']:.0f} s: {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
     return report
+
+
+def _parallel_estimate(seconds: list[float], workers: int) -> float:
+    """Makespan of jobs taken longest first by `workers` processes."""
+    loads = [0.0] * max(workers, 1)
+    for s in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += s
+    return max(loads) if seconds else 0.0

@@ -4,34 +4,9 @@ as report.md and a self-contained report.html (see `vlmt.evaluation.demo`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from vlmt.evaluation.report import Block, Figure, Heading, Paragraph, Table, training_curves, write_report
-
-
-def _pictures_of_run(run_dir: Path, out_dir: Path, *, count: int, say: Callable[[str], None]) -> list[Figure]:
-    """Attention pictures of a run (vlmt visualize) as report figures."""
-    from vlmt.evaluation.visualize import visualize_run
-
-    pictures = visualize_run(run_dir, out_dir, split="test", count=count, say=say)
-    return [Figure(p.path, p.caption) for p in pictures]
-
-
-def demo_figures(out: Path, result: Any, *, parts: Sequence[Any], count: int,
-                 say: Callable[[str], None]) -> dict[str, list[Figure]]:
-    """{part name: figures}: the training curves of each run and its attention pictures."""
-    figures: dict[str, list[Figure]] = {}
-    pics = out / "pictures"
-    for part in parts:
-        run_dir = result.runs.get(part.name)
-        if run_dir is None:
-            continue
-        figs = [Figure(training_curves(run_dir, pics / f"{part.name}_curves.png", title=part.title),
-                       f"{part.title}: training loss per task and validation metrics")]
-        if count > 0:
-            figs += _pictures_of_run(run_dir, pics / part.name, count=count, say=say)
-        figures[part.name] = figs
-    return figures
+from vlmt.evaluation.report import Block, Figure, Heading, Paragraph, Table, write_report
 
 
 def _iterations(run_dir: Path) -> str:
@@ -50,8 +25,7 @@ def _iterations(run_dir: Path) -> str:
             f"{summary['seconds']:.0f} s of training")
 
 
-def demo_blocks(report: dict[str, Any], result: Any, figures: dict[str, list[Figure]], *,
-                parts: Sequence[Any], not_built: str) -> list[Block]:
+def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], not_built: str) -> list[Block]:
     """The report's content."""
     h, s = report["hierarchical"], report["svlr"]
     blocks: list[Block] = [Paragraph(
@@ -60,6 +34,7 @@ def demo_blocks(report: dict[str, Any], result: Any, figures: dict[str, list[Fig
         f"the models are trained for a few minutes on a CPU, far from the papers' schedules, so read "
         f"them as a working pipeline, not as the papers' results.")]
     stage_rows = [[name, secs] for name, secs in report.get("stage_seconds", {}).items()]
+    stage_rows += [[f"{name} (train, evaluate, draw)", secs] for name, secs in report.get("part_seconds", {}).items()]
     if stage_rows:
         blocks.append(Table(["stage", "seconds"], stage_rows))
     for name in report["not_built"]:
@@ -87,11 +62,11 @@ def demo_blocks(report: dict[str, Any], result: Any, figures: dict[str, list[Fig
             continue
         blocks.append(Heading(part.title, 3))
         blocks.append(Paragraph(f"Run folder `{report['runs'][part.name]}`: {_iterations(run_dir)}."))
-        blocks.extend(figures.get(part.name, []))
+        blocks.extend(Figure(Path(path), caption) for path, caption in result.figures.get(part.name, []))
     return blocks
 
 
-def write_demo_report(out: Path, report: dict[str, Any], result: Any, figures: dict[str, list[Figure]], *,
-                      parts: Sequence[Any], not_built: str) -> tuple[Path, Path]:
-    return write_report(out, demo_blocks(report, result, figures, parts=parts, not_built=not_built),
+def write_demo_report(out: Path, report: dict[str, Any], result: Any, *, parts: Sequence[Any],
+                      not_built: str) -> tuple[Path, Path]:
+    return write_report(out, demo_blocks(report, result, parts=parts, not_built=not_built),
                         title="vlmt demo report")
