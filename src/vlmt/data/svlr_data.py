@@ -150,6 +150,14 @@ class SVLRData:
     genome: dict[str, list[GenomeRegion]]
     vqa: dict[str, list[MCQuestion]]
     summary: dict = field(default_factory=dict)
+    images: str | None = None
+
+    def image_path(self, image_id: int) -> Path | None:
+        """The image file of `image_id` when the data section names one and it exists."""
+        if self.images is None:
+            return None
+        path = self.root / self.images.format(image_id=image_id)
+        return path if path.is_file() else None
 
     @property
     def word_dim(self) -> int:
@@ -189,6 +197,8 @@ class SVLRDataConfig(DataConfig):
     not exist, images are split 85/5/10 by a hash of the image id (the paper's proportions).
     hypernyms: a hypernym file (JSON or TSV), "wordnet" (NLTK), or null for none.
     word_vectors: GloVe / word2vec file; null: fixed random vectors per word (`fallback_vector`).
+    images: where pictures (Fig. 4) find an image's pixels; `{image_id}` is replaced (e.g.
+    "train2014/COCO_train2014_{image_id:012d}.jpg"); null when there are none.
     match_iou: a Genome object takes the store box of its image with the highest IoU, which must
     reach this value (objects below it are counted in the summary and not used).
     """
@@ -214,6 +224,7 @@ class SVLRDataConfig(DataConfig):
     tagger: Literal["auto", "lexicon", "spacy", "nltk"] = "auto"
     lemmatizer: Literal["auto", "rules", "wordnet"] = "auto"
     question_parser: Literal["auto", "spacy", "heuristic"] = "auto"
+    images: str | None = "images/{image_id}.png"
 
     def validate(self) -> str | None:
         for key in ("num_objects", "num_attributes", "word_dim"):
@@ -434,4 +445,4 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     log.info("SVLR data: %s", summary)
     return SVLRData(root=root, store=store, object_labels=object_labels, attribute_labels=attribute_labels,
                     object_frequency=dict(obj_freq), attribute_frequency=dict(atr_freq), hypernyms=hyp,
-                    words=words, genome=genome, vqa=vqa, summary=summary)
+                    words=words, genome=genome, vqa=vqa, summary=summary, images=cfg.images)

@@ -1,0 +1,198 @@
+"""Pictures of SVLR results: the interpretable inference of Fig. 4 and the transfer heatmap of
+Fig. 5 (papers/svlr-aligned-image-word-iccv2017.txt, Sec. 5.3-5.4).
+
+- `draw_interpretable_inference(model, data, question, out)`: one multiple-choice question. The
+  region relevance a(R) of the chosen answer (Eq. 4) is projected back to the pixels each
+  region covers (a pixel's relevance is the sum of a(R) over the boxes holding it) and shown as
+  a mask over the image; the most relevant region is outlined and its top object and attribute
+  predictions (s_o, s_a over the label sets) are listed beside it.
+- `draw_examples(run_dir, out_dir, split=, count=)`: the same for a trained run's first
+  `count` correctly answered questions of a split (what `vlmt visualize` draws for SVLR runs).
+- `draw_transfer_heatmap(grid, out)`: Fig. 5, mean change of per-class recognition accuracy
+  per cell of (frequency in VQA) x (frequency in Genome).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlmt.data.svlr_data import MCQuestion, SVLRData
+from vlmt.evaluation.recognition import FrequencyGrid
+from vlmt.io import atomic_path
+from vlmt.models.svlr import SVLR
+from vlmt.tasks.svlr_batches import vqa_batch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+
+
+@torch.no_grad()
+def explain_question(model: SVLR, data: SVLRData, question: MCQuestion, *, top_k: int = 3,
+                     device: str | torch.device = "cpu") -> dict:
+    """The numbers behind Fig. 4 for one question: chosen answer, a(R) of that answer, the most
+    relevant region with its top-k objects (raw scores f_o·g) and attributes (sigmoid of f_a·g,
+    the probability Eq. 2 trains)."""
+    was = model.training
+    model.eval()
+    try:
+        batch = vqa_batch(data, [question])
+        out = model(batch.inputs.to(device))
+    finally:
+        model.train(was)
+    choice = int(out.scores[0].argmax())
+    record = data.store.read(question.image_id)
+    T = record.boxes.shape[0]
+    attention = out.attention[0, choice, :T].float().cpu().numpy()  # (T,)
+    best = int(attention.argmax())
+    s_o = out.object_scores[0, best].float().cpu().numpy()
+    s_a = torch.sigmoid(out.attribute_scores[0, best].float()).cpu().numpy()
+    objs = [(data.object_labels[i], float(s_o[i])) for i in np.argsort(-s_o)[:top_k]]
+    atrs = [(data.attribute_labels[i], float(s_a[i])) for i in np.argsort(-s_a)[:top_k]]
+    return {"question_id": question.question_id, "image_id": question.image_id, "question": question.question,
+            "answer": question.choices[choice], "correct_answer": question.choices[question.correct],
+            "is_correct": choice == question.correct, "attention": attention.tolist(),
+            "boxes": record.boxes.tolist(), "width": record.width, "height": record.height,
+            "most_relevant_region": best, "top_objects": objs, "top_attributes": atrs}
+
+
+def relevance_mask(boxes: np.ndarray, attention: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(height, width) map: each pixel sums a(R) over the boxes that contain it, scaled to max 1."""
+    mask = np.zeros((height, width), dtype=np.float64)
+    for (x1, y1, x2, y2), a in zip(boxes, attention):
+        xa, xb = int(np.floor(max(x1, 0))), int(np.ceil(min(x2, width)))
+        ya, yb = int(np.floor(max(y1, 0))), int(np.ceil(min(y2, height)))
+        mask[ya:yb, xa:xb] += a
+    peak = mask.max()
+    return mask / peak if peak > 0 else mask
+
+
+def draw_interpretable_inference(model: SVLR, data: SVLRData, question: MCQuestion, out: str | Path, *,
+                                 top_k: int = 3, device: str | torch.device = "cpu") -> dict:
+    """Draw Fig. 4 for one question into the PNG `out`; returns `explain_question`'s numbers."""
+    info = explain_question(model, data, question, top_k=top_k, device=device)
+    w, h = info["width"], info["height"]
+    path = data.image_path(question.image_id)
+    if path is not None:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("RGB").resize((w, h)), dtype=np.float64) / 255.0
+    else:  # no pixels available: show the mask on grey
+        pixels = np.full((h, w, 3), 0.6)
+    boxes = np.asarray(info["boxes"], dtype=np.float64)
+    mask = relevance_mask(boxes, np.asarray(info["attention"]), w, h)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    axes[0].imshow(pixels)
+    axes[0].set_title("image" if path is not None else "image (file not found)", fontsize=9)
+    axes[1].imshow(pixels * (0.15 + 0.85 * mask[..., None]))
+    axes[1].set_title("relevance a(R) of the chosen answer", fontsize=9)
+    x1, y1, x2, y2 = boxes[info["most_relevant_region"]]
+    axes[1].add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="yellow", linewidth=2))
+    for ax in axes[:2]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[2].axis("off")
+    mark = "correct" if info["is_correct"] else f"wrong (right: {info['correct_answer']})"
+    lines = [f"Q: {info['question']}", f"A: {info['answer']}  [{mark}]", "",
+             f"most relevant region (a = {max(info['attention']):.2f}):", "  objects (f_o·g):"]
+    lines += [f"    {name}  {score:.2f}" for name, score in info["top_objects"]]
+    lines += ["  attributes (sigmoid f_a·g):"]
+    lines += [f"    {name}  {p:.2f}" for name, p in info["top_attributes"]]
+    axes[2].text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace",
+                 transform=axes[2].transAxes, wrap=True)
+    fig.suptitle(f"SVLR interpretable inference (question {info['question_id']}, image {info['image_id']})",
+                 fontsize=10)
+    _save(fig, Path(out))
+    plt.close(fig)
+    return info
+
+
+def pick_examples(model: SVLR, data: SVLRData, split: str, count: int, *, device: str | torch.device = "cpu",
+                  answer_type: str | None = "other") -> list[MCQuestion]:
+    """The first `count` questions of `split` (of `answer_type`, when given) the model answers
+    correctly, topped up with wrong ones when there are too few."""
+    questions = [q for q in data.vqa[split] if answer_type is None or q.answer_type == answer_type]
+    right, wrong = [], []
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(questions), 100):
+            chunk = questions[start:start + 100]
+            scores = model(vqa_batch(data, chunk).inputs.to(device)).scores
+            for q, k in zip(chunk, scores.argmax(1).tolist()):
+                (right if k == q.correct else wrong).append(q)
+            if len(right) >= count:
+                break
+    model.train(was)
+    return (right + wrong)[:count]
+
+
+def draw_examples(run_dir: str | Path, out_dir: str | Path, *, split: str = "val", count: int = 4,
+                  which: str = "best", device: str | torch.device = "cpu") -> list[Path]:
+    """Fig. 4 for `count` questions of a trained SVLR run (rebuilt from its checkpoint);
+    writes out_dir/svlr_inference_<question_id>.png and returns the paths."""
+    from vlmt.errors import ConfigError
+    from vlmt.training.checkpoint import rebuild
+
+    _, model, tasks = rebuild(run_dir, which, device=device)
+    if not isinstance(model, SVLR):
+        raise ConfigError(f"{run_dir}: not an SVLR run (model {type(model).__name__})")
+    data = next((t.data for t in tasks.values() if isinstance(getattr(t, "data", None), SVLRData)), None)
+    if data is None:
+        raise ConfigError(f"{run_dir}: the run has no SVLR task to take questions from")
+    if split not in data.vqa:
+        raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(data.vqa)})")
+    paths = []
+    for q in pick_examples(model, data, split, count, device=device):
+        path = Path(out_dir) / f"svlr_inference_{q.question_id}.png"
+        draw_interpretable_inference(model, data, q, path, device=device)
+        paths.append(path)
+    return paths
+
+
+def draw_transfer_heatmap(grid: FrequencyGrid, out: str | Path, *, title: str,
+                          row_name: str = "occurrences in VQA train questions",
+                          col_name: str = "regions in Genome train") -> None:
+    """Fig. 5: cell colour = mean change of per-class accuracy (points); text = baseline mean
+    +/- change (classes). Rows: VQA frequency, most frequent on top; columns: Genome frequency."""
+    plt = _pyplot()
+    change = grid.mean_change[::-1]  # most frequent VQA range on top, as in the paper
+    base, counts = grid.baseline_mean[::-1], grid.counts[::-1]
+    finite = np.abs(change[np.isfinite(change)])
+    limit = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    fig, ax = plt.subplots(figsize=(1.9 * change.shape[1] + 2, 1.3 * change.shape[0] + 1.5))
+    im = ax.imshow(np.where(np.isfinite(change), change, np.nan), cmap="RdBu", vmin=-limit, vmax=limit)
+    for i in range(change.shape[0]):
+        for j in range(change.shape[1]):
+            text = "no classes" if counts[i, j] == 0 else f"{base[i, j]:.1f}\n{change[i, j]:+.1f}\n({counts[i, j]})"
+            dark = np.isfinite(change[i, j]) and abs(change[i, j]) > 0.6 * limit
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+
+    def ranges(edges: tuple[float, ...]) -> list[str]:
+        return [f"[{edges[k]:g}, {edges[k + 1]:g})" for k in range(len(edges) - 1)]
+
+    ax.set_xticks(range(change.shape[1]), ranges(grid.col_edges), fontsize=8)
+    ax.set_yticks(range(change.shape[0]), ranges(grid.row_edges)[::-1], fontsize=8)
+    ax.set_xlabel(col_name)
+    ax.set_ylabel(row_name)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="mean change in accuracy (points)")
+    _save(fig, Path(out))
+    plt.close(fig)
