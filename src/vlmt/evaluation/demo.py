@@ -53,6 +53,7 @@ class Part:
     overrides: dict[str, list[str]]
     report: dict[str, str]
     estimate_s: dict[str, float]
+    draw: bool = True               # attention pictures in the report
 
 
 HIER_REPORT = {
@@ -89,6 +90,7 @@ PARTS: tuple[Part, ...] = (
          overrides={"tiny": [*TINY_SVLR, "schedule.order=[recognition]", "train.best_metric=recognition/object_accuracy"],
                     "default": []},
          report={"zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
+         draw=False,  # Fig. 4 explains the trained VQA scorer, which this run leaves untrained
          estimate_s={"tiny": 2.0, "default": 30.0}),
 )
 
@@ -371,7 +373,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
         totals[part.name] = cfg.train.max_iters or build_schedule(cfg).length
         jobs.append(PartJob(name=part.name, title=part.title, config=str(folder / part.configs[size]),
                             overrides=tuple(overrides), run_dir=str(out / "runs" / part.name),
-                            pictures_dir=str(out / "pictures"), pictures=pictures))
+                            pictures_dir=str(out / "pictures"), pictures=pictures if part.draw else 0))
     stages.start("train and evaluate", f"{', '.join(totals)} ({workers} process{'es' if workers > 1 else ''}; "
                                        f"then each is evaluated on the test split and drawn)")
     outcomes = run_parts(jobs, totals, workers=workers, bar=progress_bars, say=say)

@@ -12,7 +12,8 @@ occur inside the grounding task's training phrases and which end them, and takes
 run of phrase words that ends on a phrase-ending word: no tagger needed, and on the synthetic
 world it finds exactly the "the small red star" chunks.
 
-SVLR runs: the Fig. 4 picture of the SVLR paper, drawn by `vlmt.evaluation.svlr_figures`.
+SVLR runs: the Fig. 4 picture of the SVLR paper (`vlmt.evaluation.svlr_figures`): the region
+relevance of the chosen answer and the most relevant region's object and attribute predictions.
 
 `visualize_run(run, out)` returns the pictures written (path + caption) and writes index.html.
 """
@@ -243,10 +244,24 @@ def visualize_run(run_dir: str | Path, out: str | Path, *, split: str = "val", c
 
 def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, count: int,
                   say: Callable[[str], None]) -> list[Picture]:
-    """Fig. 4 of the SVLR paper (region relevance and the top region's predictions)."""
-    try:
-        from vlmt.evaluation import svlr_figures
-    except ImportError:
-        say("      SVLR pictures (Fig. 4): not built yet")
-        return []
-    return [Picture(Path(p), c) for p, c in svlr_figures.run_pictures(model, tasks, out, split=split, count=count)]
+    """Fig. 4 of the SVLR paper for `count` questions the model answers correctly (topped up with
+    wrong ones): region relevance of the chosen answer and the top region's predictions."""
+    from vlmt.data.svlr_data import SVLRData
+    from vlmt.evaluation.svlr_figures import draw_interpretable_inference, pick_examples
+
+    data = next((t.data for t in tasks.values() if isinstance(getattr(t, "data", None), SVLRData)), None)
+    if data is None:
+        raise ConfigError("the run has no SVLR task to take questions from")
+    if split not in data.vqa:
+        raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(data.vqa)})")
+    pictures = []
+    for q in pick_examples(model, data, split, count):
+        path = out / f"svlr_inference_{q.question_id}.png"
+        info = draw_interpretable_inference(model, data, q, path)
+        verdict = "right" if info["is_correct"] else f"wrong; the right one is {info['correct_answer']!r}"
+        objects = ", ".join(name for name, _ in info["top_objects"])
+        pictures.append(Picture(path, f"SVLR (Fig. 4), question {q.question_id}: \"{info['question']}\" - chosen "
+                                      f"answer {info['answer']!r} ({verdict}); relevance of each region for it, "
+                                      f"and the most relevant region's top objects: {objects}"))
+    say(f"      {len(pictures)} SVLR pictures in {out}")
+    return pictures
