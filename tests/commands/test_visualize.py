@@ -60,3 +60,17 @@ def test_evenly_spaced_indices():
     assert evenly_spaced(10, 3) == [0, 4, 9] or evenly_spaced(10, 3) == [0, 5, 9]
     assert evenly_spaced(2, 5) == [0, 1]
     assert evenly_spaced(0, 3) == []
+
+
+def test_svlr_run_gets_the_fig4_picture(tmp_path, capsys):
+    run = tmp_path / "svlr"
+    config = CONFIG.parent / "svlr_tiny.yaml"
+    sets = ["train.max_iters=10", "train.eval_every=10", "train.checkpoint_every=10"]
+    assert cli.main(["train", str(config), "--out", str(run)] + [a for s in sets for a in ("--set", s)]) == 0
+    out = tmp_path / "pics"
+    assert cli.main(["visualize", str(run), "--split", "test", "--count", "1", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    [picture] = result["pictures"]
+    assert Path(picture["path"]).name.startswith("svlr_inference_") and "chosen answer" in picture["caption"]
+    with Image.open(picture["path"]) as im:
+        assert im.format == "PNG" and im.width > 500
