@@ -12,7 +12,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo", help="output folder (default: ./demo)")
+    parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     parser.add_argument("--size", default="default", choices=["tiny", "default"],
                         help="synthetic world size: default (the demo, a few minutes) or tiny (seconds)")
     parser.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
