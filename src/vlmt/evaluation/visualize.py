@@ -247,7 +247,7 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
     """Fig. 4 of the SVLR paper for `count` questions the model answers correctly (topped up with
     wrong ones): region relevance of the chosen answer and the top region's predictions."""
     from vlmt.data.svlr_data import SVLRData
-    from vlmt.evaluation.svlr_figures import draw_interpretable_inference, pick_examples
+    from vlmt.evaluation.svlr_figures import draw_interpretable_inference
 
     data = next((t.data for t in tasks.values() if isinstance(getattr(t, "data", None), SVLRData)), None)
     if data is None:
@@ -255,7 +255,7 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
     if split not in data.vqa:
         raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(data.vqa)})")
     pictures = []
-    for q in pick_examples(model, data, split, count):
+    for q in _spread_examples(model, data, split, count):
         path = out / f"svlr_inference_{q.question_id}.png"
         info = draw_interpretable_inference(model, data, q, path)
         verdict = "right" if info["is_correct"] else f"wrong; the right one is {info['correct_answer']!r}"
@@ -265,3 +265,31 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
                                       f"and the most relevant region's top objects: {objects}"))
     say(f"      {len(pictures)} SVLR pictures in {out}")
     return pictures
+
+
+@torch.no_grad()
+def _spread_examples(model: Any, data: Any, split: str, count: int) -> list[Any]:
+    """`count` questions with an "other" answer (colours, shapes: the ones Fig. 4 explains), taken
+    across the split, one per image, that the model answers correctly (topped up with wrong ones)."""
+    from vlmt.tasks.svlr_batches import vqa_batch
+
+    questions = [q for q in data.vqa[split] if q.answer_type == "other"] or list(data.vqa[split])
+    order = [questions[i] for i in evenly_spaced(len(questions), max(8 * count, 50))]
+    right, wrong, images = [], [], set()
+    was = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), 100):
+            chunk = order[start:start + 100]
+            chosen = model(vqa_batch(data, chunk).inputs).scores.argmax(1).tolist()
+            for q, k in zip(chunk, chosen):
+                if q.image_id in images:
+                    continue
+                (right if k == q.correct else wrong).append(q)
+                if k == q.correct:
+                    images.add(q.image_id)
+            if len(right) >= count:
+                break
+    finally:
+        model.train(was)
+    return (right + wrong)[:count]
