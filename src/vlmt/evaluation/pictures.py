@@ -150,27 +150,32 @@ def draw_phrase_words(ax, words: Sequence[str], spans: Sequence[tuple[int, int]]
 
 def draw_grounding(ax, image, phrases: Sequence[str], predicted: np.ndarray, *,
                    truth: Sequence[np.ndarray | None] | None = None, title: str | None = None) -> None:
-    """The top-1 region of each noun phrase as a coloured box labelled with the phrase; the
-    phrase's ground-truth box (when given) dashed in the same colour."""
+    """The top-1 region of each noun phrase as a coloured box (the phrases named in a legend below
+    the image); the phrase's ground-truth box (when given) dashed in the same colour."""
     plt = _pyplot()
     predicted = np.asarray(predicted, dtype=np.float64).reshape(-1, 4)
     if len(predicted) != len(phrases):
         raise ValueError(f"{len(phrases)} phrases but {len(predicted)} predicted boxes")
     ax.imshow(as_rgb_array(image))
-    labels_at: dict[tuple, int] = {}
+    seen: dict[tuple, int] = {}
     for p, (phrase, box) in enumerate(zip(phrases, predicted)):
         colour = PHRASE_COLOURS[p % len(PHRASE_COLOURS)]
         if truth is not None and truth[p] is not None:
             tx1, ty1, tx2, ty2 = np.asarray(truth[p], dtype=np.float64)
             ax.add_patch(plt.Rectangle((tx1, ty1), tx2 - tx1, ty2 - ty1, fill=False, edgecolor=colour,
                                        linewidth=1.2, linestyle="--"))
-        x1, y1, x2, y2 = box
-        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2.2))
         key = tuple(np.round(box, 1))
-        stacked = labels_at.get(key, 0)  # phrases sharing a box get their labels stacked upwards
-        labels_at[key] = stacked + 1
-        ax.annotate(phrase, (x1 + 1, y2 - 1), xytext=(0, 11 * stacked), textcoords="offset points", color="white",
-                    fontsize=7, va="bottom", bbox=dict(facecolor=colour, edgecolor="none", pad=1, alpha=0.9))
+        inset = 2.0 * seen.get(key, 0)  # phrases sharing a region: nested outlines, all visible
+        seen[key] = seen.get(key, 0) + 1
+        x1, y1, x2, y2 = box + np.array([inset, inset, -inset, -inset])
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2.2))
+    handles = [plt.Line2D([], [], color=PHRASE_COLOURS[p % len(PHRASE_COLOURS)], linewidth=2.2, label=phrase)
+               for p, phrase in enumerate(phrases)]
+    if truth is not None and any(t is not None for t in truth):
+        handles.append(plt.Line2D([], [], color="grey", linewidth=1.2, linestyle="--", label="annotated box"))
+    if handles:  # names below the image: labels on the boxes would hide small objects
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=7, frameon=False,
+                  ncol=1 if len(handles) <= 3 else 2)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
@@ -246,6 +251,7 @@ def fig2_figure(path: str | Path, *, image, boxes: np.ndarray, words: Sequence[s
         raise ValueError("nothing to draw: no phrases and no decoders")
     fig, axes = plt.subplots(rows, 2, figsize=(7.0, 2.9 * rows), gridspec_kw={"width_ratios": [1, 1.3]},
                              squeeze=False)
+    fig.subplots_adjust(hspace=0.4)  # room for the grounding legend under the first row
     r = 0
     if len(phrase_spans):
         phrases = [" ".join(words[a:b + 1]) for a, b in phrase_spans]
