@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", choices=["train", "val", "test"],
                         help="split to draw examples from (default val)")
     parser.add_argument("--count", type=int, default=3, help="examples per kind of picture (default 3)")
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="which checkpoint to draw (default best; a run without one uses last)")
     parser.add_argument("--out", required=True, help="folder for the PNG files and index.html")
     parser.add_argument("--json", action="store_true", help="print {\"pictures\": [{path, caption}]} on stdout")
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not (Path(args.run) / "checkpoints").is_dir():
         raise ConfigError(f"{args.run}: not a run folder (no checkpoints/); train one with `vlmt train`")
-    pictures = visualize_run(args.run, args.out, split=args.split, count=args.count,
+    pictures = visualize_run(args.run, args.out, split=args.split, count=args.count, checkpoint=args.checkpoint,
                              say=lambda msg: print(msg.strip(), file=sys.stderr))
     if args.json:
         print(json.dumps({"pictures": [{"path": str(p.path), "caption": p.caption} for p in pictures],

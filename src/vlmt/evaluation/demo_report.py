@@ -33,10 +33,12 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
         f"{report['seconds']:.0f} s in all. Every number is a percentage on the world's test split; "
         f"the models are trained for a few minutes on a CPU, far from the papers' schedules, so read "
         f"them as a working pipeline, not as the papers' results.")]
-    stage_rows = [[name, secs] for name, secs in report.get("stage_seconds", {}).items()]
-    stage_rows += [[f"{name} (train, evaluate, draw)", secs] for name, secs in report.get("part_seconds", {}).items()]
+    cpu = report.get("part_cpu_seconds", {})
+    stage_rows = [[name, secs, None] for name, secs in report.get("stage_seconds", {}).items()]
+    stage_rows += [[f"{name} (train, evaluate, draw)", secs, cpu.get(name)]
+                   for name, secs in report.get("part_seconds", {}).items()]
     if stage_rows:
-        blocks.append(Table(["stage", "seconds"], stage_rows))
+        blocks.append(Table(["stage", "wall seconds", "CPU seconds"], stage_rows))
     for name in report["not_built"]:
         part = next(p for p in parts if p.name == name)
         blocks.append(Paragraph(f"**{part.title}: {not_built}.** Its numbers are empty (null in report.json)."))
@@ -61,7 +63,10 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
         if run_dir is None:
             continue
         blocks.append(Heading(part.title, 3))
-        blocks.append(Paragraph(f"Run folder `{report['runs'][part.name]}`: {_iterations(run_dir)}."))
+        which = ("the last checkpoint (end of the schedule)" if part.checkpoint == "last"
+                 else "the best checkpoint by the config's validation metric")
+        blocks.append(Paragraph(f"Run folder `{report['runs'][part.name]}`: {_iterations(run_dir)}. "
+                                f"Test numbers and pictures come from {which}."))
         blocks.extend(Figure(Path(path), caption) for path, caption in result.figures.get(part.name, []))
     return blocks
 

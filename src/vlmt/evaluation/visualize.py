@@ -219,8 +219,9 @@ def write_index(out: Path, pictures: Sequence[Picture], *, title: str) -> Path:
 
 
 def visualize_run(run_dir: str | Path, out: str | Path, *, split: str = "val", count: int = 3,
-                  say: Callable[[str], None] | None = None) -> list[Picture]:
-    """Pictures of the run's best checkpoint for `count` examples of `split`, plus index.html."""
+                  checkpoint: str = "best", say: Callable[[str], None] | None = None) -> list[Picture]:
+    """Pictures of a checkpoint of the run (best, or last) for `count` examples of `split`, plus
+    index.html."""
     from vlmt.models.hierarchical import HierarchicalVL
     from vlmt.models.svlr import SVLR
     from vlmt.training import checkpoint as ckpt
@@ -229,7 +230,7 @@ def visualize_run(run_dir: str | Path, out: str | Path, *, split: str = "val", c
     run_dir, out = Path(run_dir), Path(out)
     if count < 1:
         raise ConfigError(f"--count: must be >= 1, got {count}")
-    _, model, tasks = ckpt.rebuild(run_dir, "best")
+    _, model, tasks = ckpt.rebuild(run_dir, checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(model, HierarchicalVL):
         pictures = hierarchical_pictures(model, tasks, out, split=split, count=count, say=say)
