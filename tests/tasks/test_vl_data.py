@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from vlmt import config as C
 from vlmt.data.datasets import VLData, VLDatasetsConfig
@@ -118,3 +119,20 @@ def test_image_patterns_may_format_the_id():
     ok = VLDatasetsConfig(images="coco/COCO_val2014_{image_id:012d}.jpg")
     assert ok.validate() is None
     assert VLDatasetsConfig(images="images/{other}.png").validate() is not None
+
+
+def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
+    from vlmt.training.trainer import build_parts
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\n")
+    cfg = C.from_dict({"data": {"type": "vl_datasets", "root": str(world), "answer_more_than": 1,
+                                "word_vectors": str(vectors)},
+                       "model": {"type": "hierarchical", "dim": 16, "num_layers": 2, "word_dim": 300},
+                       "tasks": {"vqa": {"layer": 2}}})
+    model, _, _ = build_parts(cfg, torch.device("cpu"))
+    embedding = model.language.embedding.weight
+    assert embedding.shape[1] == 5 and not embedding.requires_grad
+    # the rows follow the vocabulary: "picture" gets its vector from the file
+    data_vocab = cfg.data.build(seed=0).vocab
+    assert embedding[data_vocab.index("picture")].tolist() == [0, 0, 1, 0, 0]

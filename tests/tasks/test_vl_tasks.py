@@ -120,7 +120,7 @@ def test_attention_maps_for_pictures(parts):
         assert len(info["words"]) == int(batch["lengths"][0])
         assert Path(info["image_path"]).is_file()
     batch, info = tasks["grounding"].example_batch("val", 0)
-    maps = model.attention_maps("grounding", **_inputs(batch), spans=batch["spans"])
+    maps = model.attention_maps(tasks["grounding"].kind, **batch)  # the whole batch: extra keys ignored
     p = len(info["phrases"])
     assert maps["phrase_regions"].shape == (1, p, batch["region_mask"].shape[1])
     assert ((maps["phrase_regions"] >= 0) & (maps["phrase_regions"] <= 1)).all()
