@@ -219,7 +219,12 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
     fig5 = out / "fig5_transfer_objects.png"
     draw_transfer_heatmap(grid, fig5, title=f"Change in per-class object accuracy, Genome only -> joint "
                                             f"(VQA -> VR weights), test split, {seeds} seed(s)")
+    test_regions = {c: 0 for c in classes}
+    for r in data.genome["test"]:
+        for o in r.objects:
+            test_regions[classes[o]] += 1
     per_class_rows = sorted(({"class": c, "genome_train_regions": genome_freq[c], "vqa_train_mentions": vqa_freq[c],
+                              "genome_test_regions": test_regions[c],
                               "genome_only": round(base[c], 2), "joint": round(joint[c], 2),
                               "change": round(joint[c] - base[c], 2)} for c in base),
                             key=lambda r: r["genome_train_regions"])
@@ -282,10 +287,11 @@ def _markdown(r: dict, qtypes: list[str]) -> str:
     for label, cells in r["recognition"].items():
         lines.append(f"| {label} | {_fmt(cells['object_accuracy'], seeds)} | {_fmt(cells['attribute_accuracy'], seeds)} |")
     lines += ["", "## Fig. 5: transfer from VQA to recognition", "", f"![Fig. 5]({r['fig5']['png']})", "",
-              "| class | Genome train regions | VQA train mentions | Genome only | joint | change |",
-              "|---|---|---|---|---|---|"]
+              "| class | Genome train regions | VQA train mentions | Genome test regions | Genome only | joint | change |",
+              "|---|---|---|---|---|---|---|"]
     for c in r["fig5"]["classes"]:
         lines.append(f"| {c['class']} | {c['genome_train_regions']} | {c['vqa_train_mentions']} | "
+                     f"{c['genome_test_regions']} | "
                      f"{c['genome_only']:.1f} | {c['joint']:.1f} | {c['change']:+.1f} |")
     lines += ["", "## Table 4: nearest neighbours (cosine after mean-centering)", "",
               f"Input vectors: {r['table4']['input_vectors']}.", "",
