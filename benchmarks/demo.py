@@ -8,7 +8,7 @@ CPU seconds (user + system) are reported too: on a shared, loaded machine they a
 guide to the wall time on an idle one. The world is generated on the first run and reused afterwards; `--fresh-world` points the cache
 at an empty folder so generation is included.
 
-    PYTHONPATH=src python benchmarks/demo.py [--size default] [--json] [--fresh-world]
+    PYTHONPATH=src python benchmarks/demo.py [--size default] [--json] [--save FILE] [--fresh-world]
 
 Budget (issue 8): <= 300 s wall and < 4 GB peak on a 2-core CPU for --size default.
 """
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="default", choices=["tiny", "default"])
     parser.add_argument("--out", default=None, help="demo output folder (default: a temporary one)")
     parser.add_argument("--fresh-world", action="store_true", help="generate the world instead of reusing the cache")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--save", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
@@ -106,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "svlr": report["svlr"],
         "not_built": report.get("not_built", []),
     }
+    if args.save:
+        sys.path.insert(0, src)
+        from vlmt.io import write_json
+
+        write_json(args.save, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
