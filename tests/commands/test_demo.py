@@ -86,10 +86,13 @@ def test_progress_names_each_stage_with_time_left(demo_out):
     assert lines[-1].split("]")[1].strip().startswith("report")
 
 
-def test_unknown_size_is_refused(capsys):
+def test_unknown_size_and_a_file_as_output_are_refused(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--size", "huge"])
     assert "invalid choice" in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert cli.main(["demo", "--size", "tiny", "--out", str(tmp_path / "f")]) == 1
+    assert capsys.readouterr().err.strip().endswith("exists and is not a folder")
 
 
 def test_parallel_estimate_is_the_makespan_longest_first():
@@ -103,3 +106,27 @@ def test_progress_reads_the_last_logged_step(tmp_path):
     assert D._run_steps(tmp_path) == 0  # nothing logged yet
     (tmp_path / "metrics.jsonl").write_text('{"step": 10, "split": "train"}\n{"step": 20, "split": "val"}\n{"ste')
     assert D._run_steps(tmp_path) == 20  # a half-written last line is skipped
+
+
+def _job(tmp_path: Path, name: str, overrides: tuple[str, ...]) -> D.PartJob:
+    config = Path(D.__file__).resolve().parents[3] / "configs" / "svlr_tiny.yaml"
+    return D.PartJob(name=name, title=name, config=str(config), overrides=overrides,
+                     run_dir=str(tmp_path / "runs" / name), pictures_dir=str(tmp_path / "pictures"), pictures=0)
+
+
+def test_parts_run_in_worker_processes_and_errors_come_back_as_one_line(tmp_path):
+    from vlmt.errors import VlmtError
+
+    fast = ("train.max_iters=4", "train.eval_every=4", "train.checkpoint_every=4", "train.log_every=2")
+    jobs = [_job(tmp_path, "bad", fast + ("train.max_iter=3",)), _job(tmp_path, "a", fast),
+            _job(tmp_path, "b", fast + ("schedule.order=[recognition]",))]
+    seen: list[str] = []
+    # the bad config fails in its worker; its error crosses the process boundary as one line, and
+    # the pool lets the other runs finish before the error is raised
+    with pytest.raises(VlmtError, match=r"^bad: .*'train.max_iter': unknown key; did you mean 'max_iters'"):
+        D.run_parts(jobs, {"bad": 4, "a": 4, "b": 4}, workers=2, bar=False, say=seen.append)
+    for name in ("a", "b"):
+        summary = json.loads((tmp_path / "runs" / name / "summary.json").read_text())
+        assert summary["step"] == 4
+        assert (tmp_path / "pictures" / f"{name}_curves.png").is_file()
+    assert not (tmp_path / "runs" / "bad").exists()

@@ -359,6 +359,8 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
     if progress_bars is None:
         progress_bars = sys.stderr.isatty()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
