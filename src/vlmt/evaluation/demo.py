@@ -2,7 +2,7 @@
 
 Stages, each announced with its number, an estimate of the time it takes and of the time left in
 total (the estimates are rescaled by how fast the earlier stages actually ran on this machine);
-the training stages show the trainer's progress bar when stderr is a terminal.
+training shows a progress bar when stderr is a terminal, a progress line every 20 s otherwise.
 
 1. world: synthesise the synthetic world or reuse the cached one (`ensure_world`)
 2. train and evaluate, two processes at a time (one progress bar over all training steps):
@@ -43,7 +43,7 @@ class Part:
     configs: experiment YAML (under configs/) per world size; overrides: `key=value` settings per
     size that make the run fit the demo's time budget; report: where each test metric goes in
     report.json (dotted path -> "<task>/<metric>" of the evaluation); estimate_s: expected seconds
-    per size on a 2-core CPU, for the progress display.
+    per size on one idle core (training, test evaluation and pictures), for the progress display.
     """
 
     name: str
@@ -83,7 +83,7 @@ PARTS: tuple[Part, ...] = (
          # the config keeps the best VQA checkpoint; the demo reports the end of the schedule, so
          # retrieval and grounding are not judged on a checkpoint chosen for VQA alone
          checkpoint="last",
-         estimate_s={"tiny": 14.0, "default": 150.0}),
+         estimate_s={"tiny": 14.0, "default": 165.0}),
     Part(name="svlr", title="SVLR trained jointly (multiple-choice VQA + recognition)",
          section="svlr",
          configs={"tiny": "svlr_tiny.yaml", "default": "svlr_world.yaml"},
@@ -91,7 +91,7 @@ PARTS: tuple[Part, ...] = (
          report={"vqa_mc.accuracy": "vqa/accuracy",
                  "recognition.object_accuracy": "recognition/object_accuracy",
                  "recognition.attribute_accuracy": "recognition/attribute_accuracy"},
-         estimate_s={"tiny": 6.0, "default": 50.0}),
+         estimate_s={"tiny": 6.0, "default": 45.0}),
     Part(name="svlr_zero_shot", title="SVLR zero-shot (recognition only; VQA answered zero-shot)",
          section="svlr",
          configs={"tiny": "svlr_tiny.yaml", "default": "svlr_zero_shot_world.yaml"},
@@ -101,11 +101,11 @@ PARTS: tuple[Part, ...] = (
                     "default": ["train.max_iters=500", "train.eval_every=250", "train.checkpoint_every=500"]},
          report={"zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
          draw=False,  # Fig. 4 explains the trained VQA scorer, which this run leaves untrained
-         estimate_s={"tiny": 2.0, "default": 30.0}),
+         estimate_s={"tiny": 2.0, "default": 10.0}),
 )
 
 WORLD_ESTIMATE_S = {"tiny": 5.0, "default": 40.0}   # when the world has to be generated
-EVAL_ESTIMATE_S = {"tiny": 8.0, "default": 40.0}  # test evaluation and pictures, all parts
+STARTUP_ESTIMATE_S = {"tiny": 8.0, "default": 10.0}  # starting the worker processes
 REPORT_ESTIMATE_S = {"tiny": 1.0, "default": 2.0}
 
 # every key of report.json's two systems, with None where no number exists
@@ -371,7 +371,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
     world_cached = (world_dir(size, seed) / "world.json").is_file()
     train_estimate = _parallel_estimate([p.estimate_s[size] for p in available], workers)
     plan = [("world", 1.0 if world_cached else WORLD_ESTIMATE_S[size]),
-            ("train and evaluate", train_estimate + EVAL_ESTIMATE_S[size]),
+            ("train and evaluate", train_estimate + STARTUP_ESTIMATE_S[size]),
             ("report", REPORT_ESTIMATE_S[size])]
     stages = Stages(plan, say=say)
     for p in missing:
@@ -383,8 +383,10 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
 
     jobs, totals = [], {}
     for part in available:
-        overrides = list(part.overrides[size]) + [f"train.progress={'true' if progress_bars and workers == 1 else 'false'}",
-                                                   "train.tensorboard=false", f"train.seed={seed}"]
+        overrides = list(part.overrides[size]) + [
+            f"data.root=world:{size}:{seed}",  # the world of stage 1, whatever size the config names
+            f"train.progress={'true' if progress_bars and workers == 1 else 'false'}",
+            "train.tensorboard=false", f"train.seed={seed}"]
         if threads:
             overrides.append(f"train.threads={threads}")
         cfg = C.load_config(folder / part.configs[size], overrides)  # checked here, before any work
