@@ -1,15 +1,40 @@
-"""`vlmt demo`: the main job on the synthetic world."""
+"""`vlmt demo [--out DIR] [--size tiny|default]`: the main job on the synthetic world.
+
+Synthesises (or reuses) the world, trains the hierarchical model and SVLR (joint and zero-shot),
+evaluates everything on the test split and writes DIR/report.json, report.md and report.html
+with tables, training curves and attention pictures (see `vlmt.evaluation.demo`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    parser.add_argument("--size", default="default", choices=["tiny", "default"],
+                        help="synthetic world size: default (the demo, a few minutes) or tiny (seconds)")
+    parser.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: the configs' own setting)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="systems trained at once, one process each (default: 2 for --size default, "
+                             "1 for tiny, where starting processes costs more than it saves)")
+    parser.add_argument("--pictures", type=int, default=2,
+                        help="examples per decoder to draw attention pictures for (default 2; 0: none)")
+    parser.add_argument("--json", action="store_true", help="print report.json's object on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vlmt demo: not implemented yet (tracked in issue 8)", file=sys.stderr)
-    return 2
+    from vlmt.errors import ConfigError
+    from vlmt.evaluation.demo import run_demo
+
+    if args.pictures < 0:
+        raise ConfigError(f"--pictures: must be >= 0, got {args.pictures}")
+    workers = args.workers if args.workers is not None else (2 if args.size == "default" else 1)
+    report = run_demo(args.out, size=args.size, seed=args.seed, threads=args.threads, workers=workers,
+                      pictures=args.pictures)
+    if args.json:
+        print(json.dumps(report))
+    return 0

@@ -1,0 +1,77 @@
+"""The demo's report: tables of the test numbers, training curves and attention pictures, written
+as report.md and a self-contained report.html (see `vlmt.evaluation.demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from vlmt.evaluation.report import Block, Figure, Heading, Paragraph, Table, write_report
+
+
+def _iterations(run_dir: Path) -> str:
+    """What the run trained: iterations and schedule, from its saved config and summary."""
+    import json
+
+    from vlmt import config as C
+
+    cfg = C.load_config(run_dir / "config.yaml")
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    trained = cfg.schedule.order or list(cfg.tasks)
+    tasks = ", ".join(f"{n} (batch {cfg.tasks[n].batch_size})" for n in trained)
+    evaluated = [n for n in cfg.tasks if n not in trained]
+    return (f"{summary['step']} iterations, {cfg.schedule.kind} schedule, trained tasks {tasks}"
+            f"{'; evaluated only: ' + ', '.join(evaluated) if evaluated else ''}; "
+            f"{summary['seconds']:.0f} s of training")
+
+
+def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], not_built: str) -> list[Block]:
+    """The report's content."""
+    h, s = report["hierarchical"], report["svlr"]
+    blocks: list[Block] = [Paragraph(
+        f"`vlmt demo --size {report['size']}` on the synthetic world (seed {report['seed']}): "
+        f"{report['seconds']:.0f} s in all. Every number is a percentage on the world's test split; "
+        f"the models are trained for a few minutes on a CPU, far from the papers' schedules, so read "
+        f"them as a working pipeline, not as the papers' results.")]
+    cpu = report.get("part_cpu_seconds", {})
+    stage_rows = [[name, secs, None] for name, secs in report.get("stage_seconds", {}).items()]
+    stage_rows += [[f"{name} (train, evaluate, draw)", secs, cpu.get(name)]
+                   for name, secs in report.get("part_seconds", {}).items()]
+    if stage_rows:
+        blocks.append(Table(["stage", "wall seconds", "CPU seconds"], stage_rows))
+    for name in report["not_built"]:
+        part = next(p for p in parts if p.name == name)
+        blocks.append(Paragraph(f"**{part.title}: {not_built}.** Its numbers are empty (null in report.json)."))
+
+    blocks.append(Heading("Hierarchical multi-task model"))
+    blocks.append(Table(["task", "metric", "R@1 / accuracy", "R@5", "R@10"], [
+        ["VQA", "accuracy", h["vqa"]["accuracy"], None, None],
+        ["retrieval", "image -> caption", h["retrieval"]["i2t"]["r1"], h["retrieval"]["i2t"]["r5"], h["retrieval"]["i2t"]["r10"]],
+        ["retrieval", "caption -> image", h["retrieval"]["t2i"]["r1"], h["retrieval"]["t2i"]["r5"], h["retrieval"]["t2i"]["r10"]],
+        ["grounding", "phrase -> box (IoU >= 0.5)", h["grounding"]["r1"], h["grounding"]["r5"], h["grounding"]["r10"]],
+    ]))
+    blocks.append(Heading("SVLR"))
+    blocks.append(Table(["training", "task", "metric", "value"], [
+        ["joint", "multiple-choice VQA", "accuracy", s["vqa_mc"]["accuracy"]],
+        ["joint", "recognition", "object accuracy", s["recognition"]["object_accuracy"]],
+        ["joint", "recognition", "attribute accuracy", s["recognition"]["attribute_accuracy"]],
+        ["recognition only", "zero-shot multiple-choice VQA", "accuracy", s["zero_shot_vqa_mc"]["accuracy"]],
+    ]))
+
+    for part in parts:
+        run_dir = result.runs.get(part.name)
+        if run_dir is None:
+            continue
+        blocks.append(Heading(part.title, 3))
+        which = ("the last checkpoint (end of the schedule)" if part.checkpoint == "last"
+                 else "the best checkpoint by the config's validation metric")
+        blocks.append(Paragraph(f"Run folder `{report['runs'][part.name]}`: {_iterations(run_dir)}. "
+                                f"Test numbers and pictures come from {which}."))
+        blocks.extend(Figure(Path(path), caption) for path, caption in result.figures.get(part.name, []))
+    return blocks
+
+
+def write_demo_report(out: Path, report: dict[str, Any], result: Any, *, parts: Sequence[Any],
+                      not_built: str) -> tuple[Path, Path]:
+    return write_report(out, demo_blocks(report, result, parts=parts, not_built=not_built),
+                        title="vlmt demo report")
