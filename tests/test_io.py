@@ -19,3 +19,20 @@ def test_atomic_write_replaces_on_success(tmp_path):
     with atomic_write(target) as f:
         f.write("new")
     assert target.read_text() == "new"
+
+
+def test_atomic_outputs_get_the_permissions_of_an_ordinary_file(tmp_path):
+    import os
+
+    from vlmt.io import atomic_path, atomic_write
+
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.txt") as f:
+            f.write("x")
+        with atomic_path(tmp_path / "b.bin") as p:
+            p.write_bytes(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644

@@ -402,6 +402,22 @@ def _check_experiment(cfg: ExperimentConfig, ctx: _Ctx) -> None:
 # --------------------------------------------------------------------------- files and overrides
 
 
+def configs_dir() -> Path:
+    """The experiment configs shipped with vlmt (`vlmt/configs/`, also reachable as `configs/` at
+    the root of a checkout): installed with the package, so `vlmt demo` and the reproduce grids
+    find them wherever vlmt is installed."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def bundled_config(name: str) -> Path:
+    """Path of the shipped config `name` (e.g. "tiny.yaml"); ConfigError when there is none."""
+    path = configs_dir() / name
+    if not path.is_file():
+        known = ", ".join(sorted(p.name for p in configs_dir().glob("*.yaml")))
+        raise ConfigError(f"configs/{name}: no such shipped config (shipped: {known})")
+    return path
+
+
 def read_yaml(path: str | Path) -> dict:
     """Parse a YAML mapping, with a ConfigError naming the file when it is missing or malformed."""
     path = Path(path)

@@ -96,3 +96,26 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_predictions_in_official_formats_rescore_to_the_same_metrics(trained, tmp_path, capsys):
+    """`evaluate run --predictions` writes files that the standalone official evaluators score
+    exactly as the run's own evaluation does."""
+    from vlmt.data.synth.cache import world_dir
+
+    out = tmp_path / "pred"
+    assert cli.main(["evaluate", "run", str(trained), "--split", "val", "--json", "--predictions", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    world = world_dir("tiny", 0)
+    results = json.loads((out / "vqa_val_results.json").read_text())
+    assert results and set(results[0]) == {"question_id", "answer"}
+    assert cli.main(["evaluate", "vqa", "--questions", str(world / "v2_OpenEnded_mscoco_val2014_questions.json"),
+                     "--annotations", str(world / "v2_mscoco_val2014_annotations.json"),
+                     "--results", str(out / "vqa_val_results.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"] == pytest.approx(result["vqa"]["accuracy"], abs=0.01)
+    assert cli.main(["evaluate", "retrieval", "--scores", str(out / "retrieval_val_scores.npy"),
+                     "--captions-per-image", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rsum"] == pytest.approx(result["retrieval"]["rsum"], abs=0.01)
+    assert cli.main(["evaluate", "grounding", "--predictions", str(out / "grounding_val_results.json"),
+                     "--annotations", str(world / "flickr30k_entities"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["r1"] == pytest.approx(result["grounding"]["r1"], abs=0.01)

@@ -21,11 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which checkpoint (default best; a run without one uses last)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's train.device)")
     parser.add_argument("--json", action="store_true", help="print {task: {metric: value}} as one JSON object")
+    parser.add_argument("--predictions", metavar="DIR", default=None,
+                        help="also write each task's predictions in the official formats into DIR (VQA results "
+                             "JSON for the evaluation server, ranked grounding boxes, the retrieval score matrix)")
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best",
-                 device: str | None = None) -> dict[str, dict[str, float]]:
-    """{task name: {metric: value}} of a run's checkpoint on `split`."""
+                 device: str | None = None, predictions: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """{task name: {metric: value}} of a run's checkpoint on `split`; with `predictions`, each
+    task's predictions are first written there (vlmt.evaluation.predictions), so a split without
+    annotations (VQA test-dev) still yields a results file before its scoring is refused."""
     import torch
 
     from vlmt import config as C
@@ -53,13 +58,19 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     out: dict[str, dict[str, float]] = {}
     bf16 = cfg.train.precision == "bf16"
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+        if predictions is not None:
+            from vlmt.evaluation.predictions import write_predictions
+
+            for path in write_predictions(tasks, model, split, predictions, device=dev):
+                print(f"predictions: {path}", file=sys.stderr)
         for name, task in tasks.items():
             out[name] = {k: float(v) for k, v in task.evaluate(model, split, device=dev).items()}
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    results = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, device=args.device)
+    results = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, device=args.device,
+                           predictions=args.predictions)
     for task, metrics in results.items():
         print(f"{task} ({args.split}): " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), file=sys.stderr)
     if args.json:

@@ -121,13 +121,10 @@ REPORT_SHAPE: dict[str, Any] = {
 
 
 def configs_dir() -> Path:
-    """The repository's configs/ folder (beside src/ in a checkout or editable install), else
-    ./configs; a ConfigError when neither exists (the demo's experiments are those files)."""
-    for folder in (Path(__file__).resolve().parents[3] / "configs", Path.cwd() / "configs"):
-        if folder.is_dir():
-            return folder
-    raise ConfigError("configs/: not found beside the vlmt sources or in the current folder; run `vlmt demo` "
-                      "from a checkout of the repository (its experiments are the YAML files in configs/)")
+    """The shipped experiment configs the demo runs (vlmt/configs, `configs/` in a checkout)."""
+    from vlmt.config import configs_dir as shipped
+
+    return shipped()
 
 
 # --------------------------------------------------------------------------- progress

@@ -72,15 +72,8 @@ def subset_tasks(raw: dict, keep: Sequence[str], *, source: str) -> dict:
 
 
 def bundled_config(name: str) -> Path:
-    """Path of a config shipped with vlmt (`configs/<name>`): packaged with the library when
-    installed that way, else the source checkout's `configs/` folder."""
-    here = Path(__file__).resolve()
-    candidates = [here.parents[1] / "configs" / name, here.parents[3] / "configs" / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"configs/{name}: not found beside the vlmt package or its source checkout; "
-                      f"pass the config file explicitly")
+    """Path of a config shipped with vlmt (`configs/<name>`)."""
+    return C.bundled_config(name)
 
 
 def config_changes(run_dir: Path, cfg: C.ExperimentConfig) -> list[str] | None:
