@@ -115,6 +115,8 @@ class VLDatasetsConfig(DataConfig):
     fewer times in training text become <unk>. word_vectors: GloVe / word2vec file (frozen
     embeddings; null: learned). answer_more_than: pool = training answers seen more than N times.
     allow_contamination: train even when a task trains on images another task is tested on.
+    check_files: run `vlmt data validate` on the root first, so training refuses data that does
+    not validate, with the same messages.
     """
 
     root: str = "world:tiny"
@@ -129,6 +131,7 @@ class VLDatasetsConfig(DataConfig):
     word_vectors_format: Literal["auto", "glove", "word2vec", "word2vec-text"] = "auto"
     answer_more_than: int = 8
     allow_contamination: bool = False
+    check_files: bool = True
 
     def validate(self) -> str | None:
         if self.min_word_count < 1:
@@ -145,6 +148,10 @@ class VLDatasetsConfig(DataConfig):
         from vlmt.data.sources import resolve_source
 
         root = resolve_source(self.root, progress=lambda msg: log.info("data: %s", msg))
+        if self.check_files:
+            from vlmt.data.validate import require_valid_once
+
+            require_valid_once(root)
         return VLData(self, root, seed=seed)
 
 

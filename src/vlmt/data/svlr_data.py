@@ -201,6 +201,8 @@ class SVLRDataConfig(DataConfig):
     "train2014/COCO_train2014_{image_id:012d}.jpg"); null when there are none.
     match_iou: a Genome object takes the store box of its image with the highest IoU, which must
     reach this value (objects below it are counted in the summary and not used).
+    check_files: run `vlmt data validate` on the root first, so training refuses data that does
+    not validate, with the same messages.
     """
 
     root: str = "world:default"
@@ -225,6 +227,7 @@ class SVLRDataConfig(DataConfig):
     lemmatizer: Literal["auto", "rules", "wordnet"] = "auto"
     question_parser: Literal["auto", "spacy", "heuristic"] = "auto"
     images: str | None = "images/{image_id}.png"
+    check_files: bool = True
 
     def validate(self) -> str | None:
         for key in ("num_objects", "num_attributes", "word_dim"):
@@ -239,6 +242,10 @@ class SVLRDataConfig(DataConfig):
 
     def build(self, *, seed: int) -> SVLRData:
         root = resolve_source(self.root, progress=lambda msg: log.info("%s: %s", self.root, msg))
+        if self.check_files:
+            from vlmt.data.validate import require_valid_once
+
+            require_valid_once(root)
         return _build_cached(json.dumps(asdict(self), sort_keys=True), str(root.resolve()))
 
 

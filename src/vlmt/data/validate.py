@@ -284,3 +284,15 @@ def require_valid(path: str | os.PathLike) -> Report:
     if not report.ok:
         raise DataError(path, f"{len(report.problems)} problem(s) in the data:\n" + "\n".join(report.problems))
     return report
+
+
+_VALIDATED: set[str] = set()
+
+
+def require_valid_once(path: str | os.PathLike) -> None:
+    """`require_valid` for a training or evaluation process: each folder is checked once per
+    process (several data sections and rebuilds may read the same folder)."""
+    key = str(Path(path).resolve())
+    if key not in _VALIDATED:
+        require_valid(path)
+        _VALIDATED.add(key)
