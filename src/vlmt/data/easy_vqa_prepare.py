@@ -194,6 +194,8 @@ def fine_tune_extractor(base, images: Sequence[np.ndarray], regions: Sequence, *
                       feature_dim=cfg.feature_dim, crop_size=cfg.crop_size, channels=cfg.channels)
     trunk = {k: v for k, v in base.model.state_dict().items() if not k.startswith(("object_head", "attribute_head"))}
     model.load_state_dict(trunk, strict=False)
+    if epochs == 0:
+        return RegionExtractor(model, object_names, attribute_names)
     boxes = np.array([r.box for r in regions], dtype=np.float32)
     image_idx = np.array([r.image for r in regions], dtype=np.int64)
     crops, geometry = _crops_and_geometry(images, image_idx, boxes, cfg.crop_size)
