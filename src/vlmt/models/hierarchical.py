@@ -109,6 +109,35 @@ class HierarchicalVL(nn.Module):
         if "grounding" in c.decoder_layers:
             self.heads["grounding"] = GroundingHead(dim=c.dim)
 
+    def attach_decoder(self, task: str, *, layer: int, num_answers: int | None = None) -> None:
+        """Add the decoder of `task` reading layer `layer` (1..L), e.g. from a task's config.
+
+        A decoder already attached at the same layer is kept; another layer is an error (one
+        decoder per task kind). `num_answers` sets the VQA pool size when the model has none yet.
+        """
+        if task not in TASKS:
+            raise KeyError(f"unknown task {task!r}; known: {list(TASKS)}")
+        c = self.config
+        if not 1 <= layer <= c.num_layers:
+            raise ValueError(f"{task} decoder layer {layer} outside 1..{c.num_layers} (num_layers)")
+        if task in self.heads:
+            if c.decoder_layers[task] != layer:
+                raise ValueError(f"the {task} decoder is already attached at layer {c.decoder_layers[task]}, "
+                                 f"not {layer}")
+            return
+        if task == "retrieval":
+            head: nn.Module = RetrievalHead(dim=c.dim, heads=c.heads, dropout=c.fc_dropout)
+        elif task == "vqa":
+            if num_answers is not None:
+                c.num_answers = num_answers
+            if c.num_answers < 1:
+                raise ValueError("the VQA decoder needs an answer pool (num_answers >= 1)")
+            head = VQAHead(dim=c.dim, num_answers=c.num_answers, heads=c.heads, dropout=c.fc_dropout)
+        else:
+            head = GroundingHead(dim=c.dim)
+        c.decoder_layers[task] = layer
+        self.heads[task] = head.to(next(self.parameters()).device)
+
     # -- encoder ---------------------------------------------------------------------------------
     def inputs(
         self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor
@@ -166,6 +195,36 @@ class HierarchicalVL(nn.Module):
         if task == "grounding":
             return self.forward_grounding(**batch)
         raise KeyError(f"unknown task {task!r}; known: {list(TASKS)}")
+
+    # -- attention for pictures ------------------------------------------------------------------
+    @torch.no_grad()
+    def attention_maps(self, task: str, **batch: Tensor) -> dict[str, Tensor]:
+        """What the decoder of `task` looks at, for pictures (`vlmt visualize`).
+
+        `batch` holds the same tensors as the task's forward (tokens, lengths, region_features,
+        region_mask; grounding also spans). Returns, for "retrieval" and "vqa", the decoder's
+        summary attention averaged over its K maps: "regions" (B, T) and "words" (B, N), each row
+        summing to 1 over real positions (0 on padding); for "grounding", "phrase_regions"
+        (B, P, T): sigmoid scores of every region for every phrase (0 on padded regions). Runs
+        in eval mode (no dropout) and restores the previous mode.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            tokens, lengths = batch["tokens"], batch["lengths"]
+            features, mask = batch["region_features"], batch["region_mask"]
+            s, i, wm, rm = self.encode(tokens, lengths, features, mask, depth=self.layer_of(task))
+            if task == "grounding":
+                logits = self.heads["grounding"](s, i, batch["spans"], rm)  # (B, P, T)
+                return {"phrase_regions": torch.sigmoid(logits) * rm[:, None, :].to(logits.dtype)}
+            head = self.heads[task]
+            if task == "retrieval":
+                image_summary, sentence_summary = head.image_summary, head.sentence_summary
+            else:
+                image_summary, sentence_summary = head.image_summary, head.question_summary
+            return {"regions": image_summary.attention(i, rm), "words": sentence_summary.attention(s, wm)}
+        finally:
+            self.train(was_training)
 
     # -- all-pairs retrieval scoring -------------------------------------------------------------
     def encode_images(self, region_features: Tensor, region_mask: Tensor) -> ImageCache:
