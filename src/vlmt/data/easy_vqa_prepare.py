@@ -41,9 +41,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from vlmt.data.examples import GenomeImage, GenomeObject, VQAExample
+from vlmt.data.pixel_proposals import REGIONS_PER_IMAGE, foreground_box, load_image, proposals
 from vlmt.data.readers import easy_vqa as reader
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import atomic_write, write_json
@@ -58,8 +58,6 @@ DEFAULT_EXTRACTOR = "scratch"
 FEATURE_DIM = 128
 EXTRACTOR_EPOCHS = 6
 MANIFEST = "easy_vqa.json"
-# a pixel belongs to the foreground when one channel differs this much from the background colour
-FOREGROUND_THRESHOLD = 48
 VQA_INFO = {"description": "easy-VQA (pip package easy-vqa) written in the VQA v2 format by vlmt",
             "url": "https://github.com/vzhou842/easy-VQA", "version": "1.0", "year": 2020,
             "contributor": "Victor Zhou", "date_created": "2020-01-01"}
@@ -71,43 +69,6 @@ def easy_vqa_dir() -> Path:
     from vlmt.data.synth.cache import cache_root
 
     return cache_root() / f"easy_vqa-{EASY_VQA_VERSION}"
-
-
-# --- regions ------------------------------------------------------------------------------------
-
-def foreground_box(image: np.ndarray, *, threshold: int = FOREGROUND_THRESHOLD) -> tuple[float, float, float, float]:
-    """Pixel box (x1, y1, x2, y2; x2/y2 exclusive) around the pixels that differ from the
-    background colour (the median colour of the one-pixel border); the whole image when none do."""
-    h, w = image.shape[:2]
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]).astype(np.int16)
-    background = np.median(border, axis=0)
-    mask = (np.abs(image.astype(np.int16) - background).max(axis=2) > threshold)
-    if not mask.any():
-        return (0.0, 0.0, float(w), float(h))
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-
-
-def proposals(image: np.ndarray) -> np.ndarray:
-    """(6, 4) float32 pixel boxes: the foreground box, the whole image, the four quadrants."""
-    h, w = image.shape[:2]
-    hw, hh = w / 2, h / 2
-    boxes = [foreground_box(image), (0, 0, w, h),
-             (0, 0, hw, hh), (hw, 0, w, hh), (0, hh, hw, h), (hw, hh, w, h)]
-    return np.asarray(boxes, dtype=np.float32)
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB array of an image file; DataError naming the file if it is unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such image file")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(path, f"cannot read the image ({e})") from None
 
 
 # --- labels for the region CNN ------------------------------------------------------------------
@@ -394,7 +355,7 @@ def _convert(out: Path, config: dict, say: Callable[[str], None]) -> None:
         "questions": {s: len(exs) for s, exs in splits.items()},
         "answers": answers, "shapes": list(SHAPES), "colours": colours,
         "extractor_training_images": labelled, "extractor_log": log,
-        "regions_per_image": 6, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "regions_per_image": REGIONS_PER_IMAGE, "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     with atomic_write(out / "README.md", "w", encoding="utf-8") as f:
         f.write(_readme(manifest))
