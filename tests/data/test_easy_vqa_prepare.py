@@ -13,6 +13,7 @@ from vlmt.cli import main
 from vlmt.data import easy_vqa_prepare as prep
 from vlmt.data.examples import VQAExample
 from vlmt.data.feature_store import FeatureStore
+from vlmt.data.pixel_proposals import foreground_box, load_image, proposals
 from vlmt.data.readers import easy_vqa as reader
 from vlmt.data.readers.vqa import read_vqa
 from vlmt.errors import ConfigError, DataError
@@ -94,11 +95,11 @@ def test_default_folder_is_under_the_cache(monkeypatch, tmp_path):
 def test_foreground_box_finds_the_shape_on_a_plain_background():
     image = np.full((64, 64, 3), (240, 236, 250), dtype=np.uint8)
     image[10:30, 40:52] = (0, 0, 255)
-    assert prep.foreground_box(image) == (40.0, 10.0, 52.0, 30.0)
-    boxes = prep.proposals(image)
+    assert foreground_box(image) == (40.0, 10.0, 52.0, 30.0)
+    boxes = proposals(image)
     assert boxes.shape == (6, 4) and tuple(boxes[0]) == (40, 10, 52, 30) and tuple(boxes[5]) == (32, 32, 64, 64)
     blank = np.full((20, 30, 3), 200, dtype=np.uint8)
-    assert prep.foreground_box(blank) == (0.0, 0.0, 30.0, 20.0)
+    assert foreground_box(blank) == (0.0, 0.0, 30.0, 20.0)
 
 
 def test_labels_come_from_answers_and_from_yes_no_questions_with_negation():
@@ -117,11 +118,11 @@ def test_labels_come_from_answers_and_from_yes_no_questions_with_negation():
 
 def test_unreadable_and_missing_images_name_the_file(tmp_path):
     with pytest.raises(DataError, match="missing.png.*no such image file"):
-        prep.load_image(tmp_path / "missing.png")
+        load_image(tmp_path / "missing.png")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(DataError, match="bad.png.*cannot read the image"):
-        prep.load_image(bad)
+        load_image(bad)
 
 
 def test_fine_tuning_keeps_the_trunk_and_replaces_the_heads():

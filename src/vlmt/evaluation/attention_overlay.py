@@ -1,5 +1,6 @@
 """A picture of attention over image regions: the image, dimmed where no attended region covers
-it, each region's box outlined with a width and label by its weight, and a caption underneath.
+it, the box of every region holding at least `MIN_SHARE` of the strongest weight outlined (line
+width by weight) and labelled with its weight, and a caption underneath.
 
 Weights are spread over the pixels of their boxes (overlapping boxes add up) and the map is
 scaled so that its maximum is fully lit; the strongest region's box is drawn in red.
@@ -16,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from vlmt.io import atomic_path
 
 MIN_SIDE = 320  # small images (easy-VQA is 64 x 64) are enlarged so boxes and labels stay legible
+MIN_SHARE = 0.05  # boxes of weaker regions are not outlined (they would only hide the picture)
 
 
 def attention_heat(boxes: np.ndarray, weights: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -45,12 +47,18 @@ def draw_region_attention(image: np.ndarray, boxes: np.ndarray, weights: np.ndar
     draw = ImageDraw.Draw(canvas)
     weights = np.asarray(weights, dtype=np.float64)
     best = int(weights.argmax()) if len(weights) else -1
+    top = max(float(weights.max()) if len(weights) else 0.0, 1e-9)
     for t in np.argsort(weights):  # strongest drawn last, on top
+        if weights[t] < MIN_SHARE * top:
+            continue
         x1, y1, x2, y2 = (float(v) * scale for v in boxes[t])
         colour = (220, 30, 30) if t == best else (40, 90, 230)
-        width = 1 + int(round(4 * weights[t] / max(weights.max(), 1e-9)))
+        width = 1 + int(round(4 * weights[t] / top))
         draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=width)
-        draw.text((x1 + 3, y1 + 2), f"{weights[t]:.2f}", fill=colour, font=font)
+        label = f"{weights[t]:.2f}"
+        left, upper, right, lower = draw.textbbox((x1 + width + 2, y1 + width + 1), label, font=font)
+        draw.rectangle([left - 2, upper - 1, right + 2, lower + 1], fill="white")
+        draw.text((x1 + width + 2, y1 + width + 1), label, fill=colour, font=font)
     for k, text in enumerate(caption):
         draw.text((4, picture.height + 4 + k * line_h), text, fill="black", font=font)
     return canvas
