@@ -90,6 +90,7 @@ def test_finished_folder_is_reused_and_a_foreign_one_refused(converted, tmp_path
 def test_default_folder_is_under_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("VLMT_CACHE", str(tmp_path))
     assert prep.easy_vqa_dir() == tmp_path / f"easy_vqa-{prep.EASY_VQA_VERSION}"
+    assert prep.easy_vqa_dir(limit=5, extractor="world") == tmp_path / f"easy_vqa-{prep.EASY_VQA_VERSION}-limit5-world"
 
 
 def test_foreground_box_finds_the_shape_on_a_plain_background():

@@ -64,11 +64,13 @@ VQA_INFO = {"description": "easy-VQA (pip package easy-vqa) written in the VQA v
 VQA_LICENSE = {"name": "MIT", "url": "https://opensource.org/licenses/MIT"}
 
 
-def easy_vqa_dir() -> Path:
-    """Where the converted easy-VQA lives in the cache (whether or not it exists yet)."""
+def easy_vqa_dir(*, limit: int | None = None, extractor: str = DEFAULT_EXTRACTOR) -> Path:
+    """Where the converted easy-VQA lives in the cache (whether or not it exists yet); a subset or
+    another extractor initialisation gets its own folder."""
     from vlmt.data.synth.cache import cache_root
 
-    return cache_root() / f"easy_vqa-{EASY_VQA_VERSION}"
+    suffix = (f"-limit{limit}" if limit is not None else "") + (f"-{extractor}" if extractor != DEFAULT_EXTRACTOR else "")
+    return cache_root() / f"easy_vqa-{EASY_VQA_VERSION}{suffix}"
 
 
 # --- labels for the region CNN ------------------------------------------------------------------
@@ -250,7 +252,7 @@ def ensure_easy_vqa(progress: Callable[[str], None] | None = None, out: str | os
     The folder is built under a temporary name and renamed when complete, under a lock so that
     concurrent callers convert once.
     """
-    folder = Path(out) if out is not None else easy_vqa_dir()
+    folder = Path(out) if out is not None else easy_vqa_dir(limit=limit, extractor=extractor)
     if limit is not None and limit < 2:
         raise ConfigError("easy-VQA limit: need at least 2 images per split")
     config = _config(limit, extractor)
