@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from vlmt import cli
 from vlmt import config as C
 from vlmt.training import checkpoint as ckpt
+from vlmt.training import trainer
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -211,8 +212,13 @@ def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
     assert [r["step"] for r in records(run) if r["split"] == "val"] == [20]
 
 
-def test_diverging_run_stops_with_a_named_task(config_file, tmp_path):
+def test_diverging_run_stops_with_a_named_task(config_file, tmp_path, capsys):
     run = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"non-finite training scalars \['a/loss'\]"):
-        cli.main(["train", str(config_file), "--out", str(run), "--set", "optim.lr=1e30",
-                  "--set", "train.max_iters=20"])
+        trainer.train(C.load_config(config_file, ["optim.lr=1e30", "train.max_iters=20"]), run)
+    # on the command line: one line naming the metrics file and the step, exit status 1
+    code = cli.main(["train", str(config_file), "--out", str(tmp_path / "nan2"), "--set", "optim.lr=1e30",
+                     "--set", "train.max_iters=20"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and "metrics.jsonl: step" in err and "['a/loss']" in err

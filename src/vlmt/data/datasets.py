@@ -135,8 +135,10 @@ class VLDatasetsConfig(DataConfig):
             return f"min_word_count must be >= 1, got {self.min_word_count}"
         if self.answer_more_than < 0:
             return f"answer_more_than must be >= 0, got {self.answer_more_than}"
-        if "{image_id}" not in self.images:
-            return f"images: the pattern needs '{{image_id}}', got {self.images!r}"
+        for key, pattern in (("images", self.images), ("vqa.images", self.vqa.images),
+                             ("captions.images", self.captions.images), ("entities.images", self.entities.images)):
+            if pattern is not None and not _image_pattern_ok(pattern):
+                return f"{key}: the pattern needs an '{{image_id}}' field (e.g. images/{{image_id}}.png), got {pattern!r}"
         return None
 
     def build(self, *, seed: int) -> VLData:
@@ -144,6 +146,14 @@ class VLDatasetsConfig(DataConfig):
 
         root = resolve_source(self.root, progress=lambda msg: log.info("data: %s", msg))
         return VLData(self, root, seed=seed)
+
+
+def _image_pattern_ok(pattern: str) -> bool:
+    """True when `pattern` formats with an image id and depends on it."""
+    try:
+        return pattern.format(image_id=1) != pattern.format(image_id=2)
+    except (KeyError, IndexError, ValueError):
+        return False
 
 
 @dataclass

@@ -202,7 +202,8 @@ class HierarchicalVL(nn.Module):
         """What the decoder of `task` looks at, for pictures (`vlmt visualize`).
 
         `batch` holds the same tensors as the task's forward (tokens, lengths, region_features,
-        region_mask; grounding also spans). Returns, for "retrieval" and "vqa", the decoder's
+        region_mask; grounding also spans); other keys, such as the rest of a task's batch, are
+        ignored, so `model.attention_maps(task.kind, **task.example_batch(split, i)[0])` works. Returns, for "retrieval" and "vqa", the decoder's
         summary attention averaged over its K maps: "regions" (B, T) and "words" (B, N), each row
         summing to 1 over real positions (0 on padding); for "grounding", "phrase_regions"
         (B, P, T): sigmoid scores of every region for every phrase (0 on padded regions). Runs

@@ -3,7 +3,8 @@
 Training: each batch holds B (image, caption) pairs; `retrieval_pairs` adds, per pair, a
 mismatched caption and a mismatched image from the batch, and `retrieval_loss` (balanced BCE on
 the relevance logits) trains the 3B scores. Evaluation: every image x caption pair of the split
-is scored (the first `captions_per_image` captions of each image) with the model's per-modality
+is scored (the first `captions_per_image` captions of each image; `val_images` may limit the val
+split to its first N images) with the model's per-modality
 caches (`encode_images`, `encode_captions`) and batched pair scoring (`score_pairs`), then
 Recall@1/5/10 and median rank both ways (`vlmt.evaluation.retrieval`): keys `i2t_r1 i2t_r5
 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum i2t_medr t2i_medr`, and `seconds`, the scoring time.
@@ -32,9 +33,10 @@ class RetrievalTask(VLTask):
     higher_is_better = True
     kind = "retrieval"
 
-    def __init__(self, *, pair_batch: int, caption_block: int, **kwargs: Any):
+    def __init__(self, *, pair_batch: int, caption_block: int, val_images: int | None, **kwargs: Any):
         super().__init__(**kwargs)
         self.pair_batch = pair_batch
+        self.val_images = val_images
         self.caption_block = caption_block
         self.per_image = self.data.cfg.captions.captions_per_image
         self.store = self.data.store("captions")
@@ -99,6 +101,8 @@ class RetrievalTask(VLTask):
         caption j belongs to image j // captions_per_image."""
         part = self._split(split)
         images = part["images"]
+        if split == "val" and self.val_images is not None:
+            images = images[:self.val_images]
         n, c = len(images), self.per_image
         first = {}
         for row, (image_id, j) in enumerate(zip(part["image_ids"], part["caption_index"])):
@@ -147,18 +151,24 @@ class RetrievalTaskConfig(VLTaskConfig):
     """Image-caption retrieval on the data section's caption file (decoder layer default 3).
 
     pair_batch: image x caption pairs per encoder pass when scoring all pairs; caption_block:
-    captions whose caches are held at once during evaluation."""
+    captions whose caches are held at once during evaluation. val_images: score only the first N
+    images of the val split (and their captions), to keep periodic validation cheap; null: all.
+    The test split is always scored whole."""
 
     pair_batch: int = 256
     caption_block: int = 1000
+    val_images: int | None = None
 
     def validate(self) -> str | None:
         if self.pair_batch < 1 or self.caption_block < 1:
             return "pair_batch and caption_block must be >= 1"
+        if self.val_images is not None and self.val_images < 1:
+            return f"val_images must be >= 1 or null, got {self.val_images}"
         return super().validate()
 
     def build(self, *, name: str, data: Any, model: nn.Module, train: TrainConfig) -> RetrievalTask:
         layer = self.attach(name=name, kind="retrieval", dataset="captions", data=data, model=model)
         return RetrievalTask(name=name, data=data, layer=layer, batch_size=self.batch_size,
                              eval_batch_size=self.eval_batch_size, seed=train.seed * 7919 + 2,
-                             pair_batch=self.pair_batch, caption_block=self.caption_block)
+                             pair_batch=self.pair_batch, caption_block=self.caption_block,
+                             val_images=self.val_images)

@@ -1,0 +1,141 @@
+"""The vqa / retrieval / grounding tasks on the tiny world with an untrained small model:
+batches, padding, the all-pairs score layout, attention maps for pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlmt import config as C
+from vlmt.tasks.base import Task
+from vlmt.training.trainer import build_parts
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = C.load_config(CONFIG, ["model.dim=32", "model.word_dim=16"])
+    model, tasks, _ = build_parts(cfg, CPU)
+    model.eval()
+    return model, tasks
+
+
+def test_tasks_follow_the_protocol_and_attach_decoders_at_their_layers(parts):
+    model, tasks = parts
+    assert set(tasks) == {"retrieval", "vqa", "grounding"}
+    for name, task in tasks.items():
+        assert isinstance(task, Task)
+        assert model.config.decoder_layers[name] == task.layer
+    assert (tasks["retrieval"].layer, tasks["vqa"].layer, tasks["grounding"].layer) == (3, 3, 2)
+
+
+def test_train_stream_is_resumable_and_sliced_for_ddp(parts):
+    _, tasks = parts
+    task = tasks["vqa"]
+    stream = task.batches("train")
+    batches = [next(stream) for _ in range(4)]
+    resumed = next(task.batches("train", start=3))
+    assert torch.equal(resumed["tokens"], batches[3]["tokens"])
+    half = [next(task.batches("train", start=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert torch.equal(torch.cat([h["index"] for h in half]), batches[3]["index"])
+
+
+def test_padding_never_changes_an_example_s_outputs(parts):
+    model, tasks = parts
+    for name in ("vqa", "retrieval", "grounding"):
+        task = tasks[name]
+        part = task._split("val")
+        lengths = [len(t) for t in part["tokens"]]
+        short = min(range(len(lengths)), key=lambda i: lengths[i])
+        long = max(range(len(lengths)), key=lambda i: lengths[i])
+        assert lengths[short] < lengths[long]
+        alone = task._collate(part, [short])
+        padded = task._collate(part, [short, long])
+        assert padded["tokens"].shape[1] > alone["tokens"].shape[1]
+        with torch.no_grad():
+            if name == "vqa":
+                a, b = model.forward_vqa(**_inputs(alone)), model.forward_vqa(**_inputs(padded))[:1]
+            elif name == "retrieval":
+                a, b = model.forward_retrieval(**_inputs(alone)), model.forward_retrieval(**_inputs(padded))[:1]
+            else:
+                a = model.forward_grounding(**_inputs(alone), spans=alone["spans"])
+                b = model.forward_grounding(**_inputs(padded), spans=padded["spans"])[:1, :a.shape[1], :a.shape[2]]
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _inputs(batch):
+    return {k: batch[k] for k in ("tokens", "lengths", "region_features", "region_mask")}
+
+
+def test_all_pairs_scores_are_laid_out_image_by_caption(parts):
+    model, tasks = parts
+    task = tasks["retrieval"]
+    scores = task.score_matrix(model, "val", device=CPU)
+    part = task._split("val")
+    c = task.per_image
+    assert scores.shape == (len(part["images"]), c * len(part["images"]))
+    # entry (i, j) is the score of image i with caption j (caption j belongs to image j // c)
+    rows = {(iid, j): r for r, (iid, j) in enumerate(zip(part["image_ids"], part["caption_index"]))}
+    for i, j in [(0, 0), (1, 7), (len(part["images"]) - 1, 3)]:
+        image = part["images"][i]
+        caption_owner = part["images"][j // c]
+        cap = task._collate(part, [rows[(caption_owner.image_id, j % c)]])
+        img = task._collate(part, [rows[(image.image_id, 0)]])
+        with torch.no_grad():
+            direct = model.forward_retrieval(tokens=cap["tokens"], lengths=cap["lengths"],
+                                             region_features=img["region_features"], region_mask=img["region_mask"])
+        assert scores[i, j] == pytest.approx(float(direct), abs=1e-4)
+
+
+def test_losses_are_finite_and_reach_every_decoder(parts):
+    model, tasks = parts
+    model.train()
+    try:
+        for name, task in tasks.items():
+            model.zero_grad()
+            out = task(model, next(task.batches("train")))
+            assert torch.isfinite(out["loss"])
+            out["loss"].backward()
+            head = model.heads[name]
+            assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    finally:
+        model.eval()
+
+
+def test_attention_maps_for_pictures(parts):
+    model, tasks = parts
+    for name in ("vqa", "retrieval"):
+        batch, info = tasks[name].example_batch("val", 2)
+        maps = model.attention_maps(name, **_inputs(batch))
+        assert maps["regions"].shape == batch["region_mask"].shape
+        assert maps["words"].shape == batch["tokens"].shape
+        for key in ("regions", "words"):
+            assert float(maps[key].sum()) == pytest.approx(1.0, abs=1e-5)
+        assert len(info["words"]) == int(batch["lengths"][0])
+        assert Path(info["image_path"]).is_file()
+    batch, info = tasks["grounding"].example_batch("val", 0)
+    maps = model.attention_maps(tasks["grounding"].kind, **batch)  # the whole batch: extra keys ignored
+    p = len(info["phrases"])
+    assert maps["phrase_regions"].shape == (1, p, batch["region_mask"].shape[1])
+    assert ((maps["phrase_regions"] >= 0) & (maps["phrase_regions"] <= 1)).all()
+    assert not model.training
+
+
+def test_metric_keys_and_ranges_of_an_untrained_model(parts):
+    model, tasks = parts
+    vqa = tasks["vqa"].evaluate(model, "val", device=CPU)
+    assert {"accuracy", "accuracy_yes_no", "accuracy_number", "accuracy_other"} <= set(vqa)
+    retrieval = tasks["retrieval"].evaluate(model, "val", device=CPU)
+    assert set(retrieval) == {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "i2t_medr",
+                              "t2i_medr", "seconds"}
+    grounding = tasks["grounding"].evaluate(model, "val", device=CPU)
+    assert set(grounding) == {"r1", "r5", "r10"}
+    for metrics in (vqa, grounding):
+        assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    assert retrieval["i2t_r1"] <= retrieval["i2t_r5"] <= retrieval["i2t_r10"]
