@@ -102,10 +102,12 @@ def predict(run_dir: str | Path, image: str | Path, question: str, *, top: int =
         "word_attention": {w: round(float(a), 4) for w, a in zip(tokens, maps["words"][0].numpy())},
     }
     if attention is not None:
-        from vlmt.evaluation.attention_overlay import draw_region_attention, save_png
+        from vlmt.evaluation.pictures import attention_figure
 
-        caption = [f"Q: {question}", "A: " + ", ".join(f"{a['answer']} {a['score']:.2f}" for a in answers[:3])]
-        save_png(draw_region_attention(pixels, boxes, np.asarray(region_weights), caption=caption), attention)
+        caption = "A: " + ", ".join(f"{a['answer']} {a['score']:.2f}" for a in answers[:3])
+        attention_figure(attention, image=pixels, boxes=np.asarray(boxes), region_weights=np.asarray(region_weights),
+                         words=tokens, word_weights=maps["words"][0].numpy()[:len(tokens)],
+                         title=f"Q: {question}", caption=caption)
         result["attention_png"] = str(attention)
     return result
 
