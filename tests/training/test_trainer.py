@@ -208,7 +208,12 @@ def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
     config = SRC.parent / "configs" / "sanity.yaml"
     assert cli.main(["train", str(config), "--out", str(run), "--set", "train.max_iters=20",
                      "--set", "train.threads=1", "--set", "train.progress=false"]) == 0
-    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:  # without the extra: metrics.jsonl only, and the log says why
+        assert "tensorboard is not installed" in (run / "train.log").read_text()
+    else:
+        assert any((run / "tensorboard").glob("events.out.tfevents.*"))
     assert [r["step"] for r in records(run) if r["split"] == "val"] == [20]
 
 
