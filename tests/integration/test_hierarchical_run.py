@@ -77,6 +77,12 @@ def test_evaluate_run_prints_each_task_s_metrics(trained, capsys):
     assert "vqa (val)" in captured.err
 
 
+def test_rerank_on_a_run_without_a_shortlist_head_is_one_line_error(trained, capsys):
+    assert cli.main(["evaluate", "run", str(trained), "--rerank", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "tasks.retrieval has no shortlist head" in err and "shortlist_dim" in err
+
+
 def test_evaluate_run_on_a_folder_that_is_not_a_run_is_one_line_error(tmp_path, capsys):
     assert cli.main(["evaluate", "run", str(tmp_path), "--json"]) == 1
     captured = capsys.readouterr()

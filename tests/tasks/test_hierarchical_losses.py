@@ -103,3 +103,29 @@ def test_grounding_loss_averages_real_pairs_only():
     assert logits.grad[0, 1].abs().sum() == 0 and logits.grad[0, 0, 2] == 0
     with pytest.raises(ValueError):
         grounding_loss(logits, targets, region_mask, torch.tensor([[False, False]]))
+
+
+def test_shortlist_loss_by_hand_and_with_shared_images():
+    from vlmt.tasks.retrieval import shortlist_loss
+
+    images = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]), dim=-1)
+    captions = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [0.1, 1.0], [1.0, 1.0]]), dim=-1)
+    ids = torch.tensor([5, 7, 9])
+    t = 0.5
+    logits = captions @ images.T / t
+    expected = 0.5 * ((-torch.log_softmax(logits, 1).diagonal()).mean()
+                      + (-torch.log_softmax(logits.T, 1).diagonal()).mean())
+    torch.testing.assert_close(shortlist_loss(images, captions, ids, temperature=t), expected)
+    # two captions of one image: both image columns are positives for each, none is a negative
+    shared = torch.tensor([5, 5, 9])
+    got = shortlist_loss(images, captions, shared, temperature=t)
+    pos = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    lse = torch.logsumexp
+    by_caption = (lse(logits, 1) - lse(logits.masked_fill(~pos, float("-inf")), 1)).mean()
+    by_image = (lse(logits.T, 1) - lse(logits.T.masked_fill(~pos, float("-inf")), 1)).mean()
+    torch.testing.assert_close(got, 0.5 * (by_caption + by_image))
+    # aligned embeddings score better than shuffled ones
+    assert shortlist_loss(images, images, ids, temperature=t) < shortlist_loss(images, images.flip(0), ids,
+                                                                               temperature=t)
+    with pytest.raises(ValueError, match="temperature"):
+        shortlist_loss(images, captions, ids, temperature=0.0)

@@ -24,13 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", metavar="DIR", default=None,
                         help="also write each task's predictions in the official formats into DIR (VQA results "
                              "JSON for the evaluation server, ranked grounding boxes, the retrieval score matrix)")
+    parser.add_argument("--rerank", metavar="K", type=int, default=None,
+                        help="retrieval: re-score only each query's K best pairs by the shortlist head "
+                             "(needs a run trained with tasks.<retrieval>.shortlist_dim > 0); default: every pair")
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best",
-                 device: str | None = None, predictions: str | Path | None = None) -> dict[str, dict[str, float]]:
+                 device: str | None = None, predictions: str | Path | None = None,
+                 rerank: int | None = None) -> dict[str, dict[str, float]]:
     """{task name: {metric: value}} of a run's checkpoint on `split`; with `predictions`, each
     task's predictions are first written there (vlmt.evaluation.predictions), so a split without
-    annotations (VQA test-dev) still yields a results file before its scoring is refused."""
+    annotations (VQA test-dev) still yields a results file before its scoring is refused. `rerank`
+    sets every retrieval task's `rerank_k` (two-stage scoring) for this evaluation."""
     import torch
 
     from vlmt import config as C
@@ -54,6 +59,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     seed_everything(cfg.train.seed)  # the same construction order and data as training
     model, tasks, modules = build_parts(cfg, dev)
     ckpt.load_weights(directory, modules)
+    if rerank is not None:
+        _set_rerank(cfg, tasks, rerank)
     modules.eval()
     out: dict[str, dict[str, float]] = {}
     bf16 = cfg.train.precision == "bf16"
@@ -68,9 +75,24 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     return out
 
 
+def _set_rerank(cfg, tasks: dict, k: int) -> None:
+    from vlmt.errors import ConfigError
+
+    if k < 1:
+        raise ConfigError(f"--rerank must be >= 1, got {k}")
+    retrieval = {name: task for name, task in tasks.items() if getattr(task, "kind", "") == "retrieval"}
+    if not retrieval:
+        raise ConfigError("--rerank: this run has no retrieval task")
+    for name, task in retrieval.items():
+        if cfg.tasks[name].shortlist_dim == 0:
+            raise ConfigError(f"--rerank: tasks.{name} has no shortlist head; train with "
+                              f"tasks.{name}.shortlist_dim > 0 (e.g. --set tasks.{name}.shortlist_dim=64)")
+        task.rerank_k = k
+
+
 def run(args: argparse.Namespace) -> int:
     results = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, device=args.device,
-                           predictions=args.predictions)
+                           predictions=args.predictions, rerank=args.rerank)
     for task, metrics in results.items():
         print(f"{task} ({args.split}): " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), file=sys.stderr)
     if args.json:

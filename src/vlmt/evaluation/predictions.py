@@ -32,7 +32,11 @@ def write_predictions(tasks: dict[str, Any], model: nn.Module, split: str, out_d
     for name, task in tasks.items():
         if hasattr(task, "score_matrix"):
             path = out_dir / f"{name}_{split}_scores.npy"
-            scores = np.asarray(task.score_matrix(model, split, device=device), dtype=np.float32)
+            if getattr(task, "rerank_k", None):  # the two-stage matrix its metrics come from
+                matrix = task.reranked_matrix(model, split, k=task.rerank_k, device=device)[0]
+            else:
+                matrix = task.score_matrix(model, split, device=device)
+            scores = np.asarray(matrix, dtype=np.float32)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, scores)

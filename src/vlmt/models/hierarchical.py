@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vlmt.models.co_attention import DenseCoAttentionStack, SideInput
-from vlmt.models.heads import GroundingHead, RetrievalHead, VQAHead
+from vlmt.models.heads import GroundingHead, RetrievalHead, ShortlistHead, VQAHead
 from vlmt.models.language import LanguageEncoder, lengths_to_mask
 from vlmt.models.regions import RegionEncoder
 
@@ -45,6 +45,8 @@ class HierarchicalConfig:
     decoder_layers: dict[str, int] = field(
         default_factory=lambda: {"retrieval": 3, "vqa": 5, "grounding": 2}
     )
+    shortlist_dim: int = 0  # width of the dual-encoder shortlist head; 0 = none
+    shortlist_detach: bool = True  # the shortlist head does not train the shared encoder
 
     def __post_init__(self) -> None:
         unknown = set(self.decoder_layers) - set(TASKS)
@@ -57,6 +59,8 @@ class HierarchicalConfig:
             raise ValueError(f"dim {self.dim} must be even and divisible by heads {self.heads}")
         if self.num_answers < 0:
             raise ValueError(f"num_answers must be >= 0, got {self.num_answers}")
+        if self.shortlist_dim < 0:
+            raise ValueError(f"shortlist_dim must be >= 0, got {self.shortlist_dim}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +73,16 @@ class ImageCache:
     regions: Tensor
     mask: Tensor
     first_side: SideInput
+
+    @staticmethod
+    def cat(blocks: list[ImageCache]) -> ImageCache:
+        """One cache of every block's images, in order (blocks share T)."""
+        return ImageCache(torch.cat([b.regions for b in blocks]), torch.cat([b.mask for b in blocks]),
+                          _cat_sides([b.first_side for b in blocks]))
+
+
+def _cat_sides(sides: list[SideInput]) -> SideInput:
+    return SideInput(torch.cat([s.projected for s in sides]), torch.cat([s.own for s in sides]), sides[0].nulls)
 
 
 @dataclass
@@ -108,6 +122,33 @@ class HierarchicalVL(nn.Module):
             self.heads["vqa"] = VQAHead(dim=c.dim, num_answers=c.num_answers, heads=c.heads, dropout=c.fc_dropout)
         if "grounding" in c.decoder_layers:
             self.heads["grounding"] = GroundingHead(dim=c.dim)
+        if c.shortlist_dim > 0:
+            self.heads["shortlist"] = self._shortlist_head()
+
+    def _shortlist_head(self) -> ShortlistHead:
+        c = self.config
+        return ShortlistHead(dim=c.dim, embed_dim=c.shortlist_dim, heads=c.heads, dropout=c.fc_dropout,
+                             detach=c.shortlist_detach)
+
+    def attach_shortlist(self, *, embed_dim: int, detach: bool = True) -> None:
+        """Add the dual-encoder shortlist head (`ShortlistHead`) over I_0 / S_0 for fast retrieval.
+        An existing head of the same width and detach setting is kept; another is an error."""
+        c = self.config
+        if embed_dim < 1:
+            raise ValueError(f"shortlist embedding width must be >= 1, got {embed_dim}")
+        if "shortlist" in self.heads:
+            if (c.shortlist_dim, c.shortlist_detach) != (embed_dim, detach):
+                raise ValueError(f"a shortlist head of width {c.shortlist_dim} (detach {c.shortlist_detach}) "
+                                 f"is already attached")
+            return
+        c.shortlist_dim, c.shortlist_detach = embed_dim, detach
+        self.heads["shortlist"] = self._shortlist_head().to(next(self.parameters()).device)
+
+    @property
+    def shortlist(self) -> ShortlistHead:
+        if "shortlist" not in self.heads:
+            raise KeyError("this model has no shortlist head (retrieval task option shortlist_dim)")
+        return self.heads["shortlist"]
 
     def attach_decoder(self, task: str, *, layer: int, num_answers: int | None = None) -> None:
         """Add the decoder of `task` reading layer `layer` (1..L), e.g. from a task's config.
@@ -171,6 +212,16 @@ class HierarchicalVL(nn.Module):
         """(B,) relevance logits of the B given (image, caption) pairs (Eq. 7 before sigma)."""
         s, i, wm, rm = self.encode(tokens, lengths, region_features, region_mask, depth=self.layer_of("retrieval"))
         return self.heads["retrieval"](s, i, wm, rm)
+
+    def shortlist_embeddings(
+        self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """(image, caption) unit embeddings (B, e) of the shortlist head for B pairs' two sides.
+        With a detached head the shared encoder runs without building a graph."""
+        head = self.shortlist
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not head.detach):
+            words, regions, word_mask, region_mask = self.inputs(tokens, lengths, region_features, region_mask)
+        return head.embed_images(regions, region_mask), head.embed_captions(words, word_mask)
 
     def forward_vqa(self, tokens: Tensor, lengths: Tensor, region_features: Tensor, region_mask: Tensor) -> Tensor:
         """(B, num_answers) answer logits (Eq. 8 before sigma)."""
@@ -247,14 +298,27 @@ class HierarchicalVL(nn.Module):
         The encoder runs per pair (cross-attention), `pair_batch` pairs at a time; everything that
         depends on one modality comes from the caches. Call under `model.eval()`.
         """
+        n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
+        flat = torch.arange(n_img * n_cap, device=images.regions.device)
+        scores = self.score_pair_list(images, captions, flat // n_cap, flat % n_cap, pair_batch=pair_batch)
+        return scores.view(n_img, n_cap)
+
+    @torch.no_grad()
+    def score_pair_list(self, images: ImageCache, captions: CaptionCache, image_index: Tensor,
+                        caption_index: Tensor, *, pair_batch: int = 256) -> Tensor:
+        """(P,) relevance logits of the pairs (images[image_index[p]], captions[caption_index[p]]),
+        `pair_batch` pairs per encoder pass: the re-ranking stage scores a shortlist this way."""
         if self.training:
             raise RuntimeError("score_pairs needs model.eval(): dropout would make scores random")
+        if image_index.shape != caption_index.shape or image_index.dim() != 1:
+            raise ValueError(f"image_index {tuple(image_index.shape)} and caption_index "
+                             f"{tuple(caption_index.shape)} must be equal-length vectors")
         depth = self.layer_of("retrieval")
-        n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
-        scores = torch.empty(n_img, n_cap, device=images.regions.device)
-        flat = torch.arange(n_img * n_cap, device=images.regions.device)
-        for chunk in flat.split(pair_batch):
-            img, cap = chunk // n_cap, chunk % n_cap
+        device = images.regions.device
+        image_index, caption_index = image_index.to(device), caption_index.to(device)
+        scores = torch.empty(image_index.shape[0], device=device)
+        for lo in range(0, image_index.shape[0], pair_batch):
+            img, cap = image_index[lo:lo + pair_batch], caption_index[lo:lo + pair_batch]
             words, regions = captions.words[cap], images.regions[img]
             word_mask, region_mask = captions.mask[cap], images.mask[img]
             s, i = self.encoder(
@@ -266,5 +330,5 @@ class HierarchicalVL(nn.Module):
                 first_word_side=captions.first_side.select(cap),
                 first_region_side=images.first_side.select(img),
             )[-1]
-            scores.view(-1)[chunk] = self.heads["retrieval"](s, i, word_mask, region_mask).float()
+            scores[lo:lo + img.shape[0]] = self.heads["retrieval"](s, i, word_mask, region_mask).float()
         return scores

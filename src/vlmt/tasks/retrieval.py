@@ -1,4 +1,5 @@
-"""Image-caption retrieval training objective for the hierarchical model (H Sec. 3.3.1).
+"""Image-caption retrieval training objectives for the hierarchical model (H Sec. 3.3.1) and its
+shortlist head.
 
 The paper scores a pair with sigma(v_I^T W v_S) but does not say which mismatched pairs it
 trains against. With cross-attention every scored pair costs a full encoder pass, so scoring
@@ -59,3 +60,30 @@ def retrieval_loss(logits: Tensor, target: Tensor) -> Tensor:
     positive = target > 0.5
     parts = [per_pair[sel].mean() for sel in (positive, ~positive) if bool(sel.any())]
     return torch.stack(parts).mean()
+
+
+def shortlist_loss(image_embeddings: Tensor, caption_embeddings: Tensor, image_ids: Tensor, *,
+                   temperature: float = 0.05) -> Tensor:
+    """Symmetric in-batch contrastive loss of the dual-encoder shortlist head (not in the paper).
+
+    Row b of both embeddings comes from example b, an (image, caption) pair; all B x B pairs are
+    scored by cosine / temperature. For each caption, every column showing its image is a
+    positive (a batch may hold several captions of one image): the loss is minus the log of the
+    softmax mass on the positives, averaged over captions, and the same over images, then the
+    two directions are averaged. Cheap: no cross-attention runs for the B x B pairs.
+    """
+    if image_embeddings.shape != caption_embeddings.shape or image_embeddings.dim() != 2:
+        raise ValueError(f"image {tuple(image_embeddings.shape)} and caption {tuple(caption_embeddings.shape)} "
+                         f"embeddings must both be (B, e)")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    ids = image_ids.reshape(-1)
+    logits = caption_embeddings.float() @ image_embeddings.float().T / temperature  # (B captions, B images)
+    positive = ids[:, None] == ids[None, :]
+
+    def direction(scores: Tensor) -> Tensor:
+        log_all = torch.logsumexp(scores, dim=1)
+        log_pos = torch.logsumexp(scores.masked_fill(~positive, float("-inf")), dim=1)
+        return (log_all - log_pos).mean()
+
+    return 0.5 * (direction(logits) + direction(logits.T))

@@ -4,6 +4,7 @@ Each returns logits; the sigmoid of the paper is applied by the losses (BCE with
 
 from vlmt.models.heads.grounding import GroundingHead, phrase_pooling_weights
 from vlmt.models.heads.retrieval import RetrievalHead
+from vlmt.models.heads.shortlist import ShortlistHead
 from vlmt.models.heads.vqa import VQAHead
 
-__all__ = ["GroundingHead", "RetrievalHead", "VQAHead", "phrase_pooling_weights"]
+__all__ = ["GroundingHead", "RetrievalHead", "ShortlistHead", "VQAHead", "phrase_pooling_weights"]
