@@ -63,12 +63,13 @@ def measure(run: Path, ks: list[int], split: str) -> dict:
     return out
 
 
-def train_default(out: Path, *, attached: bool = False) -> Path:
+def train_default(out: Path, *, attached: bool = False, seed: int = 0) -> Path:
     run = out / "retrieval_shortlist"
     code = cli.main(["train", str(bundled_config("hierarchical_world.yaml")), "--out", str(run),
                      "--set", "schedule.order=[retrieval]", "--set", "tasks.retrieval.shortlist_dim=64",
                      "--set", "train.best_metric=retrieval/rsum", "--set", "train.progress=false",
-                     "--set", f"tasks.retrieval.shortlist_detach={str(not attached).lower()}"])
+                     "--set", f"tasks.retrieval.shortlist_detach={str(not attached).lower()}",
+                     "--set", f"train.seed={seed}"])
     if code != 0:
         raise SystemExit(f"training failed with exit status {code}")
     return run
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--ks", default="1,2,5,10,20", help="shortlist sizes (comma-separated)")
     parser.add_argument("--attached", action="store_true",
                         help="when training: let the shortlist loss train the shared encoder (shortlist_detach=false)")
+    parser.add_argument("--seed", type=int, default=0, help="when training: train.seed")
     parser.add_argument("--keep", type=Path, default=None, help="train into this folder and keep the run")
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--threads", type=int, default=1)
@@ -88,7 +90,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.ks.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached)
+        run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached, seed=args.seed)
         result = measure(run, ks, args.split)
     if args.json:
         print(json.dumps(result))

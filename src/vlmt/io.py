@@ -1,4 +1,5 @@
-"""Atomic file writing: outputs appear whole under their final name or not at all."""
+"""File input and output: atomic writing (outputs appear whole under their final name or not at
+all) and JSON reading whose failures are one-line `DataError`s naming the file."""
 
 from __future__ import annotations
 
@@ -62,3 +63,22 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> 
     with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=indent)
         f.write("\n")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing, unreadable, truncated or invalid file is a `DataError` with
+    the line and column where parsing stopped."""
+    from vlmt.errors import DataError
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); truncated?") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise DataError(path, f"unreadable: {e.strerror}") from None

@@ -12,12 +12,12 @@ official code would stop with a bare assertion or a KeyError.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vlmt.errors import DataError
+from vlmt.io import load_json
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,6 @@ class VQAFiles:
         return " ".join(t.split()) == "multiple choice"
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
-
-
 def _need(path: Path, record: Any, rec: Any, key: str, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(rec, dict):
         raise DataError(path, "must be a JSON object", record=record)
@@ -64,7 +52,7 @@ def _need(path: Path, record: Any, rec: Any, key: str, kind: type | tuple[type, 
 def read_questions(path: str | Path) -> tuple[str | None, dict[Any, dict]]:
     """Task type and question id -> question record."""
     path = Path(path)
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise DataError(path, "must be an object with a list under 'questions'", field="questions")
     questions: dict[Any, dict] = {}
@@ -85,7 +73,7 @@ def read_questions(path: str | Path) -> tuple[str | None, dict[Any, dict]]:
 def read_annotations(path: str | Path) -> list[dict]:
     """Annotation records in file order, each checked for the fields the evaluation reads."""
     path = Path(path)
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise DataError(path, "must be an object with a list under 'annotations'", field="annotations")
     seen: set = set()
@@ -112,7 +100,7 @@ def read_results(path: str | Path) -> dict[Any, str]:
     """Question id -> answer; a question answered twice is an error (the official code would
     silently keep the last answer)."""
     path = Path(path)
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, list):
         raise DataError(path, "results must be a JSON list of {\"question_id\", \"answer\"} objects")
     results: dict[Any, str] = {}

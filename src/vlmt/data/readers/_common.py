@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from vlmt.errors import DataError
+from vlmt.io import load_json  # noqa: F401  (re-exported for the readers)
 
 
 class Report(Protocol):
@@ -23,23 +23,6 @@ def raise_problem(file: object, message: str, *, record: object = None, field: s
 
 class Skip(Exception):
     """Raised inside a reader to abandon one record after its problem has been reported."""
-
-
-def load_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; an unreadable, truncated or invalid file is a `DataError` with the
-    line and column where parsing stopped."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); truncated?") from None
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
-    except OSError as e:
-        raise DataError(path, f"unreadable: {e.strerror}") from None
 
 
 def require(obj: Any, key: str, kind: type | tuple[type, ...], file: object, record: object, report: Report) -> Any:
