@@ -1,4 +1,4 @@
-"""Speed of the hierarchical model's training step on the CPU.
+"""Speed of the hierarchical model's training step on the CPU (or a GPU with --device cuda).
 
 Measures forward + backward of (a) the dense co-attention stack alone at the anchor shapes
 (batch 32, d 1024, 36 regions, 14 words, K 4, 3 null slots, 5 layers, dropout on) and (b) the
@@ -9,6 +9,10 @@ same run. All measurements are interleaved round by round and medians are report
 host may be shared.
 
     PYTHONPATH=src python benchmarks/encoder_step.py --json [--threads 2] [--rounds 5]
+    PYTHONPATH=src python benchmarks/encoder_step.py --json --device cuda   # fp32 matmul rate without TF32
+
+On a GPU every timed call ends with a device synchronisation, the matmul rate is the fp32 (not
+TF32) rate unless --tf32 is given, and the bf16 comparison runs at the anchor batch.
 """
 
 from __future__ import annotations
@@ -75,15 +79,29 @@ def encoder_vqa_flops(
 # -- timed work ---------------------------------------------------------------------------------
 
 
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def time_once(fn: Callable[[], None]) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
+def _autocast(bf16: bool):
+    return torch.autocast(DEVICE.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
 def make_gemm(size: int) -> Callable[[], None]:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+    a, b = torch.randn(size, size, device=DEVICE), torch.randn(size, size, device=DEVICE)
+    out = torch.empty(size, size, device=DEVICE)
     return lambda: torch.mm(a, b, out=out)
 
 
@@ -104,17 +122,16 @@ def make_dcl_step(args: argparse.Namespace, bf16: bool, batch: int | None = None
         args = argparse.Namespace(**{**vars(args), "batch": batch})
     stack = DenseCoAttentionStack(
         num_layers=args.layers, dim=args.dim, heads=args.heads, null_slots=args.null_slots, dropout=0.3
-    ).train()
-    words = torch.randn(args.batch, args.words, args.dim, requires_grad=True)
-    regions = torch.randn(args.batch, args.regions, args.dim, requires_grad=True)
-    word_mask = torch.ones(args.batch, args.words, dtype=torch.bool)
-    region_mask = torch.ones(args.batch, args.regions, dtype=torch.bool)
+    ).train().to(DEVICE)
+    words = torch.randn(args.batch, args.words, args.dim, device=DEVICE, requires_grad=True)
+    regions = torch.randn(args.batch, args.regions, args.dim, device=DEVICE, requires_grad=True)
+    word_mask = torch.ones(args.batch, args.words, dtype=torch.bool, device=DEVICE)
+    region_mask = torch.ones(args.batch, args.regions, dtype=torch.bool, device=DEVICE)
 
     def step() -> None:
         stack.zero_grad(set_to_none=True)
         words.grad = regions.grad = None
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-        with ctx:
+        with _autocast(bf16):
             s, i = stack(words, regions, word_mask, region_mask)[-1]
             loss = s.float().square().mean() + i.float().square().mean()
         loss.backward()
@@ -128,18 +145,17 @@ def make_vqa_step(args: argparse.Namespace, bf16: bool) -> Callable[[], None]:
         vocab_size=args.vocab, num_answers=args.answers, region_feature_dim=args.feature_dim, dim=args.dim,
         num_layers=args.layers, heads=args.heads, null_slots=args.null_slots,
     )
-    model = HierarchicalVL(config, word_vectors=torch.randn(args.vocab, 300)).train()
+    model = HierarchicalVL(config, word_vectors=torch.randn(args.vocab, 300)).train().to(DEVICE)
     b = args.vqa_batch
-    tokens = torch.randint(1, args.vocab, (b, args.words))
-    lengths = torch.full((b,), args.words)
-    features = torch.randn(b, args.regions, args.feature_dim)
-    region_mask = torch.ones(b, args.regions, dtype=torch.bool)
-    targets = (torch.rand(b, args.answers) > 0.999).float()
+    tokens = torch.randint(1, args.vocab, (b, args.words), device=DEVICE)
+    lengths = torch.full((b,), args.words, device=DEVICE)
+    features = torch.randn(b, args.regions, args.feature_dim, device=DEVICE)
+    region_mask = torch.ones(b, args.regions, dtype=torch.bool, device=DEVICE)
+    targets = (torch.rand(b, args.answers, device=DEVICE) > 0.999).float()
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-        with ctx:
+        with _autocast(bf16):
             logits = model.forward_vqa(tokens, lengths, features, region_mask)
         vqa_loss(logits, targets).backward()
 
@@ -154,12 +170,12 @@ def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
         vocab_size=args.vocab, num_answers=0, region_feature_dim=args.feature_dim, dim=args.dim,
         num_layers=args.layers, heads=args.heads, null_slots=args.null_slots,
     )
-    model = HierarchicalVL(config).eval()
+    model = HierarchicalVL(config).eval().to(DEVICE)
     n_img, n_cap = args.pair_images, args.pair_captions
-    tokens = torch.randint(1, args.vocab, (n_cap, args.words))
-    lengths = torch.full((n_cap,), args.words)
-    features = torch.randn(n_img, args.regions, args.feature_dim)
-    mask = torch.ones(n_img, args.regions, dtype=torch.bool)
+    tokens = torch.randint(1, args.vocab, (n_cap, args.words), device=DEVICE)
+    lengths = torch.full((n_cap,), args.words, device=DEVICE)
+    features = torch.randn(n_img, args.regions, args.feature_dim, device=DEVICE)
+    mask = torch.ones(n_img, args.regions, dtype=torch.bool, device=DEVICE)
 
     def cached() -> None:
         with torch.no_grad():
@@ -168,10 +184,10 @@ def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
             model.score_pairs(images, captions, pair_batch=args.pair_batch)
 
     def naive() -> None:
-        img = torch.arange(n_img).repeat_interleave(n_cap)
-        cap = torch.arange(n_cap).repeat(n_img)
+        img = torch.arange(n_img, device=DEVICE).repeat_interleave(n_cap)
+        cap = torch.arange(n_cap, device=DEVICE).repeat(n_img)
         with torch.no_grad():
-            for chunk in torch.arange(n_img * n_cap).split(args.pair_batch):
+            for chunk in torch.arange(n_img * n_cap, device=DEVICE).split(args.pair_batch):
                 model.forward_retrieval(tokens[cap[chunk]], lengths[cap[chunk]], features[img[chunk]], mask[img[chunk]])
 
     cached()
@@ -194,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--tf32", action="store_true", help="GPU: allow TF32 matmuls (fp32 steps and the rate)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
@@ -223,10 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-rounds", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
 
     gemm = make_gemm(args.gemm_size)
     work: dict[str, Callable[[], None]] = {"dcl": make_dcl_step(args, False)}
-    native_bf16 = cpu_has_native_bf16()
+    native_bf16 = DEVICE.type == "cuda" or cpu_has_native_bf16()
     bf16_batch = args.bf16_batch or (args.batch if native_bf16 else 2)
     if not args.no_bf16:
         work["dcl_bf16"] = make_dcl_step(args, True, bf16_batch)
@@ -303,10 +326,11 @@ def main(argv: list[str] | None = None) -> int:
             "batch": bf16_batch,
             "fp32_ms_per_step": round(fp32 * 1e3, 1),
             "bf16_ms_per_step": round(med["dcl_bf16"] * 1e3, 1),
-            "cpu_native_bf16": native_bf16,
+            "native_bf16": native_bf16,
         }
     if args.pair_scoring:
         result["pair_scoring"] = measure_pair_scoring(args)
+    result["device"] = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
     result["threads"] = args.threads
     result["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["cpus"] = os.cpu_count()
