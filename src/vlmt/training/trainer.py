@@ -103,8 +103,13 @@ class Objective(nn.Module):
 
 def build_parts(cfg: C.ExperimentConfig, device: torch.device):
     """Data -> model -> tasks, moved to `device`. Returns (model, tasks, objective) where the
-    `Objective` holds every trained parameter ("model.*", "tasks.<name>.*")."""
+    `Objective` holds every trained parameter ("model.*", "tasks.<name>.*").
+
+    The generators are seeded with `train.seed` after the data is built: building it may draw
+    from or reseed them (a world generated on first use trains its region extractor), and the
+    initial weights must not depend on whether the data was already in the cache."""
     data = cfg.data.build(seed=cfg.train.seed)
+    seed_everything(cfg.train.seed)
     model = cfg.model.build(data=data)
     tasks = {name: tcfg.build(name=name, data=data, model=model, train=cfg.train)
              for name, tcfg in cfg.tasks.items()}
