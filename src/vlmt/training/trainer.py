@@ -15,8 +15,11 @@ takes the next batch from each task's stream, and calls `task(model, batch)`.
 
 Resume is bit-identical on CPU: the k-th batch of a task depends on (seed, k) only, the learning
 rate on the iteration only, and the checkpoint holds the optimizer, schedule and RNG states and
-the number of batches each task has consumed. Validation runs with forked RNG states, so how often
-one validates never changes the training trajectory.
+the number of batches each task has consumed. Under DDP the checkpoint (written by the first
+process) cannot hold every process's RNG state; there each process seeds its generators at every
+iteration from (seed, rank, iteration) instead, which makes DDP resume bit-identical as well.
+Validation runs with forked RNG states, so how often one validates never changes the training
+trajectory.
 """
 
 from __future__ import annotations
@@ -55,6 +58,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of process `rank`'s generators at iteration `step` of a DDP run: a function of
+    (seed, rank, step) only, so a resumed run draws what an uninterrupted one draws."""
+    return int(np.random.SeedSequence((seed, rank, step)).generate_state(1, np.uint64)[0] % 2**63)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -286,7 +295,6 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             if tcfg.batch_size % world:
                 raise ConfigError(f"tasks.{name}.batch_size: {tcfg.batch_size} is the global batch and must be "
                                   f"divisible by the {world} processes")
-        seed_everything(tr.seed + 1_000_003 * rank)  # different dropout masks per process
     main = rank == 0
     schedule = build_schedule(cfg)
     lr_schedule = build_lr_schedule(cfg, schedule)
@@ -354,6 +362,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
+            if world > 1:  # different dropout masks per process; resumable without every process's RNG state
+                seed_everything(step_seed(tr.seed, rank, step))
             work = []
             for name, weight in schedule.next():
                 work.append((name, weight, move_to(next(streams[name]), device)))
