@@ -66,29 +66,41 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.SeedSequence((seed, rank, step)).generate_state(1, np.uint64)[0] % 2**63)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, *, world: int = 1) -> torch.device:
     """`auto` -> cuda when available, else cpu; `cuda` without one is a config error. Under
-    torchrun each process takes the GPU of its LOCAL_RANK."""
+    torchrun (`world` > 1) each process takes the GPU of its LOCAL_RANK, so a device naming one
+    GPU (`cuda:0`) is refused there: every process would use the same GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name.startswith("cuda:") and world > 1:
+        raise ConfigError(f"train.device: {name!r} names one GPU, but under torchrun each of the {world} "
+                          f"processes takes the GPU of its LOCAL_RANK; use 'cuda' or 'auto'")
     if name == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"train.device: process LOCAL_RANK {local_rank} has no GPU of its own "
+                              f"({torch.cuda.device_count()} visible); start at most that many processes per node")
         name = f"cuda:{local_rank}"
     return torch.device(name)
 
 
-def init_distributed() -> tuple[int, int, int]:
+def init_distributed(device: str = "auto") -> tuple[int, int, int]:
     """(rank, world size, local rank); starts the process group when launched by torchrun
-    (WORLD_SIZE > 1): NCCL with GPUs, gloo on CPUs."""
+    (WORLD_SIZE > 1): NCCL when `device` (train.device) resolves to a GPU, which then becomes
+    the process's current device; gloo on CPUs (also on a GPU host told to train on the CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank, world=world)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)  # NCCL collectives (the final barrier) run on the current device
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local_rank
 
 
 class Objective(nn.Module):
@@ -268,7 +280,7 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and last_dir is not None:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
-    rank, world, local_rank = init_distributed()
+    rank, world, local_rank = init_distributed(cfg.train.device)
     handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
         return _train(cfg, run_dir, last_dir if resume else None, rank=rank, world=world, local_rank=local_rank)
@@ -287,7 +299,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     tr = cfg.train
     if tr.threads:
         torch.set_num_threads(tr.threads)
-    device = resolve_device(tr.device, local_rank)
+    device = resolve_device(tr.device, local_rank, world=world)
     seed_everything(tr.seed)
     model, tasks, modules = build_parts(cfg, device)
     if world > 1:
