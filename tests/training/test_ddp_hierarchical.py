@@ -42,18 +42,30 @@ def tiny_config(path: Path, tasks: list[str], *, dropout: float) -> Path:
     # (a bias before a softmax); Adam with eps 1e-8 turns their float rounding noise, which differs
     # between 1 and 2 processes, into full learning-rate steps and the comparison into noise.
     raw["optim"]["eps"] = 1.0e-6
-    raw["train"].update(progress=False, log_every=3, best_metric=None)  # the first task's primary metric
+    # device cpu: gloo on a GPU host too; best_metric null: the first task's primary metric
+    raw["train"].update(device="cpu", progress=False, log_every=3, best_metric=None)
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
-def torchrun(config: Path, out: Path, *args: str) -> None:
+def torchrun(*args: str) -> None:
+    """`python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS` on this machine's CPU."""
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "vlmt", "train", str(config), "--out", str(out), *args],
-                          env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        # SIGTERM: the launcher then stops its workers (they run in sessions of their own, so
+        # killing the launcher alone, as subprocess.run's timeout does, would leave them running)
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        raise
+    assert proc.returncode == 0, err[-3000:]
 
 
 def last_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -77,7 +89,8 @@ def test_vqa_and_grounding_two_processes_match_one_process(tmp_path):
     config = tiny_config(tmp_path / "vg.yaml", ["vqa", "grounding"], dropout=0.0)
     common = ["--set", "train.max_iters=12", "--set", "train.eval_every=6", "--set", "train.checkpoint_every=12"]
     two = tmp_path / "two"
-    torchrun(config, two, *common)  # on a fresh cache the first process generates the world
+    # on a fresh cache the first process generates the world while the second waits for it
+    torchrun("-m", "vlmt", "train", str(config), "--out", str(two), *common)
     one = tmp_path / "one"
     assert cli.main(["train", str(config), "--out", str(one), *common]) == 0
     a, b = last_weights(one), last_weights(two)
@@ -126,8 +139,10 @@ def test_retrieval_under_ddp_trains_the_mean_of_local_objectives_and_resumes(tmp
     config = tiny_config(tmp_path / "r.yaml", ["retrieval"], dropout=0.1)
     common = ["--set", "train.eval_every=100", "--set", "train.checkpoint_every=3"]
     run = tmp_path / "two"
-    torchrun(config, run, *common, "--set", "train.max_iters=3")
-    torchrun(config, run, *common, "--set", "train.max_iters=6", "--resume")
+    # two legs in the same 2 processes (tests/training/torchrun_legs.py): 3 updates, then resume to 6
+    torchrun(str(Path(__file__).with_name("torchrun_legs.py")),
+             "train", str(config), "--out", str(run), *common, "--set", "train.max_iters=3", "--then",
+             "train", str(config), "--out", str(run), *common, "--set", "train.max_iters=6", "--resume")
     got, want = last_weights(run), reference_ddp_retrieval(config, steps=6)
     assert got.keys() == want.keys()
     for key in want:

@@ -280,6 +280,12 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and last_dir is not None:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    import torch.distributed as dist
+
+    # a process group the caller started (e.g. to run several trainings in one torchrun job) is
+    # used and left running: destroying and starting the default group again in quick succession
+    # can pair a fast process with a slow one's previous group and hang
+    group_given = dist.is_available() and dist.is_initialized()
     rank, world, local_rank = init_distributed(cfg.train.device)
     handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
@@ -288,9 +294,7 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         for h in handlers:
             log.removeHandler(h)
             h.close()
-        if world > 1:
-            import torch.distributed as dist
-
+        if world > 1 and not group_given:
             dist.destroy_process_group()
 
 
