@@ -3,10 +3,10 @@
     python -m torch.distributed.run --nproc_per_node 2 tests/training/torchrun_legs.py \\
         train CFG --out RUN --set train.max_iters=3 --then train CFG --out RUN --resume ...
 
-The process group is started once here and used by every leg (the trainer leaves a group it did
-not start running); the processes meet at a barrier between legs. A leg starts from the
-checkpoint on disk, with generators reseeded by the trainer, as a new process would. This saves
-the start-up of a second torchrun (about 10 s on a busy 2-core machine).
+The first leg's trainer starts the process group and the later legs use it, as the cells of
+`vlmt search-layers` do under torchrun; the processes meet at a barrier between legs. A leg
+starts from the checkpoint on disk, with generators reseeded by the trainer, as a new process
+would. This saves the start-up of a second torchrun (about 10 s on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -25,15 +25,11 @@ def main(argv: list[str]) -> int:
             legs.append([])
         else:
             legs[-1].append(arg)
-    dist.init_process_group("gloo")
-    try:
-        for leg in legs:
-            code = cli.main(leg)
-            if code:
-                return code
-            dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    for leg in legs:
+        code = cli.main(leg)
+        if code:
+            return code
+        dist.barrier()
     return 0
 
 

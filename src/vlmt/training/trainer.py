@@ -24,6 +24,7 @@ trajectory.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -88,7 +89,11 @@ def resolve_device(name: str, local_rank: int = 0, *, world: int = 1) -> torch.d
 def init_distributed(device: str = "auto") -> tuple[int, int, int]:
     """(rank, world size, local rank); starts the process group when launched by torchrun
     (WORLD_SIZE > 1): NCCL when `device` (train.device) resolves to a GPU, which then becomes
-    the process's current device; gloo on CPUs (also on a GPU host told to train on the CPU)."""
+    the process's current device; gloo on CPUs (also on a GPU host told to train on the CPU).
+
+    The group lives until the process exits, and later trainings in the same process (the cells
+    of `vlmt search-layers`, a run and its resume) use it: destroying the default group and
+    starting it again can pair a fast process with a slow one's previous group and hang."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
@@ -100,7 +105,15 @@ def init_distributed(device: str = "auto") -> tuple[int, int, int]:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)  # NCCL collectives (the final barrier) run on the current device
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        atexit.register(_end_process_group)
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Objective(nn.Module):
@@ -280,12 +293,6 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and last_dir is not None:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
-    import torch.distributed as dist
-
-    # a process group the caller started (e.g. to run several trainings in one torchrun job) is
-    # used and left running: destroying and starting the default group again in quick succession
-    # can pair a fast process with a slow one's previous group and hang
-    group_given = dist.is_available() and dist.is_initialized()
     rank, world, local_rank = init_distributed(cfg.train.device)
     handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
@@ -294,8 +301,6 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         for h in handlers:
             log.removeHandler(h)
             h.close()
-        if world > 1 and not group_given:
-            dist.destroy_process_group()
 
 
 def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
