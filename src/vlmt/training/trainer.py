@@ -294,6 +294,10 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
     if not resume and last_dir is not None:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
     rank, world, local_rank = init_distributed(cfg.train.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # every process has checked the run folder before the first one writes to it
     handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
         return _train(cfg, run_dir, last_dir if resume else None, rank=rank, world=world, local_rank=local_rank)
