@@ -176,7 +176,7 @@ def test_sigkill_mid_run_then_resume_ends_with_identical_weights(config_file, tm
 def test_torchrun_two_cpu_processes_match_one_process(config_file, tmp_path):
     """DDP with gloo: 2 processes x half batches == 1 process with the same global batch."""
     common = ["--set", "model.dropout=0.0", "--set", "train.max_iters=30", "--set", "train.eval_every=30",
-              "--set", "train.checkpoint_every=30"]
+              "--set", "train.checkpoint_every=30", "--set", "train.device=cpu"]  # gloo on a GPU host too
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
     two = tmp_path / "two"

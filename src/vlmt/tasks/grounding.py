@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from vlmt.tasks.distributed import global_mean
+
 POSITIVE_IOU = 0.5
 
 
@@ -43,8 +45,10 @@ def grounding_loss(logits: Tensor, targets: Tensor, region_mask: Tensor, phrase_
     """Mean binary cross-entropy over real (phrase, proposal) pairs.
 
     logits, targets: (B, H, T); region_mask (B, T); phrase_mask (B, H) marks real phrases.
-    Phrases with no proposal at IoU >= 0.5 stay in as all-negative rows (they are misses at
-    evaluation time too; dropping them would hide that from the loss).
+    Under DDP the mean is over the pairs of all processes' batches (`global_mean`), so that
+    processes holding different numbers of pairs train the objective of one process with the
+    global batch. Phrases with no proposal at IoU >= 0.5 stay in as all-negative rows (they are
+    misses at evaluation time too; dropping them would hide that from the loss).
     """
     if logits.shape != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
@@ -52,4 +56,5 @@ def grounding_loss(logits: Tensor, targets: Tensor, region_mask: Tensor, phrase_
     if not bool(valid.any()):
         raise ValueError("no real (phrase, region) pair in the batch")
     per_pair = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
-    return per_pair[valid].mean()
+    # the mean over the pairs of the global batch, also under DDP (vlmt.tasks.distributed)
+    return global_mean(per_pair[valid].sum(), valid.sum())

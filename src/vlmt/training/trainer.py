@@ -15,12 +15,16 @@ takes the next batch from each task's stream, and calls `task(model, batch)`.
 
 Resume is bit-identical on CPU: the k-th batch of a task depends on (seed, k) only, the learning
 rate on the iteration only, and the checkpoint holds the optimizer, schedule and RNG states and
-the number of batches each task has consumed. Validation runs with forked RNG states, so how often
-one validates never changes the training trajectory.
+the number of batches each task has consumed. Under DDP the checkpoint (written by the first
+process) cannot hold every process's RNG state; there each process seeds its generators at every
+iteration from (seed, rank, iteration) instead, which makes DDP resume bit-identical as well.
+Validation runs with forked RNG states, so how often one validates never changes the training
+trajectory.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -57,29 +61,59 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of process `rank`'s generators at iteration `step` of a DDP run: a function of
+    (seed, rank, step) only, so a resumed run draws what an uninterrupted one draws."""
+    return int(np.random.SeedSequence((seed, rank, step)).generate_state(1, np.uint64)[0] % 2**63)
+
+
+def resolve_device(name: str, local_rank: int = 0, *, world: int = 1) -> torch.device:
     """`auto` -> cuda when available, else cpu; `cuda` without one is a config error. Under
-    torchrun each process takes the GPU of its LOCAL_RANK."""
+    torchrun (`world` > 1) each process takes the GPU of its LOCAL_RANK, so a device naming one
+    GPU (`cuda:0`) is refused there: every process would use the same GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name.startswith("cuda:") and world > 1:
+        raise ConfigError(f"train.device: {name!r} names one GPU, but under torchrun each of the {world} "
+                          f"processes takes the GPU of its LOCAL_RANK; use 'cuda' or 'auto'")
     if name == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"train.device: process LOCAL_RANK {local_rank} has no GPU of its own "
+                              f"({torch.cuda.device_count()} visible); start at most that many processes per node")
         name = f"cuda:{local_rank}"
     return torch.device(name)
 
 
-def init_distributed() -> tuple[int, int, int]:
+def init_distributed(device: str = "auto") -> tuple[int, int, int]:
     """(rank, world size, local rank); starts the process group when launched by torchrun
-    (WORLD_SIZE > 1): NCCL with GPUs, gloo on CPUs."""
+    (WORLD_SIZE > 1): NCCL when `device` (train.device) resolves to a GPU, which then becomes
+    the process's current device; gloo on CPUs (also on a GPU host told to train on the CPU).
+
+    The group lives until the process exits, and later trainings in the same process (the cells
+    of `vlmt search-layers`, a run and its resume) use it: destroying the default group and
+    starting it again can pair a fast process with a slow one's previous group and hang."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank, world=world)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)  # NCCL collectives (the final barrier) run on the current device
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        atexit.register(_end_process_group)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Objective(nn.Module):
@@ -103,8 +137,13 @@ class Objective(nn.Module):
 
 def build_parts(cfg: C.ExperimentConfig, device: torch.device):
     """Data -> model -> tasks, moved to `device`. Returns (model, tasks, objective) where the
-    `Objective` holds every trained parameter ("model.*", "tasks.<name>.*")."""
+    `Objective` holds every trained parameter ("model.*", "tasks.<name>.*").
+
+    The generators are seeded with `train.seed` after the data is built: building it may draw
+    from or reseed them (a world generated on first use trains its region extractor), and the
+    initial weights must not depend on whether the data was already in the cache."""
     data = cfg.data.build(seed=cfg.train.seed)
+    seed_everything(cfg.train.seed)
     model = cfg.model.build(data=data)
     tasks = {name: tcfg.build(name=name, data=data, model=model, train=cfg.train)
              for name, tcfg in cfg.tasks.items()}
@@ -254,7 +293,11 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and last_dir is not None:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
-    rank, world, local_rank = init_distributed()
+    rank, world, local_rank = init_distributed(cfg.train.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # every process has checked the run folder before the first one writes to it
     handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
         return _train(cfg, run_dir, last_dir if resume else None, rank=rank, world=world, local_rank=local_rank)
@@ -262,10 +305,6 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
         for h in handlers:
             log.removeHandler(h)
             h.close()
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
@@ -273,7 +312,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     tr = cfg.train
     if tr.threads:
         torch.set_num_threads(tr.threads)
-    device = resolve_device(tr.device, local_rank)
+    device = resolve_device(tr.device, local_rank, world=world)
     seed_everything(tr.seed)
     model, tasks, modules = build_parts(cfg, device)
     if world > 1:
@@ -281,7 +320,6 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             if tcfg.batch_size % world:
                 raise ConfigError(f"tasks.{name}.batch_size: {tcfg.batch_size} is the global batch and must be "
                                   f"divisible by the {world} processes")
-        seed_everything(tr.seed + 1_000_003 * rank)  # different dropout masks per process
     main = rank == 0
     schedule = build_schedule(cfg)
     lr_schedule = build_lr_schedule(cfg, schedule)
@@ -349,6 +387,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
+            if world > 1:  # different dropout masks per process; resumable without every process's RNG state
+                seed_everything(step_seed(tr.seed, rank, step))
             work = []
             for name, weight in schedule.next():
                 work.append((name, weight, move_to(next(streams[name]), device)))
