@@ -45,6 +45,7 @@ from vlmt.errors import ConfigError, TrainingError
 from vlmt.io import atomic_write, write_json
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
+from vlmt.training.prefetch import Prefetcher, prefetched
 from vlmt.training.schedules import (CurriculumSchedule, PeriodicSchedule, StepDecay, TaskSchedule,
                                      WeightedJointSchedule, default_stages)
 
@@ -350,7 +351,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                  ", ".join(tasks), device, max_iters, cfg.schedule.kind, run_dir)
     metrics = MetricsWriter(run_dir, resume_step=step if resume_from is not None else None,
                             tensorboard=tr.tensorboard) if main else None
-    streams = {name: iter(task.batches("train", start=consumed[name], rank=rank, world_size=world))
+    streams = {name: prefetched(iter(task.batches("train", start=consumed[name], rank=rank, world_size=world)),
+                                tr.num_workers, name=name)
                for name, task in tasks.items()}
     objective: nn.Module = modules
     if world > 1:
@@ -435,6 +437,9 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                 save(step, best=best)
     finally:
         bar.close()
+        for stream in streams.values():
+            if isinstance(stream, Prefetcher):
+                stream.close()
         if metrics is not None:
             metrics.close()
     elapsed = time.perf_counter() - started
