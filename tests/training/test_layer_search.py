@@ -120,3 +120,12 @@ def test_layer_search_on_the_tiny_world_sets_the_decoder_layer(tmp_path, capsys)
         assert list(saved.tasks) == ["grounding"] and saved.tasks["grounding"].layer == row["layer"]
         assert saved.train.best_metric is None  # the file's vqa/accuracy does not apply to a grounding-only run
     assert sum(r["best"] for r in table["rows"]) == 1
+
+
+def test_only_the_first_torchrun_process_reports(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process
+    out = tmp_path / "search"
+    assert cli.main(_search(out, "--layers", "1")) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert (out / "layer_search.json").is_file()  # the grid itself ran

@@ -29,7 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from vlmt.training.layer_search import TABLE_MD, parse_int_list, search_layers
+
+    # under torchrun every process runs the grid together; only the first one reports
+    first = os.environ.get("RANK", "0") == "0"
+
+    def say(msg: str) -> None:
+        if first:
+            print(msg, file=sys.stderr)
 
     table = search_layers(
         args.config, task=args.task, out=args.out,
@@ -38,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
         steps=parse_int_list(args.steps, option="--steps"),
         iterations=parse_int_list(args.iterations, option="--iterations"),
         seeds=args.seeds, overrides=args.overrides,
-        progress=lambda msg: print(msg, file=sys.stderr))
-    if args.json:
+        progress=say)
+    if args.json and first:
         print(json.dumps(table))
     else:
-        print(f"table: {args.out}/{TABLE_MD}", file=sys.stderr)
+        say(f"table: {args.out}/{TABLE_MD}")
     return 0
