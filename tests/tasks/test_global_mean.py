@@ -79,3 +79,58 @@ def test_two_processes_average_to_the_gradient_of_the_global_mean(tmp_path: Path
     w, b = torch.ones((), requires_grad=True), torch.zeros((), requires_grad=True)
     ((loss_of(0, w, b) + loss_of(1, w, b)) / 2).backward()
     assert not torch.allclose(torch.stack([w.grad, b.grad]), want, rtol=1e-3)
+
+
+# -- SVLR recognition (Eq. 1 and 2) over two processes' regions --------------------------------
+
+REGIONS = [5, 2]  # regions per process; some have no positive label, attribute positives differ
+
+
+def recognition_batch(rank: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(10 + rank)
+    m, k_o, k_a = REGIONS[rank], 6, 4
+    obj = torch.randn(m, k_o, generator=g)
+    atr = torch.randn(m, k_a, generator=g)
+    obj_pos = torch.rand(m, k_o, generator=g) > 0.7
+    obj_pos[0] = False  # a region with no object label: no Eq. 1 term
+    atr_pos = torch.rand(m, k_a, generator=g) > (0.5 if rank == 0 else 0.9)
+    return obj, atr, obj_pos, atr_pos
+
+
+def recognition_loss(obj, atr, obj_pos, atr_pos, w, b):
+    from vlmt.tasks.recognition import attribute_loss, object_loss
+
+    return object_loss(obj * w + b, obj_pos) + attribute_loss(atr * w + b, atr_pos)
+
+
+def recognition_worker(rank: int, store_path: str, out: mp.Queue) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(store_path, 2), rank=rank, world_size=2)
+    try:
+        w, b = torch.ones((), requires_grad=True), torch.zeros((), requires_grad=True)
+        recognition_loss(*recognition_batch(rank), w, b).backward()
+        grads = torch.stack([w.grad, b.grad])
+        dist.all_reduce(grads)
+        out.put((rank, (grads / 2).tolist()))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_svlr_recognition_losses_under_two_processes_are_the_global_batch_s(tmp_path: Path):
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=recognition_worker, args=(r, str(tmp_path / "store"), out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    got = torch.tensor(results[0])
+    # one process holding both processes' regions: the objective DDP must train
+    both = [torch.cat(parts) for parts in zip(*(recognition_batch(r) for r in range(2)))]
+    w, b = torch.ones((), requires_grad=True), torch.zeros((), requires_grad=True)
+    recognition_loss(*both, w, b).backward()
+    torch.testing.assert_close(got, torch.stack([w.grad, b.grad]), rtol=1e-5, atol=1e-7)

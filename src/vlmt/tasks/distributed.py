@@ -9,7 +9,9 @@ When the number of items varies between examples (the grounding loss averages ov
 (phrase, proposal) pairs, and sentences have different numbers of phrases, images different
 numbers of proposals), the average of per-process means weighs each process's items by the
 inverse of that process's count: a different objective. `global_mean` divides by the count of the
-global batch instead, found with one all-reduce of the count.
+global batch instead, found with one all-reduce of the count; `global_sum` gives other batch
+statistics (SVLR's attribute loss weighs by the batch's positive fraction per attribute) over the
+global batch.
 """
 
 from __future__ import annotations
@@ -37,9 +39,21 @@ def global_mean(total: Tensor, count: Tensor | int) -> Tensor:
     """
     world = data_parallel_world()
     if world == 1:
-        return total / count
+        return total / count if float(count) > 0 else total * 0.0
     import torch.distributed as dist
 
     n = torch.as_tensor(count, dtype=torch.float32, device=total.device).detach().clone()
-    dist.all_reduce(n)  # sum over processes (> 0: every process holds at least one item)
-    return total * world / n
+    dist.all_reduce(n)  # sum over processes
+    return total * world / n.clamp(min=1.0)  # no item anywhere: total is 0, and so is the loss
+
+
+def global_sum(value: Tensor) -> Tensor:
+    """`value` summed over the processes, without gradient (a batch statistic such as a count);
+    `value` itself in one process. Same calling rule as `global_mean`."""
+    if data_parallel_world() == 1:
+        return value.detach()
+    import torch.distributed as dist
+
+    out = value.detach().clone()
+    dist.all_reduce(out)
+    return out

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vlmt.models.svlr import SVLR
+from vlmt.tasks.distributed import global_mean, global_sum
 
 
 def object_loss(scores: torch.Tensor, positives: torch.Tensor, *, label_set: torch.Tensor | None = None,
@@ -40,7 +41,7 @@ def object_loss(scores: torch.Tensor, positives: torch.Tensor, *, label_set: tor
     if row_mask is not None:
         rows = rows & row_mask.bool()
     if not bool(rows.any()):
-        return scores.sum() * 0.0
+        return global_mean(scores.sum() * 0.0, 0)  # under DDP the other processes' regions count
     s, pos = scores[rows], positives[rows]  # (M', K)
     negatives = label_set[None, :] & ~pos  # (M', K): k in O \ H_j
 
@@ -55,7 +56,7 @@ def object_loss(scores: torch.Tensor, positives: torch.Tensor, *, label_set: tor
     hinge = hinge * negatives[:, None, :] * pos_valid[:, :, None]
     per_positive = hinge.sum(dim=2) / label_set.sum().clamp(min=1)  # (M', H): 1/|O| sum_k
     per_region = per_positive.sum(dim=1) / n_pos  # (M',): 1/|H_j| sum_l
-    return per_region.mean()  # 1/M sum_j
+    return global_mean(per_region.sum(), per_region.shape[0])  # 1/M sum_j (M of the global batch under DDP)
 
 
 def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, *, row_mask: torch.Tensor | None = None
@@ -81,13 +82,16 @@ def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, *, row_mask: tor
         keep = row_mask.bool()
         logits, y = logits[keep], y[keep]
     M = logits.shape[0]
-    if M == 0:
+    # the batch is the global batch under DDP: G(t) and M over every process's regions
+    regions = global_sum(torch.tensor(float(M), device=logits.device))
+    positives = global_sum(y.sum(dim=0))
+    if float(regions) == 0:
         return logits.sum() * 0.0
-    gamma = y.mean(dim=0)  # (K_a,) G(t)
+    gamma = positives / regions  # (K_a,) G(t)
     log_p = F.logsigmoid(logits)  # log s(x)
     log_not_p = F.logsigmoid(-logits)  # log(1 - s(x))
     per_region = (y * (1 - gamma) * log_p + (1 - y) * gamma * log_not_p).sum(dim=1)
-    return -per_region.sum() / M
+    return global_mean(-per_region.sum(), M)
 
 
 @dataclass
