@@ -110,6 +110,11 @@ def test_run_folder_is_protected_and_resume_checks_the_config(config_file, tmp_p
     assert "config.yaml: --resume needs the run's saved config" in capsys.readouterr().err
 
 
+def test_periodic_schedule_of_a_config_carries_the_loss_weights(config_file):
+    schedule = trainer.build_schedule(C.load_config(config_file, ["tasks.b.loss_weight=3.0"]))
+    assert [schedule.next()[0] for _ in range(7)] == [("a", 1.0)] * 6 + [("b", 3.0)]
+
+
 def test_curriculum_and_joint_schedules_drive_the_loop(config_file, tmp_path):
     run = tmp_path / "cur"
     assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=curriculum"]) == 0

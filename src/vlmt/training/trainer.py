@@ -116,14 +116,15 @@ def build_parts(cfg: C.ExperimentConfig, device: torch.device):
 def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
     order = cfg.schedule.order or list(cfg.tasks)
     iterations = {n: cfg.tasks[n].iterations for n in cfg.tasks}
+    weights = {n: cfg.tasks[n].loss_weight for n in cfg.tasks}
     kind = cfg.schedule.kind
     try:
         if kind == "periodic":
-            return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle)
+            return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle, weights=weights)
         if kind == "curriculum":
             stages = cfg.schedule.stages or default_stages(order)
-            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle)
-        return WeightedJointSchedule({n: cfg.tasks[n].loss_weight for n in order})
+            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle, weights=weights)
+        return WeightedJointSchedule({n: weights[n] for n in order})
     except ValueError as e:
         raise ConfigError(f"schedule ({kind}): {e}") from None
 
