@@ -166,6 +166,8 @@ class OptimConfig:
 
     lr_step None means the hierarchical paper's rule: the sum of `step` over the active tasks
     (per curriculum stage). An integer gives a fixed period (SVLR: decay 0.5 every N).
+    per_task_state: one Adam state per task instead of one shared by all (task-switching
+    schedules only; see vlmt.training.optimizers).
     """
 
     lr: float = 1e-3
@@ -175,6 +177,7 @@ class OptimConfig:
     lr_decay: float = 0.5
     lr_step: int | None = None
     grad_clip: float | None = None
+    per_task_state: bool = False
 
 
 @dataclass
@@ -395,6 +398,9 @@ def _check_experiment(cfg: ExperimentConfig, ctx: _Ctx) -> None:
         raise ctx.error("train.max_iters", f"must be >= 1, got {tr.max_iters}")
     if cfg.optim.lr_step is not None and cfg.optim.lr_step < 1:
         raise ctx.error("optim.lr_step", f"must be >= 1, got {cfg.optim.lr_step}")
+    if cfg.optim.per_task_state and sch.kind == "joint":
+        raise ctx.error("optim.per_task_state", "needs one task per update (schedule.kind periodic or "
+                        "curriculum); the joint schedule trains every task in every update")
     if tr.device != "auto" and not (tr.device == "cpu" or tr.device.startswith("cuda")):
         raise ctx.error("train.device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {tr.device!r}")
 

@@ -55,6 +55,13 @@ def test_curriculum_single_then_pairs_then_all():
     assert names(t, 4) == list("abaa")
 
 
+def test_periodic_and_curriculum_scale_each_task_by_its_loss_weight():
+    s = PeriodicSchedule(["a", "b"], [1, 1], cycle=2, weights={"a": 1.0, "b": 7.5})
+    assert [s.next() for _ in range(3)] == [[("a", 1.0)], [("b", 7.5)], [("a", 1.0)]]
+    c = CurriculumSchedule([["a"], ["a", "b"]], {"a": 2, "b": 2}, cycle=2, weights={"b": 0.25})
+    assert [c.next()[0] for _ in range(4)] == [("a", 1.0), ("a", 1.0), ("a", 1.0), ("b", 0.25)]
+
+
 def test_weighted_joint_returns_every_task_with_its_weight():
     s = WeightedJointSchedule({"ans": 1.0, "obj": 0.5, "atr": 0.25})
     assert s.length is None

@@ -110,6 +110,38 @@ def test_run_folder_is_protected_and_resume_checks_the_config(config_file, tmp_p
     assert "config.yaml: --resume needs the run's saved config" in capsys.readouterr().err
 
 
+def test_per_task_adam_state_resumes_bit_identically_and_counts_each_task(config_file, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    per_task = ["--set", "optim.per_task_state=true"]
+    assert cli.main(["train", str(config_file), "--out", str(full), *per_task, "--set", "train.max_iters=47"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), *per_task, "--set", "train.max_iters=23"]) == 0
+    # cycle of 10: 6 updates of a, then 4 of b; 23 iterations = a 6+6+3, b 4+4
+    states = ckpt.load_state(ckpt.checkpoint_dir(part, "last"))["optimizer"]["per_task"]
+    shared_weight = 0  # model.net.0.weight, the first parameter: moved by both tasks
+    assert float(states["a"]["state"][shared_weight]["step"]) == 15
+    assert float(states["b"]["state"][shared_weight]["step"]) == 8
+    assert cli.main(["train", str(config_file), "--out", str(part), *per_task, "--set", "train.max_iters=47",
+                     "--resume"]) == 0
+    assert_same_weights(weights(full), weights(part))
+    train = [[r for r in records(run) if r["split"] == "train"] for run in (full, part)]
+    assert train[0] == train[1]
+    shared = tmp_path / "shared"
+    assert cli.main(["train", str(config_file), "--out", str(shared), "--set", "train.max_iters=47"]) == 0
+    assert not torch.equal(weights(shared)["model.net.0.weight"], weights(full)["model.net.0.weight"])
+
+
+def test_per_task_state_with_the_joint_schedule_is_a_config_error(config_file, tmp_path, capsys):
+    assert cli.main(["train", str(config_file), "--out", str(tmp_path / "r"), "--set", "schedule.kind=joint",
+                     "--set", "train.max_iters=5", "--set", "optim.per_task_state=true"]) == 1
+    err = capsys.readouterr().err
+    assert "optim.per_task_state" in err and "one task per update" in err and "Traceback" not in err
+
+
+def test_periodic_schedule_of_a_config_carries_the_loss_weights(config_file):
+    schedule = trainer.build_schedule(C.load_config(config_file, ["tasks.b.loss_weight=3.0"]))
+    assert [schedule.next()[0] for _ in range(7)] == [("a", 1.0)] * 6 + [("b", 3.0)]
+
+
 def test_curriculum_and_joint_schedules_drive_the_loop(config_file, tmp_path):
     run = tmp_path / "cur"
     assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=curriculum"]) == 0

@@ -11,7 +11,8 @@ schedules know nothing about configs, models or data.
 
 - `PeriodicSchedule`: Algorithm 1 of the hierarchical paper. With `alpha_i = iter_i / sum(iter)`
   each cycle of C iterations gives task i `C * alpha_i` consecutive updates, in task order;
-  `floor(sum(iter) / C)` cycles make up the run.
+  `floor(sum(iter) / C)` cycles make up the run. Each task's loss is scaled by its weight
+  (the task's `loss_weight`, default 1).
 - `CurriculumSchedule`: the paper's curriculum (Sec. 4.1): stages of growing task sets (single
   task, then pairs, then all), each stage trained with the periodic schedule on its own tasks
   for its own `sum(iter_i)` iterations.
@@ -75,10 +76,15 @@ class PeriodicSchedule:
     """Algorithm 1: cycles of `C * alpha_i` consecutive updates per task, `floor(sum(iter)/C)` cycles.
 
     Past its length the cycles simply repeat (a run asked to train longer keeps switching).
+    `weights` (default 1 each) multiply each task's loss; Algorithm 1 has none, but with one
+    optimizer state shared by the tasks a weight sets how large a task's gradients are beside the
+    others' (see docs/hierarchical_experiments.md).
     """
 
-    def __init__(self, names: Sequence[str], iterations: Sequence[int], *, cycle: int):
+    def __init__(self, names: Sequence[str], iterations: Sequence[int], *, cycle: int,
+                 weights: dict[str, float] | None = None):
         self.names = _check_names(names)
+        self.weights = {n: float((weights or {}).get(n, 1.0)) for n in self.names}
         self.block = periodic_block(self.names, iterations, cycle)
         num_cycles = sum(iterations) // cycle
         if num_cycles < 1:
@@ -89,7 +95,7 @@ class PeriodicSchedule:
     def next(self) -> list[tuple[str, float]]:
         name = self.block[self.position % len(self.block)]
         self.position += 1
-        return [(name, 1.0)]
+        return [(name, self.weights[name])]
 
     def segments(self) -> list[tuple[int, list[str]]]:
         return [(0, list(self.names))]
@@ -114,10 +120,12 @@ class CurriculumSchedule:
     schedule on its tasks (`floor(sum(iter_i) / C)` cycles). The last stage repeats past its end.
     """
 
-    def __init__(self, stages: Sequence[Sequence[str]], iterations: dict[str, int], *, cycle: int):
+    def __init__(self, stages: Sequence[Sequence[str]], iterations: dict[str, int], *, cycle: int,
+                 weights: dict[str, float] | None = None):
         if not stages:
             raise ValueError("a curriculum needs at least one stage")
-        self.stages = [PeriodicSchedule(stage, [iterations[n] for n in stage], cycle=cycle) for stage in stages]
+        self.stages = [PeriodicSchedule(stage, [iterations[n] for n in stage], cycle=cycle, weights=weights)
+                       for stage in stages]
         self.starts: list[int] = []
         start = 0
         for stage in self.stages:

@@ -45,6 +45,7 @@ from vlmt.errors import ConfigError, TrainingError
 from vlmt.io import atomic_write, write_json
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
+from vlmt.training.optimizers import TaskAdam
 from vlmt.training.prefetch import Prefetcher, prefetched
 from vlmt.training.schedules import (CurriculumSchedule, PeriodicSchedule, StepDecay, TaskSchedule,
                                      WeightedJointSchedule, default_stages)
@@ -156,14 +157,15 @@ def build_parts(cfg: C.ExperimentConfig, device: torch.device):
 def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
     order = cfg.schedule.order or list(cfg.tasks)
     iterations = {n: cfg.tasks[n].iterations for n in cfg.tasks}
+    weights = {n: cfg.tasks[n].loss_weight for n in cfg.tasks}
     kind = cfg.schedule.kind
     try:
         if kind == "periodic":
-            return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle)
+            return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle, weights=weights)
         if kind == "curriculum":
             stages = cfg.schedule.stages or default_stages(order)
-            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle)
-        return WeightedJointSchedule({n: cfg.tasks[n].loss_weight for n in order})
+            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle, weights=weights)
+        return WeightedJointSchedule({n: weights[n] for n in order})
     except ValueError as e:
         raise ConfigError(f"schedule ({kind}): {e}") from None
 
@@ -328,8 +330,9 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     if max_iters is None:
         raise ConfigError("train.max_iters: required with schedule.kind 'joint' (it has no length of its own)")
     best_metric, best_mode = _best_rule(cfg, tasks)
-    optimizer = torch.optim.Adam(modules.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                 eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+    optimizer = TaskAdam(modules.parameters(), tasks=list(tasks), per_task=cfg.optim.per_task_state,
+                         lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                         weight_decay=cfg.optim.weight_decay)
     consumed = {name: 0 for name in tasks}
     step, best_value = 0, None
     resumed_window: dict[str, list[float]] = {}
@@ -386,9 +389,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     try:
         while step < max_iters:
             lr = cfg.optim.lr * lr_schedule.factor(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.set_lr(lr)
+            optimizer.zero_grad()
             if world > 1:  # different dropout masks per process; resumable without every process's RNG state
                 seed_everything(step_seed(tr.seed, rank, step))
             work = []
@@ -403,7 +405,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             total.backward()
             if cfg.optim.grad_clip:
                 nn.utils.clip_grad_norm_(modules.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+            optimizer.step([name for name, _, _ in work])
             step += 1
             bar.set_postfix_str(f"{' + '.join(name for name, _, _ in work)} | {shown}", refresh=False)
             bar.update(1)
