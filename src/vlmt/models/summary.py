@@ -17,17 +17,13 @@ class SummaryAttention(nn.Module):
     def __init__(self, *, dim: int, heads: int = 4, hidden: int | None = None, dropout: float = 0.3):
         super().__init__()
         hidden = dim if hidden is None else hidden  # "d hidden units" (H Sec. 3.3.1)
-        # The last layer has no bias: a per-map constant added to every position's score
-        # cancels in the softmax over positions, so it would get zero gradient (and Adam would
-        # move it on rounding noise) without ever changing an output.
         self.score = nn.Sequential(
-            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, heads, bias=False)
+            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, heads)
         )
         for module in self.score:
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                nn.init.zeros_(module.bias)
 
     def attention(self, features: Tensor, mask: Tensor) -> Tensor:
         """Eq. 4-5: head-averaged attention over positions, (B, L); padded positions get 0."""
