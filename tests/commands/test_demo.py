@@ -30,13 +30,20 @@ def _get(tree: dict, path: tuple[str, ...]):
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory) -> tuple[Path, dict, str]:
-    out = tmp_path_factory.mktemp("demo")
     import contextlib
     import io
+    import os
 
+    parent = tmp_path_factory.mktemp("demo")
+    out = parent / "runs" / "demo"
     stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = cli.main(["demo", "--size", "tiny", "--out", str(out), "--pictures", "1", "--json"])
+    cwd = os.getcwd()
+    os.chdir(parent)  # a relative --out, as in the README's `vlmt demo` (runs/demo)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(["demo", "--size", "tiny", "--out", "runs/demo", "--pictures", "1", "--json"])
+    finally:
+        os.chdir(cwd)
     assert code == 0, stderr.getvalue()[-2000:]
     return out, json.loads(stdout.getvalue()), stderr.getvalue()
 

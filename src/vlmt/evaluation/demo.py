@@ -355,7 +355,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if progress_bars is None:
         progress_bars = sys.stderr.isatty()
-    out = Path(out)
+    out = Path(out).absolute()  # figure paths are built under it; relative ones would be joined twice
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
