@@ -27,7 +27,7 @@ def template(question: str) -> str:
 
 
 def main() -> None:
-    from vlmt.data.pixel_proposals import foreground_box, load_image
+    from vlmt.data.features.proposals import foreground_box, load_image
     from vlmt.training.checkpoint import rebuild
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -40,7 +40,7 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np
 
 
 def main() -> None:
-    from vlmt.data import easy_vqa_prepare as prep
+    from vlmt.data.prepare import easy_vqa as prep
     from vlmt.data.readers import easy_vqa as reader
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

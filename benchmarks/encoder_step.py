@@ -28,7 +28,7 @@ from contextlib import nullcontext
 
 import torch
 
-from vlmt.models.co_attention import DenseCoAttentionStack
+from vlmt.models.layers.fused import DenseCoAttentionStack
 from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
 from vlmt.tasks.vqa import vqa_loss
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vlmt.data.feature_convert import convert, encode_tsv_line
-from vlmt.data.feature_store import FeatureStore, FeatureStoreWriter
+from vlmt.data.features.convert import convert, encode_tsv_line
+from vlmt.data.features.store import FeatureStore, FeatureStoreWriter
 
 
 def rss_kib() -> dict[str, int]:

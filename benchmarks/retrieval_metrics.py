@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 
-from vlmt.evaluation.retrieval import fold_metrics, retrieval_metrics
+from vlmt.metrics.retrieval import fold_metrics, retrieval_metrics
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import torch
 
 from vlmt import cli
 from vlmt.config import bundled_config
-from vlmt.evaluation.retrieval import retrieval_metrics
+from vlmt.metrics.retrieval import retrieval_metrics
 from vlmt.training.checkpoint import rebuild
 
 KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")

@@ -31,7 +31,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     pytest.importorskip("easy_vqa", reason="the optional extra easy-vqa (pip install 'vlmt[easyvqa]') is not installed")
     import torch
 
-    from vlmt.data.easy_vqa_prepare import ensure_easy_vqa
+    from vlmt.data.prepare.easy_vqa import ensure_easy_vqa
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("predict")

@@ -80,12 +80,12 @@ register_task = TASKS.register
 # these (explicitly, by name); a module that adds types appends its name here.
 REGISTRY_MODULES: list[str] = [
     "vlmt.tasks.sanity",
-    "vlmt.data.datasets",
+    "vlmt.data.vl_datasets",
     "vlmt.models.hierarchical_config",
     "vlmt.tasks.vqa_task",
     "vlmt.tasks.retrieval_task",
     "vlmt.tasks.grounding_task",
-    "vlmt.data.svlr_data",
+    "vlmt.data.svlr_datasets",
     "vlmt.tasks.svlr_tasks",
 ]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vlmt import cli
-from vlmt.evaluation import demo as D
+from vlmt.experiments import demo as D
 
 METRIC_PATHS = [
     ("hierarchical", "vqa", "accuracy"),

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vlmt import cli
-from vlmt.evaluation.visualize import PhraseLexicon, evenly_spaced, phrase_lexicon
+from vlmt.reports.visualize import PhraseLexicon, evenly_spaced, phrase_lexicon
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from vlmt.cli import main
-from vlmt.data import easy_vqa_prepare as prep
+from vlmt.data.prepare import easy_vqa as prep
 from vlmt.data.examples import VQAExample
-from vlmt.data.feature_store import FeatureStore
-from vlmt.data.pixel_proposals import foreground_box, load_image, proposals
+from vlmt.data.features.store import FeatureStore
+from vlmt.data.features.proposals import foreground_box, load_image, proposals
 from vlmt.data.readers import easy_vqa as reader
 from vlmt.data.readers.vqa import read_vqa
 from vlmt.errors import ConfigError, DataError
@@ -129,7 +129,7 @@ def test_unreadable_and_missing_images_name_the_file(tmp_path):
 def test_fine_tuning_keeps_the_trunk_and_replaces_the_heads():
     import torch
 
-    from vlmt.models.region_extractor import RegionCNN, RegionExample, RegionExtractor
+    from vlmt.data.features.extractor import RegionCNN, RegionExample, RegionExtractor
 
     torch.manual_seed(0)
     base = RegionExtractor(RegionCNN(num_objects=5, num_attributes=7, feature_dim=32, crop_size=16), list("abcde"),

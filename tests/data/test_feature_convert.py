@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from vlmt.cli import main
-from vlmt.data.feature_convert import TSV_LAYOUTS, convert, encode_tsv_line, read_hdf5, read_tsv
-from vlmt.data.feature_store import FeatureStore
+from vlmt.data.features.convert import TSV_LAYOUTS, convert, encode_tsv_line, read_hdf5, read_tsv
+from vlmt.data.features.store import FeatureStore
 from vlmt.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "features"

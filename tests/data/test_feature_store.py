@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
-from vlmt.data.feature_store import (
+from vlmt.data.features.store import (
     BOXES_FILE, FEATURES_FILE, HEADER_FILE, INDEX_FILE, RECORD_DTYPE, RECORDS_FILE, DuplicateImageError,
     FeatureRecordError, FeatureStore, FeatureStoreWriter, MissingImageError, RegionFeatures, StoreExistsError,
     is_feature_store, validate_store,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmt.data.svlr_data import SVLRDataConfig, build_svlr_data, fallback_vector
+from vlmt.data.svlr_datasets import SVLRDataConfig, build_svlr_data, fallback_vector
 from vlmt.data.synth.cache import ensure_world
 from vlmt.errors import DataError
 

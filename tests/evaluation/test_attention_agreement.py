@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vlmt.evaluation.attention_agreement import (
+from vlmt.metrics.attention_agreement import (
     centre_baseline,
     centre_map,
     mean_rank_correlation,

@@ -61,7 +61,7 @@ def test_split_option_reads_the_release_list(tmp_path, capsys):
 
 def test_ground_truth_boxes_score_100_on_the_reader_fixture(tmp_path, capsys):
     from vlmt.data.readers.flickr30k_entities import read_flickr30k_entities
-    from vlmt.evaluation.grounding import write_grounding_predictions
+    from vlmt.metrics.grounding import write_grounding_predictions
 
     root = Path(__file__).parent.parent / "fixtures" / "flickr30k_entities"
     sentences = read_flickr30k_entities(root, split="test")

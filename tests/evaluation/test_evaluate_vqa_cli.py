@@ -86,7 +86,7 @@ def test_annotation_without_answers_is_reported(tmp_path, capsys):
 
 
 def test_written_results_evaluate_like_the_fixture(tmp_path, capsys):
-    from vlmt.evaluation.vqa_files import write_vqa_results
+    from vlmt.metrics.vqa_files import write_vqa_results
 
     answers = {r["question_id"]: r["answer"] for r in json.loads((FIXTURES / "vqa_results.json").read_text())}
     write_vqa_results(tmp_path / "r.json", answers)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vlmt.data.examples import GroundedSentence, Phrase
 from vlmt.errors import DataError
-from vlmt.evaluation.grounding import (
+from vlmt.metrics.grounding import (
     box_iou,
     first_hit_rank,
     grounding_recall,
@@ -107,7 +107,7 @@ def test_read_predictions_file(tmp_path):
 
 
 def test_written_predictions_read_back(tmp_path):
-    from vlmt.evaluation.grounding import write_grounding_predictions
+    from vlmt.metrics.grounding import write_grounding_predictions
 
     preds = {(7, 0, "1"): np.array([[10.0, 10, 50, 60]]), (7, 2, "5"): np.zeros((0, 4))}
     write_grounding_predictions(tmp_path / "p.json", preds)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vlmt.evaluation.recognition import (
+from vlmt.metrics.recognition import (
     attribute_accuracy,
     attribute_precision,
     frequency_grid,

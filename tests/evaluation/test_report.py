@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from vlmt.errors import DataError
-from vlmt.evaluation import report as R
+from vlmt.reports import report as R
 
 
 def test_markdown_table_formats_numbers_and_aligns_numeric_columns():

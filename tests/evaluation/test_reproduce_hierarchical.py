@@ -14,7 +14,7 @@ import yaml
 
 from vlmt import cli
 from vlmt import config as C
-from vlmt.evaluation import reproduce_hierarchical as R
+from vlmt.experiments import reproduce_hierarchical as R
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_seeds_shift_the_config_seed_and_spread_is_mean_and_sample_std(tmp_path)
     raw["train"]["seed"] = 5
     cfg = R.run_config(raw, ("vqa", "grounding"), 2, source="x")
     assert cfg.train.seed == 7 and sorted(cfg.tasks) == ["grounding", "vqa"]
-    from vlmt.training.grid_runs import format_spread, spread
+    from vlmt.experiments.grid_runs import format_spread, spread
 
     cell = spread([60.0, 62.0, 64.0])
     assert (cell["mean"], cell["std"], cell["n"]) == (62.0, 2.0, 3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vlmt.errors import ConfigError
-from vlmt.evaluation.reproduce_svlr import run_grid
+from vlmt.experiments.reproduce_svlr import run_grid
 
 
 @pytest.mark.slow

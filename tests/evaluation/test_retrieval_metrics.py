@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from vlmt.cli import main
-from vlmt.evaluation.retrieval import (
+from vlmt.metrics.retrieval import (
     fold_metrics,
     i2t_ranks,
     rank_metrics,
@@ -157,7 +157,7 @@ def test_cli_refuses_pickled_arrays(tmp_path, capsys):
 
 
 def test_saved_scores_evaluate_from_the_cli(tmp_path, capsys):
-    from vlmt.evaluation.retrieval import save_scores
+    from vlmt.metrics.retrieval import save_scores
 
     s = np.eye(4).repeat(5, axis=1)
     save_scores(tmp_path / "s.npy", s)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmt.evaluation.rounding import round_half_away, round_half_even
-from vlmt.evaluation.vqa_accuracy import evaluate_vqa, question_accuracy
+from vlmt.metrics.rounding import round_half_away, round_half_even
+from vlmt.metrics.vqa import evaluate_vqa, question_accuracy
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "metrics"
 

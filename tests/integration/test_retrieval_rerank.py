@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vlmt import cli
-from vlmt.evaluation.retrieval import retrieval_metrics
+from vlmt.metrics.retrieval import retrieval_metrics
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vlmt.models.co_attention import DenseCoAttentionLayer, DenseCoAttentionStack, residual_relu_dropout
+from vlmt.models.layers.fused import DenseCoAttentionLayer, DenseCoAttentionStack, residual_relu_dropout
 
 D, K, M = 16, 4, 3
 

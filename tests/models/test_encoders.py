@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlmt.models.language import LanguageEncoder, lengths_to_mask
-from vlmt.models.regions import RegionEncoder
-from vlmt.models.summary import SummaryAttention
+from vlmt.models.layers.language import LanguageEncoder, lengths_to_mask
+from vlmt.models.layers.regions import RegionEncoder
+from vlmt.models.layers.summary import SummaryAttention
 
 D = 16
 

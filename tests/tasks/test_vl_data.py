@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vlmt import config as C
-from vlmt.data.datasets import VLData, VLDatasetsConfig
+from vlmt.data.vl_datasets import VLData, VLDatasetsConfig
 from vlmt.data.synth.cache import ensure_world
 from vlmt.errors import ConfigError, DataError
 

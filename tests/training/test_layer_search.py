@@ -10,8 +10,8 @@ import yaml
 
 from vlmt import cli
 from vlmt import config as C
-from vlmt.training import grid_runs as G
-from vlmt.training.layer_search import SearchCell, cell_config, parse_int_list
+from vlmt.experiments import grid_runs as G
+from vlmt.experiments.layer_search import SearchCell, cell_config, parse_int_list
 
 ROOT = Path(__file__).resolve().parents[2]
 SANITY = ROOT / "configs" / "sanity.yaml"

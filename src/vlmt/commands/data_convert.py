@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from vlmt.data.feature_convert import TSV_LAYOUTS, convert
+from vlmt.data.features.convert import TSV_LAYOUTS, convert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

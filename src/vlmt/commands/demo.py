@@ -2,7 +2,7 @@
 
 Synthesises (or reuses) the world, trains the hierarchical model and SVLR (joint and zero-shot),
 evaluates everything on the test split and writes DIR/report.json, report.md and report.html
-with tables, training curves and attention pictures (see `vlmt.evaluation.demo`).
+with tables, training curves and attention pictures (see `vlmt.experiments.demo`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vlmt.errors import ConfigError
-    from vlmt.evaluation.demo import run_demo
+    from vlmt.experiments.demo import run_demo
 
     if args.pictures < 0:
         raise ConfigError(f"--pictures: must be >= 0, got {args.pictures}")

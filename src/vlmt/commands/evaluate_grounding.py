@@ -1,5 +1,5 @@
 """`vlmt evaluate grounding`: phrase grounding Recall@1/5/10 (Flickr30k Entities protocol) from
-ranked boxes per phrase. The predictions format is described in `vlmt.evaluation.grounding`
+ranked boxes per phrase. The predictions format is described in `vlmt.metrics.grounding`
 and docs/metrics.md."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vlmt.data.examples import GroundedSentence
 from vlmt.errors import DataError
-from vlmt.evaluation.grounding import grounding_recall, read_grounding_predictions
+from vlmt.metrics.grounding import grounding_recall, read_grounding_predictions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

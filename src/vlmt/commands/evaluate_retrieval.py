@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vlmt.errors import DataError
-from vlmt.evaluation.retrieval import fold_metrics
+from vlmt.metrics.retrieval import fold_metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
                  device: str | None = None, predictions: str | Path | None = None,
                  rerank: int | None = None) -> dict[str, dict[str, float]]:
     """{task name: {metric: value}} of a run's checkpoint on `split`; with `predictions`, each
-    task's predictions are first written there (vlmt.evaluation.predictions), so a split without
+    task's predictions are first written there (vlmt.reports.predictions), so a split without
     annotations (VQA test-dev) still yields a results file before its scoring is refused. `rerank`
     sets every retrieval task's `rerank_k` (two-stage scoring) for this evaluation."""
     import torch
@@ -66,7 +66,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     bf16 = cfg.train.precision == "bf16"
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
         if predictions is not None:
-            from vlmt.evaluation.predictions import write_predictions
+            from vlmt.reports.predictions import write_predictions
 
             for path in write_predictions(tasks, model, split, predictions, device=dev):
                 print(f"predictions: {path}", file=sys.stderr)

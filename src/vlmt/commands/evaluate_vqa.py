@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 
-from vlmt.evaluation.vqa_accuracy import evaluate_vqa
-from vlmt.evaluation.vqa_files import read_vqa_files
-from vlmt.evaluation.vqa_multiple_choice import evaluate_multiple_choice
+from vlmt.metrics.vqa import evaluate_vqa
+from vlmt.metrics.vqa_files import read_vqa_files
+from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

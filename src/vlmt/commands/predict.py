@@ -2,7 +2,7 @@
 answer a question about any picture with a trained run that has a VQA task.
 
 The picture goes the way the run's training images went: pixel proposals
-(`vlmt.data.pixel_proposals`: foreground box, whole image, quadrants), then region features from
+(`vlmt.data.features.proposals`: foreground box, whole image, quadrants), then region features from
 the region CNN saved beside the run's data (`<data root>/region_extractor/`, as written by the
 easy-VQA conversion and the synthetic world), then the model's VQA decoder. `--attention` draws
 the decoder's attention over those regions on the picture.
@@ -53,10 +53,10 @@ def predict(run_dir: str | Path, image: str | Path, question: str, *, top: int =
     import numpy as np
     import torch
 
-    from vlmt.data.pixel_proposals import load_image, proposals
+    from vlmt.data.features.proposals import load_image, proposals
     from vlmt.data.text import tokenize
     from vlmt.errors import ConfigError, DataError
-    from vlmt.models.region_extractor import RegionExtractor
+    from vlmt.data.features.extractor import RegionExtractor
     from vlmt.training.checkpoint import checkpoint_dir, rebuild
 
     run_dir = Path(run_dir)
@@ -102,7 +102,7 @@ def predict(run_dir: str | Path, image: str | Path, question: str, *, top: int =
         "word_attention": {w: round(float(a), 4) for w, a in zip(tokens, maps["words"][0].numpy())},
     }
     if attention is not None:
-        from vlmt.evaluation.pictures import attention_figure
+        from vlmt.reports.pictures import attention_figure
 
         caption = "A: " + ", ".join(f"{a['answer']} {a['score']:.2f}" for a in answers[:3])
         attention_figure(attention, image=pixels, boxes=np.asarray(boxes), region_weights=np.asarray(region_weights),

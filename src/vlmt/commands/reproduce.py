@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# paper -> module under vlmt.evaluation with `run_grid(out, *, seeds, size, progress) -> dict`
+# paper -> module under vlmt.experiments with `run_grid(out, *, seeds, size, progress) -> dict`
 GRIDS = {
-    "hierarchical": "vlmt.evaluation.reproduce_hierarchical",
-    "svlr": "vlmt.evaluation.reproduce_svlr",
+    "hierarchical": "vlmt.experiments.reproduce_hierarchical",
+    "svlr": "vlmt.experiments.reproduce_svlr",
 }
 
 

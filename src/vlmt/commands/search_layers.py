@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from vlmt.training.layer_search import TABLE_MD, parse_int_list, search_layers
+    from vlmt.experiments.layer_search import TABLE_MD, parse_int_list, search_layers
 
     # under torchrun every process runs the grid together; only the first one reports
     first = os.environ.get("RANK", "0") == "0"

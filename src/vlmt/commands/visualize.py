@@ -2,7 +2,7 @@
 
 Hierarchical runs: Fig. 2-like pictures (grounding top-1 region per noun phrase; retrieval and VQA
 decoders' attention over regions on the image and over words as coloured text). SVLR runs: the
-Fig. 4 picture. PNG files plus DIR/index.html (see `vlmt.evaluation.visualize`).
+Fig. 4 picture. PNG files plus DIR/index.html (see `vlmt.reports.visualize`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vlmt.errors import ConfigError
-    from vlmt.evaluation.visualize import visualize_run
+    from vlmt.reports.visualize import visualize_run
 
     if not (Path(args.run) / "checkpoints").is_dir():
         raise ConfigError(f"{args.run}: not a run folder (no checkpoints/); train one with `vlmt train`")

@@ -131,7 +131,7 @@ _LOWER_CONTRACTIONS: Mapping[str, str] = {k.lower(): v for k, v in CONTRACTIONS.
 
 def normalize_answer(text: str, *, corrected: bool = False) -> str:
     """Whitespace cleaning, punctuation step, then word step: what the official evaluation does
-    to an answer whenever it normalises one (see `vlmt.evaluation.vqa_accuracy` for *when*)."""
+    to an answer whenever it normalises one (see `vlmt.metrics.vqa` for *when*)."""
     return process_digit_article(process_punctuation(clean_whitespace(text), corrected=corrected),
                                  corrected=corrected)
 

@@ -20,7 +20,7 @@ from vlmt.errors import ConfigError
 
 # name -> "module:function" taking (progress) and returning the prepared folder
 PREPARED: dict[str, str] = {
-    "easy_vqa": "vlmt.data.easy_vqa_prepare:ensure_easy_vqa",
+    "easy_vqa": "vlmt.data.prepare.easy_vqa:ensure_easy_vqa",
 }
 
 

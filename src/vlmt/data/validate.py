@@ -175,7 +175,7 @@ def _check_easy_vqa(report: Report, root: Path, datasets: list[_Dataset]) -> Non
 
 
 def _check_store(report: Report, path: Path, stores: list) -> None:
-    from vlmt.data.feature_store import FeatureStore
+    from vlmt.data.features.store import FeatureStore
 
     problems = FeatureStore(path).validate()
     report.problems += problems
@@ -210,7 +210,7 @@ COCO_RE = re.compile(r"^captions_\w+\.json$")
 
 def validate_dir(path: str | os.PathLike) -> Report:
     """Validate everything found under `path` (recursively) and return the report."""
-    from vlmt.data.feature_store import is_feature_store
+    from vlmt.data.features.store import is_feature_store
 
     root = Path(path)
     report = Report(root)

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from vlmt.models.co_attention import DenseCoAttentionStack, SideInput
+from vlmt.models.layers.fused import DenseCoAttentionStack, SideInput
 from vlmt.models.heads import GroundingHead, RetrievalHead, ShortlistHead, VQAHead
-from vlmt.models.language import LanguageEncoder, lengths_to_mask
-from vlmt.models.regions import RegionEncoder
+from vlmt.models.layers.language import LanguageEncoder, lengths_to_mask
+from vlmt.models.layers.regions import RegionEncoder
 
 TASKS = ("retrieval", "vqa", "grounding")
 

@@ -43,7 +43,7 @@ class HierarchicalModelConfig(ModelConfig):
         return None
 
     def build(self, *, data: Any) -> HierarchicalVL:
-        from vlmt.data.datasets import VLData
+        from vlmt.data.vl_datasets import VLData
 
         if not isinstance(data, VLData):
             raise ConfigError(f"model type hierarchical needs data type vl_datasets, got {type(data).__name__}")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from vlmt.tasks.distributed import global_mean
+from vlmt.tasks.global_batch import global_mean
 
 POSITIVE_IOU = 0.5
 
@@ -56,5 +56,5 @@ def grounding_loss(logits: Tensor, targets: Tensor, region_mask: Tensor, phrase_
     if not bool(valid.any()):
         raise ValueError("no real (phrase, region) pair in the batch")
     per_pair = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
-    # the mean over the pairs of the global batch, also under DDP (vlmt.tasks.distributed)
+    # the mean over the pairs of the global batch, also under DDP (vlmt.tasks.global_batch)
     return global_mean(per_pair[valid].sum(), valid.sum())

@@ -4,7 +4,7 @@ One example is one sentence with every phrase whose entity has boxes (the union 
 multi-box entities). Training: the region proposals of the feature store with IoU >= 0.5 with a
 phrase's box are its positives, `grounding_loss` (BCE over real phrase x proposal pairs).
 Evaluation: each phrase ranks the proposals by score; Recall@1/5/10 of the Flickr30k Entities
-protocol (`vlmt.evaluation.grounding`): keys `r1 r5 r10`, in percent.
+protocol (`vlmt.metrics.grounding`): keys `r1 r5 r10`, in percent.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from vlmt.config import TrainConfig, register_task
 from vlmt.data.text import align_words
 from vlmt.errors import DataError
-from vlmt.evaluation.grounding import grounding_recall
+from vlmt.metrics.grounding import grounding_recall
 from vlmt.tasks.grounding import grounding_loss, grounding_targets
-from vlmt.tasks.vl_batches import EvalMode, gather_regions, index_batches, model_inputs, pad_tokens
-from vlmt.tasks.vl_task import VLTask, VLTaskConfig
+from vlmt.tasks.collate import EvalMode, gather_regions, index_batches, model_inputs, pad_tokens
+from vlmt.tasks.encoder_task import VLTask, VLTaskConfig
 
 
 class GroundingTask(VLTask):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vlmt.models.svlr import SVLR
-from vlmt.tasks.distributed import global_mean, global_sum
+from vlmt.tasks.global_batch import global_mean, global_sum
 
 
 def object_loss(scores: torch.Tensor, positives: torch.Tensor, *, label_set: torch.Tensor | None = None,

@@ -6,13 +6,13 @@ the relevance logits) trains the 3B scores. Evaluation: every image x caption pa
 is scored (the first `captions_per_image` captions of each image; `val_images` may limit the val
 split to its first N images) with the model's per-modality
 caches (`encode_images`, `encode_captions`) and batched pair scoring (`score_pairs`), then
-Recall@1/5/10 and median rank both ways (`vlmt.evaluation.retrieval`): keys `i2t_r1 i2t_r5
+Recall@1/5/10 and median rank both ways (`vlmt.metrics.retrieval`): keys `i2t_r1 i2t_r5
 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum i2t_medr t2i_medr`, and `seconds`, the scoring time.
 
 Optional two-stage mode (not in the paper): with `shortlist_dim > 0` a dual-encoder head
 (`ShortlistHead`) is trained alongside with `shortlist_loss`; with `rerank_k` set, evaluation
 scores every pair by that head's cosine similarity and re-scores only each query's k best with the
-full model (`vlmt.evaluation.rerank`), adding `rerank_k` and `pairs_scored` (fraction of all pairs).
+full model (`vlmt.tasks.rerank`), adding `rerank_k` and `pairs_scored` (fraction of all pairs).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from torch import Tensor, nn
 
 from vlmt.config import TrainConfig, register_task
 from vlmt.errors import ConfigError, DataError
-from vlmt.evaluation.retrieval import retrieval_metrics
-from vlmt.evaluation.rerank import reranked_scores, shortlist_mask
+from vlmt.metrics.retrieval import retrieval_metrics
+from vlmt.tasks.rerank import reranked_scores, shortlist_mask
 from vlmt.models.hierarchical import CaptionCache, ImageCache
 from vlmt.tasks.retrieval import retrieval_loss, retrieval_pairs, shortlist_loss
-from vlmt.tasks.vl_batches import EvalMode, gather_regions, index_batches, model_inputs, pad_tokens
-from vlmt.tasks.vl_task import VLTask, VLTaskConfig
+from vlmt.tasks.collate import EvalMode, gather_regions, index_batches, model_inputs, pad_tokens
+from vlmt.tasks.encoder_task import VLTask, VLTaskConfig
 
 
 class RetrievalTask(VLTask):
@@ -174,7 +174,7 @@ class RetrievalTask(VLTask):
     @torch.no_grad()
     def reranked_matrix(self, model: nn.Module, split: str, *, k: int,
                         device: torch.device) -> tuple[np.ndarray, int]:
-        """The two-stage score matrix (`vlmt.evaluation.rerank`) and the number of pairs the full
+        """The two-stage score matrix (`vlmt.tasks.rerank`) and the number of pairs the full
         model scored: each image's k most similar captions and each caption's k most similar images."""
         part = self._split(split)
         images, caption_rows = self._eval_layout(split)

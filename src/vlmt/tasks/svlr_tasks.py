@@ -2,7 +2,7 @@
 `svlr_recognition` (Eq. 1-2 on Genome regions), `svlr_vqa_mc` (Eq. 3-8 on VQA v1 multiple
 choice) and `svlr_zero_shot` (Eq. 9; evaluation only).
 
-All three read the `svlr_datasets` data section (vlmt.data.svlr_data). Joint training is the
+All three read the `svlr_datasets` data section (vlmt.data.svlr_datasets). Joint training is the
 trainer's `joint` schedule: every scheduled task every step, the loss being
 `sum_task loss_weight * task loss` (Eq. 10 with `alpha_ans` = the VQA task's loss_weight and
 `alpha_obj`, `alpha_atr` = the recognition task's loss_weight times its own `object_weight`,
@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 from vlmt.config import ModelConfig, TaskConfig, TrainConfig, register_model, register_task
-from vlmt.data.svlr_data import GenomeRegion, MCQuestion, SVLRData
+from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRData
 from vlmt.errors import ConfigError
-from vlmt.evaluation import recognition as rec_metrics
-from vlmt.evaluation.vqa_multiple_choice import evaluate_multiple_choice
+from vlmt.metrics import recognition as rec_metrics
+from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 from vlmt.models.svlr import SVLR, SVLRConfig
 from vlmt.tasks.base import EpochBatchSampler
 from vlmt.tasks.recognition import RecognitionBatch, attribute_loss, object_loss
-from vlmt.tasks.svlr_batches import recognition_batch, vqa_batch
+from vlmt.tasks.svlr_collate import recognition_batch, vqa_batch
 from vlmt.tasks.vqa_mc import VQAMCBatch, answer_ranking_loss, predict_choices
 
 # --------------------------------------------------------------------------- model
@@ -128,7 +128,7 @@ class SVLRRecognitionTask(nn.Module):
     """Visual recognition on Genome regions: Eq. 1 (objects) + Eq. 2 (attributes).
 
     evaluate: `object_accuracy` (top-1 over O) and `attribute_accuracy` (top-k precision over T),
-    in percent, as defined in vlmt.evaluation.recognition.
+    in percent, as defined in vlmt.metrics.recognition.
     """
 
     primary_metric = "object_accuracy"

@@ -2,7 +2,7 @@
 
 Training: sigmoid answer scores against the VQA soft scores, `vqa_loss` (BCE). Evaluation: the
 top-scoring pool answer of every question, scored with the official VQA accuracy
-(`vlmt.evaluation.vqa_accuracy`): `accuracy` and `accuracy_<answer type>` (e.g.
+(`vlmt.metrics.vqa`): `accuracy` and `accuracy_<answer type>` (e.g.
 `accuracy_yes_no`, `accuracy_number`, `accuracy_other`), in percent.
 """
 
@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from vlmt.config import TrainConfig, register_task
 from vlmt.data.answers import soft_scores
 from vlmt.errors import DataError
-from vlmt.evaluation.vqa_accuracy import evaluate_vqa
-from vlmt.tasks.vl_batches import EvalMode, gather_regions, index_batches, model_inputs, pad_tokens
-from vlmt.tasks.vl_task import VLTask, VLTaskConfig
+from vlmt.metrics.vqa import evaluate_vqa
+from vlmt.tasks.collate import EvalMode, gather_regions, index_batches, model_inputs, pad_tokens
+from vlmt.tasks.encoder_task import VLTask, VLTaskConfig
 from vlmt.tasks.vqa import vqa_loss
 
 

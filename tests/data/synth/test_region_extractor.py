@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlmt.models.region_extractor import (GEOMETRY_DIM, RegionExample, RegionExtractor, box_geometry,
+from vlmt.data.features.extractor import (GEOMETRY_DIM, RegionExample, RegionExtractor, box_geometry,
                                           crop_regions, train_region_extractor)
 
 
@@ -66,7 +66,7 @@ def test_extractor_learns_saves_and_reloads(tmp_path):
 
 def test_genome_training_regions_label_true_jittered_and_background_boxes():
     from vlmt.data.examples import GenomeImage, GenomeObject
-    from vlmt.models.region_extractor import _box_iou, genome_training_regions
+    from vlmt.data.features.extractor import _box_iou, genome_training_regions
 
     im = GenomeImage(5, 100, 80, objects=(
         GenomeObject(1, (10.0, 10.0, 40.0, 40.0), ("circle",), attributes=("red", "shiny")),

@@ -3,7 +3,7 @@ datasets) into the typed examples, and agree with the scene graphs they were wri
 
 from __future__ import annotations
 
-from vlmt.data.feature_store import FeatureStore
+from vlmt.data.features.store import FeatureStore
 from vlmt.data.readers.captions import read_karpathy
 from vlmt.data.readers.flickr30k_entities import read_flickr30k_entities, read_split
 from vlmt.data.readers.visual_genome import drop_vqa_overlap, read_visual_genome

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from vlmt import cli
-from vlmt.data.feature_store import FeatureStore
+from vlmt.data.features.store import FeatureStore
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.probe import probe_world
 from vlmt.data.synth.scene import iou

@@ -57,7 +57,7 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
 
 def probe_world(out: str | Path, size: str, seed: int = 0) -> dict[str, float]:
     """Probe accuracies (fractions) for shape, colour, size and texture on a generated world."""
-    from vlmt.data.feature_store import FeatureStore
+    from vlmt.data.features.store import FeatureStore
 
     world = build(SIZES[size], seed)
     store = FeatureStore(Path(out) / "features")

@@ -159,7 +159,7 @@ def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarra
     """(images, regions) for the region CNN, read back from the written Visual Genome files
     through the dataset reader (the path real Visual Genome data takes), training split only."""
     from vlmt.data.readers.visual_genome import read_visual_genome
-    from vlmt.models.region_extractor import genome_training_regions
+    from vlmt.data.features.extractor import genome_training_regions
 
     vg = out / "visual_genome"
     train = set(w.genome_ids("train"))
@@ -172,8 +172,8 @@ def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarra
 def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
              progress: Callable[[str], None] | None = None) -> dict:
     """Write the world into `out`; returns the manifest (also written to `out/world.json`)."""
-    from vlmt.data.feature_store import FeatureStoreWriter
-    from vlmt.models.region_extractor import RegionExtractor, train_region_extractor
+    from vlmt.data.features.store import FeatureStoreWriter
+    from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
 
     name = size if isinstance(size, str) else "custom"
     if isinstance(size, str):
@@ -260,7 +260,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
 
 def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
     """The manifest of a complete world in `out` (every file of every stage present), else None."""
-    from vlmt.models.region_extractor import RegionExtractor
+    from vlmt.data.features.extractor import RegionExtractor
 
     try:
         manifest = json.loads((out / "world.json").read_text(encoding="utf-8"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vlmt.models.co_attention import at_least_fp32
-from vlmt.models.summary import SummaryAttention
+from vlmt.models.layers.fused import at_least_fp32
+from vlmt.models.layers.summary import SummaryAttention
 
 
 class RetrievalHead(nn.Module):

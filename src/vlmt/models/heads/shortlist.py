@@ -4,7 +4,7 @@ The retrieval decoder of H scores a pair only after the co-attention layers have
 modalities, so ranking N images against M captions costs N x M encoder passes. This head embeds
 each side alone - a summary attention (H Eq. 4-6) over the layer-0 features I_0 or S_0, a linear
 map and L2 normalisation - so all N x M cosine similarities cost one matrix product. Evaluation
-then re-scores only each query's k best candidates with the full model (`vlmt.evaluation.rerank`).
+then re-scores only each query's k best candidates with the full model (`vlmt.tasks.rerank`).
 
 By default the head reads its inputs detached: it learns on top of the shared encoder without
 changing it, so the model the paper describes (and its exhaustive numbers) stays the same.
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from vlmt.models.summary import SummaryAttention
+from vlmt.models.layers.summary import SummaryAttention
 
 
 class ShortlistHead(nn.Module):

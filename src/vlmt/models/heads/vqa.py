@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlmt.models.co_attention import at_least_fp32
-from vlmt.models.summary import SummaryAttention
+from vlmt.models.layers.fused import at_least_fp32
+from vlmt.models.layers.summary import SummaryAttention
 
 
 class VQAHead(nn.Module):

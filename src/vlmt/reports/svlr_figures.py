@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmt.data.svlr_data import MCQuestion, SVLRData
-from vlmt.evaluation.recognition import FrequencyGrid
+from vlmt.data.svlr_datasets import MCQuestion, SVLRData
+from vlmt.metrics.recognition import FrequencyGrid
 from vlmt.io import atomic_path
 from vlmt.models.svlr import SVLR
-from vlmt.tasks.svlr_batches import vqa_batch
+from vlmt.tasks.svlr_collate import vqa_batch
 
 
 def _pyplot():

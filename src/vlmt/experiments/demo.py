@@ -233,7 +233,7 @@ def run_part(job: PartJob) -> dict[str, Any]:
     """
     from vlmt import config as C
     from vlmt.errors import VlmtError
-    from vlmt.evaluation.report import training_curves
+    from vlmt.reports.report import training_curves
     from vlmt.training.trainer import train
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -247,7 +247,7 @@ def run_part(job: PartJob) -> dict[str, Any]:
         figures = [(str(training_curves(run_dir, pics / f"{job.name}_curves.png", title=job.title)),
                     f"{job.title}: training loss per task and validation metrics")]
         if job.pictures > 0:
-            from vlmt.evaluation.visualize import visualize_run
+            from vlmt.reports.visualize import visualize_run
 
             figures += [(str(p.path), p.caption)
                         for p in visualize_run(run_dir, pics / job.name, split="test", count=job.pictures,
@@ -412,7 +412,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
               # CPU time of each part: its wall time on an idle core (the parts run single-threaded)
               "part_cpu_seconds": {name: outcomes[name]["cpu_seconds"] for name in result.runs}}
     result.report = report
-    from vlmt.evaluation.demo_report import write_demo_report
+    from vlmt.reports.demo_report import write_demo_report
 
     stages.finish()
     report["seconds"] = round(time.perf_counter() - started, 1)

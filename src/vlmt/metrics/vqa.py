@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from vlmt.data.answers import clean_whitespace, normalize_answer
-from vlmt.evaluation.rounding import round_half_away, round_half_even
+from vlmt.metrics.rounding import round_half_away, round_half_even
 
 Rounding = Literal["python2", "python3"]
 

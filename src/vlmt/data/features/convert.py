@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from vlmt.data.feature_store import FeatureRecordError, FeatureStoreWriter, StoreExistsError
+from vlmt.data.features.store import FeatureRecordError, FeatureStoreWriter, StoreExistsError
 from vlmt.errors import DataError
 
 FLOAT32_LE = np.dtype("<f4")

@@ -136,8 +136,8 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
              max_iters: int | None = None) -> dict:
     """Train and evaluate the grid (see the module docstring); returns what report.json holds.
     `max_iters` shortens every run (for quick checks; the report says so)."""
-    from vlmt.evaluation.recognition import frequency_grid
-    from vlmt.evaluation.svlr_figures import draw_interpretable_inference, draw_transfer_heatmap, pick_examples
+    from vlmt.metrics.recognition import frequency_grid
+    from vlmt.reports.svlr_figures import draw_interpretable_inference, draw_transfer_heatmap, pick_examples
     from vlmt.training.trainer import evaluate_tasks
 
     say = progress or (lambda msg: None)

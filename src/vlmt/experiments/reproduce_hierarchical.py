@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_path, atomic_write, write_json
-from vlmt.training import grid_runs as G
+from vlmt.experiments import grid_runs as G
 
 TASKS = ("vqa", "retrieval", "grounding")
 LABELS = {"vqa": "VQA", "retrieval": "ICR", "grounding": "VG"}

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from vlmt.data.examples import GenomeImage, GenomeObject, VQAExample
-from vlmt.data.pixel_proposals import REGIONS_PER_IMAGE, foreground_box, load_image, proposals
+from vlmt.data.features.proposals import REGIONS_PER_IMAGE, foreground_box, load_image, proposals
 from vlmt.data.readers import easy_vqa as reader
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import atomic_write, write_json
@@ -123,7 +123,7 @@ def train_extractor(images: dict[int, np.ndarray], labels: dict[int, tuple[str |
     """The region CNN for easy-VQA, trained on the answer-derived labels of `images` (training
     images only). `init="scratch"` trains it from random weights; `init="world"` starts from the
     synthetic world's region CNN (its conv, geometry and feature layers) with new heads."""
-    from vlmt.models.region_extractor import RegionExtractor, genome_training_regions, train_region_extractor
+    from vlmt.data.features.extractor import RegionExtractor, genome_training_regions, train_region_extractor
 
     if init not in EXTRACTORS:
         raise ConfigError(f"easy-VQA extractor: unknown initialisation {init!r}; one of {', '.join(EXTRACTORS)}")
@@ -148,7 +148,7 @@ def fine_tune_extractor(base, images: Sequence[np.ndarray], regions: Sequence, *
     """A copy of `base` (a RegionExtractor) with fresh object/attribute heads for the new label
     names, all weights then trained on `regions` with the loss `train_region_extractor` uses
     (cross-entropy over objects + background, BCE over attributes of object regions)."""
-    from vlmt.models.region_extractor import RegionCNN, RegionExtractor, _crops_and_geometry
+    from vlmt.data.features.extractor import RegionCNN, RegionExtractor, _crops_and_geometry
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -285,7 +285,7 @@ def ensure_easy_vqa(progress: Callable[[str], None] | None = None, out: str | os
 
 
 def _convert(out: Path, config: dict, say: Callable[[str], None]) -> None:
-    from vlmt.data.feature_store import FeatureStoreWriter
+    from vlmt.data.features.store import FeatureStoreWriter
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

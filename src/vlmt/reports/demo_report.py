@@ -1,12 +1,12 @@
 """The demo's report: tables of the test numbers, training curves and attention pictures, written
-as report.md and a self-contained report.html (see `vlmt.evaluation.demo`)."""
+as report.md and a self-contained report.html (see `vlmt.experiments.demo`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-from vlmt.evaluation.report import Block, Figure, Heading, Paragraph, Table, write_report
+from vlmt.reports.report import Block, Figure, Heading, Paragraph, Table, write_report
 
 
 def _iterations(run_dir: Path) -> str:

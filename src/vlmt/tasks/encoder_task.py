@@ -32,7 +32,7 @@ class VLTaskConfig(TaskConfig):
 
     def attach(self, *, name: str, kind: str, dataset: str, data: Any, model: nn.Module) -> int:
         """Check the data and model, attach the `kind` decoder at the configured layer; returns it."""
-        from vlmt.data.datasets import VLData
+        from vlmt.data.vl_datasets import VLData
         from vlmt.models.hierarchical import HierarchicalVL
 
         if not isinstance(data, VLData):

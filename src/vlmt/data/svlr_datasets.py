@@ -38,7 +38,7 @@ import numpy as np
 
 from vlmt.config import DataConfig, register_data
 from vlmt.data.examples import GenomeImage
-from vlmt.data.feature_store import FeatureStore
+from vlmt.data.features.store import FeatureStore
 from vlmt.data.question_bins import QuestionBinner
 from vlmt.data.readers.visual_genome import drop_vqa_overlap, read_visual_genome
 from vlmt.data.readers.vqa import read_vqa

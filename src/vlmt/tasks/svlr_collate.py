@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlmt.data.svlr_data import GenomeRegion, MCQuestion, SVLRData
+from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRData
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.recognition import RecognitionBatch
 from vlmt.tasks.vqa_mc import VQAMCBatch

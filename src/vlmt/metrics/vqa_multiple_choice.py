@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vlmt.errors import DataError
-from vlmt.evaluation.vqa_accuracy import Rounding, VQAScores, evaluate_vqa
+from vlmt.metrics.vqa import Rounding, VQAScores, evaluate_vqa
 
 
 def check_choices(results: Mapping[Any, str], questions: Mapping[Any, Mapping[str, Any]], *,

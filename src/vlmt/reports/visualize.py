@@ -12,7 +12,7 @@ occur inside the grounding task's training phrases and which end them, and takes
 run of phrase words that ends on a phrase-ending word: no tagger needed, and on the synthetic
 world it finds exactly the "the small red star" chunks.
 
-SVLR runs: the Fig. 4 picture of the SVLR paper (`vlmt.evaluation.svlr_figures`): the region
+SVLR runs: the Fig. 4 picture of the SVLR paper (`vlmt.reports.svlr_figures`): the region
 relevance of the chosen answer and the most relevant region's object and attribute predictions.
 
 `visualize_run(run, out)` returns the pictures written (path + caption) and writes index.html.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vlmt.errors import ConfigError
-from vlmt.evaluation import pictures as P
+from vlmt.reports import pictures as P
 from vlmt.io import atomic_write
 
 
@@ -247,8 +247,8 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
                   say: Callable[[str], None]) -> list[Picture]:
     """Fig. 4 of the SVLR paper for `count` questions the model answers correctly (topped up with
     wrong ones): region relevance of the chosen answer and the top region's predictions."""
-    from vlmt.data.svlr_data import SVLRData
-    from vlmt.evaluation.svlr_figures import draw_interpretable_inference
+    from vlmt.data.svlr_datasets import SVLRData
+    from vlmt.reports.svlr_figures import draw_interpretable_inference
 
     data = next((t.data for t in tasks.values() if isinstance(getattr(t, "data", None), SVLRData)), None)
     if data is None:
@@ -272,7 +272,7 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
 def _spread_examples(model: Any, data: Any, split: str, count: int) -> list[Any]:
     """`count` questions with an "other" answer (colours, shapes: the ones Fig. 4 explains), taken
     across the split, one per image, that the model answers correctly (topped up with wrong ones)."""
-    from vlmt.tasks.svlr_batches import vqa_batch
+    from vlmt.tasks.svlr_collate import vqa_batch
 
     questions = [q for q in data.vqa[split] if q.answer_type == "other"] or list(data.vqa[split])
     order = [questions[i] for i in evenly_spaced(len(questions), max(8 * count, 50))]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from vlmt.models.co_attention import at_least_fp32
+from vlmt.models.layers.fused import at_least_fp32
 
 
 class LanguageEncoder(nn.Module):

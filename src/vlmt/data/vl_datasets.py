@@ -32,7 +32,7 @@ import torch
 from vlmt.config import DataConfig, register_data
 from vlmt.data.answers import AnswerPool, answer_pool_from_examples
 from vlmt.data.examples import CaptionedImage, GroundedSentence, VQAExample
-from vlmt.data.feature_store import FeatureStore
+from vlmt.data.features.store import FeatureStore
 from vlmt.data.readers import captions as captions_reader
 from vlmt.data.readers import flickr30k_entities as entities_reader
 from vlmt.data.readers.vqa import read_vqa

@@ -5,7 +5,7 @@ decoder should read, together with its batch size, `#step` (learning-rate halvin
 Every cell of the grid trains the task alone (the experiment file's other tasks are dropped) and
 is ranked by its **validation** metric - the test split is never touched, so the chosen layers can
 later be tested without bias. Cells are run folders under `OUT/runs/`; a finished cell is reused
-and an interrupted one resumed (see vlmt.training.grid_runs), so a killed search continues where
+and an interrupted one resumed (see vlmt.experiments.grid_runs), so a killed search continues where
 it stopped. After every cell the table is rewritten atomically:
 
     OUT/layer_search.md     Markdown table, best setting marked
@@ -25,7 +25,7 @@ from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_write, write_json
 from vlmt.training import checkpoint as ckpt
-from vlmt.training import grid_runs as G
+from vlmt.experiments import grid_runs as G
 
 TABLE_MD = "layer_search.md"
 TABLE_JSON = "layer_search.json"

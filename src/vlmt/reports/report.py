@@ -222,7 +222,7 @@ def curve_panels(records: Sequence[dict[str, Any]]) -> CurvePanels:
 def training_curves(run_dir: str | Path, out_png: str | Path, *, title: str = "") -> Path:
     """PNG with two panels: each task's training loss against the step (log scale when positive),
     and the headline validation metrics (percentages) against the step."""
-    from vlmt.evaluation.pictures import _pyplot, save_figure
+    from vlmt.reports.pictures import _pyplot, save_figure
 
     panels = curve_panels(read_metrics(run_dir))
     plt = _pyplot()

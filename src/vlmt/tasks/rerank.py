@@ -3,7 +3,7 @@ similarity, re-score only those pairs with the cross-attention model (DESIGN 1c)
 
 Both directions share one pair set: image i's k most similar captions (i2t queries) and caption
 j's k most similar images (t2i queries). The result is one images x captions matrix that the
-official metrics (`vlmt.evaluation.retrieval`) rank as usual: a re-scored pair always ranks above
+official metrics (`vlmt.metrics.retrieval`) rank as usual: a re-scored pair always ranks above
 a pair that was not re-scored (in its row and in its column), re-scored pairs rank by the model's
 score and the rest by the similarity. So Recall@K for K <= k differs from exhaustive scoring only
 where the true item missed the shortlist - the recall loss, which `benchmarks/retrieval_rerank.py`

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vlmt.data.feature_store import FeatureStore
+from vlmt.data.features.store import FeatureStore
 from vlmt.tasks.base import EpochBatchSampler
 
 

@@ -1,1 +1,0 @@
-"""Evaluation: official metrics, reports and visualisation."""
