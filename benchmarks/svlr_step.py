@@ -15,8 +15,8 @@ import time
 import torch
 
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRTrainingDefaults, SVLRVQAInputs
-from vlmt.tasks.recognition import RecognitionBatch, RecognitionTask
-from vlmt.tasks.vqa_mc import VQAMCBatch, VQAMCTask
+from vlmt.tasks.svlr_recognition import RecognitionBatch, RecognitionTask
+from vlmt.tasks.svlr_vqa_mc import VQAMCBatch, VQAMCTask
 
 
 def make_batches(cfg: SVLRConfig, P: int, C: int, T: int, M: int, device: str):

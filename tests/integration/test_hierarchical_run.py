@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt import config as C
+from vlmt.training.build import build_parts, load_experiment
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.trainer import build_parts
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
 QUIET = ["--set", "train.progress=false"]
@@ -46,8 +45,8 @@ def test_training_lowers_the_vqa_and_grounding_losses(trained):
 
 
 def test_vqa_beats_the_majority_answer_on_val(trained):
-    cfg = C.load_config(trained / "config.yaml")
-    _, tasks, _ = build_parts(cfg, torch.device("cpu"))
+    cfg = load_experiment(trained / "config.yaml")
+    tasks = build_parts(cfg, torch.device("cpu")).tasks
     baseline = tasks["vqa"].majority_baseline("val")["accuracy"]
     final = records(trained, "val")[-1]
     assert final["vqa/accuracy"] > baseline + 2.0, (final["vqa/accuracy"], baseline)
@@ -60,7 +59,7 @@ def test_evaluate_run_prints_each_task_s_metrics(trained, capsys):
     assert set(result) == {"retrieval", "vqa", "grounding"}
     assert set(result["retrieval"]) == {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum",
                                         "i2t_medr", "t2i_medr", "seconds"}
-    assert {"accuracy", "accuracy_yes_no", "accuracy_number", "accuracy_other"} <= set(result["vqa"])
+    assert {"accuracy", "atype/yes_no", "atype/number", "atype/other"} <= set(result["vqa"])
     assert set(result["grounding"]) == {"r1", "r5", "r10"}
     for task, metrics in result.items():
         for key, value in metrics.items():

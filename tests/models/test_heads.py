@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vlmt.models.heads import GroundingHead, RetrievalHead, VQAHead, phrase_pooling_weights
+from vlmt.models.heads.grounding import GroundingHead, phrase_pooling_weights
+from vlmt.models.heads.retrieval import RetrievalHead
+from vlmt.models.heads.vqa import VQAHead
 
 D = 16
 

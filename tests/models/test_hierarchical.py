@@ -1,15 +1,19 @@
-"""The whole hierarchical model: config, task forwards, depths, all-pairs retrieval scoring."""
+"""The hierarchical encoder: its config, the layers a call runs, padding, pair encoding, and the
+two co-attention implementations."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
-from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
+from vlmt import config as C
+from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL, ImageCache
 
 
-def small_config(**overrides):
-    args = dict(vocab_size=40, num_answers=6, region_feature_dim=12, dim=16, word_dim=8)
+def small_config(**overrides) -> HierarchicalConfig:
+    args = dict(vocab_size=40, region_feature_dim=12, dim=16, word_dim=8)
     args.update(overrides)
     return HierarchicalConfig(**args)
 
@@ -21,54 +25,60 @@ def batch(b=3, n=6, t=5, seed=0):
     tokens[torch.arange(n)[None, :] >= lengths[:, None]] = 0
     region_mask = torch.ones(b, t, dtype=torch.bool)
     region_mask[1, 3:] = False
-    return dict(
-        tokens=tokens,
-        lengths=lengths,
-        region_features=torch.randn(b, t, 12, generator=g),
-        region_mask=region_mask,
-    )
+    return dict(tokens=tokens, lengths=lengths, region_features=torch.randn(b, t, 12, generator=g),
+                region_mask=region_mask)
 
 
-SPANS = torch.tensor([[[0, 1], [2, 5]], [[0, 0], [1, 2]], [[3, 3], [0, 3]]])
+def encode(model, b, **kw):
+    return model(b["tokens"], b["lengths"], b["region_features"], b["region_mask"], **kw)
 
 
 def test_paper_defaults():
-    config = HierarchicalConfig(vocab_size=10)
+    config = HierarchicalConfig()
     assert config.dim == 1024 and config.num_layers == 5 and config.heads == 4 and config.null_slots == 3
-    assert config.decoder_layers == {"retrieval": 3, "vqa": 5, "grounding": 2}
     assert (config.fc_dropout, config.lstm_dropout) == (0.3, 0.1)
+    assert config.co_attention == "fused"
 
 
-def test_config_validation():
-    with pytest.raises(ValueError, match="outside"):
-        small_config(decoder_layers={"vqa": 6})
-    with pytest.raises(ValueError, match="unknown"):
-        small_config(decoder_layers={"captioning": 1})
+def test_sizes_come_from_the_data_and_experiment_files_cannot_set_them():
+    with pytest.raises(ValueError, match="vocab_size and region_feature_dim"):
+        HierarchicalVL(HierarchicalConfig(dim=16, word_dim=8))
+    raw = {"model": {"type": "hierarchical", "vocab_size": 10}, "tasks": {"s": {"type": "sanity_linear"}}}
+    with pytest.raises(Exception, match="model.vocab_size.*set from the data section"):
+        C.from_dict(raw)
+    # the resolved experiment config never carries them
+    assert "vocab_size" not in C.to_dict(small_config())
 
 
-def test_every_task_forward_shapes_and_every_parameter_trained_by_some_task():
+def test_outputs_of_every_layer_and_gradients_reach_every_parameter():
     torch.manual_seed(0)
     model = HierarchicalVL(small_config()).train()
     b = batch()
-    assert model("retrieval", **b).shape == (3,)
-    assert model("vqa", **b).shape == (3, 6)
-    assert model("grounding", **b, spans=SPANS).shape == (3, 2, 5)
-    loss = model("retrieval", **b).sum() + model("vqa", **b).sum()
-    loss = loss + model("grounding", **b, spans=SPANS)[b["region_mask"][:, None, :].expand(3, 2, 5)].sum()
-    loss.backward()
+    encoded = encode(model, b)
+    assert len(encoded.layers) == 6  # (S_0, I_0) .. (S_5, I_5)
+    for words, regions in encoded.layers:
+        assert words.shape == (3, 6, 16) and regions.shape == (3, 5, 16)
+        assert torch.isfinite(words).all() and torch.isfinite(regions).all()
+    assert encoded.word_mask.tolist()[1] == [True] * 3 + [False] * 3
+    (encoded.words[encoded.word_mask].sum() + encoded.regions[encoded.region_mask].square().sum()).backward()
     for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
-def test_a_task_runs_only_the_layers_up_to_its_decoder():
-    model = HierarchicalVL(small_config(decoder_layers={"grounding": 2, "vqa": 5}))
-    model("grounding", **batch(), spans=SPANS).clamp_min(-1e3).sum().backward()
-    assert model.encoder.layers[1].word_in.weight.grad is not None
-    for layer in model.encoder.layers[2:]:
+def test_a_call_runs_only_the_layers_up_to_its_depth():
+    model = HierarchicalVL(small_config())
+    encoded = encode(model, batch(), depth=2)
+    assert len(encoded.layers) == 3
+    encoded.words.sum().backward()
+    assert model.layers[1].word_in.weight.grad is not None
+    for layer in model.layers[2:]:
         assert all(p.grad is None for p in layer.parameters())
+    with pytest.raises(ValueError, match="depth 6"):
+        encode(model, batch(), depth=6)
 
 
-def test_padding_never_changes_task_outputs():
+def test_padding_never_changes_real_outputs():
     torch.manual_seed(0)
     model = HierarchicalVL(small_config()).eval()
     b = batch()
@@ -76,59 +86,72 @@ def test_padding_never_changes_task_outputs():
     padded["tokens"] = torch.cat([b["tokens"], torch.zeros(3, 3, dtype=torch.long)], 1)
     padded["region_features"] = torch.cat([b["region_features"], 7 * torch.randn(3, 2, 12)], 1)
     padded["region_mask"] = torch.cat([b["region_mask"], torch.zeros(3, 2, dtype=torch.bool)], 1)
-    torch.testing.assert_close(model("vqa", **padded), model("vqa", **b), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(model("retrieval", **padded), model("retrieval", **b), rtol=1e-5, atol=1e-5)
-    g_pad = model("grounding", **padded, spans=SPANS)[..., :5]
-    g = model("grounding", **b, spans=SPANS)
-    real = b["region_mask"][:, None, :].expand_as(g)
-    torch.testing.assert_close(g_pad[real], g[real], rtol=1e-5, atol=1e-5)
+    ref, got = encode(model, b), encode(model, padded)
+    for (w, r), (w2, r2) in zip(ref.layers, got.layers):
+        torch.testing.assert_close(w2[:, :6][ref.word_mask], w[ref.word_mask], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(r2[:, :5][ref.region_mask], r[ref.region_mask], rtol=1e-5, atol=1e-5)
 
 
-def test_score_pairs_equals_scoring_each_pair_separately():
+@pytest.mark.parametrize("co_attention", ["fused", "paper"])
+def test_encoding_pairs_from_caches_equals_encoding_each_pair(co_attention):
     torch.manual_seed(0)
-    model = HierarchicalVL(small_config()).eval()
+    model = HierarchicalVL(small_config(co_attention=co_attention)).eval()
     b = batch()
-    images = model.encode_images(b["region_features"], b["region_mask"])
+    images = ImageCache.cat([model.encode_images(b["region_features"][:2], b["region_mask"][:2]),
+                             model.encode_images(b["region_features"][2:], b["region_mask"][2:])])
     captions = model.encode_captions(b["tokens"], b["lengths"])
-    scores = model.score_pairs(images, captions, pair_batch=4)  # chunks cross image boundaries
-    assert scores.shape == (3, 3)
-    for i in range(3):
-        for c in range(3):
-            pair = dict(
-                tokens=b["tokens"][c : c + 1],
-                lengths=b["lengths"][c : c + 1],
-                region_features=b["region_features"][i : i + 1],
-                region_mask=b["region_mask"][i : i + 1],
-            )
-            torch.testing.assert_close(scores[i, c], model("retrieval", **pair)[0], rtol=1e-5, atol=1e-5)
-    with pytest.raises(RuntimeError, match="eval"):
-        model.train().score_pairs(images, captions)
+    img, cap = torch.tensor([2, 0, 1, 2]), torch.tensor([0, 2, 1, 2])
+    pairs = model.encode_pairs(images, captions, img, cap, depth=3)
+    single = model(b["tokens"][cap], b["lengths"][cap], b["region_features"][img], b["region_mask"][img], depth=3)
+    torch.testing.assert_close(pairs.words, single.words, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pairs.regions, single.regions, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="equal-length"):
+        model.encode_pairs(images, captions, img, cap[:2], depth=3)
 
 
-def test_glove_vectors_are_frozen_and_rebuild_from_config():
+def test_paper_and_fused_layers_give_the_same_encoder():
+    torch.manual_seed(0)
+    fused = HierarchicalVL(small_config()).eval()
+    paper = HierarchicalVL(small_config(co_attention="paper")).eval()
+    state = {k: v for k, v in fused.state_dict().items() if not k.startswith("layers.")}
+    for i, layer in enumerate(fused.layers):
+        state.update({f"layers.{i}.{k}": v for k, v in layer.paper_state_dict().items()})
+    paper.load_state_dict(state)
+    a, b = encode(fused, batch()), encode(paper, batch())
+    torch.testing.assert_close(a.words, b.words, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.regions, b.regions, rtol=1e-5, atol=1e-5)
+
+
+def test_word_vectors_are_frozen_and_the_model_rebuilds_from_its_config():
     vectors = torch.randn(40, 8)
     model = HierarchicalVL(small_config(), word_vectors=vectors)
     assert not model.language.embedding.weight.requires_grad
-    rebuilt = HierarchicalVL(HierarchicalConfig(**{**model.config.to_dict(), "freeze_word_vectors": True}))
+    rebuilt = HierarchicalVL(HierarchicalConfig(**{**dataclasses.asdict(model.config), "freeze_word_vectors": True}))
     rebuilt.load_state_dict(model.state_dict())
     assert not rebuilt.language.embedding.weight.requires_grad
-    model.eval()
-    rebuilt.eval()
-    torch.testing.assert_close(rebuilt("vqa", **batch()), model("vqa", **batch()))
+    torch.testing.assert_close(encode(rebuilt.eval(), batch()).words, encode(model.eval(), batch()).words)
 
 
-def test_bf16_autocast_forward_is_finite():
+def test_the_config_is_frozen():
+    model = HierarchicalVL(small_config())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.config.dim = 32  # type: ignore[misc]
+
+
+def test_bf16_autocast_forward_is_finite_and_close_to_fp32():
     model = HierarchicalVL(small_config()).eval()
+    ref = encode(model, batch())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model("vqa", **batch())
-    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+        out = encode(model, batch())
+    assert out.regions.dtype == torch.float32  # the region stream starts fp32 (L2-normalised) and stays so
+    for got, want in ((out.words, ref.words), (out.regions, ref.regions)):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got.float(), want, rtol=0.1, atol=0.1)
 
 
-def test_missing_decoder_and_regionless_image_are_clear_errors():
-    model = HierarchicalVL(small_config(num_answers=0))
-    with pytest.raises(KeyError, match="no 'vqa' decoder"):
-        model("vqa", **batch())
+def test_regionless_image_is_a_clear_error():
+    model = HierarchicalVL(small_config())
     b = batch()
     b["region_mask"][0] = False
     with pytest.raises(ValueError, match="at least one real region"):
-        model("retrieval", **b)
+        encode(model, b)

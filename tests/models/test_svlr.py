@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from vlmt.models.svlr import SVLR, SVLRConfig, SVLRTrainingDefaults, SVLRVQAInputs, pad_ids
-from vlmt.tasks.recognition import RecognitionBatch, RecognitionTask
-from vlmt.tasks.vqa_mc import VQAMCBatch, VQAMCTask
+from vlmt.config import bundled_config
+from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
+from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs, pad_ids
+from vlmt.tasks.svlr_recognition import attribute_loss, object_loss
+from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, answer_ranking_loss
+from vlmt.training.build import load_experiment
 
 torch.set_num_threads(1)
 BN_SCALE = 1 / math.sqrt(1 + 1e-5)  # an eval-mode BatchNorm at its initial statistics
@@ -17,16 +21,36 @@ BN_SCALE = 1 / math.sqrt(1 + 1e-5)  # an eval-mode BatchNorm at its initial stat
 
 def small_config(**kw) -> SVLRConfig:
     base = dict(word_dim=5, region_dim=6, embed_dim=4, word_hidden=5, region_hidden=7,
-                num_objects=3, num_attributes=2, fusion_dim=6)
+                num_objects=3, num_attributes=2)
     base.update(kw)
     return SVLRConfig(**base)
+
+
+class MultipleChoice:
+    """The SVLR encoder with the multiple-choice head of Eq. 5-7 on top: inputs -> SVLRVQAOutput."""
+
+    def __init__(self, model: SVLR, fusion_dim: int = 6):
+        self.model = model
+        self.head = MultipleChoiceScorer(num_labels=model.num_labels, embed_dim=model.config.embed_dim,
+                                         fusion_dim=fusion_dim)
+
+    def __call__(self, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
+        return self.head(self.model.encode_vqa(inputs), inputs)
+
+    def train(self, mode: bool = True) -> MultipleChoice:
+        self.model.train(mode)
+        self.head.train(mode)
+        return self
+
+    def eval(self) -> MultipleChoice:
+        return self.train(False)
 
 
 def identity_model(**kw) -> SVLR:
     """A 2-d model whose g is the identity on non-negative vectors and whose f_o, f_a are
     ReLU times BN_SCALE^2 in eval mode, so equations can be worked out by hand."""
     cfg = SVLRConfig(word_dim=2, region_dim=2, embed_dim=2, word_hidden=2, region_hidden=2,
-                     num_objects=2, num_attributes=1, fusion_dim=3, **kw)
+                     num_objects=2, num_attributes=1, **kw)
     model = SVLR(cfg)
     with torch.no_grad():
         for lin in (model.g.fc1, model.g.fc2, model.f_o.fc1, model.f_o.fc2, model.f_a.fc1, model.f_a.fc2):
@@ -100,12 +124,13 @@ def test_region_embedding_fc_bn_relu_fc_bn_in_train_mode_uses_only_real_rows():
 
 
 def test_xavier_initialisation_and_no_scorer_biases():
-    model = SVLR(small_config(fusion_dim=50, num_objects=40, num_attributes=30))
-    w = model.w1.weight  # (50, 70)
+    model = SVLR(small_config(num_objects=40, num_attributes=30))
+    head = MultipleChoice(model, fusion_dim=50).head
+    w = head.w1.weight.detach()  # (50, 70)
     bound = math.sqrt(6 / (70 + 50))
     assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
     assert model.g.fc1.bias.abs().sum() == 0
-    assert model.w1.bias is None and model.w2.bias is None and model.w3.bias is None
+    assert head.w1.bias is None and head.w2.bias is None and head.w3.bias is None
 
 
 # ----- recognition scores (Sec. 3.2.1) -----------------------------------------------------------
@@ -173,7 +198,7 @@ def test_attention_eq3_eq4_by_hand():
     model = identity_model()
     s = BN_SCALE**2
     # Q nouns {dog}, Q adjectives {red}; choice 0 adds noun "red" (as a noun), choice 1 nothing.
-    out = model(hand_inputs([0], [1], [[1], []], [[], []]))
+    out = MultipleChoice(model, 3)(hand_inputs([0], [1], [[1], []], [[], []]))
     # choice 0: nouns {dog, red}: R1 max(2, 0)=2, R2 max(0, 3)=3; adjective red: R1 0, R2 3
     expected0 = softmax([s * (2 + 0), s * (3 + 3)])
     # choice 1: nouns {dog}: R1 2, R2 0; adjective red: R1 0, R2 3
@@ -185,10 +210,10 @@ def test_attention_without_nouns_or_adjectives():
     model = identity_model()
     s = BN_SCALE**2
     # no nouns anywhere: only the adjective term counts
-    out = model(hand_inputs([], [2], [[], []], [[], []]))  # adjective "big" = (1, 1): R1 2, R2 3
+    out = MultipleChoice(model, 3)(hand_inputs([], [2], [[], []], [[], []]))  # adjective "big" = (1, 1): R1 2, R2 3
     torch.testing.assert_close(out.attention[0, 0], torch.tensor(softmax([2 * s, 3 * s])), atol=1e-5, rtol=1e-5)
     # no words at all: a'(R) = 0 everywhere, uniform attention
-    out = model(hand_inputs([], [], [[], []], [[], []]))
+    out = MultipleChoice(model, 3)(hand_inputs([], [], [[], []], [[], []]))
     torch.testing.assert_close(out.attention, torch.full((1, 2, 2), 0.5))
 
 
@@ -196,8 +221,8 @@ def test_attention_softmax_ignores_padded_regions():
     model = identity_model()
     regions = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [50.0, 50.0]]])
     mask = torch.tensor([[True, True, False]])
-    out = model(hand_inputs([0], [1], [[1], []], [[], []], regions=regions, region_mask=mask))
-    ref = model(hand_inputs([0], [1], [[1], []], [[], []]))
+    out = MultipleChoice(model, 3)(hand_inputs([0], [1], [[1], []], [[], []], regions=regions, region_mask=mask))
+    ref = MultipleChoice(model, 3)(hand_inputs([0], [1], [[1], []], [[], []]))
     torch.testing.assert_close(out.attention[..., :2], ref.attention)
     assert torch.all(out.attention[..., 2] == 0)
 
@@ -205,7 +230,7 @@ def test_attention_softmax_ignores_padded_regions():
 def test_image_vector_eq5_by_hand():
     model = identity_model()
     s = BN_SCALE**2
-    out = model(hand_inputs([0], [1], [[1], []], [[], []]))
+    out = MultipleChoice(model, 3)(hand_inputs([0], [1], [[1], []], [[], []]))
     a = softmax([s * 2, s * 3])  # choice 1
     # s_o(R) over O = {(1,0), (0,1)}: R1 (2, 0) s, R2 (0, 3) s; s_a(R) over T = {(1,1)}: R1 2 s, R2 3 s
     expected = [s * (a[0] * 2), s * (a[1] * 3), s * (a[0] * 2 + a[1] * 3)]
@@ -215,8 +240,9 @@ def test_image_vector_eq5_by_hand():
 
 # ----- Eq. 6-7 and the language side against an independent loop -----------------------------
 
-def reference_scores(model: SVLR, inputs: SVLRVQAInputs, spec: dict, train_bn: bool) -> torch.Tensor:
+def reference_scores(mc: MultipleChoice, inputs: SVLRVQAInputs, spec: dict, train_bn: bool) -> torch.Tensor:
     """A straightforward per-(question, choice) loop over Python lists of word ids."""
+    model, head = mc.model, mc.head
     P, C = inputs.choice_mask.shape
     G = model.embed_words(inputs.word_vectors)
     f_o, f_a = model.embed_regions(inputs.region_features, inputs.region_mask)
@@ -244,8 +270,8 @@ def reference_scores(model: SVLR, inputs: SVLRVQAInputs, spec: dict, train_bn: b
             images.append(image)
             langs.append(torch.cat([q, a]))
             cells.append((p, c))
-    X1 = torch.stack(images) @ model.w1.weight.T
-    X2 = torch.stack(langs) @ model.w2.weight.T
+    X1 = torch.stack(images) @ head.w1.weight.T
+    X2 = torch.stack(langs) @ head.w2.weight.T
 
     def bn(x, layer):
         if train_bn:
@@ -254,8 +280,8 @@ def reference_scores(model: SVLR, inputs: SVLRVQAInputs, spec: dict, train_bn: b
             mean, var = layer.running_mean, layer.running_var
         return (x - mean) / torch.sqrt(var + layer.eps) * layer.weight + layer.bias
 
-    beta = bn(X1, model.b1) + bn(X2, model.b2)
-    S = torch.relu(beta) @ model.w3.weight.T
+    beta = bn(X1, head.b1) + bn(X2, head.b2)
+    S = torch.relu(beta) @ head.w3.weight.T
     out = torch.full((P, C), float("-inf"))
     for k, (p, c) in enumerate(cells):
         out[p, c] = S[k, 0]
@@ -267,14 +293,15 @@ def test_answer_scores_eq6_eq7_match_loop(mode):
     torch.manual_seed(0)
     model = SVLR(small_config(recognition_vectors=mode))
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
+    mc = MultipleChoice(model)
     inputs, spec = random_inputs(model.config)
     with torch.no_grad():
-        model.train()
-        out = model(inputs)
-        ref = reference_scores(model, inputs, spec, train_bn=True)
+        mc.train()
+        out = mc(inputs)
+        ref = reference_scores(mc, inputs, spec, train_bn=True)
         torch.testing.assert_close(out.scores, ref, atol=1e-4, rtol=1e-4)
-        model.eval()
-        torch.testing.assert_close(model(inputs).scores, reference_scores(model, inputs, spec, train_bn=False),
+        mc.eval()
+        torch.testing.assert_close(mc(inputs).scores, reference_scores(mc, inputs, spec, train_bn=False),
                                    atol=1e-4, rtol=1e-4)
     assert out.scores[2, 3] == float("-inf")
 
@@ -284,6 +311,7 @@ def test_padding_never_changes_results():
     cfg = small_config()
     model = SVLR(cfg).train()
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
+    mc = MultipleChoice(model).train()
     inputs, spec = random_inputs(cfg)
     # same questions with wider padding everywhere, garbage in every padded slot
     P, C, T = 3, 4, 5
@@ -302,7 +330,7 @@ def test_padding_never_changes_results():
         index[~mask] = torch.randint(0, 9, (int((~mask).sum()),), generator=g)
     wide.region_features[~wide.region_mask] = 1e3
     with torch.no_grad():
-        a, b = model(inputs), model(wide)
+        a, b = mc(inputs), mc(wide)
         torch.testing.assert_close(b.scores[:, :C], a.scores)
         torch.testing.assert_close(b.attention[:, :C, :T], a.attention)
         assert torch.all(b.attention[:, :, T:] == 0)
@@ -338,34 +366,43 @@ def test_gradients_reach_every_parameter(mode):
     cfg = small_config(recognition_vectors=mode)
     model = SVLR(cfg).train()
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
+    mc = MultipleChoice(model).train()
     inputs, _ = random_inputs(cfg)
-    vqa = VQAMCTask(model)(VQAMCBatch(inputs=inputs, correct=torch.tensor([0, 1, 2])))
-    rec = RecognitionTask(model, alpha_obj=0.1, alpha_atr=0.1)(RecognitionBatch(
-        region_features=torch.randn(6, 6), object_targets=torch.eye(6, 3, dtype=torch.bool),
-        attribute_targets=torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 0]], dtype=torch.bool)))
-    (vqa["loss"] + rec["loss"]).backward()
-    for name, p in model.named_parameters():
+    vqa = answer_ranking_loss(mc(inputs).scores, torch.tensor([0, 1, 2]), inputs.choice_mask)
+    objects, attributes = model.recognition_scores(torch.randn(6, 6))
+    rec = object_loss(objects, torch.eye(6, 3, dtype=torch.bool)) + attribute_loss(
+        attributes, torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 0]], dtype=torch.bool))
+    (vqa + 0.1 * rec).backward()
+    for name, p in [*model.named_parameters(), *mc.head.named_parameters()]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    assert torch.isfinite(vqa["loss"]) and torch.isfinite(rec["loss"])
+    assert torch.isfinite(vqa) and torch.isfinite(rec)
 
 
-def test_config_defaults_are_the_papers_and_rebuild_from_checkpoint():
+def test_defaults_and_the_paper_config_hold_the_papers_settings():
     cfg = SVLRConfig()
-    assert (cfg.word_dim, cfg.embed_dim, cfg.region_hidden, cfg.fusion_dim) == (300, 300, 2048, 2500)
-    assert cfg.num_objects + cfg.num_attributes == 2000  # W1 in R^{2500 x 2000}
-    assert (cfg.num_question_bins + 1) * cfg.embed_dim == 1500  # W2 in R^{2500 x 1500}
-    d = SVLRTrainingDefaults()
-    assert (d.learning_rate, d.lr_decay_rate, d.lr_decay_every, d.weight_decay) == (1e-3, 0.5, 24_000, 1e-5)
-    assert (d.regions_per_batch, d.questions_per_batch, d.eta_obj, d.eta_ans) == (200, 50, 1.0, 1.0)
-    assert (SVLRTrainingDefaults.vqa_to_vr().alpha_ans, SVLRTrainingDefaults.vqa_to_vr().alpha_obj) == (0.1, 1.0)
-    assert SVLRTrainingDefaults.vqa_only().alpha_obj == 0.0
+    assert (cfg.embed_dim, cfg.word_hidden, cfg.region_hidden, cfg.region_output_norm) == (300, 300, 2048, True)
+    assert SVLRVQAConfig().fusion_dim == 2500  # beta in R^2500
+    paper = load_experiment(bundled_config("svlr_paper.yaml"))
+    o = paper.optim
+    assert (o.lr, o.lr_decay, o.lr_step, o.weight_decay) == (1e-3, 0.5, 24_000, 1e-5)
+    vqa, rec = paper.tasks["vqa"], paper.tasks["recognition"]
+    assert (rec.batch_size, vqa.batch_size, rec.eta_obj, vqa.eta_ans) == (200, 50, 1.0, 1.0)
+    assert (vqa.loss_weight, rec.loss_weight) == (1.0, 0.1)  # VR -> VQA (Sec. 5.2)
+    assert (paper.data.num_objects, paper.data.num_attributes) == (1000, 1000)  # W1 in R^{2500 x 2000}
+    head = MultipleChoice(SVLR(small_config(embed_dim=300, num_objects=1000, num_attributes=1000)), 2500).head
+    assert head.w1.weight.shape == (2500, 2000) and head.w2.weight.shape == (2500, 1500)
+
+
+def test_model_rebuilds_from_its_config():
     small = small_config(recognition_vectors="per_class")
     model = SVLR(small)
-    rebuilt = SVLR(SVLRConfig(**small.to_dict()))
+    rebuilt = SVLR(SVLRConfig(**dataclasses.asdict(small)))
     rebuilt.load_state_dict(model.state_dict())
     assert "object_label_vectors" in model.state_dict()
-    with pytest.raises(ValueError):
-        SVLRConfig(recognition_vectors="fixed")
+    with pytest.raises(ValueError, match="recognition_vectors"):
+        SVLR(small_config(recognition_vectors="fixed"))
+    with pytest.raises(ValueError, match="needed"):
+        SVLR(SVLRConfig())
 
 
 def test_inputs_check_rejects_mismatched_shapes():

@@ -22,9 +22,9 @@ import yaml
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt import config as C
+from vlmt.seeding import seed_everything, step_seed
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.trainer import build_parts, seed_everything, step_seed
+from vlmt.training.build import build_parts, load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -78,7 +78,7 @@ def records(run: Path, split: str) -> list[dict]:
 
 
 def initial_weights(config: Path) -> dict[str, torch.Tensor]:
-    _, _, modules = build_parts(C.load_config(config), CPU)
+    modules = build_parts(load_experiment(config), CPU).objective
     return {k: v.detach().clone() for k, v in modules.state_dict().items()}
 
 
@@ -99,8 +99,8 @@ def test_vqa_and_grounding_two_processes_match_one_process(tmp_path):
         # measured: at most 1e-5 apart; a per-process mean for grounding puts them 4e-3 apart
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=5e-5, msg=key)
     start = initial_weights(config)
-    for key in ("model.heads.vqa.classifier.3.weight", "model.heads.grounding.bilinear.weight",
-                "model.encoder.layers.2.word_in.weight"):
+    for key in ("tasks.vqa.head.classifier.3.weight", "tasks.grounding.head.bilinear.weight",
+                "model.layers.2.word_in.weight"):
         assert not torch.allclose(a[key], start[key], atol=1e-4), f"{key} did not train"
     # validation runs once per validation step, in the first process only, on the whole split
     assert records(two, "val") == records(one, "val")
@@ -113,9 +113,10 @@ def reference_ddp_retrieval(config: Path, steps: int) -> dict[str, torch.Tensor]
     generators from (seed, rank, iteration), takes its half of the global batch, draws its
     negatives and dropout masks and back-propagates its local loss; Adam steps on the mean of the
     two gradients."""
-    cfg = C.load_config(config)
-    model, tasks, modules = build_parts(cfg, CPU)
-    task = tasks["retrieval"]
+    cfg = load_experiment(config)
+    parts = build_parts(cfg, CPU)
+    model, modules = parts.model, parts.objective
+    task = parts.tasks["retrieval"]
     streams = [iter(task.batches("train", rank=r, world_size=2)) for r in range(2)]
     optimizer = torch.optim.Adam(modules.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
     params = dict(modules.named_parameters())

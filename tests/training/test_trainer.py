@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from vlmt import cli
 from vlmt import config as C
+from vlmt.training.build import build_parts, build_schedule, load_experiment, rebuild
 from vlmt.training import checkpoint as ckpt
 from vlmt.training import trainer
 
@@ -59,7 +60,7 @@ def test_train_writes_a_complete_run_folder(config_file, tmp_path, capsys):
     assert cli.main(["train", str(config_file), "--out", str(run), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["step"] == 100  # schedule length: floor(100 / 10) cycles x 10
-    assert C.load_config(run / "config.yaml") == C.load_config(config_file)
+    assert load_experiment(run / "config.yaml") == load_experiment(config_file)
     assert "training a, b" in (run / "train.log").read_text()
     recs = records(run)
     train = [r for r in recs if r["split"] == "train"]
@@ -81,7 +82,8 @@ def test_train_writes_a_complete_run_folder(config_file, tmp_path, capsys):
     assert state["step"] == 100 and state["model_type"] == "sanity_mlp"
     assert state["model_args"]["hidden"] == 16 and state["consumed"] == {"a": 60, "b": 40}
     # the checkpoint alone rebuilds the model with its weights
-    cfg, model, tasks = ckpt.rebuild(run, "last")
+    cfg, parts = rebuild(run, "last")
+    model, tasks = parts.model, parts.tasks
     x = torch.randn(5, 8)
     direct = load_file(str(ckpt.checkpoint_dir(run, "last") / "model.safetensors"))
     assert torch.equal(model.net[0].weight, direct["model.net.0.weight"])
@@ -138,7 +140,7 @@ def test_per_task_state_with_the_joint_schedule_is_a_config_error(config_file, t
 
 
 def test_periodic_schedule_of_a_config_carries_the_loss_weights(config_file):
-    schedule = trainer.build_schedule(C.load_config(config_file, ["tasks.b.loss_weight=3.0"]))
+    schedule = build_schedule(load_experiment(config_file, ["tasks.b.loss_weight=3.0"]))
     assert [schedule.next()[0] for _ in range(7)] == [("a", 1.0)] * 6 + [("b", 3.0)]
 
 
@@ -227,12 +229,7 @@ def test_torchrun_two_cpu_processes_match_one_process(config_file, tmp_path):
 
 
 def ckpt_initial_weight(config_file: Path) -> torch.Tensor:
-    from vlmt.training.trainer import build_parts, seed_everything
-
-    cfg = C.load_config(config_file)
-    seed_everything(cfg.train.seed)
-    model, _, _ = build_parts(cfg, torch.device("cpu"))
-    return model.net[0].weight.detach()
+    return build_parts(load_experiment(config_file), torch.device("cpu")).model.net[0].weight.detach()
 
 
 def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
@@ -252,7 +249,7 @@ def test_shipped_sanity_config_trains_from_the_cli_with_tensorboard(tmp_path):
 def test_diverging_run_stops_with_a_named_task(config_file, tmp_path, capsys):
     run = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"non-finite training scalars \['a/loss'\]"):
-        trainer.train(C.load_config(config_file, ["optim.lr=1e30", "train.max_iters=20"]), run)
+        trainer.train(load_experiment(config_file, ["optim.lr=1e30", "train.max_iters=20"]), run)
     # on the command line: one line naming the metrics file and the step, exit status 1
     code = cli.main(["train", str(config_file), "--out", str(tmp_path / "nan2"), "--set", "optim.lr=1e30",
                      "--set", "train.max_iters=20"])

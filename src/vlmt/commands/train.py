@@ -26,15 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vlmt import config as C
     from vlmt.errors import ConfigError
+    from vlmt.training.build import load_experiment
     from vlmt.training.trainer import train
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    cfg = C.load_config(args.config, args.overrides)
+    cfg = load_experiment(args.config, args.overrides)
     if args.resume:
         saved_path = out / "config.yaml"
         if not saved_path.is_file():
             raise ConfigError(f"{saved_path}: --resume needs the run's saved config; not found")
-        saved = C.load_config(saved_path)
+        saved = load_experiment(saved_path)
         changed = [k for k in C.diff(saved, cfg) if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(f"{saved_path}: the run was started with a different config "

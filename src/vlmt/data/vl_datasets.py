@@ -254,6 +254,19 @@ class VLData:
         return self._stores[dataset]
 
     @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def padding_idx(self) -> int:
+        return self.vocab.pad_index
+
+    @property
+    def region_feature_dim(self) -> int:
+        """D, the width of the region features (every store of the section has the same)."""
+        return self.feature_dim
+
+    @property
     def feature_dim(self) -> int:
         dims = {s.feature_dim for s in self._stores.values()}
         if len(dims) != 1:

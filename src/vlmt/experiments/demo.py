@@ -188,7 +188,7 @@ def _fill(shape: Any) -> Any:
 
 def evaluate_run(run_dir: Path, split: str = "test", *, checkpoint: str = "best") -> dict[str, float]:
     """{"<task>/<metric>": value} of a run's checkpoint on `split` (as `vlmt evaluate run`)."""
-    from vlmt.commands.evaluate_run import evaluate_run as evaluate
+    from vlmt.training.evaluate import evaluate_run as evaluate
 
     return {f"{task}/{key}": value for task, metrics in evaluate(run_dir, split=split, checkpoint=checkpoint).items()
             for key, value in metrics.items()}
@@ -231,9 +231,9 @@ def run_part(job: PartJob) -> dict[str, Any]:
     Returns {"test": {"<task>/<metric>": value}, "figures": [(path, caption)], "seconds"} or
     {"error": message} for a user-facing error (VlmtError subclasses do not all survive pickling).
     """
-    from vlmt import config as C
     from vlmt.errors import VlmtError
     from vlmt.reports.report import training_curves
+    from vlmt.training.build import load_experiment
     from vlmt.training.trainer import train
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -241,7 +241,7 @@ def run_part(job: PartJob) -> dict[str, Any]:
         run_dir, pics = Path(job.run_dir), Path(job.pictures_dir)
         if run_dir.exists():
             shutil.rmtree(run_dir)  # the demo always trains afresh
-        train(C.load_config(job.config, list(job.overrides)), run_dir)
+        train(load_experiment(job.config, list(job.overrides)), run_dir)
         gc.collect()
         test = evaluate_run(run_dir, "test", checkpoint=job.checkpoint)
         figures = [(str(training_curves(run_dir, pics / f"{job.name}_curves.png", title=job.title)),
@@ -344,9 +344,8 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
 
     workers: parts trained at once in separate processes (2 uses both cores of a 2-core machine;
     1 trains them one after another in this process)."""
-    from vlmt import config as C
     from vlmt.data.synth.cache import ensure_world, world_dir
-    from vlmt.training.trainer import build_schedule
+    from vlmt.training.build import build_schedule, load_experiment
 
     if size not in SIZES:
         raise ConfigError(f"--size: expected one of {', '.join(SIZES)}, got {size!r}")
@@ -386,7 +385,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
             "train.tensorboard=false", f"train.seed={seed}"]
         if threads:
             overrides.append(f"train.threads={threads}")
-        cfg = C.load_config(folder / part.configs[size], overrides)  # checked here, before any work
+        cfg = load_experiment(folder / part.configs[size], overrides)  # checked here, before any work
         totals[part.name] = cfg.train.max_iters or build_schedule(cfg).length
         jobs.append(PartJob(name=part.name, title=part.title, config=str(folder / part.configs[size]),
                             overrides=tuple(overrides), run_dir=str(out / "runs" / part.name),

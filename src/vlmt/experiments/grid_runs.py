@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Sequence
 from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.training import checkpoint as ckpt
+from vlmt.training.build import load_experiment
+from vlmt.training.trainer import train
 
 # keys that do not change a run's trajectory or results; they may differ when a run is reused
 IGNORED_ON_REUSE = ("train.progress", "train.tensorboard", "train.num_workers", "train.log_every",
@@ -82,7 +84,7 @@ def config_changes(run_dir: Path, cfg: C.ExperimentConfig) -> list[str] | None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return None
-    saved = C.load_config(saved_path)
+    saved = load_experiment(saved_path)
     return [k for k in C.diff(saved, cfg) if k not in IGNORED_ON_REUSE]
 
 
@@ -90,8 +92,6 @@ def ensure_trained(cfg: C.ExperimentConfig, run_dir: str | Path, *, progress: Pr
                    label: str = "") -> dict[str, Any]:
     """Train `cfg` into `run_dir`, or resume it, or reuse it when it has finished. Returns the run's
     summary (see vlmt.training.trainer.train) with "reused": True when nothing had to be trained."""
-    from vlmt.training.trainer import train
-
     run_dir = Path(run_dir)
     say = progress or (lambda _msg: None)
     summary_path = run_dir / "summary.json"

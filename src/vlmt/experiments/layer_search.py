@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_write, write_json
-from vlmt.training import checkpoint as ckpt
 from vlmt.experiments import grid_runs as G
+from vlmt.training import checkpoint as ckpt
+from vlmt.training.build import build_parts, load_experiment
 
 TABLE_MD = "layer_search.md"
 TABLE_JSON = "layer_search.json"
@@ -109,12 +112,7 @@ def metric_rule(cfg: C.ExperimentConfig, task: str) -> tuple[str, str]:
     else the task's primary metric and direction (read from the built task)."""
     if cfg.train.best_metric and cfg.train.best_mode:
         return cfg.train.best_metric, cfg.train.best_mode
-    import torch
-
-    from vlmt.training.trainer import build_parts
-
-    _, tasks, _ = build_parts(cfg, torch.device("cpu"))
-    built = tasks[task]
+    built = build_parts(cfg, torch.device("cpu")).tasks[task]
     metric = cfg.train.best_metric or f"{task}/{built.primary_metric}"
     if cfg.train.best_mode:
         return metric, cfg.train.best_mode
@@ -132,7 +130,7 @@ def search_layers(config: str | Path, *, task: str, out: str | Path, layers: Seq
     say = progress or (lambda _msg: None)
     out = Path(out)
     overrides = list(overrides)
-    C.load_config(config, overrides)  # the whole file (with its other tasks) must be valid
+    load_experiment(config, overrides)  # the whole file (with its other tasks) must be valid
     source = f"{config}" + (f" with --set {' '.join(overrides)}" if overrides else "")
     raw = C.apply_overrides(C.read_yaml(config), overrides)
     cells = plan(raw, task, layers=layers, batch_sizes=batch_sizes, steps=steps, iterations=iterations,

@@ -28,6 +28,9 @@ from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_path, atomic_write, write_json
 from vlmt.experiments import grid_runs as G
+from vlmt.training import checkpoint as ckpt
+from vlmt.training.build import load_experiment, rebuild
+from vlmt.training.evaluate import evaluate_tasks
 
 TASKS = ("vqa", "retrieval", "grounding")
 LABELS = {"vqa": "VQA", "retrieval": "ICR", "grounding": "VG"}
@@ -85,23 +88,16 @@ def run_config(raw: dict, tasks: Sequence[str], seed_offset: int, *, source: str
 def evaluate_on_test(run_dir: Path, cfg: C.ExperimentConfig) -> dict[str, Any]:
     """{"step": .., "checkpoint": .., "metrics": {"<task>/<metric>": ..}} on the test split, cached in
     RUN/test_metrics.json for the checkpoint it was computed from."""
-    import torch
-
-    from vlmt.training import checkpoint as ckpt
-    from vlmt.training.trainer import evaluate_tasks, resolve_device
-
     path = run_dir / "test_metrics.json"
     pointer = json.loads((run_dir / ckpt.CHECKPOINTS / f"{CHECKPOINT}.json").read_text(encoding="utf-8"))
     if path.is_file():
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("step") == pointer["step"] and cached.get("checkpoint") == CHECKPOINT:
             return cached
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
     started = time.perf_counter()
-    _, model, tasks = ckpt.rebuild(run_dir, CHECKPOINT, device=device)
-    metrics = evaluate_tasks(model, tasks, "test", device, cfg.train.precision)
+    _, parts = rebuild(run_dir, CHECKPOINT)
+    device = next(parts.objective.parameters()).device
+    metrics = evaluate_tasks(parts.model, parts.tasks, "test", device, cfg.train.precision)
     result = {"step": pointer["step"], "checkpoint": CHECKPOINT, "split": "test", "metrics": metrics,
               "seconds": round(time.perf_counter() - started, 3)}
     write_json(path, result)
@@ -125,7 +121,7 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
     out = Path(out)
     path = Path(config) if config is not None else bundled_config(size)
     overrides = list(overrides)
-    C.load_config(path, overrides)  # the whole file must be valid
+    load_experiment(path, overrides)  # the whole file must be valid
     source = str(path) + (f" with --set {' '.join(overrides)}" if overrides else "")
     raw = C.apply_overrides(C.read_yaml(path), overrides)
     missing = [t for t in TASKS if t not in (raw.get("tasks") or {})]

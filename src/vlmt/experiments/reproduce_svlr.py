@@ -29,6 +29,12 @@ import torch
 from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_write, write_json
+from vlmt.metrics.recognition import frequency_grid
+from vlmt.metrics.vqa import metric_key
+from vlmt.reports.svlr_figures import draw_interpretable_inference, draw_transfer_heatmap, pick_examples
+from vlmt.training.build import Parts, rebuild, run_config
+from vlmt.training.evaluate import evaluate_tasks
+from vlmt.training.trainer import train
 
 ROWS = ("vqa_only", "joint_multitask", "joint_svlr", "genome_only", "vqa_to_vr")
 TABLE1 = (("VQA Only", "vqa_only", "vqa"), ("Joint Multitask", "joint_multitask", "vqa"),
@@ -91,9 +97,7 @@ def _fmt(s: dict | None, seeds: int) -> str:
     return f"{s['mean']:.1f}" + (f" ± {s['std']:.1f}" if seeds > 1 else "")
 
 
-def _train_and_load(raw: dict, run_dir: Path, say: Callable[[str], None]):
-    from vlmt.training.checkpoint import rebuild
-    from vlmt.training.trainer import train
+def _train_and_load(raw: dict, run_dir: Path, say: Callable[[str], None]) -> Parts:
 
     cfg = C.from_dict(raw, source=f"reproduce svlr ({run_dir.parent.name})")
     if not (run_dir / "summary.json").is_file():
@@ -104,12 +108,12 @@ def _train_and_load(raw: dict, run_dir: Path, say: Callable[[str], None]):
         summary = train(cfg, run_dir)
         say(f"  trained {run_dir.parent.name}/{run_dir.name} in {summary['seconds']:.0f} s")
     else:
-        differ = C.diff(C.load_config(run_dir / "config.yaml"), cfg)
+        differ = C.diff(run_config(run_dir), cfg)
         if differ:
             raise ConfigError(f"{run_dir}: holds a finished run of another config (differs in {', '.join(differ)}); "
                               f"choose another --out")
         say(f"  reusing {run_dir.parent.name}/{run_dir.name}")
-    return rebuild(run_dir, "best")
+    return rebuild(run_dir, "best", device="cpu")[1]
 
 
 def _neighbours(vectors: np.ndarray, words: list[str], queries: list[str], k: int) -> dict[str, list[str]]:
@@ -136,9 +140,6 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
              max_iters: int | None = None) -> dict:
     """Train and evaluate the grid (see the module docstring); returns what report.json holds.
     `max_iters` shortens every run (for quick checks; the report says so)."""
-    from vlmt.metrics.recognition import frequency_grid
-    from vlmt.reports.svlr_figures import draw_interpretable_inference, draw_transfer_heatmap, pick_examples
-    from vlmt.training.trainer import evaluate_tasks
 
     say = progress or (lambda msg: None)
     out = Path(out)
@@ -154,15 +155,17 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
             say(f"seed {seed + 1}/{seeds}")
             for row in ROWS:
                 raw = row_config(row, size, seed, max_iters)
-                _, model, tasks = _train_and_load(raw, out / "runs" / row / f"seed{seed}", say)
+                parts = _train_and_load(raw, out / "runs" / row / f"seed{seed}", say)
+                model, tasks = parts.model, parts.tasks
                 test[row].append(evaluate_tasks(model, tasks, "test", device))
                 if row in per_class:
                     per_class[row].append(tasks["recognition"].per_class_accuracy(model, "test", device=device))
                 if seed == 0 and row == "joint_svlr":
-                    kept["model"], kept["data"] = model, tasks["vqa"].data
+                    kept["model"], kept["vqa"] = model, tasks["vqa"]
     finally:
         torch.set_num_threads(threads)
-    data = kept["data"]
+    vqa = kept["vqa"]
+    data = vqa.data
     model = kept["model"]
 
     # ---- Table 1: accuracy per question type (test split), mean and spread over seeds
@@ -175,11 +178,11 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
         runs = test[row]
         cells = {"overall": _stats([m[f"{task}/accuracy"] for m in runs])}
         for t in qtypes:
-            key = f"{task}/qtype/{'_'.join(t.replace('/', ' ').split())}"
+            key = f"{task}/qtype/{metric_key(t)}"
             if all(key in m for m in runs):
                 cells[t] = _stats([m[key] for m in runs])
         for at in ("yes/no", "number", "other"):
-            key = f"{task}/atype/{'_'.join(at.replace('/', ' ').split())}"
+            key = f"{task}/atype/{metric_key(at)}"
             if all(key in m for m in runs):
                 cells[f"answer type: {at}"] = _stats([m[key] for m in runs])
         table1[label] = cells
@@ -231,9 +234,9 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
 
     # ---- Fig. 4: interpretable inference of joint SVLR (seed 0) on test questions
     fig4 = []
-    for k, q in enumerate(pick_examples(model, data, "test", 2, device=device)):
+    for k, q in enumerate(pick_examples(model, vqa, "test", 2, device=device)):
         path = out / f"fig4_inference_{k + 1}.png"
-        info = draw_interpretable_inference(model, data, q, path, device=device)
+        info = draw_interpretable_inference(model, vqa, q, path, device=device)
         fig4.append({"png": path.name, **{key: info[key] for key in ("question", "answer", "correct_answer",
                                                                        "is_correct", "top_objects", "top_attributes")}})
 

@@ -124,3 +124,19 @@ def evaluate_vqa(annotations: Sequence[Mapping[str, Any]], results: Mapping[Any,
         per_question_type={k: _percent(v, rounder, ndigits) for k, v in by_qtype.items()},
         per_question=per_question,
     )
+
+
+def metric_key(text: str) -> str:
+    """A question or answer type as one token of a metric key: runs of spaces and slashes become one
+    underscore ("yes/no" -> "yes_no", "what color is the" -> "what_color_is_the")."""
+    return "_".join(text.replace("/", " ").split())
+
+
+def breakdown(scores: VQAScores) -> dict[str, float]:
+    """The metrics of a VQA evaluation under the keys every VQA task reports: `accuracy`, then
+    `atype/<answer type>` and `qtype/<question type>` (types left empty in the annotations are
+    passed over)."""
+    out = {"accuracy": scores.overall}
+    out.update({f"atype/{metric_key(t)}": v for t, v in sorted(scores.per_answer_type.items()) if metric_key(t)})
+    out.update({f"qtype/{metric_key(t)}": v for t, v in sorted(scores.per_question_type.items()) if metric_key(t)})
+    return out

@@ -1,2 +1,3 @@
-"""Models: shared layers (dense co-attention, summaries), encoders, heads, and the two paper
-models (hierarchical.py, svlr.py)."""
+"""Models: encoders (`hierarchical.py`, `svlr.py`), the layers they are made of (`layers/`) and
+the task heads that read them (`heads/`). Models are tensors in, tensors out: they never see
+text, files or dataset names."""

@@ -1,111 +1,98 @@
-"""SVLR: a shared vision-language representation for recognition and multiple-choice VQA.
-
-Implements "Aligned Image-Word Representations Improve Inductive Transfer Across
-Vision-Language Tasks" (Gupta, Shih, Singh, Hoiem; ICCV 2017), papers/svlr-aligned-image-word-
-iccv2017.txt. Equation numbers below are the paper's.
+"""SVLR: word and region embeddings shared across tasks (S: Gupta, Shih, Singh, Hoiem, "Aligned
+Image-Word Representations Improve Inductive Transfer Across Vision-Language Tasks", ICCV 2017).
+Equation numbers below are the paper's.
 
 - g(w): word vector -> FC -> ReLU -> FC                               (Sec. 3.1)
 - f_o(R), f_a(R): region feature -> FC + BN + ReLU -> FC (+ BN)       (Sec. 3.1)
 - recognition scores f_o(R)·g(w), f_a(R)·g(w) for any word vector     (Sec. 3.2.1)
-- multiple-choice VQA: region attention (Eq. 3-4), image vector (Eq. 5),
-  question bins / mean answer, bimodal score (Eq. 6-7)                 (Sec. 3.3)
-- zero-shot VQA score (Eq. 9)                                         (Sec. 3.4)
+- the region attention of multiple-choice VQA (Eq. 3-4) and the label scores s_o(R), s_a(R) the
+  image vector is made of (Eq. 5): `encode_vqa`                       (Sec. 3.3)
+- zero-shot VQA score (Eq. 9), which has no parameters of its own   (Sec. 3.4)
 - the "Joint Multitask" baseline (Sec. 5.2): recognition scores use one learned vector per
   label instead of g(label), so g is used by VQA only.
 
+The answer scorer of Eq. 5-7 (W1, W2, W3 with batch norm) is the multiple-choice task's head
+(`vlmt.models.heads.multiple_choice`); the losses (Eq. 1, 2, 8) live with their tasks
+(`vlmt.tasks.svlr_recognition`, `vlmt.tasks.svlr_vqa_mc`).
+
 The model is "tensors in, tensors out": it never sees text. A batch carries a table of word
 vectors (the words this batch mentions) and index tensors into that table with boolean masks;
-`SVLRVQAInputs` documents exactly what a collate function must provide. Losses (Eq. 1, 2, 8)
-live in `vlmt.tasks.recognition` and `vlmt.tasks.vqa_mc`.
+`SVLRVQAInputs` documents exactly what a collate function must provide.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vlmt.config import ModelConfig, from_data, register_model
+from vlmt.errors import ConfigError
+from vlmt.models.layers.masking import masked_max, masked_rows
+
 RecognitionVectors = Literal["shared", "per_class"]
 
 
+@register_model("svlr")
 @dataclass(frozen=True)
-class SVLRConfig:
-    """Constructor arguments of `SVLR` (stored in checkpoints so the model can be rebuilt).
+class SVLRConfig(ModelConfig):
+    """`model: {type: svlr, ...}` and the constructor arguments of `SVLR`.
 
-    `recognition_vectors="shared"` is Joint SVLR: labels are scored with g(label vector).
-    `recognition_vectors="per_class"` is the Joint Multitask baseline: labels are scored with
-    one learned vector h_y per label, so g is not shared between recognition and VQA.
+    embed_dim: the shared space of g, f_o, f_a (paper 300); word_hidden: first FC of g (300);
+    region_hidden: first FC of f_o and f_a (2048); region_output_norm: BN after their last FC.
+    recognition_vectors "shared" is Joint SVLR (labels are scored with g(label vector));
+    "per_class" is the Joint Multitask baseline (one learned vector h_y per label, so g is not
+    shared between recognition and VQA). word_dim, region_dim and the label-set sizes |O|, |T| come
+    from the data section.
     """
 
-    word_dim: int = 300  # input word vectors (word2vec / GloVe)
-    region_dim: int = 2048  # region CNN feature (ResNet-50 average pool)
-    embed_dim: int = 300  # shared space of g, f_o, f_a
-    word_hidden: int = 300  # first FC of g
-    region_hidden: int = 2048  # first FC of f_o and f_a
-    region_output_norm: bool = True  # BN after the last FC of f_o / f_a
-    num_objects: int = 1000  # |O|
-    num_attributes: int = 1000  # |T|
-    num_question_bins: int = 4  # q(Q) = 4 bins x embed_dim
-    fusion_dim: int = 2500  # W1, W2 output size (beta in R^2500)
+    embed_dim: int = 300
+    word_hidden: int = 300
+    region_hidden: int = 2048
+    region_output_norm: bool = True
     recognition_vectors: RecognitionVectors = "shared"
+    word_dim: int | None = from_data()
+    region_dim: int | None = from_data()
+    num_objects: int | None = from_data()
+    num_attributes: int | None = from_data()
 
-    def __post_init__(self) -> None:
+    def validate(self) -> str | None:
         if self.recognition_vectors not in ("shared", "per_class"):
-            raise ValueError(f"recognition_vectors must be 'shared' or 'per_class', got {self.recognition_vectors!r}")
-        for name in ("word_dim", "region_dim", "embed_dim", "word_hidden", "region_hidden", "num_objects",
-                     "num_attributes", "num_question_bins", "fusion_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            return f"recognition_vectors must be 'shared' or 'per_class', got {self.recognition_vectors!r}"
+        for name in ("embed_dim", "word_hidden", "region_hidden", "word_dim", "region_dim", "num_objects",
+                     "num_attributes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                return f"{name} must be >= 1, got {value}"
+        return None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def build(self, *, data: Any) -> SVLR:
+        """The model for a data section that gives word vectors, region features and the label sets
+        O and T with their word vectors (`vlmt.data.svlr_datasets`, `type: svlr_datasets`)."""
+        needed = ("word_dim", "region_dim", "object_labels", "attribute_labels", "label_vectors")
+        if not all(hasattr(data, key) for key in needed):
+            raise ConfigError(f"model: SVLR needs the data section `type: svlr_datasets`, got {type(data).__name__}")
+        config = dataclasses.replace(self, word_dim=data.word_dim, region_dim=data.region_dim,
+                                     num_objects=len(data.object_labels), num_attributes=len(data.attribute_labels))
+        model = SVLR(config)
+        objects, attributes = data.label_vectors()
+        model.set_label_vectors(objects=torch.from_numpy(objects), attributes=torch.from_numpy(attributes))
+        return model
 
 
-@dataclass(frozen=True)
-class SVLRTrainingDefaults:
-    """The paper's training settings (Sec. 4), recorded for configs and the trainer.
+@dataclass
+class SVLRVQAEncoding:
+    """The encoder's side of multiple-choice VQA for P questions x C choices over T regions."""
 
-    `vr_to_vqa()` holds the loss weights of Sec. 5.2 (transfer from recognition to VQA),
-    `vqa_to_vr()` those of Sec. 5.3; `vqa_only()` / `genome_only()` the single-task baselines.
-    """
-
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    lr_decay_rate: float = 0.5
-    lr_decay_every: int = 24_000  # iterations
-    weight_decay: float = 1e-5  # on all trainable variables
-    init: str = "xavier"
-    regions_per_batch: int = 200  # M: Visual Genome regions per step (object + attribute losses)
-    questions_per_batch: int = 50  # P: VQA questions per step
-    proposals_per_image: int = 100  # Edge Box regions per VQA image
-    num_choices: int = 18  # VQA multiple choice
-    num_object_labels: int = 1000
-    num_attribute_labels: int = 1000
-    eta_obj: float = 1.0  # object margin (Eq. 1)
-    eta_ans: float = 1.0  # answer margin (Eq. 8)
-    alpha_ans: float = 1.0  # Eq. 10 weights
-    alpha_obj: float = 0.1
-    alpha_atr: float = 0.1
-
-    @classmethod
-    def vr_to_vqa(cls) -> "SVLRTrainingDefaults":
-        return cls(alpha_ans=1.0, alpha_obj=0.1, alpha_atr=0.1)
-
-    @classmethod
-    def vqa_to_vr(cls) -> "SVLRTrainingDefaults":
-        return cls(alpha_ans=0.1, alpha_obj=1.0, alpha_atr=1.0)
-
-    @classmethod
-    def vqa_only(cls) -> "SVLRTrainingDefaults":
-        return cls(alpha_ans=1.0, alpha_obj=0.0, alpha_atr=0.0)
-
-    @classmethod
-    def genome_only(cls) -> "SVLRTrainingDefaults":
-        return cls(alpha_ans=0.0, alpha_obj=1.0, alpha_atr=1.0)
+    attention: torch.Tensor  # (P, C, T) a(R) per (question, choice); 0 at padded regions
+    object_scores: torch.Tensor  # (P, T, K_o) s_o(R) over the label set O
+    attribute_scores: torch.Tensor  # (P, T, K_a) s_a(R) over the label set T
+    words: torch.Tensor  # (W, E) g of the batch's word table
 
 
 @dataclass
@@ -212,51 +199,6 @@ def pad_ids(rows: list, *, pad_to: int | None = None) -> tuple[torch.Tensor, tor
     return index.reshape(*outer, width), mask.reshape(*outer, width)
 
 
-@dataclass
-class SVLRVQAOutput:
-    """Scores and the interpretable intermediate values of Fig. 3-4."""
-
-    scores: torch.Tensor  # (P, C) S(Q, I, A); -inf at padded choices
-    attention: torch.Tensor  # (P, C, T) a(R) per (question, choice); 0 at padded regions
-    object_scores: torch.Tensor  # (P, T, K_o) s_o(R)
-    attribute_scores: torch.Tensor  # (P, T, K_a) s_a(R)
-    image_vector: torch.Tensor = field(repr=False, default=None)  # (P, C, K_o + K_a) f(I)
-
-
-def masked_rows(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask: torch.Tensor | None
-                ) -> torch.Tensor:
-    """Apply a row-wise module to the rows of `x` (..., F) where `mask` (...) is True.
-
-    Padded rows are never seen by the module (so BatchNorm statistics come from real rows
-    only) and come back as zeros.
-    """
-    lead = x.shape[:-1]
-    flat = x.reshape(-1, x.shape[-1])
-    if mask is None:
-        return module(flat).reshape(*lead, -1)
-    keep = mask.reshape(-1)
-    out_rows = module(flat[keep])
-    out = flat.new_zeros(flat.shape[0], out_rows.shape[-1])
-    out = out.index_put((keep.nonzero(as_tuple=True)[0],), out_rows)
-    return out.reshape(*lead, -1)
-
-
-def masked_max(values: torch.Tensor, mask: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Max over `dim` of the unmasked entries; returns (max, any) with max = 0 where none."""
-    filled = values.masked_fill(~mask, float("-inf"))
-    best = filled.max(dim=dim).values
-    present = mask.any(dim=dim)
-    return torch.where(present, best, torch.zeros_like(best)), present
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mean over `dim` (of a (..., L, E) tensor) of unmasked rows; zeros where all are masked."""
-    weights = mask.to(values.dtype).unsqueeze(-1)
-    total = (values * weights).sum(dim=dim)
-    count = weights.sum(dim=dim).clamp(min=1.0)
-    return total / count
-
-
 class WordEmbedding(nn.Module):
     """g(w): word vector -> FC -> ReLU -> FC (Sec. 3.1)."""
 
@@ -284,16 +226,19 @@ class RegionEmbedding(nn.Module):
 
 
 class SVLR(nn.Module):
-    """The SVLR module with its recognition, multiple-choice VQA and zero-shot scorers."""
+    """The shared SVLR module: g, f_o, f_a and the label sets' vectors, with the recognition,
+    attention and zero-shot scorers built on them."""
 
-    def __init__(self, config: SVLRConfig | None = None, **overrides: object):
+    def __init__(self, config: SVLRConfig):
         super().__init__()
-        if config is None:
-            config = SVLRConfig(**overrides)  # type: ignore[arg-type]
-        elif overrides:
-            config = SVLRConfig(**{**config.to_dict(), **overrides})  # type: ignore[arg-type]
-        self.config = config
         c = config
+        if None in (c.word_dim, c.region_dim, c.num_objects, c.num_attributes):
+            raise ValueError("SVLRConfig.word_dim, region_dim, num_objects and num_attributes are needed (build the "
+                             "model from a data section with SVLRConfig.build, or set them)")
+        problem = c.validate()
+        if problem:
+            raise ValueError(f"SVLRConfig: {problem}")
+        self.config = config
         self.g = WordEmbedding(word_dim=c.word_dim, hidden=c.word_hidden, embed_dim=c.embed_dim)
         self.f_o = RegionEmbedding(region_dim=c.region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
                                    output_norm=c.region_output_norm)
@@ -307,14 +252,12 @@ class SVLR(nn.Module):
             # Joint Multitask: h_y, one learned vector per label (Sec. 5.2).
             self.object_class_vectors = nn.Parameter(torch.empty(c.num_objects, c.embed_dim))
             self.attribute_class_vectors = nn.Parameter(torch.empty(c.num_attributes, c.embed_dim))
-        # Answer scoring (Eq. 6-7): no biases, the paper lists W1, W2, W3 and the BN scales
-        # and offsets as the scorer's parameters.
-        self.w1 = nn.Linear(c.num_objects + c.num_attributes, c.fusion_dim, bias=False)
-        self.b1 = nn.BatchNorm1d(c.fusion_dim)
-        self.w2 = nn.Linear((c.num_question_bins + 1) * c.embed_dim, c.fusion_dim, bias=False)
-        self.b2 = nn.BatchNorm1d(c.fusion_dim)
-        self.w3 = nn.Linear(c.fusion_dim, 1, bias=False)
         self.reset_parameters()
+
+    @property
+    def num_labels(self) -> int:
+        """|O| + |T|, the width of the image vector f(I) of Eq. 5."""
+        return self.config.num_objects + self.config.num_attributes
 
     def reset_parameters(self) -> None:
         """Xavier (Glorot uniform) weights, zero biases, BN at identity (Sec. 4)."""
@@ -430,30 +373,16 @@ class SVLR(nn.Module):
         logits = (nouns + adjectives).masked_fill(~region_mask[:, None, :], float("-inf"))  # (P, C, T)
         return torch.softmax(logits, dim=-1)
 
-    def forward(self, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
-        """Multiple-choice VQA scores S(Q, I, A) for every (question, choice) pair (Eq. 3-7)."""
+    def encode_vqa(self, inputs: SVLRVQAInputs) -> SVLRVQAEncoding:
+        """What an answer scorer reads for every (question, choice) pair: the region attention a(R)
+        (Eq. 3-4), the label scores s_o(R), s_a(R) of every region (the terms of Eq. 5) and g of
+        the batch's word table."""
         f_o, f_a, words, terms = self._regions_and_words(inputs)
         attention = self._attention(terms, inputs.region_mask)  # (P, C, T)
-
-        # Eq. 5: f(I) = sum_R a(R) [s_o(R); s_a(R)] over the label sets O and T.
         objects, attributes = self.label_embeddings()
         s_o = f_o @ objects.T  # (P, T, K_o)
         s_a = f_a @ attributes.T  # (P, T, K_a)
-        image = torch.einsum("pct,ptk->pck", attention, torch.cat([s_o, s_a], dim=-1))  # (P, C, K_o + K_a)
-
-        # q(Q): mean of g over each bin's words, bins concatenated; a(A): mean of g over the answer.
-        P, C = inputs.choice_mask.shape
-        q = masked_mean(words[inputs.question_bins], inputs.question_bin_mask, dim=-2).reshape(P, -1)  # (P, 4E)
-        a = masked_mean(words[inputs.answer_words], inputs.answer_word_mask, dim=-2)  # (P, C, E)
-        qa = torch.cat([q[:, None, :].expand(P, C, q.shape[-1]), a], dim=-1)  # (P, C, 5E)
-
-        # Eq. 6-7 on the unpadded (question, choice) pairs; BN statistics over those pairs.
-        beta = masked_rows(lambda rows: self.b1(self.w1(rows)), image, inputs.choice_mask) + \
-            masked_rows(lambda rows: self.b2(self.w2(rows)), qa, inputs.choice_mask)  # (P, C, 2500)
-        scores = self.w3(F.relu(beta)).squeeze(-1)  # (P, C)
-        scores = scores.masked_fill(~inputs.choice_mask, float("-inf"))
-        return SVLRVQAOutput(scores=scores, attention=attention, object_scores=s_o, attribute_scores=s_a,
-                             image_vector=image)
+        return SVLRVQAEncoding(attention=attention, object_scores=s_o, attribute_scores=s_a, words=words)
 
     # ----- zero-shot VQA (Sec. 3.4) ---------------------------------------------------------
 

@@ -13,9 +13,9 @@ def _iterations(run_dir: Path) -> str:
     """What the run trained: iterations and schedule, from its saved config and summary."""
     import json
 
-    from vlmt import config as C
+    from vlmt.training.build import run_config
 
-    cfg = C.load_config(run_dir / "config.yaml")
+    cfg = run_config(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     trained = cfg.schedule.order or list(cfg.tasks)
     tasks = ", ".join(f"{n} (batch {cfg.tasks[n].batch_size})" for n in trained)

@@ -9,7 +9,9 @@ atomically:
 - grounding: the top-1 region of each noun phrase, one colour per phrase (ground truth dashed).
 
 The pixel work (`region_heat`, `attention_overlay`) is plain numpy so it can be tested without
-looking at a picture. matplotlib runs on the Agg backend (no display needed).
+looking at a picture. Figures are `matplotlib.figure.Figure` objects drawn without pyplot, so
+library code never touches pyplot's global state (backend, current figure): safe in notebooks,
+threads and servers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from vlmt.io import atomic_path
 
@@ -27,13 +34,13 @@ PHRASE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
                   "#bcbd22", "#17becf")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None,
+               **subplots: Any) -> tuple[Figure, Any]:
+    """A figure and its grid of axes (`Figure.subplots`), outside pyplot, drawn by the Agg canvas
+    (which text measurement needs before saving)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **subplots)
 
 
 def as_rgb_array(image) -> np.ndarray:
@@ -85,13 +92,12 @@ def draw_region_attention(ax, image, boxes: np.ndarray, weights: np.ndarray, *, 
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     ax.imshow(attention_overlay(image, boxes, weights))
-    plt = _pyplot()
-    cmap = plt.get_cmap("autumn")
+    cmap = colormaps["autumn"]
     order = np.argsort(-weights)[:top_k]
     for rank, t in enumerate(order):
         x1, y1, x2, y2 = boxes[t]
         colour = cmap(rank / max(top_k - 1, 1))
-        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
         ax.text(x1 + 1, y1 + 1, f"{weights[t]:.2f}", color="black", fontsize=7, va="top",
                 bbox=dict(facecolor=colour, edgecolor="none", pad=1, alpha=0.9))
     ax.set_axis_off()
@@ -126,7 +132,7 @@ def draw_word_attention(ax, words: Sequence[str], weights: np.ndarray, *, cmap: 
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)
     if len(words) != len(weights):
         raise ValueError(f"{len(words)} words but {len(weights)} weights")
-    colours = _pyplot().get_cmap(cmap)
+    colours = colormaps[cmap]
     top = weights.max() if len(weights) and weights.max() > 0 else 1.0
     strength = [float(w / top) for w in weights]
     _draw_words(ax, words, [colours(0.05 + 0.9 * s) for s in strength],
@@ -152,7 +158,6 @@ def draw_grounding(ax, image, phrases: Sequence[str], predicted: np.ndarray, *,
                    truth: Sequence[np.ndarray | None] | None = None, title: str | None = None) -> None:
     """The top-1 region of each noun phrase as a coloured box (the phrases named in a legend below
     the image); the phrase's ground-truth box (when given) dashed in the same colour."""
-    plt = _pyplot()
     predicted = np.asarray(predicted, dtype=np.float64).reshape(-1, 4)
     if len(predicted) != len(phrases):
         raise ValueError(f"{len(phrases)} phrases but {len(predicted)} predicted boxes")
@@ -162,17 +167,17 @@ def draw_grounding(ax, image, phrases: Sequence[str], predicted: np.ndarray, *,
         colour = PHRASE_COLOURS[p % len(PHRASE_COLOURS)]
         if truth is not None and truth[p] is not None:
             tx1, ty1, tx2, ty2 = np.asarray(truth[p], dtype=np.float64)
-            ax.add_patch(plt.Rectangle((tx1, ty1), tx2 - tx1, ty2 - ty1, fill=False, edgecolor=colour,
+            ax.add_patch(Rectangle((tx1, ty1), tx2 - tx1, ty2 - ty1, fill=False, edgecolor=colour,
                                        linewidth=1.2, linestyle="--"))
         key = tuple(np.round(box, 1))
         inset = 2.0 * seen.get(key, 0)  # phrases sharing a region: nested outlines, all visible
         seen[key] = seen.get(key, 0) + 1
         x1, y1, x2, y2 = box + np.array([inset, inset, -inset, -inset])
-        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2.2))
-    handles = [plt.Line2D([], [], color=PHRASE_COLOURS[p % len(PHRASE_COLOURS)], linewidth=2.2, label=phrase)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2.2))
+    handles = [Line2D([], [], color=PHRASE_COLOURS[p % len(PHRASE_COLOURS)], linewidth=2.2, label=phrase)
                for p, phrase in enumerate(phrases)]
     if truth is not None and any(t is not None for t in truth):
-        handles.append(plt.Line2D([], [], color="grey", linewidth=1.2, linestyle="--", label="annotated box"))
+        handles.append(Line2D([], [], color="grey", linewidth=1.2, linestyle="--", label="annotated box"))
     if handles:  # names below the image: labels on the boxes would hide small objects
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=7, frameon=False,
                   ncol=1 if len(handles) <= 3 else 2)
@@ -181,15 +186,12 @@ def draw_grounding(ax, image, phrases: Sequence[str], predicted: np.ndarray, *,
         ax.set_title(title, fontsize=9)
 
 
-def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    plt = _pyplot()
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write a figure as PNG atomically."""
     path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -198,8 +200,7 @@ def attention_figure(path: str | Path, *, image, boxes: np.ndarray, region_weigh
                      caption: str = "") -> Path:
     """One decoder's summary attention for one example: regions on the image (left) and words as
     coloured text (right); `caption` (e.g. the predicted answer) goes under the words."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 3.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    fig, (left, right) = new_figure(1, 2, figsize=(7.0, 3.2), gridspec_kw={"width_ratios": [1, 1.3]})
     draw_region_attention(left, image, boxes, region_weights, title="attention over regions")
     draw_word_attention(right, words, word_weights, title="attention over words")
     if caption:
@@ -213,8 +214,7 @@ def grounding_figure(path: str | Path, *, image, phrases: Sequence[str], predict
                      truth: Sequence[np.ndarray | None] | None = None, sentence: str = "",
                      title: str = "") -> Path:
     """Grounding of one sentence: the top-1 region per noun phrase, with the sentence below."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(1, 1, figsize=(4.0, 4.4))
+    fig, ax = new_figure(1, 1, figsize=(4.0, 4.4))
     draw_grounding(ax, image, phrases, predicted, truth=truth)
     if sentence:
         ax.set_title(_wrap(sentence, 48), fontsize=8)
@@ -245,12 +245,11 @@ def fig2_figure(path: str | Path, *, image, boxes: np.ndarray, words: Sequence[s
     """Fig. 2 of the hierarchical paper for one sentence: a grounding row (the top-1 region of
     each noun phrase, phrases coloured in the sentence) when phrases are given, then one row per
     decoder (regions' attention on the image, words' attention as coloured text)."""
-    plt = _pyplot()
     rows = (1 if len(phrase_spans) else 0) + len(decoders)
     if rows == 0:
         raise ValueError("nothing to draw: no phrases and no decoders")
-    fig, axes = plt.subplots(rows, 2, figsize=(7.0, 2.9 * rows), gridspec_kw={"width_ratios": [1, 1.3]},
-                             squeeze=False)
+    fig, axes = new_figure(rows, 2, figsize=(7.0, 2.9 * rows), gridspec_kw={"width_ratios": [1, 1.3]},
+                           squeeze=False)
     fig.subplots_adjust(hspace=0.4)  # room for the grounding legend under the first row
     r = 0
     if len(phrase_spans):

@@ -205,11 +205,11 @@ class CurvePanels:
 
 def headline_metric(key: str) -> bool:
     """A task's main percentages ("vqa/accuracy", "retrieval/i2t_r1"), not its breakdowns
-    ("vqa/qtype/how_many", "vqa/accuracy_number"), ranks, sums or timings."""
+    ("vqa/qtype/how_many", "vqa/atype/number"), ranks, sums or timings."""
     task, _, metric = key.partition("/")
     if not task or not metric or "/" in metric:
         return False
-    return not (metric in ("seconds", "rsum") or metric.endswith(("medr", "meanr")) or metric.startswith("accuracy_"))
+    return not (metric in ("seconds", "rsum") or metric.endswith(("medr", "meanr")))
 
 
 def curve_panels(records: Sequence[dict[str, Any]]) -> CurvePanels:
@@ -222,12 +222,13 @@ def curve_panels(records: Sequence[dict[str, Any]]) -> CurvePanels:
 def training_curves(run_dir: str | Path, out_png: str | Path, *, title: str = "") -> Path:
     """PNG with two panels: each task's training loss against the step (log scale when positive),
     and the headline validation metrics (percentages) against the step."""
-    from vlmt.reports.pictures import _pyplot, save_figure
+    from matplotlib import colormaps
+
+    from vlmt.reports.pictures import new_figure, save_figure
 
     panels = curve_panels(read_metrics(run_dir))
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.6), layout="constrained")
-    palette = plt.get_cmap("tab10")
+    fig, (left, right) = new_figure(1, 2, figsize=(10.0, 3.6), layout="constrained")
+    palette = colormaps["tab10"]
     task_names = sorted({k.split("/", 1)[0] for k in [*panels.losses, *panels.validation]})
     colour_of = {t: palette(i % 10) for i, t in enumerate(task_names)}
     for key, (steps, values) in sorted(panels.losses.items()):

@@ -1,7 +1,7 @@
 """Pictures of SVLR results: the interpretable inference of Fig. 4 and the transfer heatmap of
-Fig. 5 (papers/svlr-aligned-image-word-iccv2017.txt, Sec. 5.3-5.4).
+Fig. 5 of the SVLR paper (Sec. 5.3-5.4).
 
-- `draw_interpretable_inference(model, data, question, out)`: one multiple-choice question. The
+- `draw_interpretable_inference(model, vqa_task, question, out)`: one multiple-choice question. The
   region relevance a(R) of the chosen answer (Eq. 4) is projected back to the pixels each
   region covers (a pixel's relevance is the sum of a(R) over the boxes holding it) and shown as
   a mask over the image; the most relevant region is outlined and its top object and attribute
@@ -15,46 +15,31 @@ Fig. 5 (papers/svlr-aligned-image-word-iccv2017.txt, Sec. 5.3-5.4).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.patches import Rectangle
 
-from vlmt.data.svlr_datasets import MCQuestion, SVLRData
+from vlmt.data.svlr_datasets import MCQuestion
+from vlmt.errors import ConfigError
 from vlmt.metrics.recognition import FrequencyGrid
-from vlmt.io import atomic_path
 from vlmt.models.svlr import SVLR
+from vlmt.reports.pictures import new_figure, save_figure
+from vlmt.tasks.base import EvalMode
 from vlmt.tasks.svlr_collate import vqa_batch
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+from vlmt.tasks.svlr_vqa_mc import SVLRVQATask
+from vlmt.training.build import rebuild
 
 
 @torch.no_grad()
-def explain_question(model: SVLR, data: SVLRData, question: MCQuestion, *, top_k: int = 3,
+def explain_question(model: SVLR, vqa: SVLRVQATask, question: MCQuestion, *, top_k: int = 3,
                      device: str | torch.device = "cpu") -> dict:
     """The numbers behind Fig. 4 for one question: chosen answer, a(R) of that answer, the most
     relevant region with its top-k objects (raw scores f_o·g) and attributes (sigmoid of f_a·g,
     the probability Eq. 2 trains)."""
-    was = model.training
-    model.eval()
-    try:
-        batch = vqa_batch(data, [question])
-        out = model(batch.inputs.to(device))
-    finally:
-        model.train(was)
+    data = vqa.data
+    with EvalMode(model, vqa):
+        out = vqa.outputs(model, vqa_batch(data, [question]).inputs.to(device))
     choice = int(out.scores[0].argmax())
     record = data.store.read(question.image_id)
     T = record.boxes.shape[0]
@@ -82,10 +67,11 @@ def relevance_mask(boxes: np.ndarray, attention: np.ndarray, width: int, height:
     return mask / peak if peak > 0 else mask
 
 
-def draw_interpretable_inference(model: SVLR, data: SVLRData, question: MCQuestion, out: str | Path, *,
+def draw_interpretable_inference(model: SVLR, vqa: SVLRVQATask, question: MCQuestion, out: str | Path, *,
                                  top_k: int = 3, device: str | torch.device = "cpu") -> dict:
     """Draw Fig. 4 for one question into the PNG `out`; returns `explain_question`'s numbers."""
-    info = explain_question(model, data, question, top_k=top_k, device=device)
+    data = vqa.data
+    info = explain_question(model, vqa, question, top_k=top_k, device=device)
     w, h = info["width"], info["height"]
     path = data.image_path(question.image_id)
     if path is not None:
@@ -97,14 +83,13 @@ def draw_interpretable_inference(model: SVLR, data: SVLRData, question: MCQuesti
         pixels = np.full((h, w, 3), 0.6)
     boxes = np.asarray(info["boxes"], dtype=np.float64)
     mask = relevance_mask(boxes, np.asarray(info["attention"]), w, h)
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    fig, axes = new_figure(1, 3, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.1]})
     axes[0].imshow(pixels)
     axes[0].set_title("image" if path is not None else "image (file not found)", fontsize=9)
     axes[1].imshow(pixels * (0.15 + 0.85 * mask[..., None]))
     axes[1].set_title("relevance a(R) of the chosen answer", fontsize=9)
     x1, y1, x2, y2 = boxes[info["most_relevant_region"]]
-    axes[1].add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="yellow", linewidth=2))
+    axes[1].add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="yellow", linewidth=2))
     for ax in axes[:2]:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -119,28 +104,25 @@ def draw_interpretable_inference(model: SVLR, data: SVLRData, question: MCQuesti
                  transform=axes[2].transAxes, wrap=True)
     fig.suptitle(f"SVLR interpretable inference (question {info['question_id']}, image {info['image_id']})",
                  fontsize=10)
-    _save(fig, Path(out))
-    plt.close(fig)
+    save_figure(fig, out)
     return info
 
 
-def pick_examples(model: SVLR, data: SVLRData, split: str, count: int, *, device: str | torch.device = "cpu",
+def pick_examples(model: SVLR, vqa: SVLRVQATask, split: str, count: int, *, device: str | torch.device = "cpu",
                   answer_type: str | None = "other") -> list[MCQuestion]:
     """The first `count` questions of `split` (of `answer_type`, when given) the model answers
     correctly, topped up with wrong ones when there are too few."""
+    data = vqa.data
     questions = [q for q in data.vqa[split] if answer_type is None or q.answer_type == answer_type]
     right, wrong = [], []
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with EvalMode(model, vqa), torch.no_grad():
         for start in range(0, len(questions), 100):
             chunk = questions[start:start + 100]
-            scores = model(vqa_batch(data, chunk).inputs.to(device)).scores
+            scores = vqa.choice_scores(model, vqa_batch(data, chunk).inputs.to(device))
             for q, k in zip(chunk, scores.argmax(1).tolist()):
                 (right if k == q.correct else wrong).append(q)
             if len(right) >= count:
                 break
-    model.train(was)
     return (right + wrong)[:count]
 
 
@@ -148,21 +130,19 @@ def draw_examples(run_dir: str | Path, out_dir: str | Path, *, split: str = "val
                   which: str = "best", device: str | torch.device = "cpu") -> list[Path]:
     """Fig. 4 for `count` questions of a trained SVLR run (rebuilt from its checkpoint);
     writes out_dir/svlr_inference_<question_id>.png and returns the paths."""
-    from vlmt.errors import ConfigError
-    from vlmt.training.checkpoint import rebuild
-
-    _, model, tasks = rebuild(run_dir, which, device=device)
+    _, parts = rebuild(run_dir, which, device=device)
+    model = parts.model
     if not isinstance(model, SVLR):
         raise ConfigError(f"{run_dir}: not an SVLR run (model {type(model).__name__})")
-    data = next((t.data for t in tasks.values() if isinstance(getattr(t, "data", None), SVLRData)), None)
-    if data is None:
-        raise ConfigError(f"{run_dir}: the run has no SVLR task to take questions from")
-    if split not in data.vqa:
-        raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(data.vqa)})")
+    vqa = next((t for t in parts.tasks.values() if isinstance(t, SVLRVQATask)), None)
+    if vqa is None:
+        raise ConfigError(f"{run_dir}: the run has no multiple-choice VQA task (svlr_vqa_mc) to take questions from")
+    if split not in vqa.data.vqa:
+        raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(vqa.data.vqa)})")
     paths = []
-    for q in pick_examples(model, data, split, count, device=device):
+    for q in pick_examples(model, vqa, split, count, device=device):
         path = Path(out_dir) / f"svlr_inference_{q.question_id}.png"
-        draw_interpretable_inference(model, data, q, path, device=device)
+        draw_interpretable_inference(model, vqa, q, path, device=device)
         paths.append(path)
     return paths
 
@@ -172,12 +152,11 @@ def draw_transfer_heatmap(grid: FrequencyGrid, out: str | Path, *, title: str,
                           col_name: str = "regions in Genome train") -> None:
     """Fig. 5: cell colour = mean change of per-class accuracy (points); text = baseline mean
     +/- change (classes). Rows: VQA frequency, most frequent on top; columns: Genome frequency."""
-    plt = _pyplot()
     change = grid.mean_change[::-1]  # most frequent VQA range on top, as in the paper
     base, counts = grid.baseline_mean[::-1], grid.counts[::-1]
     finite = np.abs(change[np.isfinite(change)])
     limit = max(float(finite.max()) if finite.size else 1.0, 1.0)
-    fig, ax = plt.subplots(figsize=(1.9 * change.shape[1] + 2, 1.3 * change.shape[0] + 1.5))
+    fig, ax = new_figure(figsize=(1.9 * change.shape[1] + 2, 1.3 * change.shape[0] + 1.5))
     im = ax.imshow(np.where(np.isfinite(change), change, np.nan), cmap="RdBu", vmin=-limit, vmax=limit)
     for i in range(change.shape[0]):
         for j in range(change.shape[1]):
@@ -194,5 +173,4 @@ def draw_transfer_heatmap(grid: FrequencyGrid, out: str | Path, *, title: str,
     ax.set_ylabel(row_name)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="mean change in accuracy (points)")
-    _save(fig, Path(out))
-    plt.close(fig)
+    save_figure(fig, out)

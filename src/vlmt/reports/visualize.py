@@ -28,9 +28,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from vlmt.data.svlr_datasets import SVLRData
 from vlmt.errors import ConfigError
-from vlmt.reports import pictures as P
 from vlmt.io import atomic_write
+from vlmt.models.hierarchical import HierarchicalVL
+from vlmt.models.svlr import SVLR
+from vlmt.reports import pictures as P
+from vlmt.reports.svlr_figures import draw_interpretable_inference
+from vlmt.tasks.base import EvalMode
+from vlmt.tasks.svlr_collate import vqa_batch
+from vlmt.tasks.svlr_vqa_mc import SVLRVQATask
+from vlmt.training.build import rebuild
 
 
 @dataclass(frozen=True)
@@ -98,21 +106,12 @@ def grounding_phrases(task: Any, split: str = "train", limit: int = 400) -> list
 
 def _tasks_by_kind(tasks: dict[str, Any]) -> dict[str, Any]:
     """{"vqa"|"retrieval"|"grounding": task} of a hierarchical run."""
-    from vlmt.tasks.grounding_task import GroundingTask
-    from vlmt.tasks.retrieval_task import RetrievalTask
-    from vlmt.tasks.vqa_task import VQATask
-
-    kinds = {"vqa": VQATask, "retrieval": RetrievalTask, "grounding": GroundingTask}
-    out = {}
+    out: dict[str, Any] = {}
     for task in tasks.values():
-        for kind, cls in kinds.items():
-            if isinstance(task, cls) and kind not in out:
-                out[kind] = task
+        kind = getattr(task, "kind", "")
+        if kind in ("vqa", "retrieval", "grounding") and kind not in out:
+            out[kind] = task
     return out
-
-
-def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: batch[k] for k in ("tokens", "lengths", "region_features", "region_mask")}
 
 
 @torch.no_grad()
@@ -129,36 +128,36 @@ def hierarchical_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split
         vqa = by_kind["vqa"]
         for index in evenly_spaced(vqa.num_examples(split), count):
             batch, info = vqa.example_batch(split, index)
-            pictures.append(_question_picture(model, vqa, batch, info, lexicon, sorted(by_kind), out, index))
+            pictures.append(_question_picture(model, by_kind, batch, info, lexicon, out, index))
     if "grounding" in by_kind:
         task = by_kind["grounding"]
         for index in evenly_spaced(task.num_examples(split), count):
             batch, info = task.example_batch(split, index)
-            pictures.append(_grounding_picture(model, batch, info, out, index))
+            pictures.append(_grounding_picture(model, task, batch, info, out, index))
     say(f"      {len(pictures)} attention pictures in {out}")
     return pictures
 
 
-def _question_picture(model: Any, vqa: Any, batch: dict, info: dict, lexicon: PhraseLexicon | None,
-                      kinds: list[str], out: Path, index: int) -> Picture:
+def _question_picture(model: Any, by_kind: dict[str, Any], batch: dict, info: dict, lexicon: PhraseLexicon | None,
+                      out: Path, index: int) -> Picture:
     words = list(info["words"])
-    inputs = _inputs(batch)
     real = int(batch["region_mask"][0].sum())
     boxes = batch["region_boxes"][0, :real].numpy()
-    spans: list[tuple[int, int]] = lexicon.chunks(words) if lexicon is not None and "grounding" in kinds else []
+    spans: list[tuple[int, int]] = lexicon.chunks(words) if lexicon is not None and "grounding" in by_kind else []
     phrase_boxes = None
     if spans:
-        scores = model.attention_maps("grounding", **inputs, spans=torch.tensor([spans]))["phrase_regions"]
+        scores = by_kind["grounding"].attention_maps(model, {**batch, "spans": torch.tensor([spans])})["phrase_regions"]
         phrase_boxes = boxes[scores[0, :, :real].argmax(dim=1).numpy()]  # (P, 4) top-1 region per phrase
     decoders = []
     answer = None
     for kind, label in (("retrieval", "ICR decoder"), ("vqa", "VQA decoder")):
-        if kind not in kinds:
+        if kind not in by_kind:
             continue
-        maps = model.attention_maps(kind, **inputs)
+        maps = by_kind[kind].attention_maps(model, batch)
         note = ""
         if kind == "vqa":
-            logits = model("vqa", **inputs)[0]
+            vqa = by_kind["vqa"]
+            logits = vqa.logits(model, batch)[0]
             answer = vqa.pool.answers[int(logits.argmax())]
             truth = _majority(info.get("answers") or [])
             note = f"predicted: {answer}" + (f"   annotated: {truth}" if truth else "")
@@ -182,11 +181,11 @@ def _majority(answers: Sequence[Any]) -> str | None:
     return str(values[int(np.argmax(counts))])
 
 
-def _grounding_picture(model: Any, batch: dict, info: dict, out: Path, index: int) -> Picture:
+def _grounding_picture(model: Any, task: Any, batch: dict, info: dict, out: Path, index: int) -> Picture:
     real = int(batch["region_mask"][0].sum())
     boxes = batch["region_boxes"][0, :real].numpy()
     spans = batch["spans"][0]
-    scores = model.attention_maps("grounding", **_inputs(batch), spans=spans[None])["phrase_regions"]
+    scores = task.attention_maps(model, batch)["phrase_regions"]
     predicted = boxes[scores[0, :, :real].argmax(dim=1).numpy()]
     truth = [np.asarray(b) if b is not None else None for b in info["phrase_boxes"]]
     phrases = list(info["phrases"])
@@ -222,15 +221,12 @@ def visualize_run(run_dir: str | Path, out: str | Path, *, split: str = "val", c
                   checkpoint: str = "best", say: Callable[[str], None] | None = None) -> list[Picture]:
     """Pictures of a checkpoint of the run (best, or last) for `count` examples of `split`, plus
     index.html."""
-    from vlmt.models.hierarchical import HierarchicalVL
-    from vlmt.models.svlr import SVLR
-    from vlmt.training import checkpoint as ckpt
-
     say = say or (lambda msg: None)
     run_dir, out = Path(run_dir), Path(out)
     if count < 1:
         raise ConfigError(f"--count: must be >= 1, got {count}")
-    _, model, tasks = ckpt.rebuild(run_dir, checkpoint)
+    _, parts = rebuild(run_dir, checkpoint, device="cpu")
+    model, tasks = parts.model, parts.tasks
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(model, HierarchicalVL):
         pictures = hierarchical_pictures(model, tasks, out, split=split, count=count, say=say)
@@ -247,18 +243,16 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
                   say: Callable[[str], None]) -> list[Picture]:
     """Fig. 4 of the SVLR paper for `count` questions the model answers correctly (topped up with
     wrong ones): region relevance of the chosen answer and the top region's predictions."""
-    from vlmt.data.svlr_datasets import SVLRData
-    from vlmt.reports.svlr_figures import draw_interpretable_inference
-
-    data = next((t.data for t in tasks.values() if isinstance(getattr(t, "data", None), SVLRData)), None)
-    if data is None:
-        raise ConfigError("the run has no SVLR task to take questions from")
+    vqa = next((t for t in tasks.values() if isinstance(t, SVLRVQATask)), None)
+    if vqa is None:
+        raise ConfigError("the run has no SVLR multiple-choice VQA task (svlr_vqa_mc) to take questions from")
+    data: SVLRData = vqa.data
     if split not in data.vqa:
         raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(data.vqa)})")
     pictures = []
-    for q in _spread_examples(model, data, split, count):
+    for q in _spread_examples(model, vqa, split, count):
         path = out / f"svlr_inference_{q.question_id}.png"
-        info = draw_interpretable_inference(model, data, q, path)
+        info = draw_interpretable_inference(model, vqa, q, path)
         verdict = "right" if info["is_correct"] else f"wrong; the right one is {info['correct_answer']!r}"
         objects = ", ".join(name for name, _ in info["top_objects"])
         pictures.append(Picture(path, f"SVLR (Fig. 4), question {q.question_id}: \"{info['question']}\" - chosen "
@@ -269,20 +263,17 @@ def svlr_pictures(model: Any, tasks: dict[str, Any], out: Path, *, split: str, c
 
 
 @torch.no_grad()
-def _spread_examples(model: Any, data: Any, split: str, count: int) -> list[Any]:
+def _spread_examples(model: Any, vqa: SVLRVQATask, split: str, count: int) -> list[Any]:
     """`count` questions with an "other" answer (colours, shapes: the ones Fig. 4 explains), taken
     across the split, one per image, that the model answers correctly (topped up with wrong ones)."""
-    from vlmt.tasks.svlr_collate import vqa_batch
-
+    data = vqa.data
     questions = [q for q in data.vqa[split] if q.answer_type == "other"] or list(data.vqa[split])
     order = [questions[i] for i in evenly_spaced(len(questions), max(8 * count, 50))]
     right, wrong, images = [], [], set()
-    was = model.training
-    model.eval()
-    try:
+    with EvalMode(model, vqa):
         for start in range(0, len(order), 100):
             chunk = order[start:start + 100]
-            chosen = model(vqa_batch(data, chunk).inputs).scores.argmax(1).tolist()
+            chosen = vqa.choice_scores(model, vqa_batch(data, chunk).inputs).argmax(1).tolist()
             for q, k in zip(chunk, chosen):
                 if q.image_id in images:
                     continue
@@ -291,6 +282,4 @@ def _spread_examples(model: Any, data: Any, split: str, count: int) -> list[Any]
                     images.add(q.image_id)
             if len(right) >= count:
                 break
-    finally:
-        model.train(was)
     return (right + wrong)[:count]

@@ -1,2 +1,3 @@
-"""Tasks: one per task (retrieval, VQA, grounding, recognition, multiple-choice VQA); each owns
-its collate, head, loss and metrics, and maps a batch to a dict with "loss"."""
+"""Tasks: one module per task type, each holding its config (a registered `TaskConfig`), its head,
+its loss, its batches and its metrics. A task maps a batch to {"loss": ..., other scalars} and
+evaluates a whole split; the trainer knows nothing else about it (`vlmt.tasks.base.Task`)."""

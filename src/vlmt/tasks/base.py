@@ -105,3 +105,21 @@ def move_to(batch: Any, device: torch.device) -> Any:
         return dataclasses.replace(batch, **{f.name: move_to(getattr(batch, f.name), device)
                                              for f in dataclasses.fields(batch) if f.init})
     return batch
+
+
+class EvalMode:
+    """Context manager: model and task in eval mode, restored afterwards."""
+
+    def __init__(self, *modules: torch.nn.Module):
+        self.modules = modules
+        self.states: list[bool] = []
+
+    def __enter__(self) -> EvalMode:
+        self.states = [m.training for m in self.modules]
+        for m in self.modules:
+            m.eval()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for m, state in zip(self.modules, self.states):
+            m.train(state)

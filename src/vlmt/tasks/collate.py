@@ -57,27 +57,3 @@ def index_batches(num_examples: int, batch_size: int, *, split: str, seed: int, 
         return
     for first in range(0, num_examples, batch_size):
         yield list(range(first, min(first + batch_size, num_examples)))
-
-
-def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The four encoder inputs of a batch (what `HierarchicalVL.forward_*` take)."""
-    return {"tokens": batch["tokens"], "lengths": batch["lengths"], "region_features": batch["region_features"],
-            "region_mask": batch["region_mask"]}
-
-
-class EvalMode:
-    """Context manager: model and task in eval mode, restored afterwards."""
-
-    def __init__(self, *modules: torch.nn.Module):
-        self.modules = modules
-        self.states: list[bool] = []
-
-    def __enter__(self) -> EvalMode:
-        self.states = [m.training for m in self.modules]
-        for m in self.modules:
-            m.eval()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for m, state in zip(self.modules, self.states):
-            m.train(state)

@@ -1,5 +1,13 @@
-"""What the three hierarchical-model tasks (VQA, retrieval, grounding) share: their config fields,
-the decoder attachment at the configured layer, and example lookup for pictures."""
+"""What the tasks on the hierarchical encoder share: the encoder layer their head reads, their
+evaluation batch size, the checks of data and model, and example lookup for pictures.
+
+A task on the encoder holds its config (`EncoderTaskConfig` or a subclass); `config.layer` is the
+one place the layer lives. The task asks the encoder for the outputs up to that layer and gives
+them to its head:
+
+    encoded = model(tokens, lengths, region_features, region_mask, depth=self.config.layer)
+    logits = self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
+"""
 
 from __future__ import annotations
 
@@ -7,67 +15,69 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vlmt.config import TaskConfig
+from vlmt.data.vl_datasets import VLData
 from vlmt.errors import ConfigError
-
-# H Sec. 4.2 / 5.2: the layers the paper's search chose
-PAPER_LAYERS = {"retrieval": 3, "vqa": 5, "grounding": 2}
+from vlmt.models.hierarchical import Encoded, HierarchicalVL
 
 
 @dataclass
-class VLTaskConfig(TaskConfig):
-    """Fields of every vision-language task: `layer` (null: the paper's layer for the task),
-    `eval_batch_size` (examples per forward pass when evaluating)."""
+class EncoderTaskConfig(TaskConfig):
+    """Fields of every task on the hierarchical encoder: `layer`, the encoder layer its head reads
+    (0..L, 0 being the input encoders' S_0 and I_0; each task type defaults to the layer the paper's search chose), and `eval_batch_size`
+    (examples per forward pass when evaluating)."""
 
+    layer: int = 1
     eval_batch_size: int = 64
 
     def validate(self) -> str | None:
         if self.eval_batch_size < 1:
             return f"eval_batch_size must be >= 1, got {self.eval_batch_size}"
-        if self.layer is not None and self.layer < 1:
-            return f"layer must be >= 1, got {self.layer}"
+        if self.layer < 0:
+            return f"layer must be >= 0, got {self.layer}"
         return None
 
-    def attach(self, *, name: str, kind: str, dataset: str, data: Any, model: nn.Module) -> int:
-        """Check the data and model, attach the `kind` decoder at the configured layer; returns it."""
-        from vlmt.data.vl_datasets import VLData
-        from vlmt.models.hierarchical import HierarchicalVL
-
+    def check(self, *, name: str, kind: str, dataset: str, data: Any, model: Any) -> tuple[VLData, HierarchicalVL]:
+        """The data and model, checked: `kind` tasks read `dataset` from a `vl_datasets` section
+        and a layer of a hierarchical model."""
         if not isinstance(data, VLData):
             raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets, got {type(data).__name__}")
         if not isinstance(model, HierarchicalVL):
-            raise ConfigError(f"tasks.{name}: task type {kind} needs model type hierarchical, got {type(model).__name__}")
+            raise ConfigError(f"tasks.{name}: task type {kind} needs model type hierarchical, "
+                              f"got {type(model).__name__}")
         data.require(dataset, name)
-        layer = self.layer if self.layer is not None else PAPER_LAYERS[kind]
-        try:
-            model.attach_decoder(kind, layer=layer)
-        except ValueError as e:
-            raise ConfigError(f"tasks.{name}.layer: {e}") from None
-        return layer
+        if self.layer > model.num_layers:
+            raise ConfigError(f"tasks.{name}.layer: {self.layer} is outside the encoder's layers 0..{model.num_layers} "
+                              f"(model.num_layers)")
+        return data, model
 
 
-class VLTask(nn.Module):
-    """Base of the three tasks: a name, batch sizes, the seed of its training order."""
+class EncoderTask(nn.Module):
+    """Base of the tasks on the hierarchical encoder: a name, its config, the shared data, the seed
+    of its training order, and a head (set by the subclass)."""
 
     primary_metric: str = ""
     higher_is_better: bool = True
     kind: str = ""
 
-    def __init__(self, *, name: str, data: Any, layer: int, batch_size: int, eval_batch_size: int, seed: int):
+    def __init__(self, *, name: str, config: EncoderTaskConfig, data: VLData, seed: int):
         super().__init__()
         self.name = name
+        self.config = config
         self.data = data
-        self.layer = layer
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.seed = seed
 
+    def encode(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Encoded:
+        """The encoder's outputs up to this task's layer for a batch's words and regions."""
+        return model(batch["tokens"], batch["lengths"], batch["region_features"], batch["region_mask"],
+                     depth=self.config.layer)
+
     def example_batch(self, split: str, index: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """One example of `split` as a batch of size 1 (the tensors the model's forward and
-        `HierarchicalVL.attention_maps(task, **batch)` take, plus task extras) and what to draw
-        it with: {"image_id", "image_path", "words" (the tokens the model saw), ...}."""
+        """One example of `split` as a batch of size 1 (what `__call__` and `attention_maps`
+        take) and what to draw it with: {"image_id", "image_path", "words" (the tokens the model
+        saw), ...}."""
         raise NotImplementedError
 
     def num_examples(self, split: str) -> int:

@@ -1,20 +1,338 @@
-"""Image-caption retrieval training objectives for the hierarchical model (H Sec. 3.3.1) and its
-shortlist head.
+"""Task `retrieval` (H Sec. 3.3.1): image-caption retrieval on a Karpathy caption file.
 
-The paper scores a pair with sigma(v_I^T W v_S) but does not say which mismatched pairs it
-trains against. With cross-attention every scored pair costs a full encoder pass, so scoring
-all B x B in-batch pairs (as embedding models do for hard-negative mining) is B times the cost
-of the positives. vlmt pairs each positive with one mismatched caption for its image and one
-mismatched image for its caption, drawn from the same batch (so both retrieval directions are
-trained), and weighs positives and negatives equally in a binary cross-entropy, which matches
-the sigmoid relevance score of Eq. 7.
+Head: `RetrievalHead` (image and sentence summaries, bilinear relevance score sigma(v_I^T W v_S))
+on the encoder layer `layer` (paper: 3).
+
+Training. The paper scores a pair with sigma(v_I^T W v_S) but does not say which mismatched pairs
+it trains against. With cross-attention every scored pair costs a full encoder pass, so scoring
+all B x B in-batch pairs (as embedding models do for hard-negative mining) is B times the cost of
+the positives. vlmt pairs each positive with one mismatched caption for its image and one
+mismatched image for its caption, drawn from the same batch (`retrieval_pairs`, so both retrieval
+directions are trained), and weighs positives and negatives equally in a binary cross-entropy
+(`retrieval_loss`), which matches the sigmoid relevance score of Eq. 7.
+
+Evaluation: every image x caption pair of the split is scored (the first `captions_per_image`
+captions of each image; `val_images` may limit the val split to its first N images) with the
+encoder's per-modality caches (`encode_images`, `encode_captions`) and batched pair scoring
+(`encode_pairs`), then Recall@1/5/10 and median rank both ways (`vlmt.metrics.retrieval`): keys
+`i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum i2t_medr t2i_medr`, and `seconds`, the scoring
+time.
+
+Optional two-stage mode (not in the paper): with `shortlist_dim > 0` a dual-encoder head
+(`ShortlistHead`) over S_0 / I_0 is trained alongside with `shortlist_loss`; with `rerank_k` set,
+evaluation scores every pair by that head's cosine similarity and re-scores only each query's k
+best with the full model (`vlmt.tasks.rerank`), adding `rerank_k` and `pairs_scored` (fraction of
+all pairs).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+from vlmt.config import register_task
+from vlmt.errors import ConfigError, DataError
+from vlmt.metrics.retrieval import retrieval_metrics
+from vlmt.models.heads.retrieval import RetrievalHead
+from vlmt.models.heads.shortlist import ShortlistHead
+from vlmt.models.hierarchical import CaptionCache, HierarchicalVL, ImageCache
+from vlmt.tasks.base import EvalMode
+from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
+from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
+from vlmt.tasks.rerank import reranked_scores, shortlist_mask
+
+
+class RetrievalTask(EncoderTask):
+    primary_metric = "rsum"
+    higher_is_better = True
+    kind = "retrieval"
+
+    def __init__(self, *, name: str, config: RetrievalTaskConfig, data: Any, model: HierarchicalVL, seed: int):
+        super().__init__(name=name, config=config, data=data, seed=seed)
+        c = model.config
+        self.head = RetrievalHead(dim=c.dim, heads=c.heads, dropout=c.fc_dropout)
+        self.shortlist: ShortlistHead | None = None
+        if config.shortlist_dim > 0:
+            self.shortlist = ShortlistHead(dim=c.dim, embed_dim=config.shortlist_dim, heads=c.heads,
+                                           dropout=c.fc_dropout, detach=config.shortlist_detach)
+        self.rerank_k = config.rerank_k  # `vlmt evaluate run --rerank K` changes it for one evaluation
+        self.per_image = self.data.cfg.captions.captions_per_image
+        self.store = self.data.store("captions")
+        self._splits = {split: self._prepare(split) for split in self.data.captions}
+
+    def _prepare(self, split: str) -> dict[str, Any]:
+        """Every caption of the split as one example (training), and the evaluation layout."""
+        s = self.data.caption_split(split)
+        tokens, image_ids, caption_index = [], [], []
+        for im in s.images:
+            if split != "train" and len(im.captions) < self.per_image:
+                raise DataError(s.path, f"has {len(im.captions)} captions; retrieval evaluation uses "
+                                        f"{self.per_image} per image (data.captions.captions_per_image)",
+                                record=f"image {im.filename}", field="sentences")
+            for j in range(len(im.captions)):
+                ids = self.data.encode_words(self.data.caption_tokens(im, j))
+                if len(ids) == 0:
+                    raise DataError(s.path, "caption has no word", record=f"image {im.filename} sentence {j}",
+                                    field="tokens")
+                tokens.append(ids)
+                image_ids.append(im.image_id)
+                caption_index.append(j)
+        return {"images": s.images, "tokens": tokens, "image_ids": image_ids, "caption_index": caption_index}
+
+    def _split(self, split: str) -> dict[str, Any]:
+        if split not in self._splits:
+            self.data.caption_split(split)
+        return self._splits[split]
+
+    def num_examples(self, split: str) -> int:
+        return len(self._split(split)["tokens"])
+
+    def _collate(self, part: dict[str, Any], rows: list[int]) -> dict[str, Tensor]:
+        tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
+        ids = [part["image_ids"][r] for r in rows]
+        batch = {"tokens": tokens, "lengths": lengths, "image_ids": torch.tensor(ids, dtype=torch.int64)}
+        batch.update(gather_regions(self.store, ids))
+        return batch
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, Tensor]]:
+        part = self._split(split)
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for rows in index_batches(len(part["tokens"]), size, split=split, seed=self.seed, start=start, rank=rank,
+                                  world_size=world_size):
+            yield self._collate(part, rows)
+
+    def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
+        """(B,) relevance logits of the batch's B (image, caption) pairs (Eq. 7 before the sigmoid)."""
+        encoded = self.encode(model, batch)
+        return self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
+
+    def shortlist_embeddings(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(image, caption) unit embeddings (B, e) of the shortlist head for the batch's two sides."""
+        return shortlist_embeddings(model, self._shortlist(), batch)
+
+    def _shortlist(self) -> ShortlistHead:
+        if self.shortlist is None:
+            raise ConfigError(f"tasks.{self.name}: no shortlist head; train with tasks.{self.name}.shortlist_dim > 0")
+        return self.shortlist
+
+    def forward(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        image_index, caption_index, target = retrieval_pairs(batch["image_ids"])  # (3B,) each
+        pairs = {"tokens": batch["tokens"][caption_index], "lengths": batch["lengths"][caption_index],
+                 "region_features": batch["region_features"][image_index],
+                 "region_mask": batch["region_mask"][image_index]}
+        logits = self.logits(model, pairs)
+        loss = retrieval_loss(logits, target)
+        with torch.no_grad():  # how often a positive outscores its two negatives
+            b = batch["image_ids"].shape[0]
+            pos, neg_caption, neg_image = logits[:b], logits[b:2 * b], logits[2 * b:]
+            margin = ((pos > neg_caption) & (pos > neg_image)).float().mean()
+        out = {"loss": loss, "ranked": margin}
+        if self.shortlist is not None and self.config.shortlist_weight > 0:
+            images, captions = self.shortlist_embeddings(model, batch)
+            out["shortlist_loss"] = shortlist_loss(images, captions, batch["image_ids"],
+                                                   temperature=self.config.shortlist_temperature)
+            out["loss"] = loss + self.config.shortlist_weight * out["shortlist_loss"]
+        return out
+
+    @torch.no_grad()
+    def attention_maps(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The head's summary attention (averaged over its K maps), "regions" (B, T) and "words"
+        (B, N), for pictures. Runs in eval mode."""
+        with EvalMode(model, self):
+            encoded = self.encode(model, batch)
+            return {"regions": self.head.image_summary.attention(encoded.regions, encoded.region_mask),
+                    "words": self.head.sentence_summary.attention(encoded.words, encoded.word_mask)}
+
+    def score_pair_list(self, model: HierarchicalVL, images: ImageCache, captions: CaptionCache,
+                        image_index: Tensor, caption_index: Tensor) -> Tensor:
+        """(P,) relevance logits of the pairs (images[image_index[p]], captions[caption_index[p]])."""
+        return score_pair_list(model, self.head, images, captions, image_index, caption_index,
+                               layer=self.config.layer, pair_batch=self.config.pair_batch)
+
+    def score_pairs(self, model: HierarchicalVL, images: ImageCache, captions: CaptionCache) -> Tensor:
+        """(n_images, n_captions) relevance logits of every image x caption pair of two caches."""
+        n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
+        flat = torch.arange(n_img * n_cap, device=images.regions.device)
+        return self.score_pair_list(model, images, captions, flat // n_cap, flat % n_cap).view(n_img, n_cap)
+
+    def _eval_layout(self, split: str) -> tuple[list[Any], list[int]]:
+        """The images scored on `split` and, per image in order, the rows of its first
+        captions_per_image captions; caption column j belongs to image j // captions_per_image."""
+        part = self._split(split)
+        images = part["images"]
+        if split == "val" and self.config.val_images is not None:
+            images = images[:self.config.val_images]
+        first = {}
+        for row, (image_id, j) in enumerate(zip(part["image_ids"], part["caption_index"])):
+            if j < self.per_image:
+                first[(image_id, j)] = row
+        return images, [first[(im.image_id, j)] for im in images for j in range(self.per_image)]
+
+    def _image_caches(self, model: HierarchicalVL, images: list[Any], device: torch.device) -> list[tuple[int, ImageCache]]:
+        caches = []
+        for lo in range(0, len(images), self.config.eval_batch_size):
+            ids = [im.image_id for im in images[lo:lo + self.config.eval_batch_size]]
+            regions = gather_regions(self.store, ids)
+            caches.append((lo, model.encode_images(regions["region_features"].to(device),
+                                                   regions["region_mask"].to(device))))
+        return caches
+
+    def _caption_blocks(self, model: HierarchicalVL, part: dict[str, Any], caption_rows: list[int],
+                        device: torch.device) -> Iterator[tuple[int, CaptionCache]]:
+        for c_lo in range(0, len(caption_rows), self.config.caption_block):
+            rows = caption_rows[c_lo:c_lo + self.config.caption_block]
+            tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
+            yield c_lo, model.encode_captions(tokens.to(device), lengths.to(device))
+
+    @torch.no_grad()
+    def score_matrix(self, model: HierarchicalVL, split: str, *, device: torch.device) -> np.ndarray:
+        """(images, images x captions_per_image) relevance logits of every pair of the split;
+        caption j belongs to image j // captions_per_image."""
+        part = self._split(split)
+        images, caption_rows = self._eval_layout(split)
+        scores = np.empty((len(images), len(caption_rows)), dtype=np.float32)
+        with EvalMode(model, self):
+            image_caches = self._image_caches(model, images, device)
+            for c_lo, captions in self._caption_blocks(model, part, caption_rows, device):
+                for i_lo, cache in image_caches:
+                    block = self.score_pairs(model, cache, captions)
+                    scores[i_lo:i_lo + block.shape[0], c_lo:c_lo + block.shape[1]] = block.float().cpu().numpy()
+        return scores
+
+    @torch.no_grad()
+    def similarity_matrix(self, model: HierarchicalVL, split: str, *, device: torch.device) -> np.ndarray:
+        """(images, captions) cosine similarities of the shortlist head: the first stage alone."""
+        part = self._split(split)
+        images, caption_rows = self._eval_layout(split)
+        head = self._shortlist()
+        with EvalMode(model, self):
+            image_caches = self._image_caches(model, images, device)
+            image_emb = torch.cat([head.embed_images(c.regions, c.mask) for _, c in image_caches])
+            caption_emb = torch.cat([head.embed_captions(c.words, c.mask)
+                                     for _, c in self._caption_blocks(model, part, caption_rows, device)])
+        return head.similarity(image_emb, caption_emb).cpu().numpy()
+
+    @torch.no_grad()
+    def reranked_matrix(self, model: HierarchicalVL, split: str, *, k: int,
+                        device: torch.device) -> tuple[np.ndarray, int]:
+        """The two-stage score matrix (`vlmt.tasks.rerank`) and the number of pairs the full
+        model scored: each image's k most similar captions and each caption's k most similar images."""
+        part = self._split(split)
+        images, caption_rows = self._eval_layout(split)
+        similarity = self.similarity_matrix(model, split, device=device)
+        mask = shortlist_mask(similarity, k)
+        rows, cols = np.nonzero(mask)  # row-major, the order reranked_scores expects
+        cross = np.empty(rows.shape[0], dtype=np.float32)
+        with EvalMode(model, self):
+            cache = ImageCache.cat([c for _, c in self._image_caches(model, images, device)])
+            for c_lo, captions in self._caption_blocks(model, part, caption_rows, device):
+                sel = np.nonzero((cols >= c_lo) & (cols < c_lo + captions.words.shape[0]))[0]
+                if sel.size == 0:
+                    continue
+                got = self.score_pair_list(model, cache, captions, torch.from_numpy(rows[sel]),
+                                           torch.from_numpy(cols[sel] - c_lo))
+                cross[sel] = got.cpu().numpy()
+        return reranked_scores(similarity, mask, cross), int(rows.shape[0])
+
+    def evaluate(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[str, float]:
+        started = time.perf_counter()
+        extra: dict[str, float] = {}
+        if self.rerank_k is not None:
+            scores, scored = self.reranked_matrix(model, split, k=self.rerank_k, device=device)
+            extra = {"rerank_k": float(self.rerank_k), "pairs_scored": round(scored / scores.size, 6)}
+        else:
+            scores = self.score_matrix(model, split, device=device)
+        seconds = time.perf_counter() - started
+        m = retrieval_metrics(scores, self.per_image)
+        return {"i2t_r1": m.i2t.r1, "i2t_r5": m.i2t.r5, "i2t_r10": m.i2t.r10,
+                "t2i_r1": m.t2i.r1, "t2i_r5": m.t2i.r5, "t2i_r10": m.t2i.r10, "rsum": m.rsum,
+                "i2t_medr": m.i2t.medr, "t2i_medr": m.t2i.medr, "seconds": round(seconds, 3), **extra}
+
+    def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        part = self._split(split)
+        batch = self._collate(part, [index])
+        image_id = part["image_ids"][index]
+        caption = next(im for im in part["images"] if im.image_id == image_id).captions[part["caption_index"][index]]
+        return batch, {"image_id": image_id, "image_path": self.data.image_path(image_id, "captions"),
+                       "words": self.data.vocab.decode(part["tokens"][index].tolist(), skip_specials=False),
+                       "caption": caption}
+
+
+@register_task("retrieval")
+@dataclass
+class RetrievalTaskConfig(EncoderTaskConfig):
+    """Image-caption retrieval on the data section's caption file; the head reads encoder layer
+    `layer` (paper: 3).
+
+    pair_batch: image x caption pairs per encoder pass when scoring all pairs; caption_block:
+    captions whose caches are held at once during evaluation. val_images: score only the first N
+    images of the val split (and their captions), to keep periodic validation cheap; null: all.
+    The test split is always scored whole.
+
+    Two-stage retrieval (not in the paper): shortlist_dim > 0 adds a dual-encoder head of that
+    width over the layer-0 features, trained with the contrastive `shortlist_loss` (weight
+    shortlist_weight, cosine / shortlist_temperature); shortlist_detach keeps it from training the
+    shared encoder. rerank_k: evaluate by re-scoring only each query's k best shortlisted pairs
+    (null: score every pair); `vlmt evaluate run --rerank K` sets it for one evaluation."""
+
+    layer: int = 3
+    pair_batch: int = 256
+    caption_block: int = 1000
+    val_images: int | None = None
+    shortlist_dim: int = 0
+    shortlist_weight: float = 1.0
+    shortlist_temperature: float = 0.05
+    shortlist_detach: bool = True
+    rerank_k: int | None = None
+
+    def validate(self) -> str | None:
+        if self.pair_batch < 1 or self.caption_block < 1:
+            return "pair_batch and caption_block must be >= 1"
+        if self.val_images is not None and self.val_images < 1:
+            return f"val_images must be >= 1 or null, got {self.val_images}"
+        if self.shortlist_dim < 0 or self.shortlist_weight < 0 or self.shortlist_temperature <= 0:
+            return "shortlist_dim and shortlist_weight must be >= 0 and shortlist_temperature > 0"
+        if self.rerank_k is not None and (self.rerank_k < 1 or self.shortlist_dim == 0):
+            return "rerank_k needs shortlist_dim > 0 and must be >= 1 (or null: score every pair)"
+        return super().validate()
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> RetrievalTask:
+        data, model = self.check(name=name, kind="retrieval", dataset="captions", data=data, model=model)
+        return RetrievalTask(name=name, config=self, data=data, model=model, seed=seed)
+
+
+@torch.no_grad()
+def score_pair_list(model: HierarchicalVL, head: RetrievalHead, images: ImageCache, captions: CaptionCache,
+                    image_index: Tensor, caption_index: Tensor, *, layer: int, pair_batch: int = 256) -> Tensor:
+    """(P,) relevance logits of the pairs (images[image_index[p]], captions[caption_index[p]]) by a
+    retrieval head reading encoder layer `layer`, `pair_batch` pairs per encoder pass: all-pairs
+    evaluation and the re-ranking stage score this way. Model and head must be in eval mode."""
+    if model.training or head.training:
+        raise RuntimeError("pair scoring needs eval mode: dropout would make scores random")
+    device = images.regions.device
+    image_index, caption_index = image_index.to(device), caption_index.to(device)
+    scores = torch.empty(image_index.shape[0], device=device)
+    for lo in range(0, image_index.shape[0], pair_batch):
+        img, cap = image_index[lo:lo + pair_batch], caption_index[lo:lo + pair_batch]
+        encoded = model.encode_pairs(images, captions, img, cap, depth=layer)
+        scores[lo:lo + img.shape[0]] = head(encoded.words, encoded.regions, encoded.word_mask,
+                                            encoded.region_mask).float()
+    return scores
+
+
+def shortlist_embeddings(model: HierarchicalVL, head: ShortlistHead, batch: dict[str, Tensor]
+                         ) -> tuple[Tensor, Tensor]:
+    """(image, caption) unit embeddings (B, e) of a shortlist head over S_0 / I_0 of a batch's two
+    sides. With a detached head the encoder runs without building a graph."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not head.detach):
+        encoded = model(batch["tokens"], batch["lengths"], batch["region_features"], batch["region_mask"], depth=0)
+    return head.embed_images(encoded.regions, encoded.region_mask), head.embed_captions(encoded.words, encoded.word_mask)
 
 
 def retrieval_pairs(

@@ -18,27 +18,13 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from vlmt.config import ModelConfig, TaskConfig, register_model, register_task
 from vlmt.errors import ConfigError
-from vlmt.config import ModelConfig, TaskConfig, TrainConfig, register_model, register_task
 from vlmt.tasks.base import EpochBatchSampler
 
 
-class SanityMLP(nn.Module):
-    """Shared encoder of the trainer check: Linear -> ReLU -> Dropout -> Linear."""
-
-    def __init__(self, *, in_dim: int, hidden: int, dropout: float):
-        super().__init__()
-        self.in_dim = in_dim
-        self.hidden = hidden
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, hidden))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_dim) -> (B, hidden)
-        return self.net(x)
-
-
 @register_model("sanity_mlp")
-@dataclass
+@dataclass(frozen=True)
 class SanityMLPConfig(ModelConfig):
     in_dim: int = 16
     hidden: int = 32
@@ -52,7 +38,24 @@ class SanityMLPConfig(ModelConfig):
         return None
 
     def build(self, *, data: Any) -> SanityMLP:
-        return SanityMLP(in_dim=self.in_dim, hidden=self.hidden, dropout=self.dropout)
+        return SanityMLP(self)
+
+
+class SanityMLP(nn.Module):
+    """Shared encoder of the trainer check: Linear -> ReLU -> Dropout -> Linear."""
+
+    def __init__(self, config: SanityMLPConfig):
+        super().__init__()
+        self.config = config
+        self.in_dim = config.in_dim
+        self.hidden = config.hidden
+        self.net = nn.Sequential(nn.Linear(config.in_dim, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
+                                 nn.Linear(config.hidden, config.hidden))
+
+    def forward(self, x: torch.Tensor, depth: int = 2) -> torch.Tensor:
+        """(B, in_dim) -> (B, hidden): the output of the first layer (after ReLU and dropout) or of
+        the second, so a task can choose the layer it reads, as on the hierarchical encoder."""
+        return self.net[:3](x) if depth == 1 else self.net(x)
 
 
 class SanityLinearTask(nn.Module):
@@ -61,23 +64,23 @@ class SanityLinearTask(nn.Module):
     primary_metric = "mse"
     higher_is_better = False
 
-    def __init__(self, *, name: str, in_dim: int, hidden: int, out_dim: int, batch_size: int,
-                 train_size: int, val_size: int, noise: float, map_seed: int, seed: int):
+    def __init__(self, *, name: str, config: SanityLinearConfig, model: SanityMLP, seed: int):
         super().__init__()
         self.name = name
-        self.batch_size = batch_size
+        self.config = config
         self.seed = seed
-        self.head = nn.Linear(hidden, out_dim)
-        g = torch.Generator().manual_seed(map_seed)
-        a = torch.randn(out_dim, in_dim, generator=g) / math.sqrt(in_dim)
+        c, in_dim = config, model.in_dim
+        self.head = nn.Linear(model.hidden, c.out_dim)
+        g = torch.Generator().manual_seed(c.map_seed)
+        a = torch.randn(c.out_dim, in_dim, generator=g) / math.sqrt(in_dim)
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for split, size in (("train", train_size), ("val", val_size), ("test", val_size)):
+        for split, size in (("train", c.train_size), ("val", c.val_size), ("test", c.val_size)):
             x = torch.randn(size, in_dim, generator=g)
-            y = x @ a.T + noise * torch.randn(size, out_dim, generator=g)
+            y = x @ a.T + c.noise * torch.randn(size, c.out_dim, generator=g)
             self.data[split] = (x, y)
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        pred = self.head(model(batch["x"]))
+        pred = self.head(model(batch["x"], depth=self.config.layer))
         loss = nn.functional.mse_loss(pred.float(), batch["y"])
         return {"loss": loss}
 
@@ -85,12 +88,12 @@ class SanityLinearTask(nn.Module):
                 world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         x, y = self.data[split]
         if split == "train":
-            for idx in EpochBatchSampler(len(x), self.batch_size, seed=self.seed, start=start,
+            for idx in EpochBatchSampler(len(x), self.config.batch_size, seed=self.seed, start=start,
                                          rank=rank, world_size=world_size):
                 yield {"x": x[idx], "y": y[idx]}
         else:
-            for i in range(0, len(x), self.batch_size):
-                yield {"x": x[i:i + self.batch_size], "y": y[i:i + self.batch_size]}
+            for i in range(0, len(x), self.config.batch_size):
+                yield {"x": x[i:i + self.config.batch_size], "y": y[i:i + self.config.batch_size]}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
@@ -99,7 +102,7 @@ class SanityLinearTask(nn.Module):
         self.eval()
         total, count = 0.0, 0
         for batch in self.batches(split):
-            pred = self.head(model(batch["x"].to(device)))
+            pred = self.head(model(batch["x"].to(device), depth=self.config.layer))
             total += float(((pred.float() - batch["y"].to(device)) ** 2).mean(dim=1).sum())
             count += len(batch["x"])
         model.train(was_training[0])
@@ -110,17 +113,21 @@ class SanityLinearTask(nn.Module):
 @register_task("sanity_linear")
 @dataclass
 class SanityLinearConfig(TaskConfig):
+    """A regression task of the trainer check: `map_seed` draws its map A, `layer` (1 or 2) is the
+    encoder layer its linear head reads."""
+
     out_dim: int = 4
     train_size: int = 512
     val_size: int = 128
     noise: float = 0.01
     map_seed: int = 0
+    layer: int = 2
 
-    def build(self, *, name: str, data: Any, model: nn.Module, train: TrainConfig) -> SanityLinearTask:
+    def validate(self) -> str | None:
+        return None if self.layer in (1, 2) else f"layer must be 1 or 2 (the sanity encoder's layers), got {self.layer}"
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> SanityLinearTask:
         if not isinstance(model, SanityMLP):
             raise ConfigError(f"tasks.{name}: type sanity_linear needs model type sanity_mlp, "
                               f"got {type(model).__name__}")
-        return SanityLinearTask(name=name, in_dim=model.in_dim, hidden=model.hidden, out_dim=self.out_dim,
-                                batch_size=self.batch_size, train_size=self.train_size,
-                                val_size=self.val_size, noise=self.noise, map_seed=self.map_seed,
-                                seed=train.seed * 7919 + self.map_seed)
+        return SanityLinearTask(name=name, config=self, model=model, seed=seed)

@@ -1,4 +1,5 @@
-"""Collate functions of the SVLR tasks: pre-processed examples -> the model's tensor batches.
+"""What the SVLR tasks share: their batch types, the collate functions that make them from the
+`svlr_datasets` examples, the resumable batch order and the checks of data and model.
 
 - `recognition_batch`: M Genome regions -> `RecognitionBatch` (features from the store rows the
   data section matched; object targets = labels in O and their hypernyms, with hypernyms
@@ -9,15 +10,82 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRData
-from vlmt.models.svlr import SVLRVQAInputs
-from vlmt.tasks.recognition import RecognitionBatch
-from vlmt.tasks.vqa_mc import VQAMCBatch
+from vlmt.errors import ConfigError
+from vlmt.models.svlr import SVLR, SVLRVQAInputs
+from vlmt.tasks.base import EpochBatchSampler
+
+
+@dataclass
+class RecognitionBatch:
+    """M Visual Genome regions with their labels (what the recognition collate provides).
+
+    Object columns are the model's label set O followed by X extra words (hypernyms of true
+    labels that are not in O, with their word vectors); attribute columns are the label set T.
+    """
+
+    region_features: torch.Tensor  # (M, D) float
+    object_targets: torch.Tensor  # (M, K_o + X) bool: labels and their hypernyms (H_j)
+    attribute_targets: torch.Tensor  # (M, K_a) bool (T_j)
+    extra_object_vectors: torch.Tensor | None = None  # (X, V) word vectors of the extra columns
+    region_mask: torch.Tensor | None = None  # (M,) bool, False for padding
+
+    def to(self, device: torch.device | str) -> "RecognitionBatch":
+        return RecognitionBatch(**{k: (v.to(device) if v is not None else None) for k, v in self.__dict__.items()})
+
+
+@dataclass
+class VQAMCBatch:
+    """Model inputs plus the index of the correct choice of each question."""
+
+    inputs: SVLRVQAInputs
+    correct: torch.Tensor  # (P,) long
+
+    def to(self, device: torch.device | str) -> "VQAMCBatch":
+        return VQAMCBatch(inputs=self.inputs.to(device), correct=self.correct.to(device))
+
+
+def need_data(data: Any, where: str) -> SVLRData:
+    """`data`, checked to be the `svlr_datasets` section."""
+    if not isinstance(data, SVLRData):
+        raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets`, got {type(data).__name__}")
+    return data
+
+
+def need_model(model: Any, name: str) -> SVLR:
+    """`model`, checked to be SVLR's."""
+    if not isinstance(model, SVLR):
+        raise ConfigError(f"tasks.{name}: SVLR tasks need model type svlr, got {type(model).__name__}")
+    return model
+
+
+def train_chunks(items: Sequence, batch_size: int, *, seed: int, start: int, rank: int, world_size: int
+                 ) -> Iterator[list]:
+    """The endless resumable training order of `items` in batches (`EpochBatchSampler`)."""
+    for idx in EpochBatchSampler(len(items), batch_size, seed=seed, start=start, rank=rank, world_size=world_size):
+        yield [items[i] for i in idx]
+
+
+def eval_chunks(items: Sequence, batch_size: int) -> Iterator[list]:
+    """One pass over `items` in order, in batches."""
+    for i in range(0, len(items), batch_size):
+        yield list(items[i:i + batch_size])
+
+
+def split_items(table: dict[str, list], split: str, what: str) -> list:
+    """The non-empty examples of `split`; ConfigError naming `what` otherwise."""
+    if split not in table:
+        raise ConfigError(f"{what}: no split {split!r} (have {', '.join(table)})")
+    items = table[split]
+    if not items:
+        raise ConfigError(f"{what}: split {split!r} is empty")
+    return items
 
 
 def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> torch.Tensor:

@@ -1,11 +1,170 @@
-"""VQA training objective for the hierarchical model (H Sec. 3.3.2): the decoder's sigmoid
-answer scores are trained against the VQA soft scores (min(1, #humans who gave the answer / 3),
-or the 10-choose-9 average of it) with binary cross-entropy."""
+"""Task `vqa` (H Sec. 3.3.2): open-ended VQA over the answer pool of the `vl_datasets` data.
+
+Head: `VQAHead` (image and question summaries -> two-layer MLP -> one logit per pool answer) on
+the encoder layer `layer` (paper: 5). Training: the sigmoid answer scores against the VQA soft
+scores (min(1, #humans who gave the answer / 3), or the 10-choose-9 average of it) with binary
+cross-entropy, `vqa_loss`. Evaluation: the top-scoring pool answer of every question, scored with
+the official VQA accuracy (`vlmt.metrics.vqa`): `accuracy`, `atype/<answer type>` and
+`qtype/<question type>`, in percent.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+from vlmt.config import register_task
+from vlmt.data.answers import soft_scores
+from vlmt.errors import DataError
+from vlmt.metrics.vqa import breakdown, evaluate_vqa
+from vlmt.models.heads.vqa import VQAHead
+from vlmt.models.hierarchical import HierarchicalVL
+from vlmt.tasks.base import EvalMode, move_to
+from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
+from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
+
+
+class VQATask(EncoderTask):
+    primary_metric = "accuracy"
+    higher_is_better = True
+    kind = "vqa"
+
+    def __init__(self, *, name: str, config: VQATaskConfig, data: Any, model: HierarchicalVL, seed: int):
+        super().__init__(name=name, config=config, data=data, seed=seed)
+        c = model.config
+        self.pool = data.answers
+        self.head = VQAHead(dim=c.dim, num_answers=len(self.pool), heads=c.heads, dropout=c.fc_dropout)
+        self.store = data.store("vqa")
+        self._splits: dict[str, dict[str, Any]] = {}
+        for split in data.vqa:
+            self._splits[split] = self._prepare(split)
+        train = [self._splits[s] for s in data.cfg.vqa.train_splits]
+        self._train = {key: [x for part in train for x in part[key]] for key in ("tokens", "image_ids", "targets")}
+
+    def _prepare(self, split: str) -> dict[str, Any]:
+        s = self.data.vqa_split(split)
+        tokens, image_ids, targets = [], [], []
+        for e in s.examples:
+            ids = self.data.encode_words(self.data.question_tokens(e))
+            if len(ids) == 0:
+                raise DataError(s.path, "question has no word", record=f"question_id {e.question_id}", field="question")
+            tokens.append(ids)
+            image_ids.append(e.image_id)
+            scores = soft_scores(e.answers, self.pool) if e.answers else {}
+            targets.append((np.fromiter(scores.keys(), np.int64, len(scores)),
+                            np.fromiter(scores.values(), np.float32, len(scores))))
+        return {"examples": s.examples, "tokens": tokens, "image_ids": image_ids, "targets": targets,
+                "annotated": s.annotated, "path": s.path}
+
+    def num_examples(self, split: str) -> int:
+        return len(self._train["tokens"]) if split == "train" else len(self._split(split)["tokens"])
+
+    def _split(self, split: str) -> dict[str, Any]:
+        if split not in self._splits:
+            self.data.vqa_split(split)  # raises the ConfigError naming the missing file
+        return self._splits[split]
+
+    def _collate(self, part: dict[str, Any], rows: list[int]) -> dict[str, Tensor]:
+        tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
+        batch = {"tokens": tokens, "lengths": lengths}
+        batch.update(gather_regions(self.store, [part["image_ids"][r] for r in rows]))
+        targets = torch.zeros(len(rows), len(self.pool))
+        for i, r in enumerate(rows):
+            index, score = part["targets"][r]
+            targets[i, torch.from_numpy(index)] = torch.from_numpy(score)
+        batch["targets"] = targets
+        batch["index"] = torch.tensor(rows, dtype=torch.int64)
+        return batch
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, Tensor]]:
+        part = self._train if split == "train" else self._split(split)
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for rows in index_batches(len(part["tokens"]), size, split=split, seed=self.seed, start=start, rank=rank,
+                                  world_size=world_size):
+            yield self._collate(part, rows)
+
+    def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
+        """(B, A) answer logits (Eq. 8 before the sigmoid)."""
+        encoded = self.encode(model, batch)
+        return self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
+
+    def forward(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        logits = self.logits(model, batch)  # (B, A)
+        loss = vqa_loss(logits, batch["targets"])
+        with torch.no_grad():  # soft accuracy of the top answer, a cheap training signal to log
+            score = batch["targets"].gather(1, logits.argmax(dim=1, keepdim=True)).mean()
+        return {"loss": loss, "score": score}
+
+    @torch.no_grad()
+    def predict(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[int, str]:
+        """Question id -> the top-scoring pool answer, for every question of `split`."""
+        part = self._split(split)
+        out: dict[int, str] = {}
+        with EvalMode(model, self):
+            for batch in self.batches(split):
+                best = self.logits(model, move_to(batch, device)).argmax(dim=1).cpu().tolist()
+                for row, a in zip(batch["index"].tolist(), best):
+                    out[part["examples"][row].question_id] = self.pool.answers[a]
+        return out
+
+    def evaluate(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[str, float]:
+        part = self._split(split)
+        if not part["annotated"]:
+            raise DataError(part["path"], f"the {split} split has no annotation file, so it cannot be scored here "
+                                          f"(submit predictions to the VQA evaluation server)")
+        results = self.predict(model, split, device=device)
+        return self._score(part, results)
+
+    @staticmethod
+    def _score(part: dict[str, Any], results: dict[int, str]) -> dict[str, float]:
+        annotations = [{"question_id": e.question_id, "question_type": e.question_type or "",
+                        "answer_type": e.answer_type or "", "answers": list(e.answers)} for e in part["examples"]]
+        return breakdown(evaluate_vqa(annotations, results))
+
+    def majority_baseline(self, split: str) -> dict[str, float]:
+        """The metrics of answering every question with the most frequent training answer."""
+        best = self.pool.answers[0]  # the pool is ordered by training frequency, most frequent first
+        part = self._split(split)
+        return self._score(part, {e.question_id: best for e in part["examples"]})
+
+    @torch.no_grad()
+    def attention_maps(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """What the head looks at (pictures, `vlmt visualize`): the summary attention averaged over
+        its K maps, "regions" (B, T) and "words" (B, N), each row summing to 1 over real positions.
+        Runs in eval mode."""
+        with EvalMode(model, self):
+            encoded = self.encode(model, batch)
+            return {"regions": self.head.image_summary.attention(encoded.regions, encoded.region_mask),
+                    "words": self.head.question_summary.attention(encoded.words, encoded.word_mask)}
+
+    def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        part = self._train if split == "train" else self._split(split)
+        batch = self._collate(part, [index])
+        info: dict[str, Any] = {"image_id": part["image_ids"][index],
+                                "image_path": self.data.image_path(part["image_ids"][index], "vqa"),
+                                "words": self.data.vocab.decode(part["tokens"][index].tolist(), skip_specials=False)}
+        if split != "train":
+            e = part["examples"][index]
+            info.update(question_id=e.question_id, question=e.question, answers=list(e.answers))
+        return batch, info
+
+
+@register_task("vqa")
+@dataclass
+class VQATaskConfig(EncoderTaskConfig):
+    """Open-ended VQA on the data section's VQA files; the head reads encoder layer `layer`
+    (paper: 5)."""
+
+    layer: int = 5
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> VQATask:
+        data, model = self.check(name=name, kind="vqa", dataset="vqa", data=data, model=model)
+        return VQATask(name=name, config=self, data=data, model=model, seed=seed)
 
 
 def vqa_loss(logits: Tensor, soft_scores: Tensor) -> Tensor:

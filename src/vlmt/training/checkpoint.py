@@ -125,22 +125,3 @@ def load_weights(directory: Path, modules: nn.Module) -> None:
     if missing or unexpected:
         raise ConfigError(f"{directory / 'model.safetensors'}: weights do not fit the model built from the "
                           f"config (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
-
-
-def rebuild(run_dir: str | Path, which: str = "best", *, device: str | torch.device = "cpu"):
-    """Rebuild the model and tasks of a run from a checkpoint alone and load its weights.
-
-    Returns (config, model, tasks). The checkpoint carries the resolved config, hence the model's
-    constructor arguments (`model_type`, `model_args`).
-    """
-    from vlmt import config as C
-    from vlmt.training.trainer import build_parts
-
-    directory = checkpoint_dir(run_dir, which) or checkpoint_dir(run_dir, "last")
-    if directory is None:
-        raise ConfigError(f"{run_dir}: no checkpoint found (expected {CHECKPOINTS}/last.json)")
-    state = load_state(directory)
-    cfg = C.from_dict(state["config"], source=f"{directory / 'state.pt'} (config)")
-    model, tasks, modules = build_parts(cfg, torch.device(device))
-    load_weights(directory, modules)
-    return cfg, model, tasks

@@ -24,13 +24,10 @@ trajectory.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
+import dataclasses
 import json
 import logging
 import math
-import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -43,141 +40,16 @@ from torch import nn
 from vlmt import config as C
 from vlmt.errors import ConfigError, TrainingError
 from vlmt.io import atomic_write, write_json
+from vlmt.seeding import seed_everything, step_seed
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
+from vlmt.training.build import build_lr_schedule, build_parts, build_schedule
+from vlmt.training.distributed import init_distributed, resolve_device
+from vlmt.training.evaluate import autocast, evaluate_tasks
 from vlmt.training.optimizers import TaskAdam
 from vlmt.training.prefetch import Prefetcher, prefetched
-from vlmt.training.schedules import (CurriculumSchedule, PeriodicSchedule, StepDecay, TaskSchedule,
-                                     WeightedJointSchedule, default_stages)
 
 log = logging.getLogger("vlmt.train")
-
-
-# --------------------------------------------------------------------------- building
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """Seed of process `rank`'s generators at iteration `step` of a DDP run: a function of
-    (seed, rank, step) only, so a resumed run draws what an uninterrupted one draws."""
-    return int(np.random.SeedSequence((seed, rank, step)).generate_state(1, np.uint64)[0] % 2**63)
-
-
-def resolve_device(name: str, local_rank: int = 0, *, world: int = 1) -> torch.device:
-    """`auto` -> cuda when available, else cpu; `cuda` without one is a config error. Under
-    torchrun (`world` > 1) each process takes the GPU of its LOCAL_RANK, so a device naming one
-    GPU (`cuda:0`) is refused there: every process would use the same GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
-    if name.startswith("cuda:") and world > 1:
-        raise ConfigError(f"train.device: {name!r} names one GPU, but under torchrun each of the {world} "
-                          f"processes takes the GPU of its LOCAL_RANK; use 'cuda' or 'auto'")
-    if name == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"train.device: process LOCAL_RANK {local_rank} has no GPU of its own "
-                              f"({torch.cuda.device_count()} visible); start at most that many processes per node")
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
-
-
-def init_distributed(device: str = "auto") -> tuple[int, int, int]:
-    """(rank, world size, local rank); starts the process group when launched by torchrun
-    (WORLD_SIZE > 1): NCCL when `device` (train.device) resolves to a GPU, which then becomes
-    the process's current device; gloo on CPUs (also on a GPU host told to train on the CPU).
-
-    The group lives until the process exits, and later trainings in the same process (the cells
-    of `vlmt search-layers`, a run and its resume) use it: destroying the default group and
-    starting it again can pair a fast process with a slow one's previous group and hang."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank, world=world)
-    if not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)  # NCCL collectives (the final barrier) run on the current device
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        atexit.register(_end_process_group)
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-def _end_process_group() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-class Objective(nn.Module):
-    """The model and every task's head as one module: one forward per update computes the
-    weighted sum of the scheduled tasks' losses (one forward also suits DDP)."""
-
-    def __init__(self, model: nn.Module, tasks: dict[str, nn.Module]):
-        super().__init__()
-        self.model = model
-        self.tasks = nn.ModuleDict(tasks)
-
-    def forward(self, work: list[tuple[str, float, Any]]) -> tuple[torch.Tensor, dict[str, dict]]:
-        total: torch.Tensor | float = 0.0
-        outs = {}
-        for name, weight, batch in work:
-            out = self.tasks[name](self.model, batch)
-            total = total + weight * out["loss"]
-            outs[name] = out
-        return total, outs
-
-
-def build_parts(cfg: C.ExperimentConfig, device: torch.device):
-    """Data -> model -> tasks, moved to `device`. Returns (model, tasks, objective) where the
-    `Objective` holds every trained parameter ("model.*", "tasks.<name>.*").
-
-    The generators are seeded with `train.seed` after the data is built: building it may draw
-    from or reseed them (a world generated on first use trains its region extractor), and the
-    initial weights must not depend on whether the data was already in the cache."""
-    data = cfg.data.build(seed=cfg.train.seed)
-    seed_everything(cfg.train.seed)
-    model = cfg.model.build(data=data)
-    tasks = {name: tcfg.build(name=name, data=data, model=model, train=cfg.train)
-             for name, tcfg in cfg.tasks.items()}
-    objective = Objective(model, tasks)
-    objective.to(device)
-    return model, tasks, objective
-
-
-def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
-    order = cfg.schedule.order or list(cfg.tasks)
-    iterations = {n: cfg.tasks[n].iterations for n in cfg.tasks}
-    weights = {n: cfg.tasks[n].loss_weight for n in cfg.tasks}
-    kind = cfg.schedule.kind
-    try:
-        if kind == "periodic":
-            return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle, weights=weights)
-        if kind == "curriculum":
-            stages = cfg.schedule.stages or default_stages(order)
-            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle, weights=weights)
-        return WeightedJointSchedule({n: weights[n] for n in order})
-    except ValueError as e:
-        raise ConfigError(f"schedule ({kind}): {e}") from None
-
-
-def build_lr_schedule(cfg: C.ExperimentConfig, schedule: TaskSchedule) -> StepDecay:
-    """Hierarchical rule: halve every sum(step_i) over the active tasks (per segment); or every
-    `optim.lr_step` iterations when that is set (SVLR)."""
-    segments = []
-    for start, names in schedule.segments():
-        step = cfg.optim.lr_step or sum(cfg.tasks[n].step for n in names)
-        segments.append((start, step))
-    return StepDecay(segments, gamma=cfg.optim.lr_decay)
 
 
 # --------------------------------------------------------------------------- logging and metrics
@@ -243,32 +115,6 @@ class MetricsWriter:
 # --------------------------------------------------------------------------- the loop
 
 
-@contextlib.contextmanager
-def _forked_rng(device: torch.device):
-    """Run a block (validation) without disturbing any generator the training uses."""
-    py, npy = random.getstate(), np.random.get_state()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
-        yield
-    random.setstate(py)
-    np.random.set_state(npy)
-
-
-def evaluate_tasks(model: nn.Module, tasks: dict[str, Any], split: str, device: torch.device,
-                   precision: str = "fp32") -> dict[str, float]:
-    """{"<task>/<metric>": value} over every task on one split."""
-    out: dict[str, float] = {}
-    with _forked_rng(device), _autocast(device, precision):
-        for name, task in tasks.items():
-            for key, value in task.evaluate(model, split, device=device).items():
-                out[f"{name}/{key}"] = float(value)
-    return out
-
-
-def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str]:
     metric = cfg.train.best_metric
     if metric is None:
@@ -317,7 +163,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         torch.set_num_threads(tr.threads)
     device = resolve_device(tr.device, local_rank, world=world)
     seed_everything(tr.seed)
-    model, tasks, modules = build_parts(cfg, device)
+    parts = build_parts(cfg, device)
+    model, tasks, modules = parts.model, parts.tasks, parts.objective
     if world > 1:
         for name, tcfg in cfg.tasks.items():
             if tcfg.batch_size % world:
@@ -365,7 +212,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         objective = DistributedDataParallel(modules, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=True)
     meta = {"config": C.to_dict(cfg), "model_type": C.MODELS.name_of(type(cfg.model)),
-            "model_args": C.to_dict(cfg.model)}
+            "model_args": dataclasses.asdict(model.config)}
 
     def save(at_step: int, *, best: dict | None) -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
@@ -397,7 +244,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             for name, weight in schedule.next():
                 work.append((name, weight, move_to(next(streams[name]), device)))
                 consumed[name] += 1
-            with _autocast(device, tr.precision):
+            with autocast(device, tr.precision):
                 total, outs = objective(work)
             for name, out in outs.items():  # kept as tensors: no device sync until a record is due
                 for key, value in out.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlmt.models.layers.fused import at_least_fp32, masked_fill_value
+from vlmt.models.layers.masking import at_least_fp32, masked_fill_value
 
 
 def phrase_pooling_weights(spans: Tensor, num_words: int) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vlmt.models.layers.fused import at_least_fp32
+from vlmt.models.layers.masking import at_least_fp32
 from vlmt.models.layers.summary import SummaryAttention
 
 

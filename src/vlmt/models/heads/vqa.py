@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlmt.models.layers.fused import at_least_fp32
+from vlmt.models.layers.masking import at_least_fp32
 from vlmt.models.layers.summary import SummaryAttention
 
 

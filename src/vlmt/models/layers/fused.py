@@ -1,23 +1,21 @@
-"""Dense Co-attention layer (DCL) and a stack of them: the shared encoder of the hierarchical
-multi-task model (H, Sec. 3.2, Eq. 1-3).
+"""The dense co-attention layer of `vlmt.models.layers.co_attention`, computed fast.
 
-Each layer lets every word attend over the regions and every region attend over the words with
-multiplicative attention, then fuses original and attended features with a residual:
-
-    s_{l,n} = ReLU(W_S [s_{l-1,n}; î_{l-1,n}] + b_S) + s_{l-1,n}              (Eq. 2)
-    i_{l,t} = ReLU(W_I [i_{l-1,t}; ŝ_{l-1,t}] + b_I) + i_{l-1,t}              (Eq. 3)
-
-Details the hierarchical paper leaves to the authors' earlier dense co-attention work: m learned
-"nowhere to attend" slots prepended to both sides; bias-free projections split into K heads;
-per head S_k = P_S P_I^T / sqrt(d/K) with padded positions masked; softmax over regions (one map
-per word) and over words (one map per region); the K maps are averaged and applied once to the
-*unprojected* features of the other side (null slots included as values, null rows dropped as
-queries). Dropout (FC rate) sits on the fusion branch before the residual sum.
-
-Layout for speed: everything a side needs from its own features alone - the attention projection
-P x and the first half of the fusion W[:, :d] x - is one GEMM with a (2d, d) weight (`*_in`);
-the second half W[:, d:] x̂ is a second GEMM (`*_attended`). W_S of Eq. 2 is therefore
-[word_in.weight[d:], word_attended.weight] and b_S is word_bias.
+Same equations, same numbers (the tests check outputs and gradients against the paper layer),
+arranged for speed:
+- everything a side needs from its own features alone - the attention projection P x and the
+  first half of the fusion W[:, :d] x - is one GEMM with a (2d, d) weight (`*_in`); the second
+  half W[:, d:] x̂ is a second GEMM (`*_attended`) that accumulates onto the first. So W_S of
+  Eq. 2 is [word_in.weight[d:], word_attended.weight] and b_S is word_bias (`paper_state_dict`
+  maps the weights to the paper layer's names);
+- the own-side GEMMs are a custom autograd function whose backward splits its GEMMs by half
+  instead of concatenating gradients, and the K heads' maps are computed in one batched matmul
+  with the null slots written straight into the head layout;
+- the residual ReLU dropout is one pass forward and one backward, with a keep mask drawn from
+  16 random bits per element instead of a float;
+- the own-side work (`word_side` / `region_side`) can be computed once per caption and once per
+  image and reused for every pair (all-pairs retrieval scoring).
+Dropout draws its randomness differently from `nn.Dropout`, so the two layers agree exactly in
+eval mode or without dropout, and in distribution otherwise.
 """
 
 from __future__ import annotations
@@ -29,15 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-
-def at_least_fp32(x: Tensor) -> Tensor:
-    """x in fp32 when it is a lower precision (autocast), unchanged when fp32 or fp64."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def masked_fill_value(dtype: torch.dtype) -> float:
-    """A large negative score that exp() turns into exactly 0 but stays finite in `dtype`."""
-    return torch.finfo(dtype).min / 2
+from vlmt.models.layers.masking import at_least_fp32, masked_fill_value
 
 
 @dataclass
@@ -55,8 +45,8 @@ class SideInput:
         return SideInput(self.projected[index], self.own[index], self.nulls)
 
 
-class DenseCoAttentionLayer(nn.Module):
-    """One dense co-attention layer: (S_{l-1}, I_{l-1}) -> (S_l, I_l), both of width d."""
+class FusedDenseCoAttentionLayer(nn.Module):
+    """One dense co-attention layer, fused: (S_{l-1}, I_{l-1}) -> (S_l, I_l), both of width d."""
 
     def __init__(self, *, dim: int, heads: int = 4, null_slots: int = 3, dropout: float = 0.3):
         super().__init__()
@@ -93,6 +83,33 @@ class DenseCoAttentionLayer(nn.Module):
             self.region_bias.zero_()
             nn.init.xavier_uniform_(self.word_nulls)
             nn.init.xavier_uniform_(self.region_nulls)
+
+    # -- the paper's parameters ------------------------------------------------------------------
+    def paper_state_dict(self) -> dict[str, Tensor]:
+        """This layer's weights under the names of the paper layer (`DenseCoAttentionLayer`):
+        P_S, P_I, W_S = [W_S own half, W_S attended half], b_S, W_I, b_I and the null slots."""
+        d = self.dim
+        return {
+            "word_nulls": self.word_nulls.detach().clone(), "region_nulls": self.region_nulls.detach().clone(),
+            "word_projection.weight": self.word_in.weight[:d].detach().clone(),
+            "region_projection.weight": self.region_in.weight[:d].detach().clone(),
+            "word_fusion.weight": torch.cat([self.word_in.weight[d:], self.word_attended.weight], dim=1).detach(),
+            "word_fusion.bias": self.word_bias.detach().clone(),
+            "region_fusion.weight": torch.cat([self.region_in.weight[d:], self.region_attended.weight], dim=1).detach(),
+            "region_fusion.bias": self.region_bias.detach().clone(),
+        }
+
+    def load_paper_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Take the weights of a paper layer (`DenseCoAttentionLayer.state_dict()`)."""
+        d = self.dim
+        with torch.no_grad():
+            self.word_nulls.copy_(state["word_nulls"])
+            self.region_nulls.copy_(state["region_nulls"])
+            for side in ("word", "region"):
+                fusion = state[f"{side}_fusion.weight"]  # (d, 2d)
+                getattr(self, f"{side}_in").weight.copy_(torch.cat([state[f"{side}_projection.weight"], fusion[:, :d]]))
+                getattr(self, f"{side}_attended").weight.copy_(fusion[:, d:])
+                getattr(self, f"{side}_bias").copy_(state[f"{side}_fusion.bias"])
 
     # -- per-modality part ---------------------------------------------------------------------
     def word_side(self, words: Tensor) -> SideInput:
@@ -275,46 +292,3 @@ def residual_relu_dropout(x: Tensor, z: Tensor, p: float) -> Tensor:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability {p} outside [0, 1)")
     return _ResidualReluDropout.apply(x, z, p)
-
-
-class DenseCoAttentionStack(nn.Module):
-    """L dense co-attention layers (Eq. 1); returns every layer's output so decoders can attach
-    at any depth."""
-
-    def __init__(
-        self, *, num_layers: int, dim: int, heads: int = 4, null_slots: int = 3, dropout: float = 0.3
-    ):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            DenseCoAttentionLayer(dim=dim, heads=heads, null_slots=null_slots, dropout=dropout)
-            for _ in range(num_layers)
-        )
-
-    def forward(
-        self,
-        words: Tensor,
-        regions: Tensor,
-        word_mask: Tensor,
-        region_mask: Tensor,
-        *,
-        depth: int | None = None,
-        first_word_side: SideInput | None = None,
-        first_region_side: SideInput | None = None,
-    ) -> list[tuple[Tensor, Tensor]]:
-        """Outputs [(S_0, I_0), (S_1, I_1), ..., (S_depth, I_depth)]; runs only `depth` layers
-        (default all), as Algorithm 1 uses the sub-network E_l up to the task's layer."""
-        depth = len(self.layers) if depth is None else depth
-        if not 0 <= depth <= len(self.layers):
-            raise ValueError(f"depth {depth} outside 0..{len(self.layers)}")
-        outputs = [(words, regions)]
-        for index, layer in enumerate(self.layers[:depth]):
-            words, regions = layer(
-                words,
-                regions,
-                word_mask,
-                region_mask,
-                word_side=first_word_side if index == 0 else None,
-                region_side=first_region_side if index == 0 else None,
-            )
-            outputs.append((words, regions))
-        return outputs

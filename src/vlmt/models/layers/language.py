@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from vlmt.models.layers.fused import at_least_fp32
+from vlmt.models.layers.masking import at_least_fp32, lengths_to_mask
 
 
 class LanguageEncoder(nn.Module):
@@ -72,10 +72,5 @@ class LanguageEncoder(nn.Module):
             hidden, _ = self.lstm(packed)
         hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=n)  # (B, N, d)
         words = self.out(self.dropout(torch.cat([vectors.to(hidden.dtype), hidden], dim=-1)))
-        mask = torch.arange(n, device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]
+        mask = lengths_to_mask(lengths.to(tokens.device), n)
         return words * mask.to(words.dtype)[..., None]
-
-
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """(B,) lengths -> (B, max_len) boolean mask, True at real positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

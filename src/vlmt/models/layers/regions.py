@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from vlmt.models.layers.fused import at_least_fp32
+from vlmt.models.layers.masking import at_least_fp32
 
 
 class RegionEncoder(nn.Module):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vlmt import config as C
+from vlmt.training.build import load_experiment
 from vlmt.data.vl_datasets import VLData, VLDatasetsConfig
 from vlmt.data.synth.cache import ensure_world
 from vlmt.errors import ConfigError, DataError
@@ -110,7 +111,7 @@ def test_bad_config_values_are_config_errors(world):
 
 @pytest.mark.parametrize("name", ["tiny.yaml", "hierarchical_world.yaml", "hierarchical_paper.yaml"])
 def test_shipped_configs_are_valid(name):
-    cfg = C.load_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    cfg = load_experiment(Path(__file__).resolve().parents[2] / "configs" / name)
     assert C.MODELS.name_of(type(cfg.model)) == "hierarchical"
     assert set(cfg.tasks) == {"retrieval", "vqa", "grounding"}
 
@@ -122,7 +123,7 @@ def test_image_patterns_may_format_the_id():
 
 
 def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
-    from vlmt.training.trainer import build_parts
+    from vlmt.training.build import build_parts
 
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\n")
@@ -130,7 +131,8 @@ def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
                                 "word_vectors": str(vectors)},
                        "model": {"type": "hierarchical", "dim": 16, "num_layers": 2, "word_dim": 300},
                        "tasks": {"vqa": {"layer": 2}}})
-    model, _, _ = build_parts(cfg, torch.device("cpu"))
+    model = build_parts(cfg, torch.device("cpu")).model
+    assert model.config.word_dim == 5 and model.config.freeze_word_vectors
     embedding = model.language.embedding.weight
     assert embedding.shape[1] == 5 and not embedding.requires_grad
     # the rows follow the vocabulary: "picture" gets its vector from the file

@@ -63,7 +63,7 @@ def test_curve_panels_pick_task_losses_and_validation_metrics(tmp_path):
         {"step": 10, "split": "train", "lr": 1e-3, "vqa/loss": 2.0, "vqa/accuracy_batch": 0.1, "grounding/loss": 1.0},
         {"step": 20, "split": "train", "lr": 1e-3, "vqa/loss": 1.5, "grounding/loss": 0.8},
         {"step": 20, "split": "val", "vqa/accuracy": 30.0, "grounding/r1": 20.0, "vqa/qtype/how_many": 5.0,
-         "vqa/accuracy_number": 3.0, "retrieval/seconds": 0.2, "retrieval/i2t_medr": 4.0, "retrieval/rsum": 300.0},
+         "vqa/atype/number": 3.0, "retrieval/seconds": 0.2, "retrieval/i2t_medr": 4.0, "retrieval/rsum": 300.0},
     ])
     panels = R.curve_panels(R.read_metrics(tmp_path))
     assert panels.losses == {"vqa/loss": ([10, 20], [2.0, 1.5]), "grounding/loss": ([10, 20], [1.0, 0.8])}

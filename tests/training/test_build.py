@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from vlmt import config as C
-from vlmt.training.trainer import build_parts
+from vlmt.training.build import build_parts, load_experiment
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 
@@ -17,11 +16,11 @@ def test_initial_weights_are_the_same_whether_the_world_is_generated_or_cached(t
     the fix a run on a fresh cache started from other weights than the same run later - and under
     torchrun the first process (which generates) from other weights than the others (which wait)."""
     monkeypatch.setenv("VLMT_CACHE", str(tmp_path / "cache"))
-    cfg = C.load_config(CONFIG)
-    _, _, fresh = build_parts(cfg, torch.device("cpu"))  # generates world:tiny into the empty cache
+    cfg = load_experiment(CONFIG)
+    fresh = build_parts(cfg, torch.device("cpu")).objective  # generates world:tiny into the empty cache
     assert (tmp_path / "cache" / "worlds").is_dir()
     torch.manual_seed(12345)  # whatever the generators hold before, build_parts seeds them itself
-    _, _, cached = build_parts(cfg, torch.device("cpu"))
+    cached = build_parts(cfg, torch.device("cpu")).objective
     a, b = fresh.state_dict(), cached.state_dict()
     assert a.keys() == b.keys()
     for key in a:

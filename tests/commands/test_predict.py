@@ -96,7 +96,7 @@ def test_missing_or_unreadable_image_is_one_line_naming_it(trained, tmp_path, ca
 def test_run_without_a_vqa_task_is_refused_naming_its_config(tmp_path, capsys):
     run = tmp_path / "sanity_run"
     run.mkdir()
-    shutil.copyfile(Path(__file__).resolve().parents[1] / "configs" / "sanity.yaml", run / "config.yaml")
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "configs" / "sanity.yaml", run / "config.yaml")
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8), "white").save(image)
     rc = main(["predict", str(run), "--image", str(image), "--question", "what is it?"])

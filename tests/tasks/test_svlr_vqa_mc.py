@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs
-from vlmt.tasks.vqa_mc import VQAMCBatch, VQAMCTask, ZeroShotVQATask, answer_ranking_loss, predict_choices
+from vlmt.tasks.svlr_collate import RecognitionBatch, VQAMCBatch
+from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
+from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask, answer_ranking_loss, predict_choices
+from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
 
 torch.set_num_threads(1)
 
@@ -53,7 +57,7 @@ def test_predict_choices_never_picks_padding():
 
 def _task_batch():
     cfg = SVLRConfig(word_dim=5, region_dim=6, embed_dim=4, word_hidden=5, region_hidden=7,
-                     num_objects=3, num_attributes=2, fusion_dim=6)
+                     num_objects=3, num_attributes=2)
     model = SVLR(cfg)
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
     choice_mask = torch.ones(3, 4, dtype=torch.bool)
@@ -74,31 +78,33 @@ def test_vqa_task_trains_towards_the_correct_choice():
     torch.manual_seed(0)
     model, batch = _task_batch()
     model.train()
-    task = VQAMCTask(model, eta_ans=1.0, alpha_ans=0.5)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = task(batch)
-    assert first["loss"].item() == pytest.approx(0.5 * first["answer_loss"].item())
+    task = SVLRVQATask(name="vqa", config=SVLRVQAConfig(eta_ans=1.0, fusion_dim=6), data=None, model=model, seed=0)
+    opt = torch.optim.Adam([*model.parameters(), *task.parameters()], lr=1e-2)
+    first = task(model, batch)
+    expected = answer_ranking_loss(task.choice_scores(model, batch.inputs), batch.correct, batch.inputs.choice_mask)
+    assert first["loss"].item() == pytest.approx(expected.item(), rel=1e-5)  # Eq. 8; alpha_ans is its loss_weight
     for _ in range(30):
         opt.zero_grad()
-        task(batch)["loss"].backward()
+        task(model, batch)["loss"].backward()
         opt.step()
-    last = task(batch)
-    assert last["answer_loss"] < first["answer_loss"]
+    last = task(model, batch)
+    assert last["loss"] < first["loss"]
     assert last["accuracy"].item() == 1.0
 
 
-def test_zero_shot_task_uses_eval_mode_and_restores_training():
+def test_zero_shot_task_scores_with_eq9_and_refuses_training():
     torch.manual_seed(0)
     model, batch = _task_batch()
-    model.train()
-    out = ZeroShotVQATask(model)(batch)
-    assert model.training
+    task = SVLRZeroShotTask(name="zero_shot", config=SVLRZeroShotConfig(), data=None)
     model.eval()
     with torch.no_grad():
         expected, _ = model.zero_shot_scores(batch.inputs)
-    torch.testing.assert_close(out["scores"], expected)
-    assert out["predicted"].shape == (3,)
-    assert out["scores"][2, 3] == float("-inf")
+        scores = task.choice_scores(model, batch.inputs)
+    torch.testing.assert_close(scores, expected)
+    assert scores[2, 3] == float("-inf")
+    assert list(task.parameters()) == []
+    with pytest.raises(ConfigError, match="never trained"):
+        task(model, batch)
 
 
 def test_zero_shot_answers_from_recognition_training_alone():
@@ -107,8 +113,6 @@ def test_zero_shot_answers_from_recognition_training_alone():
     import random
 
     import torch.nn.functional as F
-
-    from vlmt.tasks.recognition import RecognitionBatch, RecognitionTask
 
     torch.manual_seed(0)
     rng = random.Random(0)
@@ -120,17 +124,17 @@ def test_zero_shot_answers_from_recognition_training_alone():
         return look[o] + look[n_obj + c] + 0.3 * torch.randn(D)
 
     cfg = SVLRConfig(word_dim=V, region_dim=D, embed_dim=16, word_hidden=16, region_hidden=64,
-                     num_objects=n_obj, num_attributes=n_col, fusion_dim=8)
+                     num_objects=n_obj, num_attributes=n_col)
     model = SVLR(cfg)
     model.set_label_vectors(objects=word_vectors[:n_obj], attributes=word_vectors[n_obj:])
-    task = RecognitionTask(model)
+    task = SVLRRecognitionTask(name="recognition", config=SVLRRecognitionConfig(), data=None, seed=0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(120):
         o, c = torch.randint(0, n_obj, (64,)), torch.randint(0, n_col, (64,))
         batch = RecognitionBatch(region_features=torch.stack([region(int(a), int(b)) for a, b in zip(o, c)]),
                                  object_targets=F.one_hot(o, n_obj).bool(), attribute_targets=F.one_hot(c, n_col).bool())
         opt.zero_grad()
-        task(batch)["loss"].backward()
+        task(model, batch)["loss"].backward()
         opt.step()
 
     P, T, C = 100, 3, 4
@@ -149,5 +153,8 @@ def test_zero_shot_answers_from_recognition_training_alone():
         question_nouns=nouns, question_adjectives=[[] for _ in range(P)], question_bins=[[[], n, [], []] for n in nouns],
         answer_words=answers, answer_nouns=[[[] for _ in range(C)] for _ in range(P)], answer_adjectives=answers,
         choice_mask=torch.ones(P, C, dtype=torch.bool))
-    out = ZeroShotVQATask(model)(VQAMCBatch(inputs=inputs, correct=torch.tensor(correct)))
-    assert out["accuracy"].item() > 0.7  # chance is 0.25; about 0.9 with this seed
+    zero_shot = SVLRZeroShotTask(name="zero_shot", config=SVLRZeroShotConfig(), data=None)
+    with torch.no_grad():
+        picked = predict_choices(zero_shot.choice_scores(model.eval(), inputs))
+    accuracy = (picked == torch.tensor(correct)).float().mean()
+    assert accuracy.item() > 0.7  # chance is 0.25; about 0.9 with this seed

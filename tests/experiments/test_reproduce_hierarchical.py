@@ -14,6 +14,8 @@ import yaml
 
 from vlmt import cli
 from vlmt import config as C
+from vlmt.errors import ConfigError
+from vlmt.training.build import load_experiment
 from vlmt.experiments import reproduce_hierarchical as R
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +45,7 @@ def test_grid_has_seven_rows_with_paper_numbers_and_resumes(tmp_path):
         # only the row's own tasks were trained and tested
         assert {k.split("/")[0] for k in row["metrics"]} == set(row["tasks"])
         for run in row["runs"]:
-            assert sorted(C.load_config(out / run / "config.yaml").tasks) == sorted(row["tasks"])
+            assert sorted(load_experiment(out / run / "config.yaml").tasks) == sorted(row["tasks"])
             tested = json.loads((out / run / "test_metrics.json").read_text())
             assert tested["split"] == "test"
             assert set(tested["metrics"]) == {f"{t}/mse" for t in row["tasks"]}
@@ -85,7 +87,7 @@ def test_seeds_shift_the_config_seed_and_spread_is_mean_and_sample_std(tmp_path)
 
 
 def test_cli_refuses_a_config_without_the_three_tasks(tmp_path, capsys):
-    with pytest.raises(C.ConfigError, match="Table 1 needs the tasks vqa, retrieval, grounding"):
+    with pytest.raises(ConfigError, match="Table 1 needs the tasks vqa, retrieval, grounding"):
         R.run_grid(tmp_path, seeds=1, size="tiny", config=ROOT / "configs" / "sanity.yaml")
     assert cli.main(["reproduce", "hierarchical", "--seeds", "0", "--out", str(tmp_path)]) == 1
     assert "--seeds: must be >= 1" in capsys.readouterr().err

@@ -10,6 +10,8 @@ import yaml
 
 from vlmt import cli
 from vlmt import config as C
+from vlmt.errors import ConfigError
+from vlmt.training.build import load_experiment
 from vlmt.experiments import grid_runs as G
 from vlmt.experiments.layer_search import SearchCell, cell_config, parse_int_list
 
@@ -33,7 +35,7 @@ def test_grid_trains_only_the_task_and_ranks_by_validation(tmp_path, capsys):
     # each cell is its own run folder holding a single-task config with the cell's values
     for row in table["rows"]:
         (run,) = row["runs"]
-        saved = C.load_config(out / run / "config.yaml")
+        saved = load_experiment(out / run / "config.yaml")
         assert list(saved.tasks) == ["map_b"]
         assert saved.tasks["map_b"].layer == row["layer"]
         assert saved.tasks["map_b"].batch_size == row["batch_size"]
@@ -86,7 +88,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert cli.main(["search-layers", str(SANITY), "--task", "map_a", "--out", str(tmp_path),
                      "--layers", "1,x"]) == 1
     assert "--layers: expected comma-separated positive integers" in capsys.readouterr().err
-    with pytest.raises(C.ConfigError):
+    with pytest.raises(ConfigError):
         parse_int_list("0,1", option="--layers")
 
 
@@ -100,9 +102,9 @@ def test_subset_filters_schedule_and_best_metric():
     assert sub["schedule"]["stages"] == [["map_b"]] and sub["schedule"]["order"] == ["map_b"]
     assert sub["train"]["best_metric"] is None
     assert raw["train"]["best_metric"] == "map_a/mse"  # the input is left alone
-    cfg = cell_config(raw, "map_b", SearchCell(layer=3, batch_size=4, step=7, iterations=50, seed=9), source="x")
+    cfg = cell_config(raw, "map_b", SearchCell(layer=1, batch_size=4, step=7, iterations=50, seed=9), source="x")
     t = cfg.tasks["map_b"]
-    assert (t.layer, t.batch_size, t.step, t.iterations, cfg.train.seed) == (3, 4, 7, 50, 9)
+    assert (t.layer, t.batch_size, t.step, t.iterations, cfg.train.seed) == (1, 4, 7, 50, 9)
 
 
 @pytest.mark.slow
@@ -116,7 +118,7 @@ def test_layer_search_on_the_tiny_world_sets_the_decoder_layer(tmp_path, capsys)
     assert [r["layer"] for r in table["rows"]] == [1, 3]
     for row in table["rows"]:
         assert {"grounding/r1", "grounding/r5", "grounding/r10"} <= set(row["val"])
-        saved = C.load_config(out / row["runs"][0] / "config.yaml")
+        saved = load_experiment(out / row["runs"][0] / "config.yaml")
         assert list(saved.tasks) == ["grounding"] and saved.tasks["grounding"].layer == row["layer"]
         assert saved.train.best_metric is None  # the file's vqa/accuracy does not apply to a grounding-only run
     assert sum(r["best"] for r in table["rows"]) == 1

@@ -11,8 +11,9 @@ import torch
 
 from vlmt import config as C
 from vlmt.errors import ConfigError
-from vlmt.training.checkpoint import rebuild
-from vlmt.training.trainer import evaluate_tasks, train
+from vlmt.training.build import rebuild
+from vlmt.training.evaluate import evaluate_tasks
+from vlmt.training.trainer import train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CHANCE_MC = 100.0 / 18  # expected accuracy of a random choice among 18
@@ -61,7 +62,8 @@ def test_joint_training_learns_recognition_and_multiple_choice(tiny_cfg, tmp_pat
     cfg = _cfg(tiny_cfg)
     summary = train(cfg, tmp_path / "run")
     assert summary["step"] == cfg.train.max_iters
-    _, model, tasks = rebuild(tmp_path / "run", "last")
+    _, parts = rebuild(tmp_path / "run", "last")
+    model, tasks = parts.model, parts.tasks
     metrics = evaluate_tasks(model, tasks, "val", torch.device("cpu"))
     # keys users and `vlmt evaluate run` rely on
     for key in ("recognition/object_accuracy", "recognition/attribute_accuracy", "vqa/accuracy", "zero_shot/accuracy"):
@@ -84,7 +86,8 @@ def test_zero_shot_above_chance_from_recognition_alone(tiny_cfg, tmp_path):
     del raw["tasks"]["vqa"]
     cfg = C.from_dict(raw, source="svlr_tiny.yaml (recognition only)")
     train(cfg, tmp_path / "zs")
-    _, model, tasks = rebuild(tmp_path / "zs", "last")
+    _, parts = rebuild(tmp_path / "zs", "last")
+    model, tasks = parts.model, parts.tasks
     zs = tasks["zero_shot"]
     # the model never saw a question, so every split is held out for it: pool them
     hits = total = 0
@@ -108,7 +111,7 @@ def test_joint_multitask_variant_does_not_train_g_from_recognition(tiny_cfg):
     cfg = _cfg(tiny_cfg, "model.recognition_vectors=per_class")
     data = cfg.data.build(seed=0)
     model = cfg.model.build(data=data)
-    task = cfg.tasks["recognition"].build(name="recognition", data=data, model=model, train=cfg.train)
+    task = cfg.tasks["recognition"].build(name="recognition", data=data, model=model, seed=0)
     batch = next(task.batches("train"))
     task(model, batch)["loss"].backward()
     assert all(p.grad is None for p in model.g.parameters())

@@ -98,7 +98,7 @@ def recognition_batch(rank: int) -> tuple[torch.Tensor, ...]:
 
 
 def recognition_loss(obj, atr, obj_pos, atr_pos, w, b):
-    from vlmt.tasks.recognition import attribute_loss, object_loss
+    from vlmt.tasks.svlr_recognition import attribute_loss, object_loss
 
     return object_loss(obj * w + b, obj_pos) + attribute_loss(atr * w + b, atr_pos)
 

@@ -11,7 +11,7 @@ from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.tasks.sanity import SanityLinearConfig, SanityMLPConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = """\
 model: {type: sanity_mlp, hidden: 8}
@@ -118,7 +118,7 @@ def test_resolved_config_round_trips(tmp_path):
 def test_registry_refuses_duplicates_and_non_dataclasses():
     with pytest.raises(ValueError, match="already registered"):
         @C.register_model("sanity_mlp")
-        @dataclass
+        @dataclass(frozen=True)
         class Again(C.ModelConfig):
             pass
     with pytest.raises(TypeError, match="must be a dataclass"):
@@ -126,5 +126,7 @@ def test_registry_refuses_duplicates_and_non_dataclasses():
 
 
 def test_shipped_configs_load():
+    from vlmt.training.build import load_experiment  # imports every module that registers a type
+
     for path in sorted((REPO / "configs").glob("*.yaml")):
-        C.load_config(path)
+        load_experiment(path)

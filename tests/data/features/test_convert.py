@@ -16,7 +16,7 @@ from vlmt.data.features.convert import TSV_LAYOUTS, convert, encode_tsv_line, re
 from vlmt.data.features.store import FeatureStore
 from vlmt.errors import DataError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "features"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "features"
 
 
 def decode_fixture_line(line: bytes):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vlmt.models.svlr import SVLR, SVLRConfig
-from vlmt.tasks.recognition import RecognitionBatch, RecognitionTask, attribute_loss, object_loss
+from vlmt.tasks.svlr_collate import RecognitionBatch
+from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask, attribute_loss, object_loss
 
 torch.set_num_threads(1)
 
@@ -156,10 +157,15 @@ def test_attribute_weight_depends_on_the_batch():
     assert crowded.item() == pytest.approx(-(3 * 0.25 * ls(0.3) + 0.75 * ls(-0.3)) / 4)
 
 
+def recognition_task(**config) -> SVLRRecognitionTask:
+    """The `svlr_recognition` task as the trainer builds it (its data only serves batches)."""
+    return SVLRRecognitionTask(name="recognition", config=SVLRRecognitionConfig(**config), data=None, seed=0)
+
+
 def test_recognition_task_with_hypernym_columns():
     torch.manual_seed(0)
     cfg = SVLRConfig(word_dim=5, region_dim=6, embed_dim=4, word_hidden=5, region_hidden=7,
-                     num_objects=3, num_attributes=2, fusion_dim=6)
+                     num_objects=3, num_attributes=2)
     model = SVLR(cfg).train()
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
     extra = torch.randn(2, 5)
@@ -167,7 +173,7 @@ def test_recognition_task_with_hypernym_columns():
     atr_t = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=torch.bool)
     batch = RecognitionBatch(region_features=torch.randn(4, 6), object_targets=obj_t, attribute_targets=atr_t,
                              extra_object_vectors=extra)
-    out = RecognitionTask(model, eta_obj=1.0, alpha_obj=0.5, alpha_atr=2.0)(batch)
+    out = recognition_task(eta_obj=1.0, object_weight=0.5, attribute_weight=2.0)(model, batch)
     obj, atr = model.recognition_scores(batch.region_features, extra_object_vectors=extra)
     label_set = torch.tensor([True, True, True, False, False])
     expected_obj = loop_object_loss(obj.detach(), obj_t, label_set, 1.0)
@@ -177,21 +183,20 @@ def test_recognition_task_with_hypernym_columns():
                                                rel=1e-5)
     out["loss"].backward()
     assert all(p.grad is not None for p in model.g.parameters())
-    assert out["object_scores"].shape == (4, 3)
 
 
 def test_recognition_task_padded_regions_change_nothing():
     torch.manual_seed(3)
     cfg = SVLRConfig(word_dim=5, region_dim=6, embed_dim=4, word_hidden=5, region_hidden=7,
-                     num_objects=3, num_attributes=2, fusion_dim=6)
+                     num_objects=3, num_attributes=2)
     model = SVLR(cfg).train()
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
     feats = torch.randn(4, 6)
     obj_t = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=torch.bool)
     atr_t = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=torch.bool)
-    task = RecognitionTask(model)
-    plain = task(RecognitionBatch(region_features=feats, object_targets=obj_t, attribute_targets=atr_t))
-    padded = task(RecognitionBatch(
+    task = recognition_task()
+    plain = task(model, RecognitionBatch(region_features=feats, object_targets=obj_t, attribute_targets=atr_t))
+    padded = task(model, RecognitionBatch(
         region_features=torch.cat([feats, 1e3 * torch.ones(2, 6)]),
         object_targets=torch.cat([obj_t, torch.ones(2, 3, dtype=torch.bool)]),
         attribute_targets=torch.cat([atr_t, torch.ones(2, 2, dtype=torch.bool)]),

@@ -1,0 +1,149 @@
+"""Task `svlr_vqa_mc` (S Sec. 3.3): multiple-choice VQA (VQA v1, 18 choices) with SVLR.
+
+Head: `MultipleChoiceScorer` (Eq. 5-7) over the encoder's region attention and label scores
+(`SVLR.encode_vqa`, Eq. 3-4). Loss: the margin ranking loss of the correct answer against every
+wrong choice (`answer_ranking_loss`, Eq. 8). Evaluation: the best-scoring choice of every
+question, scored with the official VQA multiple-choice accuracy (`vlmt.metrics.vqa_multiple_choice`):
+`accuracy`, `atype/<answer type>` and `qtype/<question type>`, in percent. The zero-shot task
+(`vlmt.tasks.svlr_zero_shot`) evaluates the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from vlmt.config import TaskConfig, register_task
+from vlmt.data.question_bins import NUM_BINS
+from vlmt.data.svlr_datasets import SVLRData
+from vlmt.metrics.vqa import breakdown
+from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
+from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
+from vlmt.models.svlr import SVLR, SVLRVQAInputs
+from vlmt.tasks.base import EvalMode
+from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items, train_chunks, vqa_batch
+
+
+class MultipleChoiceEvaluation(nn.Module):
+    """Official multiple-choice evaluation of a split from per-question choice scores; subclasses
+    give the scores (`choice_scores`)."""
+
+    primary_metric = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, *, name: str, config: Any, data: SVLRData):
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.data = data
+
+    def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
+        """(P, C) score of every choice of every question; -inf at padded choices."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predictions(self, model: SVLR, split: str, *, device: torch.device) -> dict[int, str]:
+        """question id -> chosen answer string over a split."""
+        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
+        out: dict[int, str] = {}
+        with EvalMode(model, self):
+            for chunk in eval_chunks(questions, self.config.eval_batch_size):
+                inputs = vqa_batch(self.data, chunk).inputs.to(device)
+                picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().tolist()
+                for q, k in zip(chunk, picked):
+                    out[q.question_id] = q.choices[k]
+        return out
+
+    def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
+        model = need_model(model, self.name)
+        results = self.predictions(model, split, device=device)
+        questions = self.data.vqa[split]
+        annotations = [{"question_id": q.question_id, "question_type": q.question_type,
+                        "answer_type": q.answer_type, "answers": list(q.answers)} for q in questions]
+        choices = {q.question_id: {"multiple_choices": list(q.choices)} for q in questions}
+        return breakdown(evaluate_multiple_choice(annotations, results, choices))
+
+
+class SVLRVQATask(MultipleChoiceEvaluation):
+    """Multiple-choice VQA: scores of Eq. 3-7, margin ranking loss Eq. 8."""
+
+    def __init__(self, *, name: str, config: SVLRVQAConfig, data: SVLRData, model: SVLR, seed: int):
+        super().__init__(name=name, config=config, data=data)
+        self.seed = seed
+        self.head = MultipleChoiceScorer(num_labels=model.num_labels, embed_dim=model.config.embed_dim,
+                                         num_question_bins=NUM_BINS, fusion_dim=config.fusion_dim)
+
+    def outputs(self, model: SVLR, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
+        """Scores S(Q, I, A) of every (question, choice) pair with the attention and label scores
+        behind them (Fig. 3-4)."""
+        return self.head(model.encode_vqa(inputs), inputs)
+
+    def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
+        return self.outputs(model, inputs).scores
+
+    def forward(self, model: SVLR, batch: VQAMCBatch) -> dict[str, torch.Tensor]:
+        scores = self.choice_scores(model, batch.inputs)
+        loss = answer_ranking_loss(scores, batch.correct, batch.inputs.choice_mask, margin=self.config.eta_ans)
+        accuracy = (predict_choices(scores.detach()) == batch.correct).float().mean()
+        return {"loss": loss, "accuracy": accuracy}
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
+        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
+        if split == "train":
+            for chunk in train_chunks(questions, self.config.batch_size, seed=self.seed, start=start, rank=rank,
+                                      world_size=world_size):
+                yield vqa_batch(self.data, chunk)
+        else:
+            for chunk in eval_chunks(questions, self.config.eval_batch_size):
+                yield vqa_batch(self.data, chunk)
+
+
+@register_task("svlr_vqa_mc")
+@dataclass
+class SVLRVQAConfig(TaskConfig):
+    """batch_size is P (questions per step, each with all its choices; paper 50); eta_ans the
+    margin of Eq. 8; fusion_dim the width of W1, W2 (beta in R^2500 in the paper)."""
+
+    batch_size: int = 50
+    eval_batch_size: int = 100
+    eta_ans: float = 1.0
+    fusion_dim: int = 2500
+
+    def validate(self) -> str | None:
+        if self.eval_batch_size < 1 or self.fusion_dim < 1:
+            return "eval_batch_size and fusion_dim must be >= 1"
+        return None
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> SVLRVQATask:
+        return SVLRVQATask(name=name, config=self, data=need_data(data, f"tasks.{name}"), model=need_model(model, name),
+                           seed=seed)
+
+
+def answer_ranking_loss(scores: torch.Tensor, correct: torch.Tensor, choice_mask: torch.Tensor, *,
+                        margin: float = 1.0) -> torch.Tensor:
+    """Eq. 8: L = 1/(N P) sum_j sum_i max(0, eta + S(Q_j, I_j, A-_j(i)) - S(Q_j, I_j, A+_j)).
+
+    scores: (P, C) answer scores; correct: (P,) long, index of A+ in each row; choice_mask:
+    (P, C) bool, False for padded choices. Every unpadded choice other than A+ is a negative;
+    the sum is divided by the number of (question, negative) pairs, which is N P when every
+    question has N negatives.
+    """
+    P, C = scores.shape
+    mask = choice_mask.bool()
+    rows = torch.arange(P, device=scores.device)
+    if not bool(mask[rows, correct].all()):
+        raise ValueError("answer_ranking_loss: a correct choice index points at a padded choice")
+    safe = scores.masked_fill(~mask, 0.0)  # padded scores may be -inf; keep the arithmetic finite
+    positive = safe[rows, correct]  # (P,)
+    negatives = mask.clone()
+    negatives[rows, correct] = False  # (P, C): the wrong choices
+    hinge = (margin + safe - positive[:, None]).clamp(min=0) * negatives
+    return hinge.sum() / negatives.sum().clamp(min=1)
+
+
+def predict_choices(scores: torch.Tensor) -> torch.Tensor:
+    """Index of the best-scoring choice per question: (P, C) -> (P,). Padded choices are -inf."""
+    return scores.argmax(dim=1)

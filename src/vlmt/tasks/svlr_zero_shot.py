@@ -1,0 +1,48 @@
+"""Task `svlr_zero_shot` (S Sec. 3.4, Eq. 9): multiple-choice VQA answered by a model that never
+trained on VQA, S = sum_R a(R) min(p_q(R), p_a(R)) (`SVLR.zero_shot_scores`). Evaluation only: no
+head, no loss; evaluated like `svlr_vqa_mc`.
+
+The zero-shot task has no loss: list the trained tasks in `schedule.order` and leave it out; the
+trainer still builds and evaluates it at every validation (see configs/svlr_zero_shot_world.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from vlmt.config import TaskConfig, register_task
+from vlmt.errors import ConfigError
+from vlmt.models.svlr import SVLR, SVLRVQAInputs
+from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items, vqa_batch
+from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
+
+
+class SVLRZeroShotTask(MultipleChoiceEvaluation):
+    """Zero-shot multiple-choice VQA (Eq. 9): evaluation only, no parameters and no loss."""
+
+    def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
+        return model.zero_shot_scores(inputs)[0]
+
+    def forward(self, model: SVLR, batch: Any) -> dict[str, torch.Tensor]:
+        raise ConfigError(f"tasks.{self.name}: the zero-shot task is evaluated, never trained; list the trained "
+                          f"tasks in schedule.order and leave {self.name!r} out")
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
+        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
+        for chunk in eval_chunks(questions, self.config.eval_batch_size):
+            yield vqa_batch(self.data, chunk)
+
+
+@register_task("svlr_zero_shot")
+@dataclass
+class SVLRZeroShotConfig(TaskConfig):
+    """Evaluation-only task: leave it out of schedule.order (batch_size etc. are unused)."""
+
+    eval_batch_size: int = 100
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> SVLRZeroShotTask:
+        need_model(model, name)
+        return SVLRZeroShotTask(name=name, config=self, data=need_data(data, f"tasks.{name}"))
