@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from vlmt.data.features.convert import convert, encode_tsv_line
-from vlmt.data.features.store import FeatureStore, FeatureStoreWriter
+from vlmt.data.features.store import FeatureStore
+from vlmt.data.features.validate import validate_store
+from vlmt.data.features.writer import FeatureStoreWriter
 
 
 def rss_kib() -> dict[str, int]:
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         miss_rate = args.reads / (time.perf_counter() - t)
         assert misses == 0
         t = time.perf_counter()
-        problems = store.validate()
+        problems = validate_store(store.path)
         validate_s = time.perf_counter() - t
         assert problems == [], problems[:3]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vlmt.cli import main
-from vlmt.data.features.store import FeatureStoreWriter
+from vlmt.data.features.writer import FeatureStoreWriter
 from vlmt.data.validate import require_valid, validate_dir
 from vlmt.errors import DataError
 

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from vlmt import cli
-from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.training.build import load_experiment
 from vlmt.experiments import grid_runs as G

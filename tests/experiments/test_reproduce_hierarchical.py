@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from vlmt import cli
-from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.training.build import load_experiment
 from vlmt.experiments import reproduce_hierarchical as R

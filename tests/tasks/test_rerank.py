@@ -50,6 +50,8 @@ def test_full_shortlist_gives_exhaustive_ranks_and_a_missed_item_ranks_beyond_k(
         own = mask[i, i * c:(i + 1) * c]
         if not own.any():
             assert got_i2t[i] >= k
+        elif own.all():  # every true caption re-scored: competitors are a subset of exhaustive scoring's
+            assert got_i2t[i] <= exact_i2t[i]
     for j in range(n * c):
         if mask[j // c, j]:  # re-scored: never worse than exhaustive (fewer competitors)
             assert got_t2i[j] <= exact_t2i[j]

@@ -16,7 +16,6 @@ from vlmt.errors import TrainingError
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt import config as C
 from vlmt.training.build import build_parts, build_schedule, load_experiment, rebuild
 from vlmt.training import checkpoint as ckpt
 from vlmt.training import trainer

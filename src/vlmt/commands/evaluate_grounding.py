@@ -9,9 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-from vlmt.data.examples import GroundedSentence
-from vlmt.errors import DataError
-from vlmt.metrics.grounding import grounding_recall, read_grounding_predictions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,59 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def _image_list(path: Path) -> list[int]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    ids = []
-    for i, line in enumerate(lines):
-        if line.strip():
-            try:
-                ids.append(int(line.strip()))
-            except ValueError:
-                raise DataError(path, f"{line.strip()!r} is not an image id", record=f"line {i + 1}") from None
-    return ids
-
-
-def read_sentences(root: Path, image_ids: list[int]) -> list[GroundedSentence]:
-    """The Flickr30k Entities sentences (with their phrases and boxes) of `image_ids`."""
-    from vlmt.data.readers.flickr30k_entities import read_image
-
-    sentences: list[GroundedSentence] = []
-    for image_id in image_ids:
-        sentences.extend(read_image(root, image_id))
-    return sentences
-
-
 def run(args: argparse.Namespace) -> int:
-    root = Path(args.annotations)
-    if not (root / "Sentences").is_dir() or not (root / "Annotations").is_dir():
-        raise DataError(root, "not a Flickr30k Entities folder (needs Sentences/ and Annotations/)")
-    predictions = read_grounding_predictions(args.predictions)
-    predicted_images = sorted({k[0] for k in predictions})
-    if args.images or args.split:
-        if args.split:
-            from vlmt.data.readers.flickr30k_entities import read_split
+    from vlmt.metrics.grounding import evaluate_grounding_files
 
-            image_ids = read_split(root, args.split)
-        else:
-            image_ids = _image_list(Path(args.images))
-        missing = [i for i in image_ids if i not in set(predicted_images)]
-        if missing:
-            raise DataError(args.predictions, f"no predictions for {len(missing)} listed image(s), "
-                            f"first {missing[0]}", record=f"image {missing[0]}")
-    else:
-        image_ids = predicted_images
-    sentences = read_sentences(root, image_ids)
-    known = {(s.image_id, s.sentence_index) for s in sentences}
-    for key in predictions:
-        if key[0] in set(image_ids) and (key[0], key[1]) not in known:
-            raise DataError(args.predictions, "no such sentence in the annotations",
-                            record=f"image {key[0]} sentence {key[1]}")
-    metrics = grounding_recall(sentences, predictions, any_box=args.any_box,
-                               pixel_offset=1.0 if args.inclusive_pixels else 0.0,
-                               predictions_path=args.predictions)
+    image_list = Path(args.images) if args.images else None
+    metrics, image_ids = evaluate_grounding_files(args.predictions, args.annotations, image_list=image_list,
+                                                  split=args.split, any_box=args.any_box,
+                                                  inclusive_pixels=args.inclusive_pixels)
     out = metrics.to_json()
     if args.json:
         print(json.dumps(out))

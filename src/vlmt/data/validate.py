@@ -176,8 +176,9 @@ def _check_easy_vqa(report: Report, root: Path, datasets: list[_Dataset]) -> Non
 
 def _check_store(report: Report, path: Path, stores: list) -> None:
     from vlmt.data.features.store import FeatureStore
+    from vlmt.data.features.validate import validate_store
 
-    problems = FeatureStore(path).validate()
+    problems = validate_store(path)
     report.problems += problems
     if not problems:
         store = FeatureStore(path)

@@ -375,7 +375,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
 
     stages.start("world", "reusing the cached synthetic world" if world_cached else
                  f"synthesising the {size} world (cached for next time)")
-    world = ensure_world(size, seed, progress=lambda msg: say(f"      {msg}"))
+    ensure_world(size, seed, progress=lambda msg: say(f"      {msg}"))
 
     jobs, totals = [], {}
     for part in available:

@@ -184,3 +184,61 @@ def write_grounding_predictions(path: str | Path, predictions: Mapping[PhraseKey
         rows = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist()
         nested.setdefault(str(int(image_id)), {}).setdefault(str(int(sent_index)), {})[str(entity_id)] = rows
     write_json(path, nested, indent=None)
+
+
+def _image_list(path: Path) -> list[int]:
+    """Image ids listed one per line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    ids = []
+    for i, line in enumerate(lines):
+        if line.strip():
+            try:
+                ids.append(int(line.strip()))
+            except ValueError:
+                raise DataError(path, f"{line.strip()!r} is not an image id", record=f"line {i + 1}") from None
+    return ids
+
+
+def read_sentences(root: Path, image_ids: list[int]) -> list[GroundedSentence]:
+    """The Flickr30k Entities sentences (with their phrases and boxes) of `image_ids`."""
+    from vlmt.data.readers.flickr30k_entities import read_image
+
+    sentences: list[GroundedSentence] = []
+    for image_id in image_ids:
+        sentences.extend(read_image(root, image_id))
+    return sentences
+
+
+def evaluate_grounding_files(predictions: str | Path, annotations: str | Path, *, image_list: Path | None = None,
+                             split: str | None = None, any_box: bool = False, inclusive_pixels: bool = False
+                             ) -> tuple[GroundingMetrics, list[int]]:
+    """Recall@K of a predictions file (`read_grounding_predictions`) against a Flickr30k Entities
+    folder, and the images evaluated: those of `image_list` (a file of ids) or of the release `split`,
+    every one of which must be predicted, else the predicted images."""
+    from vlmt.data.readers.flickr30k_entities import read_split
+
+    root = Path(annotations)
+    if not (root / "Sentences").is_dir() or not (root / "Annotations").is_dir():
+        raise DataError(root, "not a Flickr30k Entities folder (needs Sentences/ and Annotations/)")
+    ranked = read_grounding_predictions(predictions)
+    predicted_images = sorted({k[0] for k in ranked})
+    if image_list is not None or split is not None:
+        image_ids = read_split(root, split) if split is not None else _image_list(Path(image_list))
+        missing = [i for i in image_ids if i not in set(predicted_images)]
+        if missing:
+            raise DataError(predictions, f"no predictions for {len(missing)} listed image(s), "
+                            f"first {missing[0]}", record=f"image {missing[0]}")
+    else:
+        image_ids = predicted_images
+    sentences = read_sentences(root, image_ids)
+    known = {(s.image_id, s.sentence_index) for s in sentences}
+    for key in ranked:
+        if key[0] in set(image_ids) and (key[0], key[1]) not in known:
+            raise DataError(predictions, "no such sentence in the annotations",
+                            record=f"image {key[0]} sentence {key[1]}")
+    metrics = grounding_recall(sentences, ranked, any_box=any_box, pixel_offset=1.0 if inclusive_pixels else 0.0,
+                               predictions_path=predictions)
+    return metrics, image_ids

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,7 +42,7 @@ from vlmt.io import atomic_write, write_json
 from vlmt.seeding import seed_everything, step_seed
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.build import build_lr_schedule, build_parts, build_schedule
+from vlmt.training.build import build_lr_schedule, build_parts, build_schedule, load_experiment
 from vlmt.training.distributed import init_distributed, resolve_device
 from vlmt.training.evaluate import autocast, evaluate_tasks
 from vlmt.training.optimizers import TaskAdam
@@ -131,6 +130,31 @@ def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str
                               f"which is not a task's primary metric")
         mode = "max" if tasks[name].higher_is_better else "min"
     return metric, mode
+
+
+# keys that do not change the trajectory of a run, so a resumed run may set them anew
+RESUMABLE_CHANGES = ("train.max_iters", "train.progress", "train.tensorboard", "train.num_workers",
+                     "train.log_every")
+
+
+def train_experiment(config: str | Path, run_dir: str | Path, *, overrides: list[str] | None = None,
+                     resume: bool = False) -> dict[str, Any]:
+    """`vlmt train`: train an experiment file (with `key=value` overrides) into `run_dir`. On
+    `resume` the run's saved config must equal this one except for RESUMABLE_CHANGES, which are
+    saved anew."""
+    cfg = load_experiment(config, overrides)
+    if resume:
+        saved_path = Path(run_dir) / "config.yaml"
+        if not saved_path.is_file():
+            raise ConfigError(f"{saved_path}: --resume needs the run's saved config; not found")
+        changed = C.diff(load_experiment(saved_path), cfg)
+        fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
+        if fixed:
+            raise ConfigError(f"{saved_path}: the run was started with a different config "
+                              f"({', '.join(fixed)}); only {', '.join(RESUMABLE_CHANGES)} may change on --resume")
+        if changed:
+            C.save_config(cfg, saved_path)
+    return train(cfg, run_dir, resume=resume)
 
 
 def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:

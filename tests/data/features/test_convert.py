@@ -14,6 +14,7 @@ import pytest
 from vlmt.cli import main
 from vlmt.data.features.convert import TSV_LAYOUTS, convert, encode_tsv_line, read_hdf5, read_tsv
 from vlmt.data.features.store import FeatureStore
+from vlmt.data.features.validate import validate_store
 from vlmt.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "features"
@@ -46,7 +47,7 @@ def test_fixture_tsv_round_trips_bit_exactly(tmp_path):
     assert store[25].features[2].tolist()[2:] == [0.125, 65504.0]
     assert np.signbit(store[9].features[1, 2]) and store[393267].boxes.shape == (1, 4)
     assert list(store.image_ids()) == [9, 25, 393267]
-    assert store.validate() == []
+    assert validate_store(store.path) == []
 
 
 def test_lxmert_layout_reads_named_ids_and_height_before_width(tmp_path):
@@ -198,7 +199,7 @@ def _check(store_path, images):
         assert (got.width, got.height) == (w, h)
         np.testing.assert_array_equal(got.boxes.view(np.uint32), boxes.view(np.uint32))
         np.testing.assert_array_equal(got.features.view(np.uint32), feats.view(np.uint32))
-    assert store.validate() == []
+    assert validate_store(store.path) == []
 
 
 def test_hdf5_per_image_groups(tmp_path):

@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
-from vlmt.data.features.store import (
+from vlmt.data.features.format import (
     BOXES_FILE, FEATURES_FILE, HEADER_FILE, INDEX_FILE, RECORD_DTYPE, RECORDS_FILE, DuplicateImageError,
-    FeatureRecordError, FeatureStore, FeatureStoreWriter, MissingImageError, RegionFeatures, StoreExistsError,
-    is_feature_store, validate_store,
+    FeatureRecordError, MissingImageError, RegionFeatures, StoreExistsError,
 )
+from vlmt.data.features.store import FeatureStore, is_feature_store
+from vlmt.data.features.validate import validate_store
+from vlmt.data.features.writer import FeatureStoreWriter
 from vlmt.errors import DataError
 
 D = 6
@@ -102,7 +104,7 @@ def test_empty_store(tmp_path):
     with FeatureStoreWriter(tmp_path / "e", feature_dim=3):
         pass
     store = FeatureStore(tmp_path / "e")
-    assert len(store) == 0 and 1 not in store and list(store) == [] and store.validate() == []
+    assert len(store) == 0 and 1 not in store and list(store) == [] and validate_store(store.path) == []
 
 
 def test_index_stays_half_empty_and_finds_everything_after_growth(tmp_path):
@@ -132,7 +134,7 @@ def test_any_int64_ids_are_found_and_nothing_else(tmp_path_factory, ids, probes)
         assert store[i].features[0, 0] == k
     for p in probes:
         assert (p in store) == (p in ids)
-    assert store.validate() == []
+    assert validate_store(store.path) == []
 
 
 @pytest.mark.parametrize(
@@ -162,7 +164,7 @@ def test_add_refuses_bad_records_naming_the_field(tmp_path, change, field):
         assert info.value.field == field
         assert 2 not in w
     store = FeatureStore(tmp_path / "s")
-    assert list(store) == [1] and store.num_regions == 2 and store.validate() == []
+    assert list(store) == [1] and store.num_regions == 2 and validate_store(store.path) == []
 
 
 def test_add_refuses_duplicate_ids(tmp_path):
@@ -249,14 +251,14 @@ def _row_of(store, image_id):
 
 
 def test_clean_store_validates(store):
-    assert store.validate() == []
+    assert validate_store(store.path) == []
 
 
 @pytest.mark.parametrize("value, word", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")])
 def test_validate_finds_non_finite_features(store, value, word):
     row = _row_of(store, 1000)
     _poke(store.path, FEATURES_FILE, "<f4", (store.num_regions, D), (row, 2), value)
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert len(problems) == 1
     assert FEATURES_FILE in problems[0] and "record 1000" in problems[0] and "'features'" in problems[0]
     assert word in problems[0]
@@ -264,7 +266,7 @@ def test_validate_finds_non_finite_features(store, value, word):
 
 def test_validate_finds_non_finite_boxes(store):
     _poke(store.path, BOXES_FILE, "<f4", (store.num_regions, 4), (_row_of(store, 7), 1), np.nan)
-    (problem,) = store.validate()
+    (problem,) = validate_store(store.path)
     assert BOXES_FILE in problem and "record 7" in problem and "'boxes'" in problem and "NaN" in problem
 
 
@@ -273,7 +275,7 @@ def test_validate_finds_inverted_and_outside_boxes(store):
     _poke(store.path, BOXES_FILE, "<f4", (rows, 4), _row_of(store, 2), np.array([30, 5, 10, 9], np.float32))
     _poke(store.path, BOXES_FILE, "<f4", (rows, 4), _row_of(store, 1001), np.array([0, 0, 10, 49], np.float32))
     _poke(store.path, BOXES_FILE, "<f4", (rows, 4), _row_of(store, 1002), np.array([-3, 0, 10, 9], np.float32))
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert len(problems) == 3
     assert "record 2" in problems[0] and "inverted" in problems[0] and "'boxes'" in problems[0]
     assert "record 1001" in problems[1] and "outside the 64x48 image" in problems[1]
@@ -287,7 +289,7 @@ def test_validate_finds_bad_image_size(store):
     records[4]["height"] = -1
     records.flush()
     del records
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert any("record 7" in p and "'width'" in p and "positive" in p for p in problems)
     assert any("record 1099511627776" in p and "'height'" in p for p in problems)
 
@@ -300,7 +302,7 @@ def test_validate_finds_overlapping_and_empty_records(store, images):
     records[30]["start"] = store.num_regions  # beyond the arrays
     records.flush()
     del records
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert any(f"record {ids[5]}" in p and "'start'" in p and "overlap or leave gaps" in p for p in problems)
     assert any(f"record {ids[20]}" in p and "'count'" in p and "positive" in p for p in problems)
     assert any(f"record {ids[30]}" in p and "'start'" in p and "outside" in p for p in problems)
@@ -314,7 +316,7 @@ def test_validate_finds_duplicate_ids(store):
     records[10]["image_id"] = 1000  # record 9 already holds 1000
     records.flush()
     del records
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert any(RECORDS_FILE in p and "record 1000" in p and "duplicate" in p and "'image_id'" in p for p in problems)
 
 
@@ -324,7 +326,7 @@ def test_truncated_file_fails_to_open_and_validate_names_the_records(store, imag
     with pytest.raises(DataError, match=FEATURES_FILE) as info:
         FeatureStore(store.path)
     assert "truncated" in str(info.value)
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert FEATURES_FILE in problems[0] and "truncated" in problems[0]
     with pytest.raises(DataError, match="truncated"):
         store[7]  # opened before the damage: the maps fail with the same message
@@ -345,7 +347,7 @@ def test_damaged_index_is_reported(store):
     table[slot, 1] = 0  # now points at the record of image 0
     table.flush()
     del table
-    problems = store.validate()
+    problems = validate_store(store.path)
     assert any(INDEX_FILE in p and "record 7" in p and "'index'" in p for p in problems)
 
 
@@ -365,7 +367,7 @@ def test_malformed_store_raises_data_error_naming_the_file(store, mutate, messag
     with pytest.raises(DataError, match=message) as info:
         FeatureStore(store.path)
     assert str(store.path) in info.value.file
-    assert store.validate() and message in store.validate()[0]
+    assert validate_store(store.path) and message in validate_store(store.path)[0]
 
 
 def _edit_header(path, **changes):

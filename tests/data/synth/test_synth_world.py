@@ -11,6 +11,7 @@ import numpy as np
 
 from vlmt import cli
 from vlmt.data.features.store import FeatureStore
+from vlmt.data.features.validate import validate_store
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.probe import probe_world
 from vlmt.data.synth.scene import iou
@@ -120,7 +121,7 @@ def test_splits_are_disjoint_and_every_image_has_features(tiny_world):
     gsplits = json.loads((out / "visual_genome" / "splits.json").read_text())
     assert sum(len(v) for v in gsplits.values()) == len(genome) == len(set().union(*map(set, gsplits.values())))
     store = FeatureStore(out / "features")
-    assert store.validate() == []
+    assert validate_store(store.path) == []
     assert set(map(int, store.image_ids())) == main | genome
     for i in list(main)[:10] + list(genome)[:10]:
         r = store[i]

@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from vlmt.data.features.store import FeatureRecordError, FeatureStoreWriter, StoreExistsError
+from vlmt.data.features.format import FeatureRecordError, StoreExistsError
+from vlmt.data.features.writer import FeatureStoreWriter
 from vlmt.errors import DataError
 
 FLOAT32_LE = np.dtype("<f4")

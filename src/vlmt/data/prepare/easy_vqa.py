@@ -285,7 +285,7 @@ def ensure_easy_vqa(progress: Callable[[str], None] | None = None, out: str | os
 
 
 def _convert(out: Path, config: dict, say: Callable[[str], None]) -> None:
-    from vlmt.data.features.store import FeatureStoreWriter
+    from vlmt.data.features.writer import FeatureStoreWriter
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -306,7 +306,7 @@ def _convert(out: Path, config: dict, say: Callable[[str], None]) -> None:
               "test": examples["test"]}
     for split, exs in splits.items():
         write_vqa_v2(out, SUBTYPES[split], exs)
-    say(f"wrote VQA v2 files: " + ", ".join(f"{s} {len(e)} questions" for s, e in splits.items()))
+    say("wrote VQA v2 files: " + ", ".join(f"{s} {len(e)} questions" for s, e in splits.items()))
 
     t = time.perf_counter()
     images: dict[int, np.ndarray] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any, Callable, Protocol
 
 from vlmt.errors import DataError

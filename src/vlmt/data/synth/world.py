@@ -172,7 +172,7 @@ def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarra
 def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
              progress: Callable[[str], None] | None = None) -> dict:
     """Write the world into `out`; returns the manifest (also written to `out/world.json`)."""
-    from vlmt.data.features.store import FeatureStoreWriter
+    from vlmt.data.features.writer import FeatureStoreWriter
     from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
 
     name = size if isinstance(size, str) else "custom"

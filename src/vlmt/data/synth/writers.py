@@ -13,7 +13,6 @@ Every file is written atomically.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from xml.sax.saxutils import escape
