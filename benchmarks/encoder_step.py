@@ -28,8 +28,8 @@ from contextlib import nullcontext
 
 import torch
 
-from vlmt.models.layers.fused import DenseCoAttentionStack
 from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
+from vlmt.models.layers.fused import DenseCoAttentionStack
 from vlmt.tasks.vqa import vqa_loss
 
 # -- analytic forward FLOPs (a multiply-add counts 2) -------------------------------------------

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from vlmt.cli import main
-from vlmt.data.prepare import easy_vqa as prep
 from vlmt.data.examples import VQAExample
-from vlmt.data.features.store import FeatureStore
 from vlmt.data.features.proposals import foreground_box, load_image, proposals
+from vlmt.data.features.store import FeatureStore
+from vlmt.data.prepare import easy_vqa as prep
 from vlmt.data.readers import easy_vqa as reader
 from vlmt.data.readers.vqa import read_vqa
 from vlmt.errors import ConfigError, DataError

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from vlmt import config as C
-from vlmt.training.build import load_experiment
-from vlmt.data.vl_datasets import VLData, VLDatasetsConfig
 from vlmt.data.synth.cache import ensure_world
+from vlmt.data.vl_datasets import VLData, VLDatasetsConfig
 from vlmt.errors import ConfigError, DataError
+from vlmt.training.build import load_experiment
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import yaml
 
 from vlmt import cli
 from vlmt.errors import ConfigError
-from vlmt.training.build import load_experiment
 from vlmt.experiments import grid_runs as G
 from vlmt.experiments.layer_search import SearchCell, cell_config, parse_int_list
+from vlmt.training.build import load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 SANITY = ROOT / "configs" / "sanity.yaml"

@@ -14,8 +14,8 @@ import yaml
 
 from vlmt import cli
 from vlmt.errors import ConfigError
-from vlmt.training.build import load_experiment
 from vlmt.experiments import reproduce_hierarchical as R
+from vlmt.training.build import load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 

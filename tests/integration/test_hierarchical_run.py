@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt.training.build import build_parts, load_experiment
 from vlmt.training import checkpoint as ckpt
+from vlmt.training.build import build_parts, load_experiment
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
 QUIET = ["--set", "train.progress=false"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlmt.tasks.rerank import reranked_scores, shortlist_mask
 from vlmt.metrics.retrieval import i2t_ranks, retrieval_metrics, t2i_ranks
+from vlmt.tasks.rerank import reranked_scores, shortlist_mask
 
 
 def test_mask_holds_each_row_s_and_each_column_s_top_k():

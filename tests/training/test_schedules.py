@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from vlmt.training.schedules import (CurriculumSchedule, PeriodicSchedule, StepDecay, WeightedJointSchedule,
-                                     default_stages, periodic_block)
+from vlmt.training.schedules import (
+    CurriculumSchedule,
+    PeriodicSchedule,
+    StepDecay,
+    WeightedJointSchedule,
+    default_stages,
+    periodic_block,
+)
 
 
 def names(schedule, n):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from vlmt.errors import TrainingError
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt.training.build import build_parts, build_schedule, load_experiment, rebuild
+from vlmt.errors import TrainingError
 from vlmt.training import checkpoint as ckpt
 from vlmt.training import trainer
+from vlmt.training.build import build_parts, build_schedule, load_experiment, rebuild
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", required=True, metavar="P.json",
                         help='ranked boxes per phrase: {"<image_id>": {"<sentence_index>": '

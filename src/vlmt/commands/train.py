@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML (e.g. configs/sanity.yaml)")
     parser.add_argument("--out", default=None,

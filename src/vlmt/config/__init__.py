@@ -4,11 +4,31 @@
 Everything a caller needs is re-exported here (`from vlmt import config as C; C.load_config(...)`).
 """
 
+from vlmt.config.loader import (
+                                  apply_overrides,
+                                  bundled_config,
+                                  configs_dir,
+                                  diff,
+                                  dump_yaml,
+                                  from_dict,
+                                  load_config,
+                                  read_yaml,
+                                  save_config,
+                                  to_dict,
+)
 from vlmt.config.registry import DATA, MODELS, TASKS, Registry, register_data, register_model, register_task
-from vlmt.config.sections import (DataConfig, ExperimentConfig, ModelConfig, NoData, OptimConfig, ScheduleConfig,
-                                  TaskConfig, TrainConfig, data_fields, from_data)
-from vlmt.config.loader import (apply_overrides, bundled_config, configs_dir, diff, dump_yaml, from_dict, load_config,
-                                read_yaml, save_config, to_dict)
+from vlmt.config.sections import (
+                                  DataConfig,
+                                  ExperimentConfig,
+                                  ModelConfig,
+                                  NoData,
+                                  OptimConfig,
+                                  ScheduleConfig,
+                                  TaskConfig,
+                                  TrainConfig,
+                                  data_fields,
+                                  from_data,
+)
 
 __all__ = ["DATA", "MODELS", "TASKS", "Registry", "register_data", "register_model", "register_task",
            "DataConfig", "ExperimentConfig", "ModelConfig", "NoData", "OptimConfig", "ScheduleConfig", "TaskConfig",

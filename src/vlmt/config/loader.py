@@ -23,8 +23,15 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from vlmt.config.registry import DATA, MODELS, TASKS, Registry
-from vlmt.config.sections import (DataConfig, ExperimentConfig, ModelConfig, TaskConfig, data_fields, did_you_mean,
-                                  experiment_problem)
+from vlmt.config.sections import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    TaskConfig,
+    data_fields,
+    did_you_mean,
+    experiment_problem,
+)
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_write
 

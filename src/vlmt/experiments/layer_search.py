@@ -25,8 +25,8 @@ import torch
 
 from vlmt import config as C
 from vlmt.errors import ConfigError
-from vlmt.io import atomic_write, write_json
 from vlmt.experiments import grid_runs as G
+from vlmt.io import atomic_write, write_json
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import build_parts, load_experiment
 

@@ -26,8 +26,8 @@ from typing import Any, Callable, Sequence
 
 from vlmt import config as C
 from vlmt.errors import ConfigError
-from vlmt.io import atomic_path, atomic_write, write_json
 from vlmt.experiments import grid_runs as G
+from vlmt.io import atomic_path, atomic_write, write_json
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import load_experiment, rebuild
 from vlmt.training.evaluate import evaluate_tasks

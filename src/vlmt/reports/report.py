@@ -19,7 +19,6 @@ from typing import Any, Iterable, Sequence, Union
 from vlmt.errors import DataError
 from vlmt.io import atomic_write
 
-
 # --------------------------------------------------------------------------- blocks
 
 

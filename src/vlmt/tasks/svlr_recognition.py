@@ -25,8 +25,15 @@ from vlmt.metrics import recognition as rec_metrics
 from vlmt.models.svlr import SVLR
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.global_batch import global_mean, global_sum
-from vlmt.tasks.svlr_collate import (RecognitionBatch, eval_chunks, need_data, need_model, recognition_batch,
-                                     split_items, train_chunks)
+from vlmt.tasks.svlr_collate import (
+    RecognitionBatch,
+    eval_chunks,
+    need_data,
+    need_model,
+    recognition_batch,
+    split_items,
+    train_chunks,
+)
 
 
 class SVLRRecognitionTask(nn.Module):

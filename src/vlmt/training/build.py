@@ -20,12 +20,17 @@ from vlmt.data import svlr_datasets, vl_datasets  # noqa: F401  (registers data 
 from vlmt.errors import ConfigError
 from vlmt.models import hierarchical, svlr  # noqa: F401  (registers model types)
 from vlmt.seeding import seed_everything, stream_seed
-from vlmt.tasks import (grounding, retrieval, sanity, svlr_recognition, svlr_vqa_mc,  # noqa: F401  (task types)
-                        svlr_zero_shot, vqa)
+from vlmt.tasks import grounding, retrieval, sanity, svlr_recognition, svlr_vqa_mc, svlr_zero_shot, vqa  # noqa: F401  (task types)
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.distributed import resolve_device
-from vlmt.training.schedules import (CurriculumSchedule, PeriodicSchedule, StepDecay, TaskSchedule,
-                                     WeightedJointSchedule, default_stages)
+from vlmt.training.schedules import (
+    CurriculumSchedule,
+    PeriodicSchedule,
+    StepDecay,
+    TaskSchedule,
+    WeightedJointSchedule,
+    default_stages,
+)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> C.ExperimentConfig:

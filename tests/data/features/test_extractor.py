@@ -3,8 +3,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlmt.data.features.extractor import (GEOMETRY_DIM, RegionExample, RegionExtractor, box_geometry,
-                                          crop_regions, train_region_extractor)
+from vlmt.data.features.extractor import (
+    GEOMETRY_DIM,
+    RegionExample,
+    RegionExtractor,
+    box_geometry,
+    crop_regions,
+    train_region_extractor,
+)
 
 
 def test_crop_of_the_whole_image_at_its_own_size_is_the_image():

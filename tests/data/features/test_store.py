@@ -14,8 +14,17 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 from vlmt.data.features.format import (
-    BOXES_FILE, FEATURES_FILE, HEADER_FILE, INDEX_FILE, RECORD_DTYPE, RECORDS_FILE, DuplicateImageError,
-    FeatureRecordError, MissingImageError, RegionFeatures, StoreExistsError,
+    BOXES_FILE,
+    FEATURES_FILE,
+    HEADER_FILE,
+    INDEX_FILE,
+    RECORD_DTYPE,
+    RECORDS_FILE,
+    DuplicateImageError,
+    FeatureRecordError,
+    MissingImageError,
+    RegionFeatures,
+    StoreExistsError,
 )
 from vlmt.data.features.store import FeatureStore, is_feature_store
 from vlmt.data.features.validate import validate_store

@@ -8,11 +8,11 @@ import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 
+from synth_parse import REL_OF, REL_RE, fits, parse_description, relation_in, resolve
+
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.scene import relation_holds
 from vlmt.data.synth.writers import pixel_box
-
-from synth_parse import REL_OF, REL_RE, fits, parse_description, relation_in, resolve
 
 PHRASE_RE = re.compile(r"\[/EN#(\d+)/(\w+) ([^\]]+)\]")
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synth_parse import parse_description, resolve
 
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.language import unique_description
 from vlmt.data.synth.proposals import make_proposals
 from vlmt.data.synth.render import render
 from vlmt.data.synth.scene import Scene, SceneObject, iou, relation_holds, relations, sample_scene
-
-from synth_parse import parse_description, resolve
 
 
 def _obj(i, box, shape="square", colour="red", size="medium", texture="plain"):

@@ -19,12 +19,25 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vlmt.data.features.format import (BOXES_FILE, EMPTY, FEATURES_FILE, FLOAT_DTYPE, HEADER_FILE, INDEX_DTYPE,
-                                       INDEX_FILE, RECORD_DTYPE, RECORDS_FILE, FORMAT_NAME, MissingImageError,
-                                       RegionFeatures, map_file, read_header, size_problems)
+from vlmt.data.features.format import (
+    BOXES_FILE,
+    EMPTY,
+    FEATURES_FILE,
+    FLOAT_DTYPE,
+    FORMAT_NAME,
+    HEADER_FILE,
+    INDEX_DTYPE,
+    INDEX_FILE,
+    RECORD_DTYPE,
+    RECORDS_FILE,
+    MissingImageError,
+    RegionFeatures,
+    map_file,
+    read_header,
+    size_problems,
+)
 from vlmt.data.features.index import as_image_id, home_slot
 from vlmt.errors import DataError
-
 
 # ----------------------------------------------------------------------------- reader
 

@@ -9,12 +9,24 @@ from typing import Any
 
 import numpy as np
 
-from vlmt.data.features.format import (BOX_TOLERANCE, BOXES_FILE, EMPTY, FEATURES_FILE, FLOAT_DTYPE, INDEX_DTYPE,
-                                       INDEX_FILE, RECORD_DTYPE, RECORDS_FILE, format_box, map_file, nonfinite_message,
-                                       read_header, size_problems)
+from vlmt.data.features.format import (
+    BOX_TOLERANCE,
+    BOXES_FILE,
+    EMPTY,
+    FEATURES_FILE,
+    FLOAT_DTYPE,
+    INDEX_DTYPE,
+    INDEX_FILE,
+    RECORD_DTYPE,
+    RECORDS_FILE,
+    format_box,
+    map_file,
+    nonfinite_message,
+    read_header,
+    size_problems,
+)
 from vlmt.data.features.index import probe_many
 from vlmt.errors import DataError, format_problem
-
 
 _CHUNK_BYTES = 64 << 20
 

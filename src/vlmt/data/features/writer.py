@@ -14,10 +14,27 @@ from pathlib import Path
 
 import numpy as np
 
-from vlmt.data.features.format import (BOX_TOLERANCE, BOXES_FILE, EMPTY, FEATURES_FILE, FLOAT_DTYPE, FORMAT_NAME,
-                                       FORMAT_VERSION, HEADER_FILE, INDEX_DTYPE, INDEX_FILE, MIN_INDEX_BITS,
-                                       RECORD_DTYPE, RECORDS_FILE, DuplicateImageError, FeatureRecordError,
-                                       StoreExistsError, format_box, map_file, nonfinite_message)
+from vlmt.data.features.format import (
+    BOX_TOLERANCE,
+    BOXES_FILE,
+    EMPTY,
+    FEATURES_FILE,
+    FLOAT_DTYPE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HEADER_FILE,
+    INDEX_DTYPE,
+    INDEX_FILE,
+    MIN_INDEX_BITS,
+    RECORD_DTYPE,
+    RECORDS_FILE,
+    DuplicateImageError,
+    FeatureRecordError,
+    StoreExistsError,
+    format_box,
+    map_file,
+    nonfinite_message,
+)
 from vlmt.data.features.index import as_image_id, fill_table, home_slot
 
 

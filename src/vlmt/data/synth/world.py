@@ -158,8 +158,8 @@ def _load_image(path: Path) -> np.ndarray:
 def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarray]):
     """(images, regions) for the region CNN, read back from the written Visual Genome files
     through the dataset reader (the path real Visual Genome data takes), training split only."""
-    from vlmt.data.readers.visual_genome import read_visual_genome
     from vlmt.data.features.extractor import genome_training_regions
+    from vlmt.data.readers.visual_genome import read_visual_genome
 
     vg = out / "visual_genome"
     train = set(w.genome_ids("train"))
@@ -172,8 +172,8 @@ def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarra
 def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
              progress: Callable[[str], None] | None = None) -> dict:
     """Write the world into `out`; returns the manifest (also written to `out/world.json`)."""
-    from vlmt.data.features.writer import FeatureStoreWriter
     from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
+    from vlmt.data.features.writer import FeatureStoreWriter
 
     name = size if isinstance(size, str) else "custom"
     if isinstance(size, str):

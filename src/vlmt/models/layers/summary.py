@@ -4,7 +4,6 @@ summary is the map-weighted sum of the features. Used by the retrieval and VQA d
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
