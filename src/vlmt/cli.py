@@ -1,4 +1,4 @@
-"""The `vlmt` command line (DESIGN.md section 6).
+"""The `vlmt` command line (`vlmt --help`; docs/architecture.md, "Commands").
 
 Each command lives in its own module under `vlmt.commands` and is imported only when it runs.
 Errors caused by the user's input (`VlmtError`) are printed as one line, without a traceback.

@@ -28,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     with tqdm(desc="images", unit="img", file=sys.stderr, disable=None) as bar:
+        def progress(images: int) -> None:
+            bar.update(images)
+
         summary = convert(args.source, args.inputs, args.out, tsv_fields=args.tsv_fields,
-                          feature_dim=args.feature_dim, overwrite=args.overwrite, progress=bar.update)
+                          feature_dim=args.feature_dim, overwrite=args.overwrite, progress=progress)
     result = summary.as_dict() | {"seconds": round(time.perf_counter() - start, 3)}
     print(f"wrote {result['images']} images, {result['regions']} regions, D={result['feature_dim']} "
           f"to {result['output']} in {result['seconds']:.1f}s", file=sys.stderr)

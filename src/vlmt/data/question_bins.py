@@ -91,7 +91,8 @@ def bins_from_parse(words: Sequence[ParsedWord], *, method: str = "parser") -> Q
             bins[2].append(text)
         else:
             bins[3].append(text)
-    return QuestionBins(*(tuple(b) for b in bins), method=method)
+    opening, subject, other_nouns, rest = (tuple(b) for b in bins)
+    return QuestionBins(opening, subject, other_nouns, rest, method=method)
 
 
 def heuristic_bins(tokens: Sequence[str], is_noun: Callable[[str], bool]) -> QuestionBins:

@@ -64,8 +64,8 @@ class Overlap:
 
     def describe(self) -> str:
         ids = ", ".join(map(str, self.image_ids[:5])) + (" ..." if len(self.image_ids) > 5 else "")
-        return (f"{len(self.image_ids)} {self.namespace} image(s) of {self.eval_task}/{self.eval_split} (evaluation) are "
-                f"in {self.train_task}/{self.train_split} (training): {ids}")
+        return (f"{len(self.image_ids)} {self.namespace} image(s) of {self.eval_task}/{self.eval_split} (evaluation) "
+                f"are in {self.train_task}/{self.train_split} (training): {ids}")
 
 
 def contamination_report(training: Iterable[SplitImages], evaluation: Iterable[SplitImages]) -> list[Overlap]:

@@ -336,7 +336,8 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     object_labels = [w for w, _ in sorted(obj_freq.items(), key=lambda kv: (-kv[1], kv[0]))][: cfg.num_objects]
     attribute_labels = [w for w, _ in sorted(atr_freq.items(), key=lambda kv: (-kv[1], kv[0]))][: cfg.num_attributes]
     if not attribute_labels:
-        raise DataError(root / (cfg.genome_attributes or cfg.genome_objects), "no attribute in the Genome training split")
+        raise DataError(root / (cfg.genome_attributes or cfg.genome_objects),
+                        "no attribute in the Genome training split")
     o_index = {w: i for i, w in enumerate(object_labels)}
     a_index = {w: i for i, w in enumerate(attribute_labels)}
 
@@ -353,8 +354,8 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     genome: dict[str, list[GenomeRegion]] = {s: [] for s in SPLITS}
     unmatched = unlabelled = 0
     for im in vg_images:
-        split = split_of.get(im.image_id)
-        if split is None:
+        im_split = split_of.get(im.image_id)
+        if im_split is None:
             continue
         if im.image_id not in store:
             raise DataError(store_path, "Genome image has no region features", record=f"image_id {im.image_id}")
@@ -373,7 +374,7 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
             if ious[row] < cfg.match_iou:
                 unmatched += 1
                 continue
-            genome[split].append(GenomeRegion(im.image_id, row, float(ious[row]), objs, hyps, atrs))
+            genome[im_split].append(GenomeRegion(im.image_id, row, float(ious[row]), objs, hyps, atrs))
 
     # ---- text: lexicon, bins, word vectors
     noun_words = set(object_labels) | ({w for n in hyp.words() for w in [n, *hyp.hypernyms(n)]} if hyp else set())

@@ -4,6 +4,7 @@ validate (`require_valid`), so both print the same one-line messages (file, reco
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -163,7 +164,8 @@ def _check_easy_vqa(report: Report, root: Path, datasets: list[_Dataset]) -> Non
         examples = easy_vqa.read_easy_vqa(split, root=root, report=collect)
         missing = [e for e in examples if not easy_vqa.image_path(split, e.image_id, root=root).exists()]
         for e in missing[:MAX_MISSING_PER_FILE]:
-            collect(root / split / "questions.json", f"image {e.image_id - easy_vqa.SPLIT_OFFSET[split]}.png is missing",
+            collect(root / split / "questions.json",
+                    f"image {e.image_id - easy_vqa.SPLIT_OFFSET[split]}.png is missing",
                     record=f"[{e.question_id - easy_vqa.SPLIT_OFFSET[split]}]", field="image_id")
         if len(missing) > MAX_MISSING_PER_FILE:
             collect(root / split / "questions.json", f"... and {len(missing) - MAX_MISSING_PER_FILE} more questions "
@@ -246,9 +248,9 @@ def validate_dir(path: str | os.PathLike) -> Report:
             elif vqa.ANNOTATIONS_RE.match(name):
                 annotation_files.append(p)
             elif KARPATHY_RE.match(name):
-                _guard(report, p, lambda p=p: _check_karpathy(report, p, datasets))
+                _guard(report, p, functools.partial(_check_karpathy, report, p, datasets))
             elif COCO_RE.match(name):
-                _guard(report, p, lambda p=p: _check_coco(report, p, datasets))
+                _guard(report, p, functools.partial(_check_coco, report, p, datasets))
             elif name == "image_data.json":
                 genome_dirs.append(d)
             elif name in ("objects.json", "attributes.json"):
@@ -261,16 +263,16 @@ def validate_dir(path: str | os.PathLike) -> Report:
         if a not in paired:
             report.problems.append(format_problem(a, "annotations without their questions file"))
     for q in vqa_questions:
-        _guard(report, q, lambda q=q: _check_vqa(report, q, datasets))
+        _guard(report, q, functools.partial(_check_vqa, report, q, datasets))
     vqa_images = {i for ds in datasets if vqa.QUESTIONS_RE.match(ds.file.name) for i, _ in ds.image_ids}
     for d in genome_dirs:
-        _guard(report, d, lambda d=d: _check_genome(report, d, datasets, vqa_images))
+        _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images))
     for d in entity_dirs:
-        _guard(report, d, lambda d=d: _check_entities(report, d, datasets))
+        _guard(report, d, functools.partial(_check_entities, report, d, datasets))
     for d in easy_dirs:
-        _guard(report, d, lambda d=d: _check_easy_vqa(report, d, datasets))
+        _guard(report, d, functools.partial(_check_easy_vqa, report, d, datasets))
     for d in store_dirs:
-        _guard(report, d, lambda d=d: _check_store(report, d, stores))
+        _guard(report, d, functools.partial(_check_store, report, d, stores))
     if store_dirs:
         _check_features(report, datasets, stores)
     report.unrecognised = others

@@ -141,7 +141,8 @@ class VLDatasetsConfig(DataConfig):
         for key, pattern in (("images", self.images), ("vqa.images", self.vqa.images),
                              ("captions.images", self.captions.images), ("entities.images", self.entities.images)):
             if pattern is not None and not _image_pattern_ok(pattern):
-                return f"{key}: the pattern needs an '{{image_id}}' field (e.g. images/{{image_id}}.png), got {pattern!r}"
+                return (f"{key}: the pattern needs an '{{image_id}}' field (e.g. images/{{image_id}}.png), "
+                        f"got {pattern!r}")
         return None
 
     def build(self, *, seed: int) -> VLData:
@@ -337,7 +338,8 @@ class VLData:
         folder = self.root / self.cfg.entities.folder
         if not (folder / "Sentences").is_dir():
             if required:
-                raise DataError(folder / "Sentences", "Flickr30k Entities folder not found (data.datasets names entities)")
+                raise DataError(folder / "Sentences",
+                                "Flickr30k Entities folder not found (data.datasets names entities)")
             return
         for split in SPLITS:
             if (folder / f"{split}.txt").is_file():
@@ -360,15 +362,15 @@ class VLData:
         """Per split: (image id, file, record) of every example of a dataset."""
         out: dict[str, list[tuple[int, Path, str]]] = {}
         if dataset == "vqa":
-            for split, s in self.vqa.items():
-                out[split] = [(e.image_id, s.path, f"question_id {e.question_id}") for e in s.examples]
+            for split, vs in self.vqa.items():
+                out[split] = [(e.image_id, vs.path, f"question_id {e.question_id}") for e in vs.examples]
         elif dataset == "captions":
-            for split, s in self.captions.items():
-                out[split] = [(im.image_id, s.path, f"image {im.filename}") for im in s.images]
+            for split, cs in self.captions.items():
+                out[split] = [(im.image_id, cs.path, f"image {im.filename}") for im in cs.images]
         else:
-            for split, s in self.entities.items():
-                out[split] = [(g.image_id, s.path / f"{g.image_id}.txt", f"sentence {g.sentence_index}")
-                              for g in s.sentences]
+            for split, es in self.entities.items():
+                out[split] = [(g.image_id, es.path / f"{g.image_id}.txt", f"sentence {g.sentence_index}")
+                              for g in es.sentences]
         return out
 
     def _check_features(self) -> None:

@@ -70,7 +70,8 @@ PARTS: tuple[Part, ...] = (
          section="hierarchical",
          configs={"tiny": "tiny.yaml", "default": "hierarchical_world.yaml"},
          # tiny: a test-sized run (30 updates per task), enough to exercise every stage
-         overrides={"tiny": [*(f"tasks.{t}.{k}=30" for t in ("retrieval", "vqa", "grounding") for k in ("iterations", "step")),
+         overrides={"tiny": [*(f"tasks.{t}.{k}=30" for t in ("retrieval", "vqa", "grounding")
+                               for k in ("iterations", "step")),
                              "schedule.cycle=15", "train.eval_every=90", "train.checkpoint_every=90",
                              "train.log_every=10"],
                     # default: twice the config's schedule (same task shares and lr halving per
@@ -97,7 +98,8 @@ PARTS: tuple[Part, ...] = (
          configs={"tiny": "svlr_tiny.yaml", "default": "svlr_zero_shot_world.yaml"},
          # the tiny config trains jointly; train it on recognition only instead. default: recognition
          # accuracy is flat from 500 iterations on (measured: 78.4 at 500, 77.8 at 1000)
-         overrides={"tiny": [*TINY_SVLR, "schedule.order=[recognition]", "train.best_metric=recognition/object_accuracy"],
+         overrides={"tiny": [*TINY_SVLR, "schedule.order=[recognition]",
+                             "train.best_metric=recognition/object_accuracy"],
                     "default": ["train.max_iters=500", "train.eval_every=250", "train.checkpoint_every=500"]},
          report={"zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
          draw=False,  # Fig. 4 explains the trained VQA scorer, which this run leaves untrained
@@ -386,7 +388,10 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
         if threads:
             overrides.append(f"train.threads={threads}")
         cfg = load_experiment(folder / part.configs[size], overrides)  # checked here, before any work
-        totals[part.name] = cfg.train.max_iters or build_schedule(cfg).length
+        length = cfg.train.max_iters or build_schedule(cfg).length
+        if length is None:
+            raise ConfigError(f"configs/{part.configs[size]}: train.max_iters is needed with schedule.kind joint")
+        totals[part.name] = length
         jobs.append(PartJob(name=part.name, title=part.title, config=str(folder / part.configs[size]),
                             overrides=tuple(overrides), run_dir=str(out / "runs" / part.name),
                             pictures_dir=str(out / "pictures"), pictures=pictures if part.draw else 0,

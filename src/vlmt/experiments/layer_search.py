@@ -173,7 +173,8 @@ def _cached_rule(out: Path, cfg: C.ExperimentConfig, task: str, source: str) -> 
             saved = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             saved = {}
-        if saved.get("task") == task and saved.get("metric", "").startswith(f"{task}/") and saved.get("mode") in ("max", "min"):
+        if (saved.get("task") == task and saved.get("metric", "").startswith(f"{task}/")
+                and saved.get("mode") in ("max", "min")):
             return saved["metric"], saved["mode"]
     return metric_rule(cfg, task)
 

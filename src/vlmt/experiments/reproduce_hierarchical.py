@@ -159,7 +159,7 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
 
 
 # the order a reader expects the metrics in; others follow alphabetically
-METRIC_ORDER = ("accuracy", "accuracy_yes_no", "accuracy_number", "accuracy_other", "i2t_r1", "i2t_r5",
+METRIC_ORDER = ("accuracy", "atype/yes_no", "atype/number", "atype/other", "i2t_r1", "i2t_r5",
                 "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "i2t_medr", "t2i_medr", "r1", "r5", "r10")
 
 
@@ -272,7 +272,9 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["## Every test metric", ""]
     for task in TASKS:
         rows = [r for r in report["rows"] if task in r["tasks"]]
-        keys = sorted({k for r in rows for k in r["metrics"] if k.startswith(f"{task}/") and not k.endswith("/seconds")}, key=_metric_order)
+        keys = sorted({k for r in rows for k in r["metrics"]  # per question type is in report.json only
+                       if k.startswith(f"{task}/") and not k.endswith("/seconds") and "/qtype/" not in k},
+                      key=_metric_order)
         if not keys:
             continue
         lines += [f"**{LABELS[task]}** (`{task}`)", "",

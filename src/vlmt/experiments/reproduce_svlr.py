@@ -241,12 +241,14 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
                                                                        "is_correct", "top_objects", "top_attributes")}})
 
     report = {
-        "paper": "svlr", "size": size, "seeds": seeds, "max_iters": max_iters or base_config(size)["train"]["max_iters"],
+        "paper": "svlr", "size": size, "seeds": seeds,
+        "max_iters": max_iters or base_config(size)["train"]["max_iters"],
         "shortened": max_iters is not None, "split": "test", "chance_accuracy": round(CHANCE, 2),
         "question_type_counts": {t: counts[t] for t in qtypes},
         "table1": table1, "recognition": recognition,
         "fig5": {"png": fig5.name, "classes": per_class_rows, "row_edges_vqa": list(grid.row_edges),
-                 "col_edges_genome": list(grid.col_edges), "mean_change": np.nan_to_num(grid.mean_change, nan=0).tolist(),
+                 "col_edges_genome": list(grid.col_edges),
+                 "mean_change": np.nan_to_num(grid.mean_change, nan=0).tolist(),
                  "counts": grid.counts.tolist()},
         "table4": table4, "fig4": fig4, "data": data.summary,
         "seconds": round(time.perf_counter() - started, 1),
@@ -274,9 +276,11 @@ def _markdown(r: dict, qtypes: list[str]) -> str:
     lines += ["", "## Recognition (Genome-like test regions)", "",
               "| model | object accuracy | attribute accuracy |", "|---|---|---|"]
     for label, cells in r["recognition"].items():
-        lines.append(f"| {label} | {_fmt(cells['object_accuracy'], seeds)} | {_fmt(cells['attribute_accuracy'], seeds)} |")
+        objects, attributes = _fmt(cells["object_accuracy"], seeds), _fmt(cells["attribute_accuracy"], seeds)
+        lines.append(f"| {label} | {objects} | {attributes} |")
     lines += ["", "## Fig. 5: transfer from VQA to recognition", "", f"![Fig. 5]({r['fig5']['png']})", "",
-              "| class | Genome train regions | VQA train mentions | Genome test regions | Genome only | joint | change |",
+              "| class | Genome train regions | VQA train mentions | Genome test regions | Genome only | joint "
+              "| change |",
               "|---|---|---|---|---|---|---|"]
     for c in r["fig5"]["classes"]:
         lines.append(f"| {c['class']} | {c['genome_train_regions']} | {c['vqa_train_mentions']} | "

@@ -18,6 +18,7 @@ from vlmt.data.features.extractor import RegionExtractor
 from vlmt.data.features.proposals import load_image, proposals
 from vlmt.data.text import tokenize
 from vlmt.errors import ConfigError, DataError
+from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.tasks.vqa import VQATask, VQATaskConfig
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import rebuild, run_config
@@ -47,15 +48,15 @@ def answer(run_dir: str | Path, image: str | Path, question: str, *, top: int = 
     if ckpt.checkpoint_dir(run_dir, checkpoint) is None and ckpt.checkpoint_dir(run_dir, "last") is None:
         raise ConfigError(f"{run_dir / ckpt.CHECKPOINTS}: no checkpoint yet; train the run first")
     _, parts = rebuild(run_dir, checkpoint, device="cpu")
-    task = parts.tasks[task_name]
-    assert isinstance(task, VQATask)
+    task, model = parts.tasks[task_name], parts.model
+    assert isinstance(task, VQATask) and isinstance(model, HierarchicalVL)  # a VQA task reads the hierarchical encoder
     data = task.data
     extractor_dir = data.root / "region_extractor"
     if not (extractor_dir / RegionExtractor.META).is_file():
         raise DataError(extractor_dir / RegionExtractor.META, "the run's data has no region extractor, so features "
                         "cannot be computed for a new picture")
     extractor = RegionExtractor.load(extractor_dir)
-    feature_dim = parts.model.config.region_feature_dim
+    feature_dim = model.config.region_feature_dim
     if extractor.feature_dim != feature_dim:
         raise DataError(extractor_dir / RegionExtractor.META, f"extractor gives {extractor.feature_dim}-d features, "
                         f"the model reads {feature_dim}-d ones")
@@ -67,8 +68,8 @@ def answer(run_dir: str | Path, image: str | Path, question: str, *, top: int = 
              "region_features": torch.from_numpy(features)[None],
              "region_mask": torch.ones(1, len(boxes), dtype=torch.bool)}
     with torch.no_grad():
-        scores = torch.sigmoid(task.logits(parts.model, batch))[0]
-        maps = task.attention_maps(parts.model, batch)
+        scores = torch.sigmoid(task.logits(model, batch))[0]
+        maps = task.attention_maps(model, batch)
     order = scores.argsort(descending=True)[:max(1, top)].tolist()
     answers = [{"answer": task.pool.answers[a], "score": round(float(scores[a]), 4)} for a in order]
     region_weights = maps["regions"][0].numpy()

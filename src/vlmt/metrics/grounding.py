@@ -226,7 +226,7 @@ def evaluate_grounding_files(predictions: str | Path, annotations: str | Path, *
     ranked = read_grounding_predictions(predictions)
     predicted_images = sorted({k[0] for k in ranked})
     if image_list is not None or split is not None:
-        image_ids = read_split(root, split) if split is not None else _image_list(Path(image_list))
+        image_ids = read_split(root, split) if split is not None else _image_list(Path(str(image_list)))
         missing = [i for i in image_ids if i not in set(predicted_images)]
         if missing:
             raise DataError(predictions, f"no predictions for {len(missing)} listed image(s), "

@@ -24,8 +24,8 @@ import numpy as np
 
 def _labels(targets: Sequence[Sequence[int]], num_classes: int, what: str) -> list[np.ndarray]:
     out = []
-    for i, t in enumerate(targets):
-        t = np.unique(np.asarray(list(t), dtype=np.int64))
+    for i, labels in enumerate(targets):
+        t = np.unique(np.asarray(list(labels), dtype=np.int64))
         if t.size == 0:
             raise ValueError(f"region {i} has no {what} in the label set; leave it out")
         if t.min() < 0 or t.max() >= num_classes:

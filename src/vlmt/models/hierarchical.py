@@ -127,9 +127,9 @@ class ImageCache:
     @staticmethod
     def cat(blocks: list[ImageCache]) -> ImageCache:
         """One cache of every block's images, in order (blocks share T)."""
-        sides = [b.first_side for b in blocks]
-        first = None if any(s is None for s in sides) else SideInput(
-            torch.cat([s.projected for s in sides]), torch.cat([s.own for s in sides]), sides[0].nulls)
+        sides = [b.first_side for b in blocks if b.first_side is not None]
+        first = SideInput(torch.cat([s.projected for s in sides]), torch.cat([s.own for s in sides]),
+                          sides[0].nulls) if len(sides) == len(blocks) else None
         return ImageCache(torch.cat([b.regions for b in blocks]), torch.cat([b.mask for b in blocks]), first)
 
 

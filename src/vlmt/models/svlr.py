@@ -182,7 +182,7 @@ def pad_ids(rows: list, *, pad_to: int | None = None) -> tuple[torch.Tensor, tor
     (index tensor padded with 0, bool mask True at real entries)."""
     if rows and rows[0] and isinstance(rows[0][0], list):  # (P, C, L)
         inner = [r for group in rows for r in group]
-        outer = (len(rows), len(rows[0]))
+        outer: tuple[int, ...] = (len(rows), len(rows[0]))
         if any(len(group) != outer[1] for group in rows):
             raise ValueError("pad_ids: every row needs the same number of lists")
     else:  # (P, L)
@@ -229,35 +229,35 @@ class SVLR(nn.Module):
     """The shared SVLR module: g, f_o, f_a and the label sets' vectors, with the recognition,
     attention and zero-shot scorers built on them."""
 
+    object_label_vectors: torch.Tensor  # (K_o, V) buffer
+    attribute_label_vectors: torch.Tensor  # (K_a, V) buffer
+
     def __init__(self, config: SVLRConfig):
         super().__init__()
         c = config
-        if None in (c.word_dim, c.region_dim, c.num_objects, c.num_attributes):
+        word_dim, region_dim, k_o, k_a = c.word_dim, c.region_dim, c.num_objects, c.num_attributes
+        if word_dim is None or region_dim is None or k_o is None or k_a is None:
             raise ValueError("SVLRConfig.word_dim, region_dim, num_objects and num_attributes are needed (build the "
                              "model from a data section with SVLRConfig.build, or set them)")
         problem = c.validate()
         if problem:
             raise ValueError(f"SVLRConfig: {problem}")
         self.config = config
-        self.g = WordEmbedding(word_dim=c.word_dim, hidden=c.word_hidden, embed_dim=c.embed_dim)
-        self.f_o = RegionEmbedding(region_dim=c.region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
+        self.num_labels = k_o + k_a  # |O| + |T|, the width of the image vector f(I) of Eq. 5
+        self.g = WordEmbedding(word_dim=word_dim, hidden=c.word_hidden, embed_dim=c.embed_dim)
+        self.f_o = RegionEmbedding(region_dim=region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
                                    output_norm=c.region_output_norm)
-        self.f_a = RegionEmbedding(region_dim=c.region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
+        self.f_a = RegionEmbedding(region_dim=region_dim, hidden=c.region_hidden, embed_dim=c.embed_dim,
                                    output_norm=c.region_output_norm)
         # Word vectors of the label sets O and T; filled by `set_label_vectors`, saved with
         # the weights so a checkpoint can score its label set on its own.
-        self.register_buffer("object_label_vectors", torch.zeros(c.num_objects, c.word_dim))
-        self.register_buffer("attribute_label_vectors", torch.zeros(c.num_attributes, c.word_dim))
+        self.register_buffer("object_label_vectors", torch.zeros(k_o, word_dim))
+        self.register_buffer("attribute_label_vectors", torch.zeros(k_a, word_dim))
         if c.recognition_vectors == "per_class":
             # Joint Multitask: h_y, one learned vector per label (Sec. 5.2).
-            self.object_class_vectors = nn.Parameter(torch.empty(c.num_objects, c.embed_dim))
-            self.attribute_class_vectors = nn.Parameter(torch.empty(c.num_attributes, c.embed_dim))
+            self.object_class_vectors = nn.Parameter(torch.empty(k_o, c.embed_dim))
+            self.attribute_class_vectors = nn.Parameter(torch.empty(k_a, c.embed_dim))
         self.reset_parameters()
-
-    @property
-    def num_labels(self) -> int:
-        """|O| + |T|, the width of the image vector f(I) of Eq. 5."""
-        return self.config.num_objects + self.config.num_attributes
 
     def reset_parameters(self) -> None:
         """Xavier (Glorot uniform) weights, zero biases, BN at identity (Sec. 4)."""

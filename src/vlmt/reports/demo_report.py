@@ -46,8 +46,8 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
     blocks.append(Heading("Hierarchical multi-task model"))
     blocks.append(Table(["task", "metric", "R@1 / accuracy", "R@5", "R@10"], [
         ["VQA", "accuracy", h["vqa"]["accuracy"], None, None],
-        ["retrieval", "image -> caption", h["retrieval"]["i2t"]["r1"], h["retrieval"]["i2t"]["r5"], h["retrieval"]["i2t"]["r10"]],
-        ["retrieval", "caption -> image", h["retrieval"]["t2i"]["r1"], h["retrieval"]["t2i"]["r5"], h["retrieval"]["t2i"]["r10"]],
+        ["retrieval", "image -> caption", *(h["retrieval"]["i2t"][k] for k in ("r1", "r5", "r10"))],
+        ["retrieval", "caption -> image", *(h["retrieval"]["t2i"][k] for k in ("r1", "r5", "r10"))],
         ["grounding", "phrase -> box (IoU >= 0.5)", h["grounding"]["r1"], h["grounding"]["r5"], h["grounding"]["r10"]],
     ]))
     blocks.append(Heading("SVLR"))

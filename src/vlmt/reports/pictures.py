@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -34,8 +34,9 @@ PHRASE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
                   "#bcbd22", "#17becf")
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None,
-               **subplots: Any) -> tuple[Figure, Any]:
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float],
+               layout: Literal["constrained", "compressed", "tight"] | None = None, **subplots: Any
+               ) -> tuple[Figure, Any]:
     """A figure and its grid of axes (`Figure.subplots`), outside pyplot, drawn by the Agg canvas
     (which text measurement needs before saving)."""
     fig = Figure(figsize=figsize, layout=layout)
@@ -254,7 +255,8 @@ def fig2_figure(path: str | Path, *, image, boxes: np.ndarray, words: Sequence[s
     r = 0
     if len(phrase_spans):
         phrases = [" ".join(words[a:b + 1]) for a, b in phrase_spans]
-        draw_grounding(axes[0, 0], image, phrases, np.asarray(phrase_boxes).reshape(-1, 4), title="grounding: top-1 region")
+        draw_grounding(axes[0, 0], image, phrases, np.asarray(phrase_boxes).reshape(-1, 4),
+                       title="grounding: top-1 region")
         draw_phrase_words(axes[0, 1], words, phrase_spans, title="noun phrases")
         r = 1
     for dec in decoders:

@@ -114,7 +114,8 @@ def pick_examples(model: SVLR, vqa: SVLRVQATask, split: str, count: int, *, devi
     correctly, topped up with wrong ones when there are too few."""
     data = vqa.data
     questions = [q for q in data.vqa[split] if answer_type is None or q.answer_type == answer_type]
-    right, wrong = [], []
+    right: list[MCQuestion] = []
+    wrong: list[MCQuestion] = []
     with EvalMode(model, vqa), torch.no_grad():
         for start in range(0, len(questions), 100):
             chunk = questions[start:start + 100]

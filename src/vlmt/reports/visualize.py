@@ -269,7 +269,9 @@ def _spread_examples(model: Any, vqa: SVLRVQATask, split: str, count: int) -> li
     data = vqa.data
     questions = [q for q in data.vqa[split] if q.answer_type == "other"] or list(data.vqa[split])
     order = [questions[i] for i in evenly_spaced(len(questions), max(8 * count, 50))]
-    right, wrong, images = [], [], set()
+    right: list[Any] = []
+    wrong: list[Any] = []
+    images: set[int] = set()
     with EvalMode(model, vqa):
         for start in range(0, len(order), 100):
             chunk = order[start:start + 100]

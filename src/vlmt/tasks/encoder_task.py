@@ -26,8 +26,8 @@ from vlmt.models.hierarchical import Encoded, HierarchicalVL
 @dataclass
 class EncoderTaskConfig(TaskConfig):
     """Fields of every task on the hierarchical encoder: `layer`, the encoder layer its head reads
-    (0..L, 0 being the input encoders' S_0 and I_0; each task type defaults to the layer the paper's search chose), and `eval_batch_size`
-    (examples per forward pass when evaluating)."""
+    (0..L, 0 being the input encoders' S_0 and I_0; each task type defaults to the layer the
+    paper's search chose), and `eval_batch_size` (examples per forward pass when evaluating)."""
 
     layer: int = 1
     eval_batch_size: int = 64

@@ -56,7 +56,8 @@ class GroundingTask(EncoderTask):
                 continue
             alignment = align_words(g.sentence, "caption")
             if not alignment.tokens:
-                raise DataError(s.path / f"{g.image_id}.txt", "sentence has no word", record=f"sentence {g.sentence_index}")
+                raise DataError(s.path / f"{g.image_id}.txt", "sentence has no word",
+                                record=f"sentence {g.sentence_index}")
             spans = []
             for p in boxed:
                 try:
@@ -124,7 +125,8 @@ class GroundingTask(EncoderTask):
         return {"loss": loss, "top1": top1}
 
     @torch.no_grad()
-    def predict(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[tuple[int, int, str], np.ndarray]:
+    def predict(self, model: HierarchicalVL, split: str, *, device: torch.device
+                ) -> dict[tuple[int, int, str], np.ndarray]:
         """(image id, sentence index, entity id) -> proposals (R, 4) ranked best first."""
         part = self._split(split)
         out: dict[tuple[int, int, str], np.ndarray] = {}

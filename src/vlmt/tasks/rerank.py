@@ -1,5 +1,5 @@
 """Two-stage retrieval: shortlist every query's k best candidates by a cheap dual-encoder
-similarity, re-score only those pairs with the cross-attention model (DESIGN 1c).
+similarity, re-score only those pairs with the cross-attention model (not in either paper).
 
 Both directions share one pair set: image i's k most similar captions (i2t queries) and caption
 j's k most similar images (t2i queries). The result is one images x captions matrix that the

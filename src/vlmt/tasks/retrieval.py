@@ -52,6 +52,7 @@ class RetrievalTask(EncoderTask):
     primary_metric = "rsum"
     higher_is_better = True
     kind = "retrieval"
+    config: RetrievalTaskConfig
 
     def __init__(self, *, name: str, config: RetrievalTaskConfig, data: Any, model: HierarchicalVL, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
@@ -174,7 +175,8 @@ class RetrievalTask(EncoderTask):
                 first[(image_id, j)] = row
         return images, [first[(im.image_id, j)] for im in images for j in range(self.per_image)]
 
-    def _image_caches(self, model: HierarchicalVL, images: list[Any], device: torch.device) -> list[tuple[int, ImageCache]]:
+    def _image_caches(self, model: HierarchicalVL, images: list[Any], device: torch.device
+                      ) -> list[tuple[int, ImageCache]]:
         caches = []
         for lo in range(0, len(images), self.config.eval_batch_size):
             ids = [im.image_id for im in images[lo:lo + self.config.eval_batch_size]]
@@ -332,7 +334,8 @@ def shortlist_embeddings(model: HierarchicalVL, head: ShortlistHead, batch: dict
     sides. With a detached head the encoder runs without building a graph."""
     with torch.set_grad_enabled(torch.is_grad_enabled() and not head.detach):
         encoded = model(batch["tokens"], batch["lengths"], batch["region_features"], batch["region_mask"], depth=0)
-    return head.embed_images(encoded.regions, encoded.region_mask), head.embed_captions(encoded.words, encoded.word_mask)
+    images = head.embed_images(encoded.regions, encoded.region_mask)
+    return images, head.embed_captions(encoded.words, encoded.word_mask)
 
 
 def retrieval_pairs(

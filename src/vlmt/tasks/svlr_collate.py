@@ -36,8 +36,13 @@ class RecognitionBatch:
     extra_object_vectors: torch.Tensor | None = None  # (X, V) word vectors of the extra columns
     region_mask: torch.Tensor | None = None  # (M,) bool, False for padding
 
-    def to(self, device: torch.device | str) -> "RecognitionBatch":
-        return RecognitionBatch(**{k: (v.to(device) if v is not None else None) for k, v in self.__dict__.items()})
+    def to(self, device: torch.device | str) -> RecognitionBatch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return RecognitionBatch(self.region_features.to(device), self.object_targets.to(device),
+                                self.attribute_targets.to(device), move(self.extra_object_vectors),
+                                move(self.region_mask))
 
 
 @dataclass

@@ -81,7 +81,8 @@ class SVLRRecognitionTask(nn.Module):
                 yield self._collate(chunk)
 
     @torch.no_grad()
-    def scores(self, model: SVLR, split: str, *, device: torch.device) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
+    def scores(self, model: SVLR, split: str, *, device: torch.device
+               ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
         """Object (R, K_o) and attribute (R, K_a) scores of every region of a split."""
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
         objs, atrs = [], []

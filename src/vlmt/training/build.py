@@ -71,6 +71,14 @@ class Parts:
     objective: Objective
 
 
+def model_config(model: nn.Module) -> C.ModelConfig:
+    """The complete config a model was built with (its constructor arguments, sizes included)."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, C.ModelConfig):
+        raise TypeError(f"{type(model).__name__} keeps no ModelConfig in .config")
+    return config
+
+
 def task_seeds(cfg: C.ExperimentConfig) -> dict[str, int]:
     """The seed of every task's training batch order (`vlmt.seeding.stream_seed`); distinct within
     the run."""

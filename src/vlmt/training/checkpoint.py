@@ -36,7 +36,8 @@ CHECKPOINTS = "checkpoints"
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch (CPU and CUDA) generator states, as weights_only-safe data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)  # the legacy tuple: (name, key array, position, has_gauss, cached)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),

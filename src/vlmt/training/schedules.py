@@ -31,7 +31,10 @@ from typing import Protocol, Sequence
 class TaskSchedule(Protocol):
     """What the trainer needs from a schedule."""
 
-    length: int | None  # iterations of the schedule as defined (None: open-ended)
+    @property
+    def length(self) -> int | None:
+        """Iterations of the schedule as defined (None: open-ended)."""
+        ...
 
     def next(self) -> list[tuple[str, float]]: ...
     def segments(self) -> list[tuple[int, list[str]]]: ...

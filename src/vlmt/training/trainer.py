@@ -42,7 +42,7 @@ from vlmt.io import atomic_write, write_json
 from vlmt.seeding import seed_everything, step_seed
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.build import build_lr_schedule, build_parts, build_schedule, load_experiment
+from vlmt.training.build import build_lr_schedule, build_parts, build_schedule, load_experiment, model_config
 from vlmt.training.distributed import init_distributed, resolve_device
 from vlmt.training.evaluate import autocast, evaluate_tasks
 from vlmt.training.optimizers import TaskAdam
@@ -236,12 +236,13 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         objective = DistributedDataParallel(modules, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=True)
     meta = {"config": C.to_dict(cfg), "model_type": C.MODELS.name_of(type(cfg.model)),
-            "model_args": dataclasses.asdict(model.config)}
+            "model_args": dataclasses.asdict(model_config(model))}
 
     def save(at_step: int, *, best: dict | None) -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "lr_schedule": lr_schedule.state_dict(), "consumed": dict(consumed),
-                 "best_value": best_value, "rng": ckpt.rng_state(), "log_window": {k: [float(x) for x in v] for k, v in window.items()}, **meta}
+                 "best_value": best_value, "rng": ckpt.rng_state(),
+                 "log_window": {k: [float(x) for x in v] for k, v in window.items()}, **meta}
         path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best)
         log.info("step %d: checkpoint %s%s", at_step, path.name, " (best)" if best else "")
 
@@ -283,6 +284,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             if not main:
                 window.clear()
                 continue  # only the first process validates, logs and checkpoints
+            assert metrics is not None  # the first process has one
             if step % tr.log_every == 0 or step == max_iters:
                 record = {"step": step, "split": "train", "lr": lr}
                 record.update({k: sum(float(x) for x in v) / len(v) for k, v in window.items()})

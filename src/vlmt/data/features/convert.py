@@ -18,6 +18,7 @@ import base64
 import binascii
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -110,10 +111,9 @@ def _tsv_fields(spec: str | Sequence[str], first_columns: int, file: object) -> 
 
 def _strict_b64decode(raw: bytes) -> bytes:
     """base64 that refuses any character outside the alphabet (C speed on Python >= 3.11)."""
-    try:
+    if sys.version_info >= (3, 11):
         return binascii.a2b_base64(raw, strict_mode=True)
-    except TypeError:  # Python 3.10: no strict_mode
-        return base64.b64decode(raw, validate=True)
+    return base64.b64decode(raw, validate=True)  # Python 3.10: no strict_mode
 
 
 def _decode_floats(raw: bytes, *, file: object, where: str, field: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -159,8 +159,8 @@ def genome_training_regions(images: Sequence, object_names: Sequence[str], attri
                 continue
             label = obj_index[o.names[0]]
             atts = tuple(sorted({att_index[a] for a in o.attributes if a in att_index}))
-            regions.append(RegionExample(n, tuple(map(float, o.box)), label, atts))
             x1, y1, x2, y2 = o.box
+            regions.append(RegionExample(n, (float(x1), float(y1), float(x2), float(y2)), label, atts))
             w, h = x2 - x1, y2 - y1
             for _ in range(5):
                 cx, cy = (x1 + x2) / 2 + rng.uniform(-0.15, 0.15) * w, (y1 + y2) / 2 + rng.uniform(-0.15, 0.15) * h
@@ -226,10 +226,12 @@ class RegionExtractor:
         return self.model.config.feature_dim
 
     @torch.no_grad()
-    def extract(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], *, batch_size: int = 1024) -> list[np.ndarray]:
+    def extract(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], *,
+                batch_size: int = 1024) -> list[np.ndarray]:
         """Features (T_i, D) float32 for the (T_i, 4) pixel boxes of each (H, W, 3) uint8 image."""
         counts = [len(b) for b in boxes]
-        flat = np.concatenate([np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]) if boxes else np.zeros((0, 4), np.float32)
+        flat = (np.concatenate([np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]) if boxes
+                else np.zeros((0, 4), np.float32))
         image_idx = np.repeat(np.arange(len(images)), counts)
         out = np.zeros((len(flat), self.feature_dim), dtype=np.float32)
         size = self.model.config.crop_size
@@ -242,7 +244,7 @@ class RegionExtractor:
         return np.split(out, np.cumsum(counts)[:-1]) if counts else []
 
     @torch.no_grad()
-    def predict(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[dict]:
+    def predict(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[list[dict[str, Any]]]:
         """Per image, per box: the most likely object name and the attributes scored above 0.5."""
         feats = self.extract(images, boxes)
         out = []
@@ -251,7 +253,8 @@ class RegionExtractor:
             obj = self.model.object_head(t).argmax(1).tolist()
             att = torch.sigmoid(self.model.attribute_head(t)) > 0.5
             names = self.object_names + ["__background__"]
-            out.append([{"object": names[o], "attributes": [self.attribute_names[j] for j in a.nonzero().flatten().tolist()]}
+            out.append([{"object": names[o],
+                         "attributes": [self.attribute_names[j] for j in a.nonzero().flatten().tolist()]}
                         for o, a in zip(obj, att)])
         return out
 

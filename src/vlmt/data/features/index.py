@@ -5,6 +5,7 @@ vectorised numpy so neither costs a Python loop per image."""
 from __future__ import annotations
 
 import operator
+from typing import SupportsIndex, cast
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def as_image_id(image_id: object) -> int:
     if isinstance(image_id, (bool, np.bool_)):
         raise TypeError(f"image id must be an integer, got {image_id!r}")
     try:
-        value = operator.index(image_id)
+        value = operator.index(cast(SupportsIndex, image_id))  # raises TypeError when it is not one
     except TypeError:
         raise TypeError(f"image id must be an integer, got {type(image_id).__name__} {image_id!r}") from None
     if not -(1 << 63) <= value < (1 << 63):

@@ -64,7 +64,7 @@ class FeatureStore:
         return {"path": str(self.path)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
+        type(self).__init__(self, state["path"])
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, images={len(self)}, feature_dim={self.feature_dim})"

@@ -44,7 +44,7 @@ def validate_store(path: str | os.PathLike, *, max_problems: int | None = None) 
     class _Enough(Exception):
         pass
 
-    def report(file: Path, message: str, *, record: object = None, field: str | None = None) -> None:
+    def report(file: object, message: str, *, record: object = None, field: str | None = None) -> None:
         out.append(format_problem(file, message, record=record, field=field))
         if max_problems is not None and len(out) >= max_problems:
             raise _Enough
@@ -104,10 +104,10 @@ def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
     duplicated = set(uniq[counts > 1].tolist())
     if duplicated:
         seen_first = {int(uniq[i]): int(first[i]) for i in np.flatnonzero(counts > 1)}
-        for i in np.flatnonzero(np.isin(ids, uniq[counts > 1])):
-            if seen_first[int(ids[i])] != i:
-                report(rec_path, f"duplicate image id (first at record number {seen_first[int(ids[i])]})",
-                       record=int(ids[i]), field="image_id")
+        for j in np.flatnonzero(np.isin(ids, uniq[counts > 1])):
+            if seen_first[int(ids[j])] != j:
+                report(rec_path, f"duplicate image id (first at record number {seen_first[int(ids[j])]})",
+                       record=int(ids[j]), field="image_id")
 
     # per-record fields and data, in chunks of records whose regions fit in the byte budget
     rows_per_chunk = max(1, _CHUNK_BYTES // max(1, 4 * d))
@@ -185,8 +185,8 @@ def _check_region_rows(chunk: np.ndarray, start: np.ndarray, count: np.ndarray, 
     for flags, kind in ((inverted, "inverted"), (outside, "outside")):
         per_record = np.add.reduceat(flags.astype(np.int64), first)
         for k in np.flatnonzero(per_record):
-            rows_k = slice(int(first[k]), int(first[k] + count[k]))
-            example = format_box(a[rows_k][int(np.flatnonzero(flags[rows_k])[0])])
+            span_k = slice(int(first[k]), int(first[k] + count[k]))
+            example = format_box(a[span_k][int(np.flatnonzero(flags[span_k])[0])])
             what = ("inverted (x2 < x1 or y2 < y1)" if kind == "inverted" else
                     f"outside the {int(chunk['width'][k])}x{int(chunk['height'][k])} image")
             report(path, f"{per_record[k]} of {count[k]} boxes {what}, first {example}", record=int(ids[k]),

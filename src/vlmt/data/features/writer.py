@@ -65,7 +65,7 @@ class FeatureStoreWriter:
         self._num_images = 0
         self._num_regions = 0
         self._bits = MIN_INDEX_BITS
-        self._index = self._new_index(self._bits, self._tmp / INDEX_FILE)
+        self._index: np.memmap | None = self._new_index(self._bits, self._tmp / INDEX_FILE)
         self._state = "open"
 
     # -- index on disk
@@ -90,8 +90,10 @@ class FeatureStoreWriter:
     def _lookup(self, image_id: int) -> int:
         mask = (1 << self._bits) - 1
         pos = home_slot(image_id, self._bits)
+        index = self._index
+        assert index is not None, f"writer for {self.path} is {self._state}"
         while True:
-            key, row = self._index[pos].tolist()
+            key, row = index[pos].tolist()
             if row == EMPTY:
                 return -1 - pos  # the free slot where it would go
             if key == image_id:
@@ -143,6 +145,7 @@ class FeatureStoreWriter:
         self._features.write(features.astype(FLOAT_DTYPE, copy=False).tobytes())
         self._records.write(rec.tobytes())
         pos = -1 - slot
+        assert self._index is not None  # open
         self._index[pos, 0], self._index[pos, 1] = key, self._num_images
         self._num_images += 1
         self._num_regions += count
@@ -158,8 +161,11 @@ class FeatureStoreWriter:
             f.flush()
             os.fsync(f.fileno())
             f.close()
+        assert self._index is not None  # open
         self._index.flush()
         del self._index
+        record_fields = RECORD_DTYPE.names
+        assert record_fields is not None  # a structured dtype
         header = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -170,13 +176,13 @@ class FeatureStoreWriter:
             "dtype": "float32",
             "byte_order": "little",
             "boxes": "pixel x1, y1, x2, y2",
-            "record_fields": list(RECORD_DTYPE.names),
+            "record_fields": list(record_fields),
         }
-        with open(self._tmp / HEADER_FILE, "w", encoding="utf-8") as f:
-            json.dump(header, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with open(self._tmp / HEADER_FILE, "w", encoding="utf-8") as hf:
+            json.dump(header, hf, indent=2)
+            hf.write("\n")
+            hf.flush()
+            os.fsync(hf.fileno())
         _fsync_dir(self._tmp)
         if self.path.exists():
             if not self.overwrite:

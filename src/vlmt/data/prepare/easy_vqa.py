@@ -69,7 +69,8 @@ def easy_vqa_dir(*, limit: int | None = None, extractor: str = DEFAULT_EXTRACTOR
     another extractor initialisation gets its own folder."""
     from vlmt.data.synth.cache import cache_root
 
-    suffix = (f"-limit{limit}" if limit is not None else "") + (f"-{extractor}" if extractor != DEFAULT_EXTRACTOR else "")
+    suffix = ((f"-limit{limit}" if limit is not None else "")
+              + (f"-{extractor}" if extractor != DEFAULT_EXTRACTOR else ""))
     return cache_root() / f"easy_vqa-{EASY_VQA_VERSION}{suffix}"
 
 
@@ -104,7 +105,8 @@ def image_labels(examples: Sequence[VQAExample], colours: Sequence[str]) -> dict
 
 # --- the region CNN -----------------------------------------------------------------------------
 
-def _training_images(images: dict[int, np.ndarray], labels: dict[int, tuple[str | None, str | None]]) -> list[GenomeImage]:
+def _training_images(images: dict[int, np.ndarray],
+                     labels: dict[int, tuple[str | None, str | None]]) -> list[GenomeImage]:
     """One Visual Genome-style image per labelled training image: its foreground box named by the
     shape, with the colour as its attribute (the form `genome_training_regions` takes)."""
     out = []

@@ -35,7 +35,8 @@ def require(obj: Any, key: str, kind: type | tuple[type, ...], file: object, rec
         raise Skip
     value = obj[key]
     if not _is(value, kind):
-        report(file, f"must be {_kind_name(kind)}, got {type(value).__name__} {_short(value)}", record=record, field=key)
+        report(file, f"must be {_kind_name(kind)}, got {type(value).__name__} {_short(value)}", record=record,
+               field=key)
         raise Skip
     return value
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 from vlmt.errors import DataError
 
@@ -32,14 +32,15 @@ class ArrayStream:
         self._pos = 0
         self._offset = 0  # characters dropped from the front of the buffer
         self._eof = False
-        self._file = None
+        self._file: TextIO | None = None
 
     # -- buffer
     def _more(self) -> bool:
         if self._eof:
             return False
+        assert self._file is not None, "read before the file was opened"
         try:
-            chunk = self._file.read(_CHUNK)  # type: ignore[union-attr]
+            chunk = self._file.read(_CHUNK)
         except UnicodeDecodeError as e:
             raise DataError(self.path, f"not UTF-8 text ({e.reason})") from None
         if not chunk:
@@ -91,15 +92,16 @@ class ArrayStream:
     # -- structure
     def __iter__(self) -> Iterator[Any]:
         try:
-            self._file = open(self.path, encoding="utf-8")
+            file = open(self.path, encoding="utf-8")
         except FileNotFoundError:
             raise DataError(self.path, "file not found") from None
         except OSError as e:
             raise DataError(self.path, f"unreadable: {e.strerror}") from None
+        self._file = file
         try:
             yield from self._object()
         finally:
-            self._file.close()
+            file.close()
 
     def _object(self) -> Iterator[Any]:
         first = self._peek()

@@ -73,7 +73,8 @@ def read_karpathy(path: str | os.PathLike, *, report: Report = raise_problem) ->
         except Skip:
             continue
         if image_id in seen_ids:
-            report(path, f"duplicate image id {image_id}", record=record, field="cocoid" if "cocoid" in im else "filename")
+            report(path, f"duplicate image id {image_id}", record=record,
+                   field="cocoid" if "cocoid" in im else "filename")
             continue
         seen_ids.add(image_id)
         out.append(CaptionedImage(image_id, filename, split, tuple(raws), tuple(tokens)))

@@ -33,7 +33,8 @@ def read_answers(root: str | os.PathLike | None = None) -> list[str]:
     return [a.strip() for a in path.read_text(encoding="utf-8").splitlines() if a.strip()]
 
 
-def read_easy_vqa(split: str, *, root: str | os.PathLike | None = None, report: Report = raise_problem) -> list[VQAExample]:
+def read_easy_vqa(split: str, *, root: str | os.PathLike | None = None,
+                  report: Report = raise_problem) -> list[VQAExample]:
     """Examples of one split; question ids are `SPLIT_OFFSET[split] + position`, image ids are the
     png numbers offset the same way so train and test images never share an id."""
     if split not in SPLITS:

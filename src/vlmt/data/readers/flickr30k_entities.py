@@ -110,15 +110,16 @@ def read_annotation(path: str | os.PathLike, *, report: Report = raise_problem) 
         bndbox = obj.find("bndbox")
         if bndbox is not None:
             try:
-                coords = tuple(float(int(bndbox.find(k).text)) - 1.0  # type: ignore[union-attr,arg-type]
-                               for k in ("xmin", "ymin", "xmax", "ymax"))
+                x1, y1, x2, y2 = (float(int(bndbox.find(k).text)) - 1.0  # type: ignore[union-attr,arg-type]
+                                  for k in ("xmin", "ymin", "xmax", "ymax"))
             except (AttributeError, TypeError, ValueError):
                 report(path, "needs integer xmin, ymin, xmax, ymax", record=record, field="bndbox")
                 continue
+            coords = (x1, y1, x2, y2)
             if not check_box(coords, path, record, "bndbox", report, width=ann.width - 1, height=ann.height - 1):
                 continue
             for n in names:
-                ann.boxes.setdefault(n, []).append(coords)  # type: ignore[arg-type]
+                ann.boxes.setdefault(n, []).append(coords)
             continue
         flags = {}
         for key in ("nobndbox", "scene"):

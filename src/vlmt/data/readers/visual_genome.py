@@ -28,7 +28,8 @@ def _list_file(path: Path, report: Report) -> list:
 
 
 def _image_id(entry: dict, path: Path, record: str, report: Report) -> int:
-    if isinstance(entry, dict) and "image_id" not in entry and "id" not in entry and isinstance(entry.get("image"), dict):
+    if (isinstance(entry, dict) and "image_id" not in entry and "id" not in entry
+            and isinstance(entry.get("image"), dict)):
         entry = entry["image"]
     key = "image_id" if isinstance(entry, dict) and "image_id" in entry else "id"
     return require(entry, key, int, path, record, report)
@@ -148,7 +149,8 @@ def drop_vqa_overlap(images: Iterable[GenomeImage], vqa_image_ids: Iterable[int]
     Returns (kept, dropped)."""
     coco = set(vqa_image_ids)
     digests = {file_digest(p) for p in vqa_image_files}
-    kept, dropped = [], []
+    kept: list[GenomeImage] = []
+    dropped: list[GenomeImage] = []
     for im in images:
         same = im.coco_id is not None and im.coco_id in coco
         if not same and digests and genome_image_files and im.image_id in genome_image_files:

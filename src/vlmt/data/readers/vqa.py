@@ -18,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
 
@@ -57,8 +57,10 @@ def _check_header(data: object, path: Path, report: Report, pattern: re.Pattern)
     if subtype not in known:
         report(path, f"unknown split name {subtype!r}; expected one of {', '.join(known)}", field="data_subtype")
     m = pattern.match(path.name)
-    if m and m.group(m.lastindex) != subtype:
-        report(path, f"says {subtype!r} but the file name says {m.group(m.lastindex)!r}", field="data_subtype")
+    if m:
+        assert m.lastindex is not None  # the file-name patterns all have groups
+        if m.group(m.lastindex) != subtype:
+            report(path, f"says {subtype!r} but the file name says {m.group(m.lastindex)!r}", field="data_subtype")
     return subtype
 
 
@@ -242,7 +244,7 @@ class VQAIndex:
 
     def __contains__(self, question_id: object) -> bool:
         try:
-            self._row(int(question_id))  # type: ignore[arg-type]
+            self._row(int(cast(Any, question_id)))  # int() raises TypeError / ValueError for non-ids
         except (DataError, TypeError, ValueError):
             return False
         return True

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Sequence, TypeVar
 
 import numpy as np
 
-from . import taxonomy as tx
-from .scene import RELATIONS, Scene, SceneObject, box_gap, relation_holds
+from vlmt.data.synth import taxonomy as tx
+from vlmt.data.synth.scene import RELATIONS, Scene, SceneObject, box_gap, relation_holds
 
 RELATION_WORDS: dict[str, tuple[str, ...]] = {
     "left of": ("to the left of", "left of", "on the left side of"),
@@ -26,6 +27,8 @@ RELATION_WORDS: dict[str, tuple[str, ...]] = {
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 GENERIC_NOUNS = ("object", "thing", "shape")
 SCENE_PHRASES = ("the picture", "the image", "this picture")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def _relation_pairs(scene: Scene) -> list[tuple[SceneObject, str, SceneObject]]:
 def _groups(scene: Scene) -> list[tuple[str, str | None, tuple[int, ...]]]:
     """(shape, colour or None, object indices) for every shape with 2+ objects, and same-colour
     subgroups of them: the plural noun phrases a caption may use."""
-    out = []
+    out: list[tuple[str, str | None, tuple[int, ...]]] = []
     for shape in tx.SHAPES:
         objs = [o for o in scene.objects if o.shape == shape]
         if len(objs) >= 2:
@@ -329,7 +332,7 @@ def _q(text_words: list[str]) -> str:
     return s[0].upper() + s[1:] + "?"
 
 
-def _pick(rng: np.random.Generator, seq):  # type: ignore[no-untyped-def]
+def _pick(rng: np.random.Generator, seq: Sequence[_T]) -> _T:
     return seq[int(rng.integers(len(seq)))]
 
 

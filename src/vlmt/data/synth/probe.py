@@ -10,13 +10,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import taxonomy as tx
-from .world import SIZES, World, build
+from vlmt.data.synth import taxonomy as tx
+from vlmt.data.synth.world import SIZES, World, build
 
 
 def true_box_features(world: World, store, image_ids: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Features of the proposal equal to each object's true box, and the object's labels."""
-    feats, labels = [], {"shape": [], "colour": [], "size": [], "texture": []}
+    feats: list[np.ndarray] = []
+    labels: dict[str, list[int]] = {"shape": [], "colour": [], "size": [], "texture": []}
     for i in image_ids:
         r = store[i]
         for o in world.scenes[i].objects:

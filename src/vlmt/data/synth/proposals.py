@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import Box, iou
+from vlmt.data.synth.scene import Box, iou
 
 
 def _clip(box: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -59,6 +59,6 @@ def make_proposals(true_boxes: list[Box], rng: np.random.Generator, *, width: in
 
 def best_match(box: Box, proposals: np.ndarray) -> tuple[int, float]:
     """Index of the proposal with the highest IoU with `box`, and that IoU."""
-    ious = [iou(box, tuple(map(float, p))) for p in proposals]
+    ious = [iou(box, (float(p[0]), float(p[1]), float(p[2]), float(p[3]))) for p in proposals]
     k = int(np.argmax(ious))
     return k, float(ious[k])

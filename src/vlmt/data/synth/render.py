@@ -10,8 +10,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import taxonomy as tx
-from .scene import BACKGROUNDS, Box, Scene, SceneObject
+from vlmt.data.synth import taxonomy as tx
+from vlmt.data.synth.scene import BACKGROUNDS, Box, Scene, SceneObject
 
 SUPERSAMPLE = 2
 
@@ -19,6 +19,7 @@ SUPERSAMPLE = 2
 def _unit_outline(shape: str, rotation: float) -> list[tuple[float, float]]:
     """Outline points of a shape in [0, 1]^2 (rotated, then stretched to fill the unit square
     so the object's box is tight)."""
+    pts: list[tuple[float, float]]
     if shape in ("square", "rectangle"):
         pts = [(0, 0), (1, 0), (1, 1), (0, 1)]
     elif shape in ("circle", "ellipse"):
@@ -100,7 +101,8 @@ def render(scene: Scene) -> Image.Image:
     rng = np.random.default_rng(scene.image_id)  # faint sensor noise, fixed per image
     bg = np.array(BACKGROUNDS[scene.background], dtype=np.float32)
     noise = rng.normal(0, 4, (scene.height, scene.width, 1)).astype(np.float32)
-    canvas = Image.fromarray(np.clip(bg + noise, 0, 255).astype(np.uint8), "RGB").resize(size, Image.NEAREST)  # noise in 1x pixels
+    canvas = Image.fromarray(np.clip(bg + noise, 0, 255).astype(np.uint8), "RGB")
+    canvas = canvas.resize(size, Image.Resampling.NEAREST)  # noise in 1x pixels
     for obj in scene.objects:
         # draw each object on a patch the size of its box (cheaper than full-canvas layers)
         x0, y0 = int(obj.box[0] * s) - 1, int(obj.box[1] * s) - 1

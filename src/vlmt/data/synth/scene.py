@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import taxonomy as tx
+from vlmt.data.synth import taxonomy as tx
 
 Box = tuple[float, float, float, float]
 

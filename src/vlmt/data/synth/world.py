@@ -25,15 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vlmt.data.synth import taxonomy as tx
+from vlmt.data.synth import writers
+from vlmt.data.synth.language import Caption, Question, captions, questions
+from vlmt.data.synth.proposals import make_proposals
+from vlmt.data.synth.render import png_bytes, render
+from vlmt.data.synth.scene import Scene, sample_scene
 from vlmt.errors import ConfigError
 from vlmt.io import atomic_write, write_json
-
-from . import taxonomy as tx
-from . import writers
-from .language import Caption, Question, captions, questions
-from .proposals import make_proposals
-from .render import png_bytes, render
-from .scene import Scene, sample_scene
 
 WORLD_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -219,12 +218,11 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
         t = time.perf_counter()
         ext_dir = out / "region_extractor"
         load = lambda i: _load_image(images_dir / filename(i))  # noqa: E731
+        log: list = []
         if (ext_dir / RegionExtractor.META).exists():
             extractor = RegionExtractor.load(ext_dir)
-            log = []
         else:
             imgs, regions = extractor_training_data(out, w, load)
-            log: list = []
             extractor = train_region_extractor(imgs, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
                                                feature_dim=size.feature_dim, epochs=size.extractor_epochs,
                                                seed=seed, log=log)
@@ -243,8 +241,8 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
                                             width=w.scenes[i].width, height=w.scenes[i].height, count=size.proposals)
                              for i in chunk]
                     feats = extractor.extract([load(i) for i in chunk], boxes)
-                    for i, b, f in zip(chunk, boxes, feats):
-                        writer.add(i, boxes=b, features=f, width=w.scenes[i].width, height=w.scenes[i].height)
+                    for i, b, feat in zip(chunk, boxes, feats):
+                        writer.add(i, boxes=b, features=feat, width=w.scenes[i].width, height=w.scenes[i].height)
         timings["features"] = time.perf_counter() - t
         say("extracted region features")
     finally:
@@ -277,7 +275,8 @@ def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
     if not all(p.exists() for p in needed):
         return None
     counts = [sum(1 for _ in (out / d).glob(pattern)) for d, pattern in
-              (("images", "*.png"), ("flickr30k_entities/Sentences", "*.txt"), ("flickr30k_entities/Annotations", "*.xml"))]
+              (("images", "*.png"), ("flickr30k_entities/Sentences", "*.txt"),
+               ("flickr30k_entities/Annotations", "*.xml"))]
     return manifest if counts == [n_main + n_genome, n_main, n_main] else None
 
 

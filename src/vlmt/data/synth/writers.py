@@ -17,11 +17,10 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from vlmt.data.synth import taxonomy as tx
+from vlmt.data.synth.language import Caption, Question
+from vlmt.data.synth.scene import Scene
 from vlmt.io import atomic_write, write_json
-
-from . import taxonomy as tx
-from .language import Caption, Question
-from .scene import Scene
 
 VQA_INFO = {
     "description": "vlmt synthetic world, written in the VQA format",

@@ -3,12 +3,12 @@ lexicon of recognition labels, and hypernyms. spaCy and NLTK are used when insta
 
 from __future__ import annotations
 
-from .hypernyms import HypernymMap
-from .lemmatize import RuleLemmatizer, WordNetLemmatizer, make_lemmatizer
-from .lexicon import PosLexicon, TaggedTokens, WordMatch
-from .tokenize import WordAlignment, align_words, tokenize
-from .vocab import PAD, UNK, Vocabulary, pad_indices
-from .word_vectors import WordVectors, load_word_vectors, save_word_vectors_text
+from vlmt.data.text.hypernyms import HypernymMap
+from vlmt.data.text.lemmatize import RuleLemmatizer, WordNetLemmatizer, make_lemmatizer
+from vlmt.data.text.lexicon import PosLexicon, TaggedTokens, WordMatch
+from vlmt.data.text.tokenize import WordAlignment, align_words, tokenize
+from vlmt.data.text.vocab import PAD, UNK, Vocabulary, pad_indices
+from vlmt.data.text.word_vectors import WordVectors, load_word_vectors, save_word_vectors_text
 
 __all__ = [
     "PAD",

@@ -22,10 +22,9 @@ from collections import deque
 from collections.abc import Container, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from vlmt.data.text.optional import nltk_wordnet
 from vlmt.errors import DataError
 from vlmt.io import write_json
-
-from .optional import nltk_wordnet
 
 MEMORY = "<memory>"
 

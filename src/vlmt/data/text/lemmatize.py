@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, Protocol
 
-from .optional import nltk_wordnet
+from vlmt.data.text.optional import nltk_wordnet
 
 Pos = Literal["n", "a", "v"]
 POS_TAGS: tuple[str, ...] = ("n", "a", "v")

@@ -18,14 +18,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .lemmatize import Lemmatizer, make_lemmatizer
-from .optional import DEFAULT_SPACY_MODEL, nltk_pos_tagger, spacy_pipeline
-from .tokenize import TokenizerStyle, tokenize
+from vlmt.data.text.lemmatize import Lemmatizer, Pos, make_lemmatizer
+from vlmt.data.text.optional import DEFAULT_SPACY_MODEL, nltk_pos_tagger, spacy_pipeline
+from vlmt.data.text.tokenize import TokenizerStyle, tokenize
 
 TaggerBackend = Literal["auto", "lexicon", "spacy", "nltk"]
 # a custom tagger: tokens -> one coarse tag per token, "n" (noun), "a" (adjective) or None
 CoarseTagger = Callable[[Sequence[str]], Sequence["str | None"]]
-NOUN, ADJECTIVE = "n", "a"
+# a tagging backend: tokens -> (one coarse tag per token, the tagger's lemmas or None)
+_TagFunction = Callable[[tuple[str, ...]], "tuple[Sequence[str | None], Sequence[str | None] | None]"]
+NOUN: Literal["n"] = "n"
+ADJECTIVE: Literal["a"] = "a"
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class PosLexicon:
                 known_adjectives={k[-1] for k in self.adjectives},
             )
         self.lemmatizer = lemmatizer
+        self._tagger: _TagFunction | None
         if callable(tagger):
             custom = tagger
             self.tagger_name = getattr(custom, "__name__", "custom")
@@ -138,8 +142,9 @@ class PosLexicon:
             for i, tag in enumerate(tags):
                 if i in covered or tag not in (NOUN, ADJECTIVE):
                     continue
-                lemma = (tagger_lemmas[i] if tagger_lemmas else None) or self.lemmatizer.lemmatize(tokens[i], tag)
-                matches.append(WordMatch(i, i + 1, lemma, tag, from_label=False))
+                coarse: Pos = NOUN if tag == NOUN else ADJECTIVE
+                lemma = (tagger_lemmas[i] if tagger_lemmas else None) or self.lemmatizer.lemmatize(tokens[i], coarse)
+                matches.append(WordMatch(i, i + 1, lemma, coarse, from_label=False))
         matches.sort(key=lambda m: (m.start, m.pos))
         return TaggedTokens(tokens=tokens, matches=tuple(matches))
 
@@ -164,8 +169,9 @@ class PosLexicon:
         return out
 
     def _kinds(self, span: tuple[str, ...]) -> dict[str, str]:
-        kinds = {}
+        kinds: dict[str, str] = {}
         head, last = span[:-1], span[-1]
+        pos: Pos
         for pos, labels in ((NOUN, self.nouns), (ADJECTIVE, self.adjectives)):
             for form in dict.fromkeys((last, self.lemmatizer.lemmatize(last, pos))):
                 if head + (form,) in labels:
@@ -182,14 +188,15 @@ class PosLexicon:
     ) -> dict[str, str]:
         """A label that is both noun and adjective: the tagger decides; without one, it is an
         adjective right before a noun label and both otherwise."""
-        if tags is not None and tags[end - 1] in kinds:
-            return {tags[end - 1]: kinds[tags[end - 1]]}
+        tag = tags[end - 1] if tags is not None else None
+        if tag is not None and tag in kinds:
+            return {tag: kinds[tag]}
         if tags is None and following and following[0][0] == end and NOUN in following[0][2]:
             return {ADJECTIVE: kinds[ADJECTIVE]}
         return kinds
 
 
-def _load_tagger(backend: TaggerBackend, spacy_model: str):
+def _load_tagger(backend: TaggerBackend, spacy_model: str) -> tuple[str, _TagFunction | None]:
     """(name, function tokens -> (coarse tags, lemmas or None)) for the chosen backend."""
     if backend not in ("auto", "lexicon", "spacy", "nltk"):
         raise ValueError(f"unknown tagger {backend!r}; expected auto, lexicon, spacy or nltk")
@@ -216,17 +223,17 @@ def _penn_to_coarse(tag: str) -> str | None:
     return None
 
 
-def _nltk_tagger(pos_tag):
-    def tag(tokens: tuple[str, ...]):
+def _nltk_tagger(pos_tag) -> _TagFunction:
+    def tag(tokens: tuple[str, ...]) -> tuple[list[str | None], None]:
         return [_penn_to_coarse(t) for _, t in pos_tag(list(tokens))], None
 
     return tag
 
 
-def _spacy_tagger(nlp):
+def _spacy_tagger(nlp) -> _TagFunction:
     from spacy.tokens import Doc
 
-    def tag(tokens: tuple[str, ...]):
+    def tag(tokens: tuple[str, ...]) -> tuple[list[str | None], list[str | None]]:
         doc = Doc(nlp.vocab, words=list(tokens))
         for _, component in nlp.pipeline:
             doc = component(doc)

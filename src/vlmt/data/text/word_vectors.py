@@ -26,10 +26,9 @@ from typing import BinaryIO, Literal
 import numpy as np
 import torch
 
+from vlmt.data.text.vocab import Vocabulary
 from vlmt.errors import DataError
 from vlmt.io import atomic_write
-
-from .vocab import Vocabulary
 
 VectorFormat = Literal["auto", "glove", "word2vec", "word2vec-text"]
 FALLBACK_INIT_STD = 0.1
@@ -230,7 +229,7 @@ class _Scan:
         (self.exact if exact else self.folded)[word] = None
 
 
-def _detect_format(path: Path) -> str:
+def _detect_format(path: Path) -> Literal["glove", "word2vec", "word2vec-text"]:
     """word2vec binary when the name ends in .bin or the data after a ``count dim`` header is not
     text; word2vec text when such a header is followed by text lines; GloVe text otherwise."""
     with open(path, "rb") as f:

@@ -1,4 +1,4 @@
-"""Dual-encoder shortlist head for fast image-caption retrieval (not in either paper; DESIGN 1c).
+"""Dual-encoder shortlist head for fast image-caption retrieval (not in either paper).
 
 The retrieval decoder of H scores a pair only after the co-attention layers have mixed the two
 modalities, so ranking N images against M captions costs N x M encoder passes. This head embeds

@@ -210,13 +210,13 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 
 class _SideProjection(torch.autograd.Function):
     """Own-side work of a layer for rows x (R, d), null slots (m, d) and the fused weight
-    [P; W_own] (2d, d): returns P x, W_own x (one GEMM for both) and P nulls. The backward splits its GEMMs by half instead of concatenating the incoming
-    gradients into a (R, 2d) buffer, and folds the rank-m null term into the weight gradient in
-    place; both save full passes over activation-sized memory compared with autograd's
-    cat/split."""
+    [P; W_own] (2d, d): returns P x, W_own x (one GEMM for both) and P nulls. The backward splits
+    its GEMMs by half instead of concatenating the incoming gradients into a (R, 2d) buffer, and
+    folds the rank-m null term into the weight gradient in place; both save full passes over
+    activation-sized memory compared with autograd's cat/split."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, nulls: Tensor, weight: Tensor):  # type: ignore[override]
+    def forward(ctx, x: Tensor, nulls: Tensor, weight: Tensor):
         dtype = _compute_dtype(x)
         ctx.dtypes = (x.dtype, nulls.dtype, weight.dtype)
         with torch.autocast(x.device.type, enabled=False):
@@ -229,7 +229,7 @@ class _SideProjection(torch.autograd.Function):
         return projected, own, null_projected
 
     @staticmethod
-    def backward(ctx, g_proj: Tensor, g_own: Tensor, g_null: Tensor):  # type: ignore[override]
+    def backward(ctx, g_proj: Tensor, g_own: Tensor, g_null: Tensor):
         xc, nc, wc = ctx.saved_tensors
         d = nc.shape[1]
         dtype = xc.dtype
@@ -272,7 +272,7 @@ class _ResidualReluDropout(torch.autograd.Function):
     also the backward (grad_z = grad * g), so forward and backward are one pass each over z."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, z: Tensor, p: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, z: Tensor, p: float) -> Tensor:
         if p > 0.0:
             keep, scale = dropout_keep_mask(z.shape, p, z.device)
             gate = torch.where(keep, scale, 0.0).to(z.dtype).mul_(z > 0)
@@ -282,7 +282,7 @@ class _ResidualReluDropout(torch.autograd.Function):
         return torch.addcmul(x, z, gate)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         (gate,) = ctx.saved_tensors
         return grad, grad * gate, None
 
