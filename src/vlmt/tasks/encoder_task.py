@@ -12,7 +12,7 @@ them to its head:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,7 @@ from vlmt.config import TaskConfig
 from vlmt.data.vl_datasets import VLData
 from vlmt.errors import ConfigError
 from vlmt.models.hierarchical import Encoded, HierarchicalVL
+from vlmt.tasks.collate import index_batches
 
 
 @dataclass
@@ -74,11 +75,34 @@ class EncoderTask(nn.Module):
         return model(batch["tokens"], batch["lengths"], batch["region_features"], batch["region_mask"],
                      depth=self.config.layer)
 
+    def _split(self, split: str) -> dict[str, Any]:
+        """The prepared examples of `split` (token ids, image ids, targets, ...), built once."""
+        raise NotImplementedError
+
+    def _part(self, split: str) -> dict[str, Any]:
+        """The examples `batches(split)` draws from: `_split(split)` unless a task trains on more."""
+        return self._split(split)
+
+    def _collate(self, part: dict[str, Any], rows: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of examples `rows` of a part: padded tokens, gathered regions, targets."""
+        raise NotImplementedError
+
+    def num_examples(self, split: str) -> int:
+        return len(self._part(split)["tokens"])
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1
+                ) -> Iterator[dict[str, torch.Tensor]]:
+        """"train": the endless resumable stream from batch `start` (this process's share under
+        DDP); other splits: one pass in order, `eval_batch_size` examples at a time."""
+        part = self._part(split)
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for rows in index_batches(len(part["tokens"]), size, split=split, seed=self.seed, start=start, rank=rank,
+                                  world_size=world_size):
+            yield self._collate(part, rows)
+
     def example_batch(self, split: str, index: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """One example of `split` as a batch of size 1 (what `__call__` and `attention_maps`
         take) and what to draw it with: {"image_id", "image_path", "words" (the tokens the model
         saw), ...}."""
         raise NotImplementedError
 
-    def num_examples(self, split: str) -> int:
-        raise NotImplementedError

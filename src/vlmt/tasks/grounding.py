@@ -16,7 +16,7 @@ ranks the proposals by score; Recall@1/5/10 of the Flickr30k Entities protocol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from vlmt.metrics.grounding import grounding_recall
 from vlmt.models.heads.grounding import GroundingHead
 from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.tasks.base import EvalMode, move_to
-from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
+from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.tasks.global_batch import global_mean
 
@@ -82,9 +82,6 @@ class GroundingTask(EncoderTask):
             self.data.entity_split(split)
         return self._splits[split]
 
-    def num_examples(self, split: str) -> int:
-        return len(self._split(split)["tokens"])
-
     def _collate(self, part: dict[str, Any], rows: list[int]) -> dict[str, Tensor]:
         tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
         batch = {"tokens": tokens, "lengths": lengths}
@@ -101,13 +98,6 @@ class GroundingTask(EncoderTask):
         batch.update(spans=spans, phrase_boxes=boxes, phrase_mask=phrase_mask,
                      index=torch.tensor(rows, dtype=torch.int64))
         return batch
-
-    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, Tensor]]:
-        part = self._split(split)
-        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
-        for rows in index_batches(len(part["tokens"]), size, split=split, seed=self.seed, start=start, rank=rank,
-                                  world_size=world_size):
-            yield self._collate(part, rows)
 
     def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
         """(B, H, T) phrase-region logits (Eq. 10 before the sigmoid) of the batch's phrase spans

@@ -43,7 +43,7 @@ from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.shortlist import ShortlistHead
 from vlmt.models.hierarchical import CaptionCache, HierarchicalVL, ImageCache
 from vlmt.tasks.base import EvalMode
-from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
+from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.tasks.rerank import reranked_scores, shortlist_mask
 
@@ -91,22 +91,12 @@ class RetrievalTask(EncoderTask):
             self.data.caption_split(split)
         return self._splits[split]
 
-    def num_examples(self, split: str) -> int:
-        return len(self._split(split)["tokens"])
-
     def _collate(self, part: dict[str, Any], rows: list[int]) -> dict[str, Tensor]:
         tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
         ids = [part["image_ids"][r] for r in rows]
         batch = {"tokens": tokens, "lengths": lengths, "image_ids": torch.tensor(ids, dtype=torch.int64)}
         batch.update(gather_regions(self.store, ids))
         return batch
-
-    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, Tensor]]:
-        part = self._split(split)
-        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
-        for rows in index_batches(len(part["tokens"]), size, split=split, seed=self.seed, start=start, rank=rank,
-                                  world_size=world_size):
-            yield self._collate(part, rows)
 
     def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
         """(B,) relevance logits of the batch's B (image, caption) pairs (Eq. 7 before the sigmoid)."""

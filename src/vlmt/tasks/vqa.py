@@ -11,7 +11,7 @@ the official VQA accuracy (`vlmt.metrics.vqa`): `accuracy`, `atype/<answer type>
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from vlmt.metrics.vqa import breakdown, evaluate_vqa
 from vlmt.models.heads.vqa import VQAHead
 from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.tasks.base import EvalMode, move_to
-from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
+from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 
 
@@ -61,8 +61,8 @@ class VQATask(EncoderTask):
         return {"examples": s.examples, "tokens": tokens, "image_ids": image_ids, "targets": targets,
                 "annotated": s.annotated, "path": s.path}
 
-    def num_examples(self, split: str) -> int:
-        return len(self._train["tokens"]) if split == "train" else len(self._split(split)["tokens"])
+    def _part(self, split: str) -> dict[str, Any]:
+        return self._train if split == "train" else self._split(split)  # training joins data.vqa.train_splits
 
     def _split(self, split: str) -> dict[str, Any]:
         if split not in self._splits:
@@ -80,13 +80,6 @@ class VQATask(EncoderTask):
         batch["targets"] = targets
         batch["index"] = torch.tensor(rows, dtype=torch.int64)
         return batch
-
-    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, Tensor]]:
-        part = self._train if split == "train" else self._split(split)
-        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
-        for rows in index_batches(len(part["tokens"]), size, split=split, seed=self.seed, start=start, rank=rank,
-                                  world_size=world_size):
-            yield self._collate(part, rows)
 
     def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
         """(B, A) answer logits (Eq. 8 before the sigmoid)."""
@@ -143,7 +136,7 @@ class VQATask(EncoderTask):
                     "words": self.head.question_summary.attention(encoded.words, encoded.word_mask)}
 
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        part = self._train if split == "train" else self._split(split)
+        part = self._part(split)
         batch = self._collate(part, [index])
         info: dict[str, Any] = {"image_id": part["image_ids"][index],
                                 "image_path": self.data.image_path(part["image_ids"][index], "vqa"),
