@@ -5,8 +5,8 @@ memory of the child and all its descendants from /proc every 0.1 s; reports the 
 (RSS including children), the kernel's peak RSS of the largest single process (getrusage), the
 wall time, the demo's own per-stage seconds and the accuracies it reached (report.json).
 CPU seconds (user + system) are reported too: on a shared, loaded machine they are the better
-guide to the wall time on an idle one. The world is generated on the first run and reused afterwards; `--fresh-world` points the cache
-at an empty folder so generation is included.
+guide to the wall time on an idle one. The world is generated on the first run and reused
+afterwards; `--fresh-world` points the cache at an empty folder so generation is included.
 
     PYTHONPATH=src python benchmarks/demo.py [--size default] [--json] [--save FILE] [--fresh-world]
 

@@ -28,17 +28,17 @@ def template(question: str) -> str:
 
 def main() -> None:
     from vlmt.data.features.proposals import foreground_box, load_image
-    from vlmt.training.checkpoint import rebuild
+    from vlmt.training.build import rebuild
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--pictures", default=None)
     args = parser.parse_args()
+    _, parts = rebuild(args.run_dir, "best", device="cpu")
     torch.set_num_threads(1)
-    _, model, tasks = rebuild(args.run_dir, "best")
-    task = next(t for t in tasks.values() if getattr(t, "kind", "") == "vqa")
-    predictions = task.predict(model, args.split, device=torch.device("cpu"))
+    task = next(t for t in parts.tasks.values() if getattr(t, "kind", "") == "vqa")
+    predictions = task.predict(parts.model, args.split, device=torch.device("cpu"))
     examples = task.data.vqa_split(args.split).examples
     failures = []
     for e in examples:

@@ -3,10 +3,10 @@
 Measures forward + backward of (a) the dense co-attention stack alone at the anchor shapes
 (batch 32, d 1024, 36 regions, 14 words, K 4, 3 null slots, 5 layers, dropout on) and (b) the
 full paper-sized encoder (GloVe-sized embedding, BiLSTM, region projection, 5 layers) with the
-VQA decoder at batch 64, in fp32 and under bf16 autocast. Model FLOP utilisation is
-(3 x analytic forward FLOPs) / step time / the fp32 matmul rate of this machine, measured in the
-same run. All measurements are interleaved round by round and medians are reported, because the
-host may be shared.
+VQA head (`VQAHead` on the last layer) at batch 64, in fp32 and under bf16 autocast. Model FLOP
+utilisation is (3 x analytic forward FLOPs) / step time / the fp32 matmul rate of this machine,
+measured in the same run. All measurements are interleaved round by round and medians are
+reported, because the host may be shared.
 
     PYTHONPATH=src python benchmarks/encoder_step.py --json [--threads 2] [--rounds 5]
     PYTHONPATH=src python benchmarks/encoder_step.py --json --device cuda   # fp32 matmul rate without TF32
@@ -28,9 +28,14 @@ from contextlib import nullcontext
 
 import torch
 
+from vlmt.models.heads.retrieval import RetrievalHead
+from vlmt.models.heads.vqa import VQAHead
 from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
-from vlmt.models.layers.fused import DenseCoAttentionStack
+from vlmt.models.layers.fused import FusedDenseCoAttentionLayer
+from vlmt.tasks.retrieval import score_pair_list
 from vlmt.tasks.vqa import vqa_loss
+
+RETRIEVAL_LAYER = 3  # the paper's retrieval layer; the VQA head reads the last layer (5 of 5)
 
 # -- analytic forward FLOPs (a multiply-add counts 2) -------------------------------------------
 
@@ -120,8 +125,9 @@ def make_dcl_step(args: argparse.Namespace, bf16: bool, batch: int | None = None
     torch.manual_seed(0)
     if batch is not None:
         args = argparse.Namespace(**{**vars(args), "batch": batch})
-    stack = DenseCoAttentionStack(
-        num_layers=args.layers, dim=args.dim, heads=args.heads, null_slots=args.null_slots, dropout=0.3
+    stack = torch.nn.ModuleList(
+        FusedDenseCoAttentionLayer(dim=args.dim, heads=args.heads, null_slots=args.null_slots, dropout=0.3)
+        for _ in range(args.layers)
     ).train().to(DEVICE)
     words = torch.randn(args.batch, args.words, args.dim, device=DEVICE, requires_grad=True)
     regions = torch.randn(args.batch, args.regions, args.dim, device=DEVICE, requires_grad=True)
@@ -132,7 +138,9 @@ def make_dcl_step(args: argparse.Namespace, bf16: bool, batch: int | None = None
         stack.zero_grad(set_to_none=True)
         words.grad = regions.grad = None
         with _autocast(bf16):
-            s, i = stack(words, regions, word_mask, region_mask)[-1]
+            s, i = words, regions
+            for layer in stack:
+                s, i = layer(s, i, word_mask, region_mask)
             loss = s.float().square().mean() + i.float().square().mean()
         loss.backward()
 
@@ -142,10 +150,12 @@ def make_dcl_step(args: argparse.Namespace, bf16: bool, batch: int | None = None
 def make_vqa_step(args: argparse.Namespace, bf16: bool) -> Callable[[], None]:
     torch.manual_seed(0)
     config = HierarchicalConfig(
-        vocab_size=args.vocab, num_answers=args.answers, region_feature_dim=args.feature_dim, dim=args.dim,
+        vocab_size=args.vocab, region_feature_dim=args.feature_dim, dim=args.dim,
         num_layers=args.layers, heads=args.heads, null_slots=args.null_slots,
     )
     model = HierarchicalVL(config, word_vectors=torch.randn(args.vocab, 300)).train().to(DEVICE)
+    head = VQAHead(dim=config.dim, num_answers=args.answers, heads=config.heads,
+                   dropout=config.fc_dropout).train().to(DEVICE)
     b = args.vqa_batch
     tokens = torch.randint(1, args.vocab, (b, args.words), device=DEVICE)
     lengths = torch.full((b,), args.words, device=DEVICE)
@@ -155,22 +165,26 @@ def make_vqa_step(args: argparse.Namespace, bf16: bool) -> Callable[[], None]:
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
+        head.zero_grad(set_to_none=True)
         with _autocast(bf16):
-            logits = model.forward_vqa(tokens, lengths, features, region_mask)
+            encoded = model(tokens, lengths, features, region_mask, depth=config.num_layers)  # VQA: the last layer
+            logits = head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
         vqa_loss(logits, targets).backward()
 
     return step
 
 
 def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
-    """All-pairs retrieval scoring of a block of images x captions (eval mode): `score_pairs`
-    with per-modality caches against running `forward_retrieval` on every expanded pair."""
+    """All-pairs retrieval scoring of a block of images x captions (eval mode), a retrieval head on
+    layer 3: `score_pair_list` over every pair with per-modality caches against running the
+    encoder and the head on every expanded pair."""
     torch.manual_seed(0)
     config = HierarchicalConfig(
-        vocab_size=args.vocab, num_answers=0, region_feature_dim=args.feature_dim, dim=args.dim,
+        vocab_size=args.vocab, region_feature_dim=args.feature_dim, dim=args.dim,
         num_layers=args.layers, heads=args.heads, null_slots=args.null_slots,
     )
     model = HierarchicalVL(config).eval().to(DEVICE)
+    head = RetrievalHead(dim=config.dim, heads=config.heads, dropout=config.fc_dropout).eval().to(DEVICE)
     n_img, n_cap = args.pair_images, args.pair_captions
     tokens = torch.randint(1, args.vocab, (n_cap, args.words), device=DEVICE)
     lengths = torch.full((n_cap,), args.words, device=DEVICE)
@@ -181,14 +195,18 @@ def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
         with torch.no_grad():
             images = model.encode_images(features, mask)
             captions = model.encode_captions(tokens, lengths)
-            model.score_pairs(images, captions, pair_batch=args.pair_batch)
+            flat = torch.arange(n_img * n_cap, device=DEVICE)
+            score_pair_list(model, head, images, captions, flat // n_cap, flat % n_cap, layer=RETRIEVAL_LAYER,
+                            pair_batch=args.pair_batch).view(n_img, n_cap)
 
     def naive() -> None:
         img = torch.arange(n_img, device=DEVICE).repeat_interleave(n_cap)
         cap = torch.arange(n_cap, device=DEVICE).repeat(n_img)
         with torch.no_grad():
             for chunk in torch.arange(n_img * n_cap, device=DEVICE).split(args.pair_batch):
-                model.forward_retrieval(tokens[cap[chunk]], lengths[cap[chunk]], features[img[chunk]], mask[img[chunk]])
+                i, c = img[chunk], cap[chunk]
+                encoded = model(tokens[c], lengths[c], features[i], mask[i], depth=RETRIEVAL_LAYER)
+                head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
 
     cached()
     t_cached, t_naive = [], []
@@ -199,7 +217,7 @@ def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
     return {
         "images": n_img,
         "captions": n_cap,
-        "retrieval_layer": config.decoder_layers["retrieval"],
+        "retrieval_layer": RETRIEVAL_LAYER,
         "pairs_per_s": round(pairs / statistics.median(t_cached), 1),
         "naive_pairs_per_s": round(pairs / statistics.median(t_naive), 1),
         "cached_speedup": round(statistics.median(a / b for a, b in zip(t_naive, t_cached)), 3),

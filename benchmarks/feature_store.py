@@ -100,7 +100,8 @@ def time_reads(store: FeatureStore, ids: np.ndarray) -> dict:
     expected = float(((ids.astype(np.int64) - 3) // 7).sum())
     assert checksum == expected, "read back the wrong images"
     return {"reads": len(ids), "seconds": seconds, "reads_per_s": len(ids) / seconds,
-            "rss_anon_mib_before": before.get("RssAnon", 0) / 1024, "rss_anon_mib_after": after.get("RssAnon", 0) / 1024,
+            "rss_anon_mib_before": before.get("RssAnon", 0) / 1024,
+            "rss_anon_mib_after": after.get("RssAnon", 0) / 1024,
             "rss_file_mib_after": after.get("RssFile", 0) / 1024}
 
 

@@ -24,7 +24,7 @@ import torch
 from vlmt import cli
 from vlmt.config import bundled_config
 from vlmt.metrics.retrieval import retrieval_metrics
-from vlmt.training.checkpoint import rebuild
+from vlmt.training.build import rebuild
 
 KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 
@@ -34,11 +34,13 @@ def _flat(m) -> dict[str, float]:
             "t2i_r1": m.t2i.r1, "t2i_r5": m.t2i.r5, "t2i_r10": m.t2i.r10, "rsum": m.rsum}
 
 
-def measure(run: Path, ks: list[int], split: str) -> dict:
-    _, model, tasks = rebuild(run, "best")
-    name, task = next((n, t) for n, t in tasks.items() if getattr(t, "kind", "") == "retrieval")
-    model.eval()
+def measure(run: Path, ks: list[int], split: str, *, threads: int) -> dict:
     device = torch.device("cpu")
+    _, parts = rebuild(run, "best", device=device)
+    torch.set_num_threads(threads)  # rebuild applies the run's train.threads
+    model = parts.model
+    name, task = next((n, t) for n, t in parts.tasks.items() if getattr(t, "kind", "") == "retrieval")
+    model.eval()
     c = task.per_image
     out: dict = {"run": run.name, "task": name, "split": split}
 
@@ -90,8 +92,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.ks.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached, seed=args.seed)
-        result = measure(run, ks, args.split)
+        run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached,
+                                                                  seed=args.seed)
+        result = measure(run, ks, args.split, threads=args.threads)
     if args.json:
         print(json.dumps(result))
         return

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from vlmt import config as C
-from vlmt.training.trainer import build_parts, train
+from vlmt.training.build import build_parts, load_experiment
+from vlmt.training.trainer import train
 
 
 def main() -> None:
@@ -30,10 +30,10 @@ def main() -> None:
     overrides = [f"train.max_iters={args.iters}", f"train.eval_every={args.iters}",
                  f"train.checkpoint_every={args.iters}", f"train.threads={args.threads}",
                  "train.progress=false", "train.tensorboard=false"]
-    cfg = C.load_config(args.config, overrides)
+    cfg = load_experiment(args.config, overrides)
     torch.set_num_threads(args.threads)
     t = time.perf_counter()
-    _, tasks, _ = build_parts(cfg, torch.device("cpu"))  # also warms the data cache
+    tasks = build_parts(cfg, torch.device("cpu")).tasks  # also warms the data cache
     build_s = time.perf_counter() - t
     order = cfg.schedule.order or list(cfg.tasks)
     streams = {n: iter(tasks[n].batches("train")) for n in order}

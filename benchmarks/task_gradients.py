@@ -43,9 +43,11 @@ import torch
 from torch import nn
 
 from vlmt import config as C
+from vlmt.seeding import seed_everything
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
-from vlmt.training import trainer as T
+from vlmt.training.build import build_lr_schedule, build_parts, build_schedule, load_experiment
+from vlmt.training.trainer import train
 
 
 def shared_group(name: str) -> str | None:
@@ -54,10 +56,10 @@ def shared_group(name: str) -> str | None:
         return "language"
     if name.startswith("model.regions."):
         return "regions"
-    m = re.match(r"model\.encoder\.layers\.(\d+)\.", name)
+    m = re.match(r"model\.layers\.(\d+)\.", name)
     if m:
         return f"layer{int(m.group(1)) + 1}"
-    if name.startswith("model.encoder."):
+    if name.startswith("model."):
         return "encoder_other"
     return None
 
@@ -128,9 +130,9 @@ def measure(modules: nn.Module, tasks: dict[str, Any], *, batches: int, seed: in
 
 
 def from_config(cfg: C.ExperimentConfig, device: torch.device):
-    T.seed_everything(cfg.train.seed)
-    _, tasks, modules = T.build_parts(cfg, device)
-    return modules, tasks, None
+    seed_everything(cfg.train.seed)
+    parts = build_parts(cfg, device)
+    return parts.objective, parts.tasks, None
 
 
 def from_run(run: Path, which: str, device: torch.device):
@@ -139,16 +141,16 @@ def from_run(run: Path, which: str, device: torch.device):
         raise SystemExit(f"{run}: no {which} checkpoint")
     state = ckpt.load_state(directory)
     cfg = C.from_dict(state["config"], source=str(directory / "state.pt"))
-    _, tasks, modules = T.build_parts(cfg, device)
-    ckpt.load_weights(directory, modules)
-    return modules, tasks, state, int(state["step"])
+    parts = build_parts(cfg, device)
+    ckpt.load_weights(directory, parts.objective)
+    return parts.objective, parts.tasks, state, int(state["step"])
 
 
 def schedule_check(cfg: C.ExperimentConfig) -> dict[str, Any]:
     """Updates per task and their mean learning-rate factor, joint run vs the task's single-task run."""
     def profile(c: C.ExperimentConfig) -> dict[str, dict[str, float]]:
-        schedule = T.build_schedule(c)
-        lr = T.build_lr_schedule(c, schedule)
+        schedule = build_schedule(c)
+        lr = build_lr_schedule(c, schedule)
         per: dict[str, list[float]] = {}
         for it in range(c.train.max_iters or schedule.length):
             for name, _ in schedule.next():
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    cfg = C.load_config(args.config, [*args.overrides, "train.progress=false", "train.tensorboard=false"])
+    cfg = load_experiment(args.config, [*args.overrides, "train.progress=false", "train.tensorboard=false"])
     eps, beta2 = cfg.optim.eps, cfg.optim.betas[1]
     started = time.perf_counter()
     points: list[dict[str, Any]] = []
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             run_cfg = C.from_dict(C.apply_overrides(C.to_dict(cfg), [f"train.max_iters={n}",
                                                                       f"train.eval_every={10**9}"]))
-            T.train(run_cfg, Path(tmp) / "run")
+            train(run_cfg, Path(tmp) / "run")
             modules, tasks, state, step = from_run(Path(tmp) / "run", "last", device)
             add(f"after {n} iterations", step, modules, tasks, state)
     for run in args.run:

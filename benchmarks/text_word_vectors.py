@@ -2,8 +2,8 @@
 
 Writes a synthetic GloVe text file and a word2vec binary file of N words x D dimensions into a
 temporary folder, then loads the rows of K requested words from each (half of them present,
-half absent) and reports seconds, lines per second, and the peak of traced Python/numpy memory (in a second, traced load),
-which should stay near K x D x 4 bytes however large the file is.
+half absent) and reports seconds, lines per second, and the peak of traced Python/numpy memory
+(in a second, traced load), which should stay near K x D x 4 bytes however large the file is.
 
     PYTHONPATH=src python benchmarks/text_word_vectors.py --words 50000 --dim 300 --request 10000
 """

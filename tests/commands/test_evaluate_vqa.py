@@ -17,7 +17,8 @@ EXPECTED = {"overall": 68.33,
 
 def _args(questions="vqa_questions.json", results="vqa_results.json", annotations="vqa_annotations.json"):
     return ["evaluate", "vqa", "--questions", str(FIXTURES / questions),
-            "--annotations", str(FIXTURES / annotations), "--results", str(results if Path(str(results)).is_absolute() else FIXTURES / results)]
+            "--annotations", str(FIXTURES / annotations),
+            "--results", str(results if Path(str(results)).is_absolute() else FIXTURES / results)]
 
 
 def test_json_prints_exactly_the_specified_object(capsys):

@@ -48,7 +48,8 @@ def test_contamination_names_the_shared_images():
     overlaps = splits.contamination_report([s["vqa", "val"]], [s["retrieval", "test"], s["grounding", "test"]])
     assert len(overlaps) == 1
     o = overlaps[0]
-    assert (o.train_task, o.train_split, o.eval_task, o.eval_split, o.image_ids) == ("vqa", "val", "retrieval", "test", (391895,))
+    assert (o.train_task, o.train_split, o.eval_task, o.eval_split, o.image_ids) == ("vqa", "val", "retrieval", "test",
+                                                                                      (391895,))
     assert "391895" in o.describe()
     # different namespaces never collide, even with equal numbers
     a = splits.SplitImages("a", "train", "coco", frozenset({5}))

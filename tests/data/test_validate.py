@@ -121,28 +121,35 @@ VA = "visual_genome/attributes.json"
 CORRUPTIONS = {
     # VQA questions
     "vqa questions truncated": (V2Q, truncate, V2Q, "not valid JSON"),
-    "vqa question id a string": (V2Q, edit_json(setitem("questions", 0, "question_id", "262148000")), V2Q, "'question_id'"),
+    "vqa question id a string": (V2Q, edit_json(setitem("questions", 0, "question_id", "262148000")), V2Q,
+                                 "'question_id'"),
     "vqa question missing": (V2Q, edit_json(delitem("questions", 2, "question")), V2Q, "'question'"),
     "vqa question empty": (V2Q, edit_json(setitem("questions", 1, "question", "  ")), V2Q, "'question'"),
     "vqa image id null": (V2Q, edit_json(setitem("questions", 1, "image_id", None)), V2Q, "'image_id'"),
     "vqa wrong split name": (V2Q, edit_json(setitem("data_subtype", "validation2014")), V2Q, "'data_subtype'"),
     "vqa split differs from file name": (V2Q, edit_json(setitem("data_subtype", "train2014")), V2Q, "'data_subtype'"),
-    "vqa duplicate question id": (V2Q, edit_json(lambda d: d["questions"].append(dict(d["questions"][0]))), V2Q, "'question_id'"),
+    "vqa duplicate question id": (V2Q, edit_json(lambda d: d["questions"].append(dict(d["questions"][0]))), V2Q,
+                                  "'question_id'"),
     "vqa questions not a list": (V2Q, edit_json(setitem("questions", {})), V2Q, "'questions'"),
     "vqa top level a list": (V2Q, edit_json(lambda d: [d], top=True), V2Q, "top level"),
     # VQA annotations
-    "vqa annotation of unknown question": (V2A, edit_json(setitem("annotations", 0, "question_id", 999)), V2A, "'question_id'"),
+    "vqa annotation of unknown question": (V2A, edit_json(setitem("annotations", 0, "question_id", 999)), V2A,
+                                           "'question_id'"),
     "vqa question without annotation": (V2A, edit_json(lambda d: d["annotations"].pop()), V2Q, "'question_id'"),
     "vqa annotation image differs": (V2A, edit_json(setitem("annotations", 0, "image_id", 393225)), V2A, "'image_id'"),
     "vqa nine answers": (V2A, edit_json(lambda d: d["annotations"][1]["answers"].pop()), V2A, "'answers'"),
-    "vqa unknown answer type": (V2A, edit_json(setitem("annotations", 3, "answer_type", "yesno")), V2A, "'answer_type'"),
-    "vqa answer not a string": (V2A, edit_json(setitem("annotations", 4, "answers", 3, "answer", 2)), V2A, "'answer'"),
+    "vqa unknown answer type": (V2A, edit_json(setitem("annotations", 3, "answer_type", "yesno")), V2A,
+                                "'answer_type'"),
+    "vqa answer not a string": (V2A, edit_json(setitem("annotations", 4, "answers", 3, "answer", 2)), V2A,
+                                "'answer'"),
     "vqa answer id missing": (V2A, edit_json(delitem("annotations", 4, "answers", 0, "answer_id")), V2A, "'answer_id'"),
-    "vqa mc answer empty": (V2A, edit_json(setitem("annotations", 2, "multiple_choice_answer", "")), V2A, "'multiple_choice_answer'"),
+    "vqa mc answer empty": (V2A, edit_json(setitem("annotations", 2, "multiple_choice_answer", "")), V2A,
+                            "'multiple_choice_answer'"),
     "vqa annotations truncated": (V2A, truncate, V2A, "not valid JSON"),
     # VQA v1 multiple choice
     "mc 17 choices": (MCQ, edit_json(lambda d: d["questions"][0]["multiple_choices"].pop()), MCQ, "'multiple_choices'"),
-    "mc choices lack the answer": (MCQ, edit_json(setitem("questions", 1, "multiple_choices", 0, "maybe")), MCQ, "'multiple_choices'"),
+    "mc choices lack the answer": (MCQ, edit_json(setitem("questions", 1, "multiple_choices", 0, "maybe")), MCQ,
+                                   "'multiple_choices'"),
     "mc choices missing": (MCQ, edit_json(delitem("questions", 2, "multiple_choices")), MCQ, "'multiple_choices'"),
     "mc empty choice": (MCQ, edit_json(setitem("questions", 2, "multiple_choices", 5, "")), MCQ, "'multiple_choices'"),
     # Karpathy
@@ -158,7 +165,8 @@ CORRUPTIONS = {
     # COCO captions
     "coco caption of unknown image": (CC, edit_json(setitem("annotations", 0, "image_id", 1)), CC, "'image_id'"),
     "coco caption null": (CC, edit_json(setitem("annotations", 1, "caption", None)), CC, "'caption'"),
-    "coco image without caption": (CC, edit_json(lambda d: d["images"].append(dict(d["images"][0], id=5))), CC, "'annotations'"),
+    "coco image without caption": (CC, edit_json(lambda d: d["images"].append(dict(d["images"][0], id=5))), CC,
+                                   "'annotations'"),
     "coco duplicate annotation id": (CC, edit_json(setitem("annotations", 1, "id", 770337)), CC, "'id'"),
     "coco negative width": (CC, edit_json(setitem("images", 0, "width", -640)), CC, "'width'"),
     # Flickr30k Entities sentences
@@ -173,7 +181,8 @@ CORRUPTIONS = {
     "entities box not a number": (FA, replace("<xmin>40</xmin>", "<xmin>forty</xmin>"), FA, "'bndbox'"),
     "entities truncated xml": (FA, truncate, FA, "not valid XML"),
     "entities width missing": (FA, replace("<width>500</width>", ""), FA, "'width'"),
-    "entities object without box or flag": (FA, replace("<nobndbox>1</nobndbox>", "<nobndbox>0</nobndbox>"), FA, "'bndbox'"),
+    "entities object without box or flag": (FA, replace("<nobndbox>1</nobndbox>", "<nobndbox>0</nobndbox>"), FA,
+                                            "'bndbox'"),
     "entities non-numeric name": (FA, replace("<name>283586</name>", "<name>shirts</name>"), FA, "'name'"),
     "entities image in two splits": ("flickr30k_entities/val.txt", lambda p: p.write_text("10002456\n1000092795\n"),
                                      "flickr30k_entities/val.txt", "'image id'"),
@@ -183,7 +192,8 @@ CORRUPTIONS = {
                                        "flickr30k_entities/test.txt", "not an image id"),
     "entities wrong split name": ("flickr30k_entities/dev.txt", lambda p: p.write_text("10002456\n"),
                                   "flickr30k_entities/dev.txt", "'split'"),
-    "entities annotation without sentences": ("flickr30k_entities/Annotations/5.xml", lambda p: p.write_text("<annotation/>"),
+    "entities annotation without sentences": ("flickr30k_entities/Annotations/5.xml",
+                                              lambda p: p.write_text("<annotation/>"),
                                               "flickr30k_entities/Annotations/5.xml", "'filename'"),
     # Visual Genome
     "genome negative width box": (VO, edit_json(setitem(0, "objects", 1, "w", -800)), VO, "'x/y/w/h'"),
@@ -192,8 +202,10 @@ CORRUPTIONS = {
     "genome objects of unknown image": (VO, edit_json(setitem(1, "image_id", 77)), VO, "'image_id'"),
     "genome empty names": (VO, edit_json(setitem(1, "objects", 0, "names", [])), VO, "'names'"),
     "genome object id missing": (VO, edit_json(delitem(2, "objects", 0, "object_id")), VO, "'id'"),
-    "genome attribute of unknown object": (VA, edit_json(setitem(1, "attributes", 0, "object_id", 5)), VA, "'object_id'"),
-    "genome attributes not strings": (VA, edit_json(setitem(0, "attributes", 0, "attributes", ["green", 3])), VA, "'attributes'"),
+    "genome attribute of unknown object": (VA, edit_json(setitem(1, "attributes", 0, "object_id", 5)), VA,
+                                           "'object_id'"),
+    "genome attributes not strings": (VA, edit_json(setitem(0, "attributes", 0, "attributes", ["green", 3])), VA,
+                                      "'attributes'"),
     "genome zero width image": (VI, edit_json(setitem(0, "width", 0)), VI, "'width'"),
     "genome coco_id a string": (VI, edit_json(setitem(2, "coco_id", "262148")), VI, "'coco_id'"),
     "genome duplicate image": (VI, edit_json(lambda d: d.append(dict(d[0]))), VI, "'image_id'"),
@@ -239,7 +251,8 @@ def test_images_without_features_are_named(tmp_path, capsys):
     _store(root / "features", [1, 262148])
     rc, err = _validate(root, capsys)
     assert rc == 1
-    assert "v2_OpenEnded_mscoco_val2014_questions.json: record question_id 393225000: field 'image_id': image 393225" in err
+    assert ("v2_OpenEnded_mscoco_val2014_questions.json: record question_id 393225000: field 'image_id': "
+            "image 393225") in err
 
 
 def test_nan_features_are_reported(tmp_path, capsys):
@@ -267,7 +280,8 @@ def _easy(root: Path) -> Path:
     d = root / "easy"
     (d / "train" / "images").mkdir(parents=True)
     (d / "answers.txt").write_text("yes\nno\ncircle\n")
-    (d / "train" / "questions.json").write_text(json.dumps([["is there a circle?", "yes", 0], ["what shape is it?", "circle", 1]]))
+    (d / "train" / "questions.json").write_text(json.dumps([["is there a circle?", "yes", 0],
+                                                           ["what shape is it?", "circle", 1]]))
     for i in (0, 1):
         (d / "train" / "images" / f"{i}.png").write_bytes(b"\x89PNG")
     return d
@@ -278,7 +292,8 @@ def test_easy_vqa_layout_is_found_and_checked(tmp_path, capsys):
     rc, err = _validate(tmp_path, capsys)
     assert rc == 0 and "easy-VQA train: 2 questions, 2 images" in err
     (d / "train" / "images" / "1.png").unlink()
-    (d / "train" / "questions.json").write_text(json.dumps([["is there a circle?", "maybe", 0], ["what shape?", "circle", 1]]))
+    (d / "train" / "questions.json").write_text(json.dumps([["is there a circle?", "maybe", 0],
+                                                           ["what shape?", "circle", 1]]))
     rc, err = _validate(tmp_path, capsys)
     assert rc == 1
     assert "questions.json: record [0]: field 'answer'" in err and "questions.json: record [1]: field 'image_id'" in err

@@ -40,7 +40,8 @@ def test_overlay_keeps_attended_pixels_and_dims_the_rest():
 
 
 def test_attention_figure_writes_a_png(tmp_path):
-    path = P.attention_figure(tmp_path / "a.png", image=grey_image(), boxes=np.array([[0, 0, 20, 20], [30, 10, 50, 30]]),
+    path = P.attention_figure(tmp_path / "a.png", image=grey_image(),
+                              boxes=np.array([[0, 0, 20, 20], [30, 10, 50, 30]]),
                               region_weights=np.array([0.7, 0.3]), words=["what", "colour", "is", "the", "star"],
                               word_weights=np.array([0.05, 0.5, 0.05, 0.1, 0.3]), title="vqa", caption="answer: red")
     with Image.open(path) as im:

@@ -50,7 +50,8 @@ def test_retrieval_loss_balances_positives_and_negatives():
     target = torch.tensor([1.0, 0.0, 0.0])
     loss = retrieval_loss(logits, target)
     pos = -math.log(torch.sigmoid(torch.tensor(2.0)).item())
-    neg = (-math.log(1 - torch.sigmoid(torch.tensor(-1.0)).item()) - math.log(1 - torch.sigmoid(torch.tensor(0.5)).item())) / 2
+    neg = (-math.log(1 - torch.sigmoid(torch.tensor(-1.0)).item())
+           - math.log(1 - torch.sigmoid(torch.tensor(0.5)).item())) / 2
     assert loss.item() == pytest.approx((pos + neg) / 2, rel=1e-5)
     loss.backward()
     assert logits.grad[0] < 0 and (logits.grad[1:] > 0).all()
@@ -85,7 +86,8 @@ def test_box_iou_known_values():
 
 def test_grounding_targets_use_iou_at_least_one_half_and_skip_padding():
     gt = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])  # (B=1, H=1, 4)
-    proposals = torch.tensor([[[0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 4.0], [1.0, 1.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]]])
+    proposals = torch.tensor([[[0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 4.0], [1.0, 1.0, 10.0, 10.0],
+                               [0.0, 0.0, 10.0, 10.0]]])
     mask = torch.tensor([[True, True, True, False]])
     targets = grounding_targets(gt, proposals, mask)
     assert targets.tolist() == [[[1.0, 0.0, 1.0, 0.0]]]  # IoU 0.5 counts; 0.4 does not; padding never
@@ -97,7 +99,8 @@ def test_grounding_loss_averages_real_pairs_only():
     region_mask = torch.tensor([[True, True, False]])
     phrase_mask = torch.tensor([[True, False]])
     loss = grounding_loss(logits, targets, region_mask, phrase_mask)
-    manual = (-math.log(torch.sigmoid(torch.tensor(2.0)).item()) - math.log(torch.sigmoid(torch.tensor(1.0)).item())) / 2
+    manual = (-math.log(torch.sigmoid(torch.tensor(2.0)).item())
+              - math.log(torch.sigmoid(torch.tensor(1.0)).item())) / 2
     assert loss.item() == pytest.approx(manual, rel=1e-5)
     loss.backward()
     assert logits.grad[0, 1].abs().sum() == 0 and logits.grad[0, 0, 2] == 0

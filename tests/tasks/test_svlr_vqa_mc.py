@@ -132,7 +132,8 @@ def test_zero_shot_answers_from_recognition_training_alone():
     for _ in range(120):
         o, c = torch.randint(0, n_obj, (64,)), torch.randint(0, n_col, (64,))
         batch = RecognitionBatch(region_features=torch.stack([region(int(a), int(b)) for a, b in zip(o, c)]),
-                                 object_targets=F.one_hot(o, n_obj).bool(), attribute_targets=F.one_hot(c, n_col).bool())
+                                 object_targets=F.one_hot(o, n_obj).bool(),
+                                 attribute_targets=F.one_hot(c, n_col).bool())
         opt.zero_grad()
         task(model, batch)["loss"].backward()
         opt.step()
@@ -150,7 +151,8 @@ def test_zero_shot_answers_from_recognition_training_alone():
         answers.append([[n_obj + c] for c in choices])
     inputs = SVLRVQAInputs.from_lists(
         region_features=torch.stack(feats), region_mask=torch.ones(P, T, dtype=torch.bool), word_vectors=word_vectors,
-        question_nouns=nouns, question_adjectives=[[] for _ in range(P)], question_bins=[[[], n, [], []] for n in nouns],
+        question_nouns=nouns, question_adjectives=[[] for _ in range(P)],
+        question_bins=[[[], n, [], []] for n in nouns],
         answer_words=answers, answer_nouns=[[[] for _ in range(C)] for _ in range(P)], answer_adjectives=answers,
         choice_mask=torch.ones(P, C, dtype=torch.bool))
     zero_shot = SVLRZeroShotTask(name="zero_shot", config=SVLRZeroShotConfig(), data=None)

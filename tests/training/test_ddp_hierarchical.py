@@ -105,7 +105,8 @@ def test_vqa_and_grounding_two_processes_match_one_process(tmp_path):
     # validation runs once per validation step, in the first process only, on the whole split
     assert records(two, "val") == records(one, "val")
     assert [r["step"] for r in records(two, "val")] == [6, 12]
-    assert json.loads((two / "summary.json").read_text())["val"] == json.loads((one / "summary.json").read_text())["val"]
+    assert (json.loads((two / "summary.json").read_text())["val"]
+            == json.loads((one / "summary.json").read_text())["val"])
 
 
 def reference_ddp_retrieval(config: Path, steps: int) -> dict[str, torch.Tensor]:

@@ -25,8 +25,10 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 TINY = """\
 model: {type: sanity_mlp, in_dim: 8, hidden: 16, dropout: 0.1}
 tasks:
-  a: {type: sanity_linear, batch_size: 8, iterations: 60, step: 40, out_dim: 3, train_size: 64, val_size: 32, map_seed: 1}
-  b: {type: sanity_linear, batch_size: 4, iterations: 40, step: 20, out_dim: 2, train_size: 48, val_size: 32, map_seed: 2}
+  a: {type: sanity_linear, batch_size: 8, iterations: 60, step: 40, out_dim: 3, train_size: 64, val_size: 32,
+      map_seed: 1}
+  b: {type: sanity_linear, batch_size: 4, iterations: 40, step: 20, out_dim: 2, train_size: 48, val_size: 32,
+      map_seed: 2}
 schedule: {kind: periodic, cycle: 10}
 optim: {lr: 1.0e-2}
 train: {seed: 3, eval_every: 20, checkpoint_every: 20, log_every: 1, threads: 1, tensorboard: false, progress: false}

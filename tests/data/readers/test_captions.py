@@ -21,5 +21,6 @@ def test_karpathy_flickr_uses_the_file_number_as_image_id(fixtures):
 
 def test_coco_captions_grouped_per_image_with_split_from_name(fixtures):
     images = captions.read_coco_captions(fixtures / "coco" / "captions_val2014.json")
-    assert [(im.image_id, im.split, len(im.captions)) for im in images] == [(391895, "val2014", 2), (522418, "val2014", 2)]
+    assert [(im.image_id, im.split, len(im.captions)) for im in images] == [(391895, "val2014", 2),
+                                                                            (522418, "val2014", 2)]
     assert images[1].captions[0] == "A woman wearing a net on her head cutting a cake."

@@ -20,7 +20,8 @@ def test_objects_names_synsets_attributes_and_xyxy_boxes(fixtures):
 
 
 def test_older_release_field_names(tmp_path):
-    (tmp_path / "image_data.json").write_text(json.dumps([{"id": 7, "width": 100, "height": 80, "url": "u", "coco_id": 5}]))
+    (tmp_path / "image_data.json").write_text(json.dumps([{"id": 7, "width": 100, "height": 80, "url": "u",
+                                                            "coco_id": 5}]))
     (tmp_path / "objects.json").write_text(json.dumps([{"image": {"id": 7}, "objects": [
         {"id": 70, "x": 1, "y": 2, "w": 10, "h": 20, "name": "dog", "synsets": ["dog.n.01"]}]}]))
     (im,) = vg.read_visual_genome(tmp_path / "image_data.json", tmp_path / "objects.json")
@@ -36,7 +37,8 @@ def test_overlap_rule_drops_vqa_images_by_coco_id_and_by_content(fixtures, tmp_p
     (tmp_path / "vg2.jpg").write_bytes(b"\xff\xd8same pixels")
     (tmp_path / "vg1.jpg").write_bytes(b"\xff\xd8other pixels")
     (tmp_path / "COCO_val2014_000000393225.jpg").write_bytes(b"\xff\xd8same pixels")
-    kept, dropped = vg.drop_vqa_overlap(images, {262148}, genome_image_files={1: tmp_path / "vg1.jpg", 2: tmp_path / "vg2.jpg"},
+    kept, dropped = vg.drop_vqa_overlap(images, {262148},
+                                        genome_image_files={1: tmp_path / "vg1.jpg", 2: tmp_path / "vg2.jpg"},
                                         vqa_image_files=[tmp_path / "COCO_val2014_000000393225.jpg"])
     assert sorted(im.image_id for im in dropped) == [2, 3]
     assert all(isinstance(im, GenomeImage) for im in kept)

@@ -114,8 +114,10 @@ def test_every_answer_is_true_in_the_picture(tiny_world):
     kinds = Counter()
     for sub in ("train2014", "val2014", "test2015"):
         qs = json.loads((out / f"v2_OpenEnded_mscoco_{sub}_questions.json").read_text())["questions"]
-        anns = {a["question_id"]: a for a in json.loads((out / f"v2_mscoco_{sub}_annotations.json").read_text())["annotations"]}
-        mc = {q["question_id"]: q for q in json.loads((out / f"MultipleChoice_mscoco_{sub}_questions.json").read_text())["questions"]}
+        anns = {a["question_id"]: a
+                for a in json.loads((out / f"v2_mscoco_{sub}_annotations.json").read_text())["annotations"]}
+        mc = {q["question_id"]: q
+              for q in json.loads((out / f"MultipleChoice_mscoco_{sub}_questions.json").read_text())["questions"]}
         for q in qs:
             a = anns[q["question_id"]]
             truth = _answer_from_scene(world.scenes[q["image_id"]], q["question"])

@@ -87,7 +87,8 @@ def test_official_layouts(tiny_world):
     im = k["images"][0]
     assert {"filename", "imgid", "split", "sentences", "sentids", "cocoid"} <= set(im)
     assert {"tokens", "raw", "imgid", "sentid"} == set(im["sentences"][0])
-    assert im["sentences"][0]["tokens"] == [t for t in im["sentences"][0]["tokens"] if t.isalnum() and t.islower() or t.isdigit()]
+    assert im["sentences"][0]["tokens"] == [t for t in im["sentences"][0]["tokens"]
+                                            if t.isalnum() and t.islower() or t.isdigit()]
     vg = json.loads((out / "visual_genome" / "objects.json").read_text())
     obj = vg[0]["objects"][0]
     assert {"object_id", "x", "y", "w", "h", "names", "synsets"} <= set(obj)
@@ -106,14 +107,16 @@ def test_official_layouts(tiny_world):
 
 def test_splits_are_disjoint_and_every_image_has_features(tiny_world):
     out, world = tiny_world
-    vqa = {s: {q["image_id"] for q in json.loads((out / f"v2_OpenEnded_mscoco_{s}_questions.json").read_text())["questions"]}
+    vqa = {s: {q["image_id"]
+               for q in json.loads((out / f"v2_OpenEnded_mscoco_{s}_questions.json").read_text())["questions"]}
            for s in ("train2014", "val2014", "test2015")}
     assert not (vqa["train2014"] & vqa["val2014"]) and not (vqa["train2014"] & vqa["test2015"])
     assert not (vqa["val2014"] & vqa["test2015"])
     k = json.loads((out / "dataset_synth.json").read_text())
     by_split = {s: {im["cocoid"] for im in k["images"] if im["split"] == s} for s in ("train", "val", "test")}
     assert by_split["train"] == vqa["train2014"] and by_split["test"] == vqa["test2015"]
-    ent = {s: set(map(int, (out / "flickr30k_entities" / f"{s}.txt").read_text().split())) for s in ("train", "val", "test")}
+    ent = {s: set(map(int, (out / "flickr30k_entities" / f"{s}.txt").read_text().split()))
+           for s in ("train", "val", "test")}
     assert ent == by_split
     genome = {d["image_id"] for d in json.loads((out / "visual_genome" / "image_data.json").read_text())}
     main = set().union(*by_split.values())
@@ -147,7 +150,8 @@ def test_rarity_targets():
     for adj in tx.VQA_RARE_ADJECTIVES:
         assert ga[adj] > 0.12 and qm[adj] < 0.03, adj
     assert all(n == 0 for n in stats["unseen_pairs_in_vqa_train"].values())
-    held_out = {(o.colour, o.shape) for i in world.main_ids("test") + world.main_ids("val") for o in world.scenes[i].objects}
+    held_out = {(o.colour, o.shape)
+                for i in world.main_ids("test") + world.main_ids("val") for o in world.scenes[i].objects}
     assert tx.RARITY.unseen_in_vqa_train <= held_out  # they do occur where they are evaluated
 
 
