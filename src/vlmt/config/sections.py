@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from vlmt.config.registry import register_data
@@ -41,6 +42,12 @@ class DataConfig:
     def build(self, *, seed: int) -> Any:
         return None
 
+    @classmethod
+    def load_assets(cls, folder: Path) -> Any:
+        """What the built section's `assets` saved into `folder` (`assets.save(folder)`): the part of
+        the data a trained model needs to read new inputs. None for a section without assets."""
+        return None
+
 
 @register_data("none")
 @dataclass
@@ -55,6 +62,11 @@ class ModelConfig:
     model; the model keeps that complete config and never changes it."""
 
     def build(self, *, data: Any) -> Any:  # -> torch.nn.Module
+        raise NotImplementedError
+
+    def create(self) -> Any:  # -> torch.nn.Module
+        """The model from this config alone, every `from_data()` field set (a model rebuilt from its
+        saved config; its weights are loaded afterwards)."""
         raise NotImplementedError
 
 

@@ -45,6 +45,7 @@ from vlmt.data.readers.vqa import read_vqa
 from vlmt.data.sources import resolve_source
 from vlmt.data.text import HypernymMap, PosLexicon, load_word_vectors, tokenize
 from vlmt.errors import ConfigError, DataError
+from vlmt.io import atomic_path, load_json, write_json
 
 log = logging.getLogger("vlmt.data.svlr")
 
@@ -102,23 +103,39 @@ def fallback_vector(word: str, dim: int, *, seed: int = 0) -> np.ndarray:
 
 
 class WordTable:
-    """Vectors of words and multi-word terms: a term's vector is the mean of its tokens'."""
+    """Vectors of words and multi-word terms: a term's vector is the mean of its tokens'.
 
-    def __init__(self, token_vectors: dict[str, np.ndarray], dim: int, *, source: str, coverage: float | None):
+    `fallback`: the table holds `fallback_vector`s (no word-vector file), so a word it never
+    collected has one too (a new question's words); otherwise such a word has no vector."""
+
+    FILE = "word_vectors.safetensors"
+
+    def __init__(self, token_vectors: dict[str, np.ndarray], dim: int, *, source: str, coverage: float | None,
+                 fallback: bool = False):
         self._tokens = token_vectors
         self.dim = dim
         self.source = source
         self.coverage = coverage
+        self.fallback = fallback
         self._cache: dict[str, np.ndarray] = {}
+
+    def __contains__(self, term: object) -> bool:
+        """Whether every token of `term` has a vector."""
+        return isinstance(term, str) and bool(term.split()) and (
+            self.fallback or all(t in self._tokens for t in term.split()))
 
     def vector(self, term: str) -> np.ndarray:
         v = self._cache.get(term)
         if v is None:
             toks = term.split()
-            missing = [t for t in toks if t not in self._tokens]
-            if missing or not toks:
-                raise KeyError(f"no word vector for {term!r} (the data section did not collect it)")
-            v = np.mean([self._tokens[t] for t in toks], axis=0).astype(np.float32)
+            if toks and self.fallback:
+                vecs = [self._tokens[t] if t in self._tokens else fallback_vector(t, self.dim) for t in toks]
+            else:
+                missing = [t for t in toks if t not in self._tokens]
+                if missing or not toks:
+                    raise KeyError(f"no word vector for {term!r} (the data section did not collect it)")
+                vecs = [self._tokens[t] for t in toks]
+            v = np.mean(vecs, axis=0).astype(np.float32)
             self._cache[term] = v
         return v
 
@@ -131,6 +148,164 @@ class WordTable:
     def tokens(self) -> list[str]:
         return list(self._tokens)
 
+    def save(self, folder: Path) -> Path:
+        """The collected rows (and only those) as safetensors, the words in its metadata."""
+        from safetensors.numpy import save_file
+
+        words = self.tokens()
+        matrix = np.stack([self._tokens[w] for w in words]) if words else np.zeros((0, self.dim), np.float32)
+        path = folder / self.FILE
+        with atomic_path(path) as tmp:
+            save_file({"vectors": np.ascontiguousarray(matrix, dtype=np.float32)}, str(tmp),
+                      metadata={"words": json.dumps(words), "source": self.source, "fallback": str(self.fallback),
+                                "coverage": json.dumps(self.coverage)})
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> WordTable:
+        from safetensors import safe_open
+
+        path = folder / cls.FILE
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata()
+                matrix = f.get_tensor("vectors")
+            words = json.loads(meta["words"])
+            fallback = meta["fallback"] == "True"
+        except FileNotFoundError:
+            raise DataError(path, "file not found") from None
+        except Exception as e:  # safetensors raises its own error types for damaged files
+            raise DataError(path, f"not a word-vector table: {e}") from None
+        if len(words) != len(matrix):
+            raise DataError(path, f"{len(words)} words for {len(matrix)} vectors")
+        return cls(dict(zip(words, matrix)), int(matrix.shape[1]), source=meta.get("source", str(path)),
+                   coverage=json.loads(meta.get("coverage", "null")), fallback=fallback)
+
+
+# --------------------------------------------------------------------------- text and assets
+
+
+class SVLRText:
+    """How SVLR reads a question and its answers: the tokens (VQA rule), the nouns and adjectives the
+    POS lexicon finds (the label sets, and the words of the hypernyms as nouns) and the 4 question
+    bins. Built from the label sets and the tools chosen (tagger, lemmatiser, question parser);
+    a model saved with its data keeps the tools' resolved names, so it reads questions the same way
+    when loaded."""
+
+    def __init__(self, *, object_labels: Sequence[str], attribute_labels: Sequence[str],
+                 hypernyms: HypernymMap | None, lemmatizer: str = "auto", tagger: str = "auto",
+                 question_parser: str = "auto"):
+        self.noun_words = set(object_labels) | (
+            {w for n in hypernyms.words() for w in [n, *hypernyms.hypernyms(n)]} if hypernyms else set())
+        tagger, spacy_model = _tool(tagger)
+        parser, parser_model = _tool(question_parser)
+        try:
+            self.lexicon = PosLexicon.from_labels(objects=sorted(self.noun_words), attributes=attribute_labels,
+                                                  lemmatizer=lemmatizer, tagger=tagger,
+                                                  **({"spacy_model": spacy_model} if spacy_model else {}))
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"data.tagger / data.lemmatizer: {e}") from None
+        self.binner = QuestionBinner(is_noun=self._is_noun, parser=parser,  # type: ignore[arg-type]
+                                     **({"spacy_model": parser_model} if parser_model else {}))
+        self._tag = functools.lru_cache(maxsize=None)(self._tag_text)
+
+    def settings(self) -> dict[str, str]:
+        """The tools as resolved ("auto" replaced by what was found installed)."""
+        lemmatizer = "wordnet" if type(self.lexicon.lemmatizer).__name__ == "WordNetLemmatizer" else "rules"
+        return {"tagger": self.lexicon.tagger_name, "lemmatizer": lemmatizer, "question_parser": self.binner.method}
+
+    def _is_noun(self, word: str) -> bool:
+        return bool(self.lexicon.tag((word,)).nouns)
+
+    def _tag_text(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        toks = tuple(tokenize(text, "vqa"))
+        tagged = self.lexicon.tag(toks)
+        return toks, tuple(dict.fromkeys(tagged.nouns)), tuple(dict.fromkeys(tagged.adjectives))
+
+    def tag(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """(tokens, lemmatised nouns, lemmatised adjectives) of a question or an answer."""
+        return self._tag(text)
+
+    def question(self, question: str, choices: Sequence[str], *, question_id: int = 0, image_id: int = 0,
+                 correct: int = 0, question_type: str = "", answer_type: str = "",
+                 answers: Sequence[str] = ()) -> MCQuestion:
+        """A multiple-choice question pre-processed for SVLR (bins, nouns, adjectives, choice words)."""
+        toks, nouns, adjs = self.tag(question)
+        bins = self.binner(question, toks)
+        choice = [self.tag(c) for c in choices]
+        return MCQuestion(
+            question_id=question_id, image_id=image_id, question=question, question_type=question_type,
+            answer_type=answer_type, answers=tuple(answers), choices=tuple(choices), correct=correct,
+            bins=tuple(tuple(b) for b in bins.as_lists()), nouns=nouns, adjectives=adjs,
+            choice_words=tuple(c[0] for c in choice), choice_nouns=tuple(c[1] for c in choice),
+            choice_adjectives=tuple(c[2] for c in choice))
+
+
+def _tool(name: str) -> tuple[str, str | None]:
+    """("spacy", model) for a resolved "spacy:<model>", else (name, None)."""
+    kind, _, model = name.partition(":")
+    return kind, (model or None)
+
+
+@dataclass
+class SVLRAssets:
+    """What an SVLR model needs to read new inputs, and nothing of the datasets: the label sets O
+    and T, the word vectors of every word the data mentions, the hypernyms, the region feature
+    width and the text tools. Saved beside a trained model (`save`, `load`)."""
+
+    object_labels: list[str]
+    attribute_labels: list[str]
+    words: WordTable
+    hypernyms: HypernymMap | None
+    feature_dim: int
+    text_settings: dict[str, str]
+    text: SVLRText | None = field(default=None, repr=False)
+
+    FILE = "svlr_assets.json"
+
+    @property
+    def word_dim(self) -> int:
+        return self.words.dim
+
+    @property
+    def region_dim(self) -> int:
+        return self.feature_dim
+
+    def label_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Word vectors of O (K_o, V) and T (K_a, V)."""
+        return self.words.matrix(self.object_labels), self.words.matrix(self.attribute_labels)
+
+    def reader(self) -> SVLRText:
+        """The text pipeline, built on first use with the saved tools."""
+        if self.text is None:
+            self.text = SVLRText(object_labels=self.object_labels, attribute_labels=self.attribute_labels,
+                                 hypernyms=self.hypernyms, **self.text_settings)
+        return self.text
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write the assets into `folder`; returns the files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [self.words.save(folder)]
+        if self.hypernyms is not None:
+            self.hypernyms.save(folder / "hypernyms.json")
+            files.append(folder / "hypernyms.json")
+        write_json(folder / self.FILE, {"object_labels": self.object_labels,
+                                        "attribute_labels": self.attribute_labels,
+                                        "feature_dim": self.feature_dim, "text": self.text_settings})
+        return [*files, folder / self.FILE]
+
+    @classmethod
+    def load(cls, folder: Path) -> SVLRAssets:
+        meta = load_json(folder / cls.FILE)
+        try:
+            hypernyms = HypernymMap.from_file(folder / "hypernyms.json") if (folder / "hypernyms.json").is_file() \
+                else None
+            return cls(object_labels=list(meta["object_labels"]), attribute_labels=list(meta["attribute_labels"]),
+                       words=WordTable.load(folder), hypernyms=hypernyms, feature_dim=int(meta["feature_dim"]),
+                       text_settings=dict(meta["text"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(folder / cls.FILE, f"malformed assets: {e}") from None
+
 
 # --------------------------------------------------------------------------- the built data
 
@@ -141,16 +316,29 @@ class SVLRData:
 
     root: Path
     store: FeatureStore
-    object_labels: list[str]
-    attribute_labels: list[str]
+    assets: SVLRAssets                      # labels, word vectors, hypernyms, the text pipeline
     object_frequency: dict[str, int]        # Genome train regions per object name (all names)
     attribute_frequency: dict[str, int]
-    hypernyms: HypernymMap | None
-    words: WordTable
     genome: dict[str, list[GenomeRegion]]
     vqa: dict[str, list[MCQuestion]]
     summary: dict = field(default_factory=dict)
     images: str | None = None
+
+    @property
+    def object_labels(self) -> list[str]:
+        return self.assets.object_labels
+
+    @property
+    def attribute_labels(self) -> list[str]:
+        return self.assets.attribute_labels
+
+    @property
+    def words(self) -> WordTable:
+        return self.assets.words
+
+    @property
+    def hypernyms(self) -> HypernymMap | None:
+        return self.assets.hypernyms
 
     def image_path(self, image_id: int) -> Path | None:
         """The image file of `image_id` when the data section names one and it exists."""
@@ -161,15 +349,15 @@ class SVLRData:
 
     @property
     def word_dim(self) -> int:
-        return self.words.dim
+        return self.assets.word_dim
 
     @property
     def region_dim(self) -> int:
-        return self.store.feature_dim
+        return self.assets.region_dim
 
     def label_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Word vectors of O (K_o, V) and T (K_a, V)."""
-        return self.words.matrix(self.object_labels), self.words.matrix(self.attribute_labels)
+        return self.assets.label_vectors()
 
     def vqa_label_frequency(self, split: str = "train") -> tuple[dict[str, int], dict[str, int]]:
         """How often each object / attribute label occurs as a noun / adjective of a question or
@@ -239,6 +427,10 @@ class SVLRDataConfig(DataConfig):
         if unknown:
             return f"vqa_splits: unknown split(s) {unknown}; use train, val, test"
         return None
+
+    @classmethod
+    def load_assets(cls, folder: Path) -> SVLRAssets:
+        return SVLRAssets.load(folder)
 
     def build(self, *, seed: int) -> SVLRData:
         root = resolve_source(self.root, progress=lambda msg: log.info("%s: %s", self.root, msg))
@@ -377,20 +569,8 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
             genome[im_split].append(GenomeRegion(im.image_id, row, float(ious[row]), objs, hyps, atrs))
 
     # ---- text: lexicon, bins, word vectors
-    noun_words = set(object_labels) | ({w for n in hyp.words() for w in [n, *hyp.hypernyms(n)]} if hyp else set())
-    lexicon = PosLexicon.from_labels(objects=sorted(noun_words), attributes=attribute_labels,
-                                     lemmatizer=cfg.lemmatizer, tagger=cfg.tagger)
-
-    def is_noun(word: str) -> bool:
-        return bool(lexicon.tag((word,)).nouns)
-
-    binner = QuestionBinner(is_noun=is_noun, parser=cfg.question_parser)
-
-    @functools.lru_cache(maxsize=None)
-    def tag_text(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        toks = tuple(tokenize(text, "vqa"))
-        tagged = lexicon.tag(toks)
-        return toks, tuple(dict.fromkeys(tagged.nouns)), tuple(dict.fromkeys(tagged.adjectives))
+    text = SVLRText(object_labels=object_labels, attribute_labels=attribute_labels, hypernyms=hyp,
+                    lemmatizer=cfg.lemmatizer, tagger=cfg.tagger, question_parser=cfg.question_parser)
 
     vqa: dict[str, list[MCQuestion]] = {}
     for split, (examples, q_path) in vqa_raw.items():
@@ -404,21 +584,15 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
             except ValueError:
                 raise DataError(q_path, f"the annotated answer {ex.multiple_choice_answer!r} is not one of the "
                                 "choices", record=f"question_id {ex.question_id}", field="multiple_choices") from None
-            toks, nouns, adjs = tag_text(ex.question)
-            bins = binner(ex.question, toks)
-            choice = [tag_text(c) for c in ex.choices]
-            out.append(MCQuestion(
-                question_id=ex.question_id, image_id=ex.image_id, question=ex.question,
-                question_type=ex.question_type or "", answer_type=ex.answer_type or "", answers=ex.answers,
-                choices=ex.choices, correct=correct, bins=tuple(tuple(b) for b in bins.as_lists()),
-                nouns=nouns, adjectives=adjs, choice_words=tuple(c[0] for c in choice),
-                choice_nouns=tuple(c[1] for c in choice), choice_adjectives=tuple(c[2] for c in choice)))
+            out.append(text.question(ex.question, ex.choices, question_id=ex.question_id, image_id=ex.image_id,
+                                     correct=correct, question_type=ex.question_type or "",
+                                     answer_type=ex.answer_type or "", answers=ex.answers))
             if ex.image_id not in store:
                 raise DataError(store_path, "VQA image has no region features", record=f"image_id {ex.image_id}")
         vqa[split] = out
 
     tokens: set[str] = set()
-    for term in [*object_labels, *attribute_labels, *noun_words]:
+    for term in [*object_labels, *attribute_labels, *text.noun_words]:
         tokens.update(term.split())
     for qs in vqa.values():
         for q in qs:
@@ -433,7 +607,8 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
         words = WordTable(table, wv.dim, source=str(root / cfg.word_vectors), coverage=wv.coverage)
     else:
         words = WordTable({w: fallback_vector(w, cfg.word_dim) for w in token_list}, cfg.word_dim,
-                          source="fixed random vectors (no word_vectors file configured)", coverage=None)
+                          source="fixed random vectors (no word_vectors file configured)", coverage=None,
+                          fallback=True)
 
     summary = {
         "root": str(root),
@@ -447,10 +622,11 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
         "words": len(token_list),
         "word_vectors": words.source,
         "word_vector_coverage": words.coverage,
-        "tagger": lexicon.tagger_name,
-        "question_bins": binner.method,
+        "tagger": text.lexicon.tagger_name,
+        "question_bins": text.binner.method,
     }
     log.info("SVLR data: %s", summary)
-    return SVLRData(root=root, store=store, object_labels=object_labels, attribute_labels=attribute_labels,
-                    object_frequency=dict(obj_freq), attribute_frequency=dict(atr_freq), hypernyms=hyp,
-                    words=words, genome=genome, vqa=vqa, summary=summary, images=cfg.images)
+    assets = SVLRAssets(object_labels=object_labels, attribute_labels=attribute_labels, words=words, hypernyms=hyp,
+                        feature_dim=store.feature_dim, text_settings=text.settings(), text=text)
+    return SVLRData(root=root, store=store, assets=assets, object_frequency=dict(obj_freq),
+                    attribute_frequency=dict(atr_freq), genome=genome, vqa=vqa, summary=summary, images=cfg.images)

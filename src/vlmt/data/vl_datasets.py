@@ -38,7 +38,9 @@ from vlmt.data.readers import flickr30k_entities as entities_reader
 from vlmt.data.readers.vqa import read_vqa
 from vlmt.data.splits import SplitImages, contamination_report
 from vlmt.data.text import Vocabulary, align_words, tokenize
+from vlmt.data.text.phrases import PhraseLexicon, phrase_lexicon
 from vlmt.errors import ConfigError, DataError
+from vlmt.io import load_json, write_json
 
 log = logging.getLogger("vlmt.data")
 
@@ -145,6 +147,10 @@ class VLDatasetsConfig(DataConfig):
                         f"got {pattern!r}")
         return None
 
+    @classmethod
+    def load_assets(cls, folder: Path) -> VLAssets:
+        return VLAssets.load(folder)
+
     def build(self, *, seed: int) -> VLData:
         from vlmt.data.sources import resolve_source
 
@@ -185,6 +191,82 @@ class EntitySplit:
     sentences: list[GroundedSentence]
 
 
+def question_tokens(question: str) -> list[str]:
+    """The tokens of a VQA question (the VQA preprocessing rule)."""
+    return tokenize(question, "vqa")
+
+
+def caption_tokens(sentence: str) -> list[str]:
+    """The tokens of a caption or grounding sentence (the caption rule)."""
+    return tokenize(sentence, "caption")
+
+
+@dataclass
+class VLAssets:
+    """What a model trained on this data section needs to read new inputs, and nothing of the
+    datasets themselves: the vocabulary, the VQA answer pool, the region feature width and the
+    phrase lexicon of the grounding phrases. Saved beside a trained model (`save`, `load`), so the
+    model can be used without its data."""
+
+    vocab: Vocabulary
+    answers: AnswerPool | None
+    feature_dim: int
+    phrases: PhraseLexicon | None = None
+
+    FILE = "vl_assets.json"
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def padding_idx(self) -> int:
+        return self.vocab.pad_index
+
+    @property
+    def region_feature_dim(self) -> int:
+        return self.feature_dim
+
+    @property
+    def word_vectors(self) -> None:
+        """None: a model rebuilt from assets takes its embedding from its weights."""
+        return None
+
+    def encode_words(self, tokens: list[str] | tuple[str, ...]) -> np.ndarray:
+        """Token ids (int64) of one sentence; unknown words map to <unk>."""
+        return np.asarray(self.vocab.encode(tokens), dtype=np.int64)
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write the assets into `folder` (vl_assets.json, vocab.json, answers.json); returns the files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.vocab.save(folder / "vocab.json")
+        files = [folder / "vocab.json"]
+        if self.answers is not None:
+            write_json(folder / "answers.json", self.answers.to_dict())
+            files.append(folder / "answers.json")
+        write_json(folder / self.FILE, {"feature_dim": self.feature_dim,
+                                        "phrases": self.phrases.to_dict() if self.phrases else None})
+        return [*files, folder / self.FILE]
+
+    @classmethod
+    def load(cls, folder: Path) -> VLAssets:
+        """The assets `save` wrote; DataError naming the file when one is missing or malformed."""
+        meta = load_json(folder / cls.FILE)
+        try:
+            phrases = PhraseLexicon.from_dict(meta["phrases"]) if meta.get("phrases") else None
+            feature_dim = int(meta["feature_dim"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(folder / cls.FILE, f"malformed assets: {e}") from None
+        answers = None
+        if (folder / "answers.json").is_file():
+            try:
+                answers = AnswerPool.from_dict(load_json(folder / "answers.json"))
+            except (KeyError, TypeError, ValueError) as e:
+                raise DataError(folder / "answers.json", f"malformed answer list: {e}") from None
+        return cls(vocab=Vocabulary.load(folder / "vocab.json"), answers=answers, feature_dim=feature_dim,
+                   phrases=phrases)
+
+
 class VLData:
     """Everything the vision-language tasks share, read once (see the module docstring)."""
 
@@ -208,17 +290,22 @@ class VLData:
                               f"(VQA {cfg.vqa.questions}, captions dataset_*.json, {cfg.entities.folder}/)")
         self._check_features()
         self._check_contamination()
-        self.vocab = Vocabulary.build(self._training_tokens(), min_count=cfg.min_word_count)
-        self.word_vectors = self._load_word_vectors()
-        self.answers: AnswerPool | None = None
+        vocab = Vocabulary.build(self._training_tokens(), min_count=cfg.min_word_count)
+        self.word_vectors = self._load_word_vectors(vocab)
+        answers: AnswerPool | None = None
         if "vqa" in self.datasets:
             train = [e for s in cfg.vqa.train_splits for e in self.vqa_split(s).examples]
-            self.answers = answer_pool_from_examples(train, more_than=cfg.answer_more_than)
-            if len(self.answers) == 0:
+            answers = answer_pool_from_examples(train, more_than=cfg.answer_more_than)
+            if len(answers) == 0:
                 raise ConfigError(f"data.answer_more_than: no training answer is seen more than "
                                   f"{cfg.answer_more_than} times in {self.vqa_split('train').path}; lower it")
-        log.info("data: %s from %s; %d words, %s answers", ", ".join(self.datasets), self.root, len(self.vocab),
-                 len(self.answers) if self.answers is not None else "no")
+        phrases = None
+        if self.entities:
+            phrases = phrase_lexicon(tokenize(p.text, "caption") for g in self.entities["train"].sentences
+                                     for p in g.phrases if p.boxes)
+        self.assets = VLAssets(vocab=vocab, answers=answers, feature_dim=self.feature_dim, phrases=phrases)
+        log.info("data: %s from %s; %d words, %s answers", ", ".join(self.datasets), self.root, len(vocab),
+                 len(answers) if answers is not None else "no")
 
     # -- what is loaded ---------------------------------------------------------------------------
     @property
@@ -255,12 +342,20 @@ class VLData:
         return self._stores[dataset]
 
     @property
+    def vocab(self) -> Vocabulary:
+        return self.assets.vocab
+
+    @property
+    def answers(self) -> AnswerPool | None:
+        return self.assets.answers
+
+    @property
     def vocab_size(self) -> int:
-        return len(self.vocab)
+        return self.assets.vocab_size
 
     @property
     def padding_idx(self) -> int:
-        return self.vocab.pad_index
+        return self.assets.padding_idx
 
     @property
     def region_feature_dim(self) -> int:
@@ -283,7 +378,7 @@ class VLData:
 
     def encode_words(self, tokens: list[str] | tuple[str, ...]) -> np.ndarray:
         """Token ids (int64) of one sentence; unknown words map to <unk>."""
-        return np.asarray(self.vocab.encode(tokens), dtype=np.int64)
+        return self.assets.encode_words(tokens)
 
     # -- reading ----------------------------------------------------------------------------------
     def _vqa_path(self, kind: str, split: str) -> Path:
@@ -410,7 +505,7 @@ class VLData:
 
     # -- text -------------------------------------------------------------------------------------
     def question_tokens(self, example: VQAExample) -> list[str]:
-        return tokenize(example.question, "vqa")
+        return question_tokens(example.question)
 
     @staticmethod
     def caption_tokens(image: CaptionedImage, index: int) -> list[str]:
@@ -435,7 +530,7 @@ class VLData:
             for g in self.entities["train"].sentences:
                 yield self.sentence_tokens(g)
 
-    def _load_word_vectors(self) -> torch.Tensor | None:
+    def _load_word_vectors(self, vocab: Vocabulary) -> torch.Tensor | None:
         if self.cfg.word_vectors is None:
             return None
         from vlmt.data.text import load_word_vectors
@@ -443,6 +538,6 @@ class VLData:
         path = Path(self.cfg.word_vectors).expanduser()
         if not path.is_absolute():
             path = self.root / path
-        vectors = load_word_vectors(path, self.vocab, file_format=self.cfg.word_vectors_format, seed=self.seed)
+        vectors = load_word_vectors(path, vocab, file_format=self.cfg.word_vectors_format, seed=self.seed)
         log.info("data: word vectors %s cover %.1f %% of the vocabulary", path, 100 * vectors.coverage)
         return vectors.as_tensor()

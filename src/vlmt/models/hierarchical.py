@@ -94,6 +94,9 @@ class HierarchicalConfig(ModelConfig):
             word_dim=int(vectors.shape[1]) if vectors is not None else self.word_dim)
         return HierarchicalVL(config, word_vectors=vectors)
 
+    def create(self) -> HierarchicalVL:
+        return HierarchicalVL(self)
+
 
 @dataclass
 class Encoded:

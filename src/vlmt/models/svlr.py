@@ -84,6 +84,9 @@ class SVLRConfig(ModelConfig):
         model.set_label_vectors(objects=torch.from_numpy(objects), attributes=torch.from_numpy(attributes))
         return model
 
+    def create(self) -> SVLR:
+        return SVLR(self)
+
 
 @dataclass
 class SVLRVQAEncoding:

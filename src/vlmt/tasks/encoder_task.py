@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from vlmt.config import TaskConfig
-from vlmt.data.vl_datasets import VLData
+from vlmt.data.vl_datasets import VLAssets, VLData
 from vlmt.errors import ConfigError
 from vlmt.models.hierarchical import Encoded, HierarchicalVL
 from vlmt.tasks.collate import index_batches
@@ -40,15 +40,18 @@ class EncoderTaskConfig(TaskConfig):
             return f"layer must be >= 0, got {self.layer}"
         return None
 
-    def check(self, *, name: str, kind: str, dataset: str, data: Any, model: Any) -> tuple[VLData, HierarchicalVL]:
+    def check(self, *, name: str, kind: str, dataset: str, data: Any, model: Any
+              ) -> tuple[VLData | VLAssets, HierarchicalVL]:
         """The data and model, checked: `kind` tasks read `dataset` from a `vl_datasets` section
-        and a layer of a hierarchical model."""
-        if not isinstance(data, VLData):
+        (or, for a model used without its data, that section's saved `VLAssets`) and a layer of a
+        hierarchical model."""
+        if not isinstance(data, (VLData, VLAssets)):
             raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets, got {type(data).__name__}")
         if not isinstance(model, HierarchicalVL):
             raise ConfigError(f"tasks.{name}: task type {kind} needs model type hierarchical, "
                               f"got {type(model).__name__}")
-        data.require(dataset, name)
+        if isinstance(data, VLData):
+            data.require(dataset, name)
         if self.layer > model.num_layers:
             raise ConfigError(f"tasks.{name}.layer: {self.layer} is outside the encoder's layers 0..{model.num_layers} "
                               f"(model.num_layers)")
@@ -57,18 +60,35 @@ class EncoderTaskConfig(TaskConfig):
 
 class EncoderTask(nn.Module):
     """Base of the tasks on the hierarchical encoder: a name, its config, the shared data, the seed
-    of its training order, and a head (set by the subclass)."""
+    of its training order, and a head (set by the subclass).
+
+    Built from a `VLData`, a task has examples to train and evaluate on. Built from `VLAssets` (a
+    model loaded without its data, `vlmt.load`), it has its head and what reads new inputs, and
+    asking it for examples is a ConfigError."""
 
     primary_metric: str = ""
     higher_is_better: bool = True
     kind: str = ""
 
-    def __init__(self, *, name: str, config: EncoderTaskConfig, data: VLData, seed: int):
+    def __init__(self, *, name: str, config: EncoderTaskConfig, data: VLData | VLAssets, seed: int):
         super().__init__()
         self.name = name
         self.config = config
-        self.data = data
+        self.assets = data.assets if isinstance(data, VLData) else data
+        self._data = data if isinstance(data, VLData) else None
         self.seed = seed
+
+    @property
+    def has_examples(self) -> bool:
+        return self._data is not None
+
+    @property
+    def data(self) -> VLData:
+        """The datasets the task was built from; ConfigError for a task loaded without them."""
+        if self._data is None:
+            raise ConfigError(f"tasks.{self.name}: this task was loaded from a saved model without its data, so it "
+                              f"has no examples to train or evaluate on")
+        return self._data
 
     def encode(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Encoded:
         """The encoder's outputs up to this task's layer for a batch's words and regions."""

@@ -43,8 +43,10 @@ class GroundingTask(EncoderTask):
     def __init__(self, *, name: str, config: GroundingTaskConfig, data: Any, model: HierarchicalVL, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
         self.head = GroundingHead(dim=model.config.dim)
-        self.store = self.data.store("entities")
-        self._splits = {split: self._prepare(split) for split in self.data.entities}
+        self._splits: dict[str, dict[str, Any]] = {}
+        if self.has_examples:
+            self.store = self.data.store("entities")
+            self._splits = {split: self._prepare(split) for split in self.data.entities}
 
     def _prepare(self, split: str) -> dict[str, Any]:
         s = self.data.entity_split(split)

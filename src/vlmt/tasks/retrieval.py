@@ -63,9 +63,11 @@ class RetrievalTask(EncoderTask):
             self.shortlist = ShortlistHead(dim=c.dim, embed_dim=config.shortlist_dim, heads=c.heads,
                                            dropout=c.fc_dropout, detach=config.shortlist_detach)
         self.rerank_k = config.rerank_k  # `vlmt evaluate run --rerank K` changes it for one evaluation
-        self.per_image = self.data.cfg.captions.captions_per_image
-        self.store = self.data.store("captions")
-        self._splits = {split: self._prepare(split) for split in self.data.captions}
+        self._splits: dict[str, dict[str, Any]] = {}
+        if self.has_examples:
+            self.per_image = self.data.cfg.captions.captions_per_image
+            self.store = self.data.store("captions")
+            self._splits = {split: self._prepare(split) for split in self.data.captions}
 
     def _prepare(self, split: str) -> dict[str, Any]:
         """Every caption of the split as one example (training), and the evaluation layout."""

@@ -40,6 +40,9 @@ class SanityMLPConfig(ModelConfig):
     def build(self, *, data: Any) -> SanityMLP:
         return SanityMLP(self)
 
+    def create(self) -> SanityMLP:
+        return SanityMLP(self)
+
 
 class SanityMLP(nn.Module):
     """Shared encoder of the trainer check: Linear -> ReLU -> Dropout -> Linear."""

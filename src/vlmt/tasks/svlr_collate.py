@@ -15,8 +15,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRData
+from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRAssets, SVLRData
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
 from vlmt.tasks.base import EpochBatchSampler
@@ -56,11 +57,33 @@ class VQAMCBatch:
         return VQAMCBatch(inputs=self.inputs.to(device), correct=self.correct.to(device))
 
 
-def need_data(data: Any, where: str) -> SVLRData:
-    """`data`, checked to be the `svlr_datasets` section."""
-    if not isinstance(data, SVLRData):
+def need_data(data: Any, where: str) -> SVLRData | SVLRAssets:
+    """`data`, checked to be the `svlr_datasets` section (or its saved assets, for a model used
+    without its data)."""
+    if not isinstance(data, (SVLRData, SVLRAssets)):
         raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets`, got {type(data).__name__}")
     return data
+
+
+class SVLRTask(nn.Module):
+    """Base of the SVLR tasks: a name, a config, and the data they were built from. Built from
+    `SVLRAssets` (a model loaded without its data), a task has what reads new inputs and no
+    examples: asking for them is a ConfigError."""
+
+    def __init__(self, *, name: str, config: Any, data: SVLRData | SVLRAssets):
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.assets = data.assets if isinstance(data, SVLRData) else data
+        self._data = data if isinstance(data, SVLRData) else None
+
+    @property
+    def data(self) -> SVLRData:
+        """The datasets the task was built from; ConfigError for a task loaded without them."""
+        if self._data is None:
+            raise ConfigError(f"tasks.{self.name}: this task was loaded from a saved model without its data, so it "
+                              f"has no examples to train or evaluate on")
+        return self._data
 
 
 def need_model(model: Any, name: str) -> SVLR:
@@ -135,16 +158,21 @@ def recognition_batch(data: SVLRData, regions: Sequence[GenomeRegion], *, use_hy
                             attribute_targets=atr, extra_object_vectors=extra_vectors)
 
 
-def vqa_batch(data: SVLRData, questions: Sequence[MCQuestion]) -> VQAMCBatch:
-    """Model inputs of P questions (every choice of each) and the correct choice indices."""
-    records = [data.store.read(q.image_id, copy=False) for q in questions]
-    T = max(r.features.shape[0] for r in records)
+def vqa_batch(data: SVLRData | SVLRAssets, questions: Sequence[MCQuestion],
+              features: Sequence[np.ndarray] | None = None) -> VQAMCBatch:
+    """Model inputs of P questions (every choice of each) and the correct choice indices. The
+    region features of each question's image come from the data's store, or from `features`
+    (one (T, D) array per question: a new picture's regions)."""
+    if features is None:
+        assert isinstance(data, SVLRData), "region features come from the store of the data or are given"
+        features = [data.store.read(q.image_id, copy=False).features for q in questions]
+    T = max(f.shape[0] for f in features)
     C = max(len(q.choices) for q in questions)
     feats = np.zeros((len(questions), T, data.region_dim), dtype=np.float32)
     region_mask = torch.zeros(len(questions), T, dtype=torch.bool)
-    for i, r in enumerate(records):
-        feats[i, : r.features.shape[0]] = r.features
-        region_mask[i, : r.features.shape[0]] = True
+    for i, f in enumerate(features):
+        feats[i, : f.shape[0]] = f
+        region_mask[i, : f.shape[0]] = True
     table: dict[str, int] = {}
 
     def ids(terms: Sequence[str]) -> list[int]:

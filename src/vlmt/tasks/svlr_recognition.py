@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlmt.config import TaskConfig, register_task
-from vlmt.data.svlr_datasets import GenomeRegion, SVLRData
+from vlmt.data.svlr_datasets import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.metrics import recognition as rec_metrics
 from vlmt.models.svlr import SVLR
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.global_batch import global_mean, global_sum
 from vlmt.tasks.svlr_collate import (
     RecognitionBatch,
+    SVLRTask,
     eval_chunks,
     need_data,
     need_model,
@@ -36,7 +37,7 @@ from vlmt.tasks.svlr_collate import (
 )
 
 
-class SVLRRecognitionTask(nn.Module):
+class SVLRRecognitionTask(SVLRTask):
     """Visual recognition on Genome regions: Eq. 1 (objects) + Eq. 2 (attributes).
 
     evaluate: `object_accuracy` (top-1 over O) and `attribute_accuracy` (top-k precision over T),
@@ -46,11 +47,8 @@ class SVLRRecognitionTask(nn.Module):
     primary_metric = "object_accuracy"
     higher_is_better = True
 
-    def __init__(self, *, name: str, config: SVLRRecognitionConfig, data: SVLRData, seed: int):
-        super().__init__()
-        self.name = name
-        self.config = config
-        self.data = data
+    def __init__(self, *, name: str, config: SVLRRecognitionConfig, data: SVLRData | SVLRAssets, seed: int):
+        super().__init__(name=name, config=config, data=data)
         self.seed = seed
 
     def _collate(self, regions: Sequence[GenomeRegion]) -> RecognitionBatch:

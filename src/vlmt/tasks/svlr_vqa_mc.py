@@ -18,27 +18,30 @@ from torch import nn
 
 from vlmt.config import TaskConfig, register_task
 from vlmt.data.question_bins import NUM_BINS
-from vlmt.data.svlr_datasets import SVLRData
+from vlmt.data.svlr_datasets import SVLRAssets, SVLRData
 from vlmt.metrics.vqa import breakdown
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
-from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items, train_chunks, vqa_batch
+from vlmt.tasks.svlr_collate import (
+    SVLRTask,
+    VQAMCBatch,
+    eval_chunks,
+    need_data,
+    need_model,
+    split_items,
+    train_chunks,
+    vqa_batch,
+)
 
 
-class MultipleChoiceEvaluation(nn.Module):
+class MultipleChoiceEvaluation(SVLRTask):
     """Official multiple-choice evaluation of a split from per-question choice scores; subclasses
     give the scores (`choice_scores`)."""
 
     primary_metric = "accuracy"
     higher_is_better = True
-
-    def __init__(self, *, name: str, config: Any, data: SVLRData):
-        super().__init__()
-        self.name = name
-        self.config = config
-        self.data = data
 
     def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
         """(P, C) score of every choice of every question; -inf at padded choices."""
@@ -70,7 +73,7 @@ class MultipleChoiceEvaluation(nn.Module):
 class SVLRVQATask(MultipleChoiceEvaluation):
     """Multiple-choice VQA: scores of Eq. 3-7, margin ranking loss Eq. 8."""
 
-    def __init__(self, *, name: str, config: SVLRVQAConfig, data: SVLRData, model: SVLR, seed: int):
+    def __init__(self, *, name: str, config: SVLRVQAConfig, data: SVLRData | SVLRAssets, model: SVLR, seed: int):
         super().__init__(name=name, config=config, data=data)
         self.seed = seed
         self.head = MultipleChoiceScorer(num_labels=model.num_labels, embed_dim=model.config.embed_dim,

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from vlmt.config import register_task
 from vlmt.data.answers import soft_scores
-from vlmt.errors import DataError
+from vlmt.errors import ConfigError, DataError
 from vlmt.metrics.vqa import breakdown, evaluate_vqa
 from vlmt.models.heads.vqa import VQAHead
 from vlmt.models.hierarchical import HierarchicalVL
@@ -37,14 +37,17 @@ class VQATask(EncoderTask):
     def __init__(self, *, name: str, config: VQATaskConfig, data: Any, model: HierarchicalVL, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
         c = model.config
-        self.pool = data.answers
+        if self.assets.answers is None:
+            raise ConfigError(f"tasks.{name}: the data has no VQA answer pool")
+        self.pool = self.assets.answers
         self.head = VQAHead(dim=c.dim, num_answers=len(self.pool), heads=c.heads, dropout=c.fc_dropout)
-        self.store = data.store("vqa")
         self._splits: dict[str, dict[str, Any]] = {}
-        for split in data.vqa:
-            self._splits[split] = self._prepare(split)
-        train = [self._splits[s] for s in data.cfg.vqa.train_splits]
-        self._train = {key: [x for part in train for x in part[key]] for key in ("tokens", "image_ids", "targets")}
+        if self.has_examples:
+            self.store = self.data.store("vqa")
+            for split in self.data.vqa:
+                self._splits[split] = self._prepare(split)
+            train = [self._splits[s] for s in self.data.cfg.vqa.train_splits]
+            self._train = {key: [x for part in train for x in part[key]] for key in ("tokens", "image_ids", "targets")}
 
     def _prepare(self, split: str) -> dict[str, Any]:
         s = self.data.vqa_split(split)
@@ -62,7 +65,8 @@ class VQATask(EncoderTask):
                 "annotated": s.annotated, "path": s.path}
 
     def _part(self, split: str) -> dict[str, Any]:
-        return self._train if split == "train" else self._split(split)  # training joins data.vqa.train_splits
+        # training joins data.vqa.train_splits (_split raises for a task loaded without its data)
+        return self._train if split == "train" and self.has_examples else self._split(split)
 
     def _split(self, split: str) -> dict[str, Any]:
         if split not in self._splits:

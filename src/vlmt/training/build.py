@@ -1,16 +1,22 @@
 """From an experiment config to the parts of a run: data -> model -> tasks (each with its head),
-the task schedule and the learning-rate schedule; and the same parts rebuilt from a run folder.
+the task schedule and the learning-rate schedule; the same parts rebuilt from a run folder; and
+a trained model's own folder (`config.json` + what reads its inputs), which rebuilds the model and
+its heads without the data they were trained on.
 
 Every module that registers a config type is imported here, by plain imports, so a config loaded
 through `load_experiment` can name any registered data, model or task type. A new type is one
-more import line below.
+more import line below, or, from another package, an entry point of the group `vlmt.plugins`
+(`load_plugins`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -32,10 +38,32 @@ from vlmt.training.schedules import (
     default_stages,
 )
 
+PLUGIN_GROUP = "vlmt.plugins"
+_plugins_loaded: list[str] = []
+
+
+def load_plugins() -> list[str]:
+    """Import every module that installed packages declare in the entry-point group `vlmt.plugins`
+    (once per process); importing one registers its data, model and task types. Returns their
+    names. A plugin that fails to import is a ConfigError naming it."""
+    if not _plugins_loaded:
+        from importlib.metadata import entry_points
+
+        for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+            try:
+                entry.load()
+            except Exception as e:  # a broken third-party package must not end in a traceback
+                raise ConfigError(f"plugin {entry.name!r} ({entry.value}, entry point group {PLUGIN_GROUP}): "
+                                  f"cannot be imported: {e}") from None
+            _plugins_loaded.append(entry.name)
+        _plugins_loaded.append("")  # loaded, even when there are none
+    return [n for n in _plugins_loaded if n]
+
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> C.ExperimentConfig:
     """Read, override and validate one experiment file (`vlmt.config.load_config`), with every
-    registered type available."""
+    registered type available (the shipped ones and the plugins')."""
+    load_plugins()
     return C.load_config(path, overrides)
 
 
@@ -148,16 +176,104 @@ def run_config(run_dir: str | Path) -> C.ExperimentConfig:
 def rebuild(run_dir: str | Path, which: str = "best", *, device: str | torch.device | None = None
             ) -> tuple[C.ExperimentConfig, Parts]:
     """The parts of a run rebuilt from its config with the weights of its `which` checkpoint (best,
-    else last), in eval mode, on `device` (default: the run's train.device)."""
+    else last, or a step number), in eval mode, on `device` (default: the run's train.device)."""
     cfg = run_config(run_dir)
     if not isinstance(device, torch.device):
         device = resolve_device(device or cfg.train.device)
-    directory = ckpt.checkpoint_dir(run_dir, which) or ckpt.checkpoint_dir(run_dir, "last")
-    if directory is None:
-        raise ConfigError(f"{Path(run_dir) / ckpt.CHECKPOINTS}: no checkpoint yet (expected last.json)")
+    directory = ckpt.find_checkpoint(run_dir, which)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     parts = build_parts(cfg, device)
     ckpt.load_weights(directory, parts.objective)
     parts.objective.eval()
     return cfg, parts
+
+
+# --------------------------------------------------------------------------- a model's own folder
+
+MODEL_FORMAT = "vlmt-model"
+MODEL_FOLDER = "model"  # RUN/model: written when a run starts
+EXTRACTOR = "region_extractor"
+
+
+def model_description(cfg: C.ExperimentConfig, parts: Parts) -> dict[str, Any]:
+    """config.json of a trained model: its type and complete constructor arguments, the data type
+    its assets belong to, and the experiment that trained it (whose task sections are each head's
+    configuration)."""
+    from vlmt import __version__
+
+    model = parts.model
+    return {"format": MODEL_FORMAT, "version": 1, "vlmt_version": __version__,
+            "model_type": C.MODELS.name_of(type(model_config(model))),
+            "model": dataclasses.asdict(model_config(model)),
+            "data_type": C.DATA.name_of(type(cfg.data)),
+            "tasks": {name: C.TASKS.name_of(type(t)) for name, t in cfg.tasks.items()},
+            "experiment": C.to_dict(cfg)}
+
+
+def save_model_folder(folder: str | Path, cfg: C.ExperimentConfig, parts: Parts) -> list[Path]:
+    """Write config.json and the data's assets (vocabulary, answers, labels, word vectors, the region
+    extractor the features came from) into `folder`, atomically; no weights. Returns the files."""
+    from vlmt.io import write_json
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        assets = getattr(parts.data, "assets", None)
+        if assets is not None:
+            assets.save(tmp)
+        extractor = getattr(parts.data, "root", None)
+        if extractor is not None and (Path(extractor) / EXTRACTOR).is_dir():
+            shutil.copytree(Path(extractor) / EXTRACTOR, tmp / EXTRACTOR)
+        write_json(tmp / "config.json", model_description(cfg, parts))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def read_model_description(folder: str | Path) -> dict[str, Any]:
+    """config.json of a model folder, checked; DataError naming the file otherwise."""
+    from vlmt.errors import DataError
+    from vlmt.io import load_json
+
+    path = Path(folder) / "config.json"
+    info = load_json(path)
+    if not isinstance(info, dict) or info.get("format") != MODEL_FORMAT:
+        raise DataError(path, f"not a vlmt model description (format {MODEL_FORMAT!r} expected)")
+    for key in ("model_type", "model", "data_type", "tasks", "experiment"):
+        if key not in info:
+            raise DataError(path, "missing", field=key)
+    return info
+
+
+def build_from_model_folder(folder: str | Path, *, device: str | torch.device = "cpu"
+                            ) -> tuple[dict[str, Any], Parts]:
+    """The model and its tasks (heads and what reads inputs, no examples) from a model folder's
+    config.json and assets, without the data they were trained on; weights not loaded. The
+    generators of the caller are left as they were."""
+    folder = Path(folder)
+    load_plugins()
+    info = read_model_description(folder)
+    where = str(folder / "config.json")
+    for registry, key in ((C.MODELS, "model_type"), (C.DATA, "data_type")):
+        if info[key] not in registry:
+            raise ConfigError(f"{where}: {registry.section} type {info[key]!r} is not registered here "
+                              f"(known: {', '.join(registry.names())}); is the plugin that defines it installed?")
+    cfg = C.from_dict(info["experiment"], source=f"{where} (experiment)")
+    data_type = cast(type[C.DataConfig], C.DATA[info["data_type"]])
+    assets = data_type.load_assets(folder)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            model = C.MODELS[info["model_type"]](**info["model"]).create()
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: key 'model': {e}") from None
+        tasks = {name: tcfg.build(name=name, data=assets, model=model, seed=0) for name, tcfg in cfg.tasks.items()}
+    objective = Objective(model, tasks)
+    objective.to(torch.device(device))
+    objective.eval()
+    return info, Parts(assets, model, tasks, objective)

@@ -112,6 +112,26 @@ def checkpoint_dir(run_dir: str | Path, which: str = "last") -> Path | None:
     return None if pointer is None else root / pointer["dir"]
 
 
+def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
+    """The checkpoint folder `which` names: `best` (else `last`, for runs without validation),
+    `last`, or a step number (only kept checkpoints exist). ConfigError when there is none."""
+    root = Path(run_dir) / CHECKPOINTS
+    if which in ("best", "last"):
+        directory = checkpoint_dir(run_dir, which) or (checkpoint_dir(run_dir, "last") if which == "best" else None)
+        if directory is None:
+            raise ConfigError(f"{root}: no {which} checkpoint yet; train the run first")
+        return directory
+    try:
+        step = int(which)
+    except ValueError:
+        raise ConfigError(f"checkpoint: best, last or a step number, got {which!r}") from None
+    directory = root / f"step_{step:08d}"
+    if not (directory / "model.safetensors").is_file():
+        kept = sorted(p.name for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
+        raise ConfigError(f"{directory}: no checkpoint of step {step} (kept: {', '.join(kept) or 'none'})")
+    return directory
+
+
 def best_info(run_dir: str | Path) -> dict | None:
     return _pointer(Path(run_dir) / CHECKPOINTS, "best")
 

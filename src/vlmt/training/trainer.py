@@ -4,6 +4,9 @@ Plain functions. `train(cfg, run_dir)` builds the parts from the config, runs th
 everything of the run in `run_dir`:
 
     config.yaml        the resolved config (what was actually run)
+    model/             config.json (the model's constructor arguments, the tasks) and what reads its
+                       inputs (vocabulary, answers, labels, word vectors, region extractor): with a
+                       checkpoint's weights, a model usable without its data (`vlmt.load`, `vlmt export`)
     train.log          human-readable log (start, validations, checkpoints, resume points)
     metrics.jsonl      one JSON object per line: {"step", "split": "train"|"val", "<task>/<name>": ..}
     tensorboard/       the same scalars as TensorBoard event files (when tensorboard is installed)
@@ -42,7 +45,15 @@ from vlmt.io import atomic_write, write_json
 from vlmt.seeding import seed_everything, step_seed
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.build import build_lr_schedule, build_parts, build_schedule, load_experiment, model_config
+from vlmt.training.build import (
+    MODEL_FOLDER,
+    build_lr_schedule,
+    build_parts,
+    build_schedule,
+    load_experiment,
+    model_config,
+    save_model_folder,
+)
 from vlmt.training.distributed import init_distributed, resolve_device
 from vlmt.training.evaluate import autocast, evaluate_tasks
 from vlmt.training.optimizers import TaskAdam
@@ -223,6 +234,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         C.save_config(cfg, run_dir / "config.yaml")
         log.info("training %s on %s for %d iterations (%s schedule), run folder %s",
                  ", ".join(tasks), device, max_iters, cfg.schedule.kind, run_dir)
+    if main and not (run_dir / MODEL_FOLDER / "config.json").is_file():
+        save_model_folder(run_dir / MODEL_FOLDER, cfg, parts)  # what vlmt.load and vlmt export need besides weights
     metrics = MetricsWriter(run_dir, resume_step=step if resume_from is not None else None,
                             tensorboard=tr.tensorboard) if main else None
     streams = {name: prefetched(iter(task.batches("train", start=consumed[name], rank=rank, world_size=world)),

@@ -1,0 +1,102 @@
+"""A trained model's own folder (RUN/model, and what `vlmt export` copies): config.json and the
+data's assets are enough to rebuild the model and its heads with no dataset; word vectors travel as
+the rows the model uses, not the whole vector file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_model
+
+from vlmt import config as C
+from vlmt.data.svlr_datasets import WordTable
+from vlmt.data.synth.cache import ensure_world
+from vlmt.errors import DataError
+from vlmt.training import checkpoint as ckpt
+from vlmt.training.build import build_from_model_folder, build_parts, save_model_folder
+
+
+@pytest.fixture(scope="module")
+def world() -> Path:
+    return ensure_world("tiny")
+
+
+def saved(cfg: C.ExperimentConfig, folder: Path):
+    """Build `cfg` from its data, save its model folder with the weights; the built parts."""
+    parts = build_parts(cfg, torch.device("cpu"))
+    save_model_folder(folder, cfg, parts)
+    save_model(parts.objective, str(folder / "model.safetensors"))
+    return parts
+
+
+def test_hierarchical_model_with_word_vectors_rebuilds_without_its_data(world, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\nunused 0 0 0 1 0\n")
+    data_root = tmp_path / "world"
+    shutil.copytree(world, data_root)
+    cfg = C.from_dict({"data": {"type": "vl_datasets", "root": str(data_root), "answer_more_than": 1,
+                                "word_vectors": str(vectors)},
+                       "model": {"type": "hierarchical", "dim": 16, "num_layers": 2, "heads": 2, "word_dim": 300},
+                       "tasks": {"vqa": {"layer": 2}, "grounding": {"layer": 1}}})
+    folder = tmp_path / "model"
+    parts = saved(cfg, folder)
+    vectors.unlink()
+    shutil.rmtree(data_root)
+    info, rebuilt = build_from_model_folder(folder)
+    ckpt.load_weights(folder, rebuilt.objective)
+    assert info["model_type"] == "hierarchical" and info["tasks"] == {"vqa": "vqa", "grounding": "grounding"}
+    assert rebuilt.model.config == parts.model.config and rebuilt.model.config.freeze_word_vectors
+    embedding = rebuilt.model.language.embedding.weight
+    assert torch.equal(embedding, parts.model.language.embedding.weight) and not embedding.requires_grad
+    assert embedding[rebuilt.data.vocab.index("picture")].tolist() == [0, 0, 1, 0, 0]
+    assert rebuilt.data.vocab.tokens == parts.data.vocab.tokens
+    assert rebuilt.tasks["vqa"].pool.answers == parts.tasks["vqa"].pool.answers
+    assert rebuilt.data.phrases.to_dict() == parts.data.assets.phrases.to_dict()
+    for key, value in parts.objective.state_dict().items():
+        assert torch.equal(rebuilt.objective.state_dict()[key], value), key
+    assert not rebuilt.tasks["vqa"].has_examples
+
+
+def test_svlr_assets_keep_only_the_word_vector_rows_the_model_uses(world, tmp_path):
+    base = {"data": {"type": "svlr_datasets", "root": str(world), "word_dim": 8},
+            "model": {"type": "svlr", "embed_dim": 8, "word_hidden": 8, "region_hidden": 16},
+            "tasks": {"recognition": {"type": "svlr_recognition"}, "vqa": {"type": "svlr_vqa_mc", "fusion_dim": 8}}}
+    used = build_parts(C.from_dict(base), torch.device("cpu")).data.words.tokens()
+    rng = np.random.default_rng(0)
+    vectors = tmp_path / "vectors.txt"
+    extra = ["zebra", "xylophone", "quasar"]
+    rows = {w: rng.normal(size=8).round(4) for w in [*used, *extra]}
+    vectors.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in rows.items()))
+    cfg = C.from_dict({**base, "data": {**base["data"], "word_vectors": str(vectors)}})
+    folder = tmp_path / "model"
+    parts = saved(cfg, folder)
+    table = WordTable.load(folder)
+    assert sorted(table.tokens()) == sorted(used) and not table.fallback
+    assert all(np.allclose(table.vector(w), rows[w], atol=1e-6) for w in used)
+    assert "zebra" not in table and (folder / "word_vectors.safetensors").stat().st_size < vectors.stat().st_size
+    vectors.unlink()
+    _, rebuilt = build_from_model_folder(folder)
+    assert rebuilt.data.object_labels == parts.data.object_labels
+    assert rebuilt.data.attribute_labels == parts.data.attribute_labels
+    for a, b in zip(rebuilt.data.label_vectors(), parts.data.assets.label_vectors()):
+        assert np.array_equal(a, b)
+    question = parts.data.vqa["test"][0]
+    again = rebuilt.data.reader().question(question.question, list(question.choices))
+    assert (again.bins, again.nouns, again.choice_words) == (question.bins, question.nouns, question.choice_words)
+
+
+def test_a_broken_model_folder_names_the_file(world, tmp_path):
+    cfg = C.load_config("tiny")
+    folder = tmp_path / "model"
+    saved(cfg, folder)
+    (folder / "vl_assets.json").write_text(json.dumps({"phrases": None}))
+    with pytest.raises(DataError, match=r"vl_assets.json.*feature_dim"):
+        build_from_model_folder(folder)
+    (folder / "config.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(DataError, match=r"config.json.*not a vlmt model description"):
+        build_from_model_folder(folder)
