@@ -25,3 +25,45 @@ def test_every_command_module_imports_and_builds_its_parser():
         parser = argparse.ArgumentParser()
         module.add_arguments(parser)
         assert callable(module.run)
+
+
+def _example_commands(text: str) -> list[list[str]]:
+    """The `vlmt ...` command lines of an EXAMPLES block, as argument lists (continuations joined,
+    comments, pipes and redirections cut off)."""
+    import shlex
+
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split(" #")[0].split("&&")[0].split(" > ")[0].strip()
+        words = shlex.split(line)
+        if "vlmt" in words[:4] and words[0] != "python":
+            commands.append(words[words.index("vlmt") + 1:])
+    return commands
+
+
+def test_every_command_has_help_examples_that_its_parser_accepts():
+    import argparse
+    import importlib
+
+    for words, (module_name, _) in cli.COMMANDS.items():
+        module = importlib.import_module(f"vlmt.commands.{module_name}")
+        examples = getattr(module, "EXAMPLES", "")
+        commands = _example_commands(examples)
+        assert commands, f"vlmt {' '.join(words)}: no example in its --help"
+        for argv in commands:
+            resolved = cli._resolve(argv)
+            assert resolved is not None, f"{module_name}: example names no command: {argv}"
+            used, rest = resolved
+            parser = argparse.ArgumentParser(exit_on_error=False)
+            importlib.import_module(f"vlmt.commands.{cli.COMMANDS[used][0]}").add_arguments(parser)
+            parser.parse_args(rest)  # raises on an option the command does not have
+
+
+def test_help_shows_the_examples(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["export", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:\n  vlmt train tiny --out runs/tiny\n  vlmt export runs/tiny --out models/tiny" in out

@@ -25,7 +25,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("evaluate", "vqa"): ("evaluate_vqa", "official VQA accuracy from question, annotation and result files"),
     ("evaluate", "retrieval"): ("evaluate_retrieval", "Recall@K for image-caption retrieval from a score matrix"),
     ("evaluate", "grounding"): ("evaluate_grounding", "phrase grounding Recall@K from ranked boxes"),
-    ("predict",): ("predict", "answer / score / ground one input with a trained run"),
+    ("configs", "list"): ("configs_list", "the experiment configs shipped with vlmt"),
+    ("configs", "show"): ("configs_show", "print a shipped experiment config"),
+    ("export",): ("export", "write a run's trained model as a standalone folder for vlmt.load"),
+    ("predict",): ("predict", "answer a question about a picture with a trained model"),
     ("visualize",): ("visualize", "attention pictures of a run"),
     ("reproduce",): ("reproduce", "run a paper's experiment grid on the synthetic world"),
     ("search-layers",): ("search_layers", "single-task grid search over the decoder layer (Sec. 4.2)"),
@@ -33,6 +36,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 GROUP_HELP = {
     "data": "synthesise, validate and convert datasets",
     "evaluate": "official metrics on runs or on result files",
+    "configs": "the shipped experiment configs",
 }
 
 
@@ -73,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     words, rest = resolved
     module_name, help_text = COMMANDS[words]
     module = importlib.import_module(f"vlmt.commands.{module_name}")
-    parser = argparse.ArgumentParser(prog="vlmt " + " ".join(words), description=help_text)
+    examples = getattr(module, "EXAMPLES", None)
+    parser = argparse.ArgumentParser(prog="vlmt " + " ".join(words), description=help_text,
+                                     epilog=f"examples:\n{examples}" if examples else None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:

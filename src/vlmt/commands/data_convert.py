@@ -9,6 +9,10 @@ import time
 
 from vlmt.data.features.convert import TSV_LAYOUTS, convert
 
+EXAMPLES = """\
+  vlmt data convert --from tsv trainval_36/*.tsv --out data/coco/features --feature-dim 2048
+  vlmt data convert --from hdf5 features.h5 --out data/flickr30k/features --json"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", choices=("tsv", "hdf5"), required=True,

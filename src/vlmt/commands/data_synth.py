@@ -7,6 +7,10 @@ import json
 import sys
 import time
 
+EXAMPLES = """\
+  vlmt data synth --size tiny --out worlds/tiny
+  vlmt data synth --size default --seed 1 --out worlds/default-1 --json"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=("tiny", "default"), default="default",

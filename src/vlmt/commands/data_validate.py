@@ -11,6 +11,10 @@ import sys
 
 from vlmt.data.validate import validate_dir
 
+EXAMPLES = """\
+  vlmt data validate worlds/tiny
+  vlmt data validate data/coco --json"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", help="folder holding dataset files and/or feature stores (searched recursively)")

@@ -10,6 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 
+EXAMPLES = """\
+  vlmt demo                             # the default world: both papers, about 3 minutes on 2 cores
+  vlmt demo --size tiny --out runs/demo-tiny
+  vlmt demo --seed 1 --pictures 0 --json"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")

@@ -9,6 +9,10 @@ import json
 import sys
 from pathlib import Path
 
+EXAMPLES = """\
+  vlmt evaluate grounding --predictions ranked.json --annotations flickr30k_entities --split test
+  vlmt evaluate grounding --predictions ranked.json --annotations flickr30k_entities --images ids.txt --json"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", required=True, metavar="P.json",

@@ -12,6 +12,10 @@ import numpy as np
 from vlmt.errors import DataError
 from vlmt.metrics.retrieval import fold_metrics
 
+EXAMPLES = """\
+  vlmt evaluate retrieval --scores scores.npy --captions-per-image 5
+  vlmt evaluate retrieval --scores coco5k.npy --folds 5 --json      # COCO 1K: the mean of 5 folds"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scores", required=True, metavar="S.npy",

@@ -1,4 +1,4 @@
-"""`vlmt evaluate run RUN [--split val|test] [--checkpoint best|last] [--json]`: evaluate a run folder.
+"""`vlmt evaluate run RUN [--split val|test] [--checkpoint best|last|STEP] [--json]`: evaluate a run folder.
 
 Works for any registered model and tasks: the parts are rebuilt from the run's `config.yaml`, the
 checkpoint's weights are loaded, and every task's `evaluate(model, split, device)` is called
@@ -12,12 +12,18 @@ import argparse
 import json
 import sys
 
+EXAMPLES = """\
+  vlmt evaluate run runs/tiny
+  vlmt evaluate run runs/tiny --split val --checkpoint last --json
+  vlmt evaluate run runs/h0 --predictions preds/        # also the official result files"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="run folder written by `vlmt train`")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="split to evaluate (default test)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                        help="which checkpoint (default best; a run without one uses last)")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
+                        help="which checkpoint of a run: best (default; a run without validation uses last), "
+                             "last, or a kept step number")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's train.device)")
     parser.add_argument("--json", action="store_true", help="print {task: {metric: value}} as one JSON object")
     parser.add_argument("--predictions", metavar="DIR", default=None,

@@ -11,6 +11,12 @@ from vlmt.metrics.vqa import evaluate_vqa
 from vlmt.metrics.vqa_files import read_vqa_files
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 
+EXAMPLES = """\
+  vlmt evaluate vqa --questions v2_OpenEnded_mscoco_val2014_questions.json \\
+      --annotations v2_mscoco_val2014_annotations.json --results results.json
+  vlmt evaluate vqa --questions MultipleChoice_mscoco_val2014_questions.json \\
+      --annotations mscoco_val2014_annotations.json --results mc.json --json"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--questions", required=True, metavar="Q.json", help="official question file")

@@ -1,7 +1,6 @@
-"""`vlmt predict RUN --image PATH --question "..." [--top K] [--json] [--attention OUT.png]`:
-answer a question about any picture with a trained run that has a VQA task.
-
-The picture goes the way the run's training images went (`vlmt.inference.predict.answer`);
+"""`vlmt predict MODEL --image PATH --question "..." [--top K] [--json] [--attention OUT.png]`:
+answer a question about any picture with a trained model that has a VQA head, a run folder or an
+exported model folder; the same path as `vlmt.load(MODEL).answer` (`vlmt.inference.predict`).
 `--attention` draws the VQA head's attention over the regions on the picture.
 """
 
@@ -11,14 +10,20 @@ import argparse
 import json
 import sys
 
+EXAMPLES = """\
+  vlmt predict runs/tiny --image shape.png --question "what color is the square?"
+  vlmt predict models/tiny --image shape.png --question "what color is it?" --json --attention att.png"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="run folder written by `vlmt train` (with a VQA task)")
+    parser.add_argument("run_dir", metavar="MODEL",
+                        help="run folder (`vlmt train`) or model folder (`vlmt export`) with a VQA head")
     parser.add_argument("--image", required=True, help="picture to ask about (PNG, JPEG, ...)")
     parser.add_argument("--question", required=True, help="the question, in words")
     parser.add_argument("--top", type=int, default=5, help="how many answers to list (default 5)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                        help="which checkpoint (default best; a run without one uses last)")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
+                        help="which checkpoint of a run: best (default; a run without validation uses last), "
+                             "last, or a kept step number")
     parser.add_argument("--attention", metavar="OUT.png", default=None,
                         help="also draw the VQA decoder's attention over the regions into this PNG")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")

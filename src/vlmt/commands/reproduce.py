@@ -12,6 +12,10 @@ GRIDS = {
     "svlr": "vlmt.experiments.reproduce_svlr",
 }
 
+EXAMPLES = """\
+  vlmt reproduce hierarchical --size tiny --seeds 1 --out reports/h-tiny
+  vlmt reproduce svlr --seeds 3 --out reports/svlr      # Table 1 on the default world"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paper", choices=sorted(GRIDS), help="which paper's experiments to run")

@@ -9,6 +9,10 @@ import argparse
 import json
 import sys
 
+EXAMPLES = """\
+  vlmt search-layers tiny --task vqa --out search/vqa
+  vlmt search-layers hierarchical_world --task grounding --layers 1,2,3 --seeds 2 --out search/vg"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML (e.g. configs/tiny.yaml); only TASK is kept")

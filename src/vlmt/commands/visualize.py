@@ -11,6 +11,10 @@ import argparse
 import json
 import sys
 
+EXAMPLES = """\
+  vlmt visualize runs/tiny --out pictures/tiny
+  vlmt visualize runs/svlr --split test --count 8 --out pictures/svlr"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run folder written by `vlmt train` (or `vlmt demo`'s runs/<name>)")

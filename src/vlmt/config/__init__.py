@@ -7,6 +7,7 @@ Everything a caller needs is re-exported here (`from vlmt import config as C; C.
 from vlmt.config.loader import (
                                   apply_overrides,
                                   bundled_config,
+                                  config_path,
                                   configs_dir,
                                   diff,
                                   dump_yaml,
@@ -14,6 +15,7 @@ from vlmt.config.loader import (
                                   load_config,
                                   read_yaml,
                                   save_config,
+                                  shipped_configs,
                                   to_dict,
 )
 from vlmt.config.registry import DATA, MODELS, TASKS, Registry, register_data, register_model, register_task
@@ -32,5 +34,5 @@ from vlmt.config.sections import (
 
 __all__ = ["DATA", "MODELS", "TASKS", "Registry", "register_data", "register_model", "register_task",
            "DataConfig", "ExperimentConfig", "ModelConfig", "NoData", "OptimConfig", "ScheduleConfig", "TaskConfig",
-           "TrainConfig", "data_fields", "from_data", "apply_overrides", "bundled_config", "configs_dir", "diff",
-           "dump_yaml", "from_dict", "load_config", "read_yaml", "save_config", "to_dict"]
+           "TrainConfig", "data_fields", "from_data", "apply_overrides", "bundled_config", "config_path", "configs_dir",
+           "diff", "dump_yaml", "from_dict", "load_config", "read_yaml", "save_config", "shipped_configs", "to_dict"]

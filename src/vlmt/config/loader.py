@@ -214,6 +214,25 @@ def bundled_config(name: str) -> Path:
     return path
 
 
+def shipped_configs() -> dict[str, Path]:
+    """Name (file stem) -> path of every experiment config shipped with vlmt."""
+    return {p.stem: p for p in sorted(configs_dir().glob("*.yaml"))}
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The experiment file a user named: an existing file, or the shipped config of that name
+    (`tiny`, `tiny.yaml`, `configs/tiny.yaml` all name `vlmt/configs/tiny.yaml`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if stem in shipped and (len(path.parts) == 1 or path.parent.name == "configs"):
+        return shipped[stem]
+    raise ConfigError(f"{name_or_path}: config file not found, and no shipped config of that name "
+                      f"(shipped: {', '.join(shipped)}; `vlmt configs list`)")
+
+
 def read_yaml(path: str | Path) -> dict:
     """Parse a YAML mapping, with a ConfigError naming the file when it is missing or malformed."""
     path = Path(path)
@@ -259,10 +278,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate one experiment file.
+    """Read, override and validate one experiment file (a path, or a shipped config's name).
 
     Errors name the file; an error caused by an override names the override as its source.
     """
+    path = config_path(path)
     raw = read_yaml(path)
     overrides = list(overrides or [])
     if overrides:
