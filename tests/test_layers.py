@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "vlmt"
 
 # bottom to top; a unit may import itself and anything earlier in this list
 LAYERS = [["errors"], ["io"], ["seeding"], ["config"], ["data"], ["metrics"], ["models"], ["tasks"], ["training"],
-          ["inference"], ["reports"], ["experiments"], ["commands"], ["cli", "__main__", "__init__"]]
+          ["inference"], ["reports"], ["experiments"], ["serve"], ["commands"], ["cli", "__main__", "__init__"]]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 

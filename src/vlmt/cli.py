@@ -29,6 +29,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("configs", "show"): ("configs_show", "print a shipped experiment config"),
     ("export",): ("export", "write a run's trained model as a standalone folder for vlmt.load"),
     ("predict",): ("predict", "answer a question about a picture with a trained model"),
+    ("serve",): ("serve", "a page and a JSON API for trained models (pip install 'vlmt[serve]')"),
     ("visualize",): ("visualize", "attention pictures of a run"),
     ("reproduce",): ("reproduce", "run a paper's experiment grid on the synthetic world"),
     ("search-layers",): ("search_layers", "single-task grid search over the decoder layer (Sec. 4.2)"),

@@ -162,8 +162,8 @@ class TrainedModel:
         tokens, lengths, unknown = self._tokens(words, "question")
         batch = {"tokens": tokens, "lengths": lengths, "region_features": torch.from_numpy(feats)[None].to(self.device),
                  "region_mask": torch.ones(1, len(feats), dtype=torch.bool, device=self.device)}
-        scores = torch.sigmoid(task.logits(model, batch))[0].float().cpu()
-        maps = task.attention_maps(model, batch)
+        logits, maps = task.explain(model, batch)
+        scores = torch.sigmoid(logits)[0].float().cpu()
         order = scores.argsort(descending=True)[:max(1, top_k)].tolist()
         return {"question": question, "words": words, "unknown_words": unknown,
                 "answers": [{"answer": task.pool.answers[a], "score": float(scores[a])} for a in order],
@@ -215,25 +215,16 @@ class TrainedModel:
             spans.append((at, at + len(toks) - 1))
         return spans
 
-    @torch.no_grad()
-    def retrieve(self, images: Sequence[Any], captions: Sequence[str], *, regions: Sequence[Any] | None = None
-                 ) -> np.ndarray:
-        """(n_images, n_captions) relevance scores in [0, 1] of every image x caption pair. `regions`
-        may give (features, boxes) per image instead of the images."""
-        task = self._task("retrieve")
-        model = self._hierarchical("retrieve")
-        if regions is not None:
-            feats = [self.regions(regions=f, boxes=b)[0] for f, b in regions]
-        else:
-            feats = [self.regions(image)[0] for image in images]
-        if not feats or not captions:
-            raise ConfigError("retrieve: needs at least one image and one caption")
+    def _image_cache(self, model: HierarchicalVL, feats: Sequence[np.ndarray]) -> Any:
         t = max(len(f) for f in feats)
         features = torch.zeros(len(feats), t, feats[0].shape[1])
         mask = torch.zeros(len(feats), t, dtype=torch.bool)
         for i, f in enumerate(feats):
             features[i, :len(f)] = torch.from_numpy(f)
             mask[i, :len(f)] = True
+        return model.encode_images(features.to(self.device), mask.to(self.device))
+
+    def _caption_cache(self, model: HierarchicalVL, captions: Sequence[str]) -> Any:
         ids = []
         for c in captions:
             words = caption_tokens(c)
@@ -241,9 +232,70 @@ class TrainedModel:
                 raise ConfigError(f"captions: {c!r} has no word")
             ids.append(self.assets.encode_words(words))
         tokens, lengths = pad_tokens(ids)
-        images_cache = model.encode_images(features.to(self.device), mask.to(self.device))
-        captions_cache = model.encode_captions(tokens.to(self.device), lengths.to(self.device))
-        return torch.sigmoid(task.score_pairs(model, images_cache, captions_cache)).float().cpu().numpy()
+        return model.encode_captions(tokens.to(self.device), lengths.to(self.device))
+
+    def _features(self, images: Sequence[Any] | None, regions: Sequence[Any] | None) -> list[np.ndarray]:
+        if regions is not None:
+            return [self.regions(regions=f, boxes=b)[0] for f, b in regions]
+        return [self.regions(image)[0] for image in images or ()]
+
+    @torch.no_grad()
+    def retrieve(self, images: Sequence[Any], captions: Sequence[str], *, regions: Sequence[Any] | None = None
+                 ) -> np.ndarray:
+        """(n_images, n_captions) relevance scores in [0, 1] of every image x caption pair. `regions`
+        may give (features, boxes) per image instead of the images."""
+        task = self._task("retrieve")
+        model = self._hierarchical("retrieve")
+        feats = self._features(images, regions)
+        if not feats or not captions:
+            raise ConfigError("retrieve: needs at least one image and one caption")
+        logits = task.score_pairs(model, self._image_cache(model, feats), self._caption_cache(model, captions))
+        return torch.sigmoid(logits).float().cpu().numpy()
+
+    @property
+    def has_shortlist(self) -> bool:
+        """Whether the retrieval head comes with a shortlist head (two-stage ranking)."""
+        kinds = [name for name, kind in self.heads.items() if kind == "retrieval"]
+        return bool(kinds) and getattr(self.tasks[kinds[0]], "shortlist", None) is not None
+
+    @torch.no_grad()
+    def rank(self, *, images: Sequence[Any] | None = None, captions: Sequence[str], query: str,
+             regions: Sequence[Any] | None = None, k: int | None = None) -> list[dict[str, Any]]:
+        """Rank the other side for one query: `query="image"` ranks `captions` for the single image
+        of `images` / `regions`; `query="caption"` ranks the images for the single caption. With `k`
+        and a shortlist head, only the k candidates most similar by the shortlist are re-scored by the
+        full model (two-stage), the rest follow ranked by similarity. Returns [{"index", "score",
+        "stage": "full" | "shortlist"}], best first; "score" is the model's relevance in [0, 1] for
+        re-scored candidates and the shortlist's cosine similarity for the others."""
+        task = self._task("retrieve")
+        model = self._hierarchical("retrieve")
+        feats = self._features(images, regions)
+        if query not in ("image", "caption"):
+            raise ConfigError(f"rank: query must be 'image' or 'caption', got {query!r}")
+        if not feats or not captions:
+            raise ConfigError("rank: needs at least one image and one caption")
+        if (len(feats) if query == "image" else len(captions)) != 1:
+            raise ConfigError(f"rank: a {query} query is one {query}")
+        image_cache, caption_cache = self._image_cache(model, feats), self._caption_cache(model, captions)
+        n = len(captions) if query == "image" else len(feats)
+        chosen = list(range(n))
+        similarity = None
+        if k is not None and k < n and task.shortlist is not None:
+            head = task.shortlist
+            sim = head.similarity(head.embed_images(image_cache.regions, image_cache.mask),
+                                  head.embed_captions(caption_cache.words, caption_cache.mask))
+            similarity = (sim[0] if query == "image" else sim[:, 0]).float().cpu()
+            chosen = similarity.topk(k).indices.tolist()
+        index = torch.tensor(chosen, device=self.device)
+        zeros = torch.zeros_like(index)
+        pairs = (zeros, index) if query == "image" else (index, zeros)
+        scores = torch.sigmoid(task.score_pair_list(model, image_cache, caption_cache, *pairs)).float().cpu()
+        out: list[dict[str, Any]] = [{"index": i, "score": float(v), "stage": "full"}
+                                     for i, v in sorted(zip(chosen, scores.tolist()), key=lambda p: -p[1])]
+        if similarity is not None:
+            rest = sorted(set(range(n)) - set(chosen), key=lambda i: -float(similarity[i]))
+            out += [{"index": i, "score": float(similarity[i]), "stage": "shortlist"} for i in rest]
+        return out
 
     # -- SVLR -----------------------------------------------------------------------------------------
     def _svlr(self, method: str) -> SVLR:

@@ -139,6 +139,16 @@ class VQATask(EncoderTask):
             return {"regions": self.head.image_summary.attention(encoded.regions, encoded.region_mask),
                     "words": self.head.question_summary.attention(encoded.words, encoded.word_mask)}
 
+    @torch.no_grad()
+    def explain(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """`logits` and `attention_maps` from one pass of the encoder (what `vlmt.load(...).answer_details`
+        and the served page show). Runs in eval mode."""
+        with EvalMode(model, self):
+            encoded = self.encode(model, batch)
+            logits = self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
+            return logits, {"regions": self.head.image_summary.attention(encoded.regions, encoded.region_mask),
+                            "words": self.head.question_summary.attention(encoded.words, encoded.word_mask)}
+
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         part = self._part(split)
         batch = self._collate(part, [index])

@@ -1,0 +1,229 @@
+"""The JSON API: `GET /api/health`, and `POST /api/answer`, `/api/ground`, `/api/retrieve`,
+`/api/recognize`, `/api/choose` with multipart forms (`image` a picture file, or `gallery` the
+index of a gallery picture; the text fields of each method). Every answer is JSON; a request that
+cannot be served gets a 4xx status and `{"error": "..."}` saying what was wrong.
+
+Model calls run in a bounded pool of worker threads (`workers`), off the event loop, so the server
+keeps accepting and queueing requests while models compute; more than `queue` requests waiting
+are answered 503.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, Callable
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vlmt.errors import VlmtError
+from vlmt.serve import service
+from vlmt.serve.inputs import InputError, Limits, check_choices, check_text, check_top_k, decode_image
+from vlmt.serve.models import Picture, ServedModel
+
+FORM_FIELDS = {"answer": ("image", "gallery", "question", "top_k", "model"),
+               "ground": ("image", "gallery", "sentence", "model"),
+               "retrieve": ("image", "gallery", "caption", "top_k", "k", "model"),
+               "recognize": ("image", "gallery", "top_k", "model"),
+               "choose": ("image", "gallery", "question", "choices", "zero_shot", "model")}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 before it is read whole."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _too_large(send, self.limit)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise InputError(f"the request body is over {self.limit:,} bytes", status=413)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    response = JSONResponse({"error": f"the request body is over {limit:,} bytes; upload a smaller picture"},
+                            status_code=413)
+    await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class Pool:
+    """At most `workers` model calls at once and `queue` waiting; the rest are answered 503."""
+
+    def __init__(self, workers: int, queue: int):
+        self.limiter = anyio.CapacityLimiter(workers)
+        self.queue = queue
+        self.waiting = 0
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.waiting >= self.queue:
+            raise InputError(f"the server is busy ({self.waiting} requests waiting); try again shortly", status=503)
+        self.waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        finally:
+            self.waiting -= 1
+
+
+def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2, queue: int = 64) -> FastAPI:
+    app = FastAPI(title="vlmt", description="Trained vlmt models: VQA, grounding, retrieval, SVLR recognition "
+                  "and multiple choice", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    pool = Pool(workers, queue)
+    app.state.pool = pool
+
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, e: InputError) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=e.status)
+
+    @app.exception_handler(VlmtError)
+    async def vlmt_error(_: Request, e: VlmtError) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        message = {404: f"no such endpoint: {request.method} {request.url.path} (see GET /api/health)",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
+        return JSONResponse({"error": message}, status_code=e.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, e: Exception) -> JSONResponse:  # a bug: logged, answered without a trace
+        traceback.print_exception(e, file=sys.stderr)
+        return JSONResponse({"error": f"internal error ({type(e).__name__}); the server log has the details"},
+                            status_code=500)
+
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        """The models served, their heads and the methods they support."""
+        return {"status": "ok", "models": {name: m.describe() for name, m in served.items()},
+                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
+                           "max_text_chars": limits.max_text_chars},
+                "workers": workers, "waiting": pool.waiting}
+
+    async def read_form(request: Request, method: str) -> dict[str, Any]:
+        kind = request.headers.get("content-type", "")
+        if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            raise InputError(f"send a multipart form (fields: {', '.join(FORM_FIELDS[method])}), "
+                             f"not {kind or 'no content type'}", status=415)
+        try:
+            form = await request.form(max_files=2, max_fields=len(FORM_FIELDS[method]) + 60,
+                                      max_part_size=limits.max_text_chars * 8 + 1024)
+        except InputError:
+            raise
+        except Exception as e:  # malformed multipart bodies
+            raise InputError(f"the form could not be read: {e}") from None
+        out: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if key == "image":
+                if not isinstance(value, UploadFile):
+                    raise InputError("image: expected a file upload (multipart), got a text field")
+                out[key] = await value.read(limits.max_upload_bytes + 1)
+            elif key == "choices":
+                out.setdefault(key, []).append(str(value))
+            elif isinstance(value, UploadFile):
+                raise InputError(f"{key}: expected a text field, got a file")
+            else:
+                out[key] = str(value)
+        unknown = sorted(set(out) - set(FORM_FIELDS[method]))
+        if unknown:
+            raise InputError(f"unknown field(s) {', '.join(unknown)}; {method} takes {', '.join(FORM_FIELDS[method])}")
+        return out
+
+    def picture(form: dict[str, Any], sm: ServedModel) -> Picture:
+        if "image" in form or "gallery" not in form:
+            return Picture(decode_image(form.get("image"), limits))
+        try:
+            return sm.gallery_picture(int(form["gallery"]))
+        except (ValueError, IndexError):
+            raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
+                             f"{sm.name!r}, got {form['gallery'][:20]!r}") from None
+
+    def flag(value: str | None) -> bool:
+        text = (value or "false").strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise InputError(f"zero_shot: expected true or false, got {text[:20]!r}")
+        return text in ("true", "1", "yes")
+
+    @app.post("/api/answer")
+    async def answer(request: Request) -> Any:
+        """Top answers of the VQA head, with the region and word attention behind them."""
+        form = await read_form(request, "answer")
+        sm = service.pick_model(served, form.get("model"), "answer")
+        question = check_text(form.get("question"), limits, field="question")
+        top_k = check_top_k(form.get("top_k"), limits)
+        return await pool.run(service.answer, sm, picture(form, sm), question, top_k)
+
+    @app.post("/api/ground")
+    async def ground(request: Request) -> Any:
+        """A box per noun phrase of the sentence."""
+        form = await read_form(request, "ground")
+        sm = service.pick_model(served, form.get("model"), "ground")
+        sentence = check_text(form.get("sentence"), limits, field="sentence")
+        return await pool.run(service.ground, sm, picture(form, sm), sentence)
+
+    @app.post("/api/retrieve")
+    async def retrieve(request: Request) -> Any:
+        """With `image` (or `gallery`): the gallery's captions ranked; with `caption`: its pictures.
+        `k`: candidates the full model re-scores when the model has a shortlist head (default 20)."""
+        form = await read_form(request, "retrieve")
+        sm = service.pick_model(served, form.get("model"), "retrieve")
+        top_k = check_top_k(form.get("top_k"), limits)
+        k = check_top_k(form.get("k"), Limits(max_top_k=10_000), default=20)
+        has_picture = "image" in form or "gallery" in form
+        if has_picture == ("caption" in form):
+            raise InputError("retrieve: send either a picture (image or gallery) to rank captions, or a caption to "
+                             "rank pictures")
+        if "caption" in form:
+            caption = check_text(form["caption"], limits, field="caption")
+            return await pool.run(lambda: service.retrieve_images(sm, caption, top_k, k=k))
+        chosen = picture(form, sm)
+        return await pool.run(lambda: service.retrieve_captions(sm, chosen, top_k, k=k))
+
+    @app.post("/api/recognize")
+    async def recognize(request: Request) -> Any:
+        """Objects and attributes of every region (SVLR)."""
+        form = await read_form(request, "recognize")
+        sm = service.pick_model(served, form.get("model"), "recognize")
+        top_k = check_top_k(form.get("top_k"), limits, default=3)
+        return await pool.run(service.recognize, sm, picture(form, sm), top_k)
+
+    @app.post("/api/choose")
+    async def choose(request: Request) -> Any:
+        """The choices ranked: SVLR's multiple-choice head, or zero-shot (`zero_shot=true`)."""
+        form = await read_form(request, "choose")
+        sm = service.pick_model(served, form.get("model"), "choose")
+        question = check_text(form.get("question"), limits, field="question")
+        choices = check_choices(form.get("choices"), limits)
+        zero_shot = flag(form.get("zero_shot"))
+        return await pool.run(service.choose, sm, picture(form, sm), question, choices, zero_shot)
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                   include_in_schema=False)
+    async def elsewhere(request: Request, rest: str) -> JSONResponse:  # not the page's 404 for /api/*
+        if rest in FORM_FIELDS:
+            return JSONResponse({"error": f"{request.method} is not allowed on /api/{rest}; send a POST with a "
+                                          f"multipart form ({', '.join(FORM_FIELDS[rest])})"}, status_code=405)
+        return JSONResponse({"error": f"no such endpoint: /api/{rest}; endpoints: GET /api/health, POST "
+                                      + ", ".join(f"/api/{m}" for m in FORM_FIELDS)}, status_code=404)
+
+    return app

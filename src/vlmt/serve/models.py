@@ -1,0 +1,126 @@
+"""The models a server holds: each MODEL argument of `vlmt serve` is an exported model folder, a
+run folder, or a demo folder (`vlmt demo --out DIR`, whose report.json lists its runs); each model
+keeps the test pictures of its data as a gallery, with their regions computed once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlmt.data.features.proposals import load_image
+from vlmt.errors import ConfigError, VlmtError
+from vlmt.inference.model import METHODS, TrainedModel, load
+from vlmt.serve.gallery import Gallery, find_gallery
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture to run a model on: its pixels and, for a gallery picture, the regions the dataset's
+    feature store holds for it (the regions the model was evaluated on); None for an upload, whose
+    regions come from the pixel proposals."""
+
+    pixels: np.ndarray
+    features: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+
+    def inputs(self) -> dict[str, Any]:
+        """Keyword arguments of the TrainedModel methods for this picture."""
+        return {"image": self.pixels, "regions": self.features, "boxes": self.boxes}
+
+
+@dataclass
+class ServedModel:
+    name: str
+    model: TrainedModel
+    gallery: Gallery
+    regions: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # per gallery image
+
+    @property
+    def methods(self) -> list[str]:
+        """The API methods its heads support (answer, ground, retrieve, recognize, choose)."""
+        kinds = set(self.model.heads.values())
+        return [m for m, wanted in METHODS.items() if kinds & set(wanted)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.model.info["model_type"], "heads": self.model.heads, "methods": self.methods,
+                "gallery": len(self.gallery), "gallery_source": self.gallery.source,
+                "two_stage_retrieval": self.model.has_shortlist}
+
+    def gallery_pixels(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self.gallery):
+            raise IndexError(index)
+        return load_image(self.gallery.images[index].path)
+
+    def gallery_picture(self, index: int) -> Picture:
+        features, boxes = self.regions[index]
+        return Picture(self.gallery_pixels(index), features, boxes)
+
+
+def gallery_regions(model: TrainedModel, gallery: Gallery, data: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features, boxes) of every gallery picture: the feature store's when the data has one that
+    holds it with the model's feature width, else computed from the pixels."""
+    store = None
+    if gallery.images:
+        from vlmt.data.features.store import FeatureStore
+
+        folder = gallery.images[0].path.parent
+        root = Path(gallery.source) if Path(gallery.source).is_dir() else folder.parent
+        try:
+            store = FeatureStore(root / str(data.get("features") or "features"))
+        except (VlmtError, OSError):
+            store = None
+    out = []
+    for im in gallery.images:
+        stored = None
+        if store is not None:
+            try:
+                record = store.read(im.image_id)
+                if record.features.ndim == 2 and record.features.shape[1] == model._feature_dim():
+                    stored = (np.asarray(record.features, np.float32), np.asarray(record.boxes, np.float32))
+            except (VlmtError, KeyError, OSError):
+                stored = None
+        out.append(stored if stored is not None else model.regions(load_image(im.path))[:2])
+    return out
+
+
+def model_folders(path: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of every model a MODEL argument names."""
+    if (path / "config.json").is_file() or (path / "model" / "config.json").is_file():
+        return [(path.resolve().name, path)]
+    report = path / "report.json"
+    if report.is_file():
+        runs = json.loads(report.read_text(encoding="utf-8")).get("runs", {})
+        found = [(name, path / rel) for name, rel in runs.items() if ((path / rel) / "model" / "config.json").is_file()]
+        if found:
+            return found
+        raise ConfigError(f"{report}: none of its runs ({', '.join(runs) or 'none'}) has a model folder; "
+                          f"run `vlmt demo` again with this vlmt version")
+    if not path.exists():
+        raise ConfigError(f"{path}: no such folder")
+    raise ConfigError(f"{path}: not a model folder (config.json + model.safetensors), a run folder (model/) "
+                      f"or a demo folder (report.json)")
+
+
+def load_models(paths: list[str | Path], *, device: str = "cpu", gallery_size: int = 48,
+                log: Any = print) -> dict[str, ServedModel]:
+    """Every model the paths name, loaded, each with its gallery's regions computed."""
+    served: dict[str, ServedModel] = {}
+    for path in paths:
+        for name, folder in model_folders(Path(path)):
+            unique = name if name not in served else f"{name}-{len(served)}"
+            model = load(folder, device=device)
+            gallery = find_gallery(model.info["experiment"].get("data", {}), limit=gallery_size)
+            data = model.info["experiment"].get("data", {})
+            try:
+                regions = gallery_regions(model, gallery, data)
+            except VlmtError as e:  # e.g. no region extractor and no store: serve without a gallery
+                gallery, regions = Gallery(source=f"no gallery: {e}"), []
+            served[unique] = ServedModel(unique, model, gallery, regions)
+            log(f"model {unique}: {model.describe_heads()}; gallery: {len(gallery)} pictures ({gallery.source})")
+    if not served:
+        raise ConfigError("no model to serve")
+    return served

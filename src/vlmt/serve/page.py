@@ -1,0 +1,180 @@
+"""The page: pick a model and a picture (upload one, or click a test picture of the gallery), then
+ask, ground, retrieve, recognize or choose. The same functions as the JSON API answer
+(`vlmt.serve.service`), and a bad input shows the API's message."""
+
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from vlmt.errors import VlmtError
+from vlmt.serve import service
+from vlmt.serve.inputs import Limits, check_choices, check_pixels, check_text
+from vlmt.serve.models import Picture, ServedModel
+
+INTRO = """# vlmt
+Trained multi-task vision-language models. Pick a model, then **upload a picture or click one of the
+test pictures**, and ask. The same models answer JSON requests at `/api/...` (`GET /api/health`
+lists them; `/api/docs` describes every call)."""
+
+
+def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2) -> gr.Blocks:
+    names = list(served)
+
+    def guarded(fn, outputs: int):
+        """A handler whose bad input becomes the page's message (the API's words), its outputs cleared;
+        the message line is its last output."""
+        def run(*args):
+            try:
+                result = fn(*args)
+            except VlmtError as e:
+                return *([None] * outputs), f"**Could not do that:** {e}"
+            return *(result if isinstance(result, tuple) else (result,)), ""
+        return run
+
+    def heads_text(name: str) -> str:
+        sm = served[name]
+        parts = ", ".join(f"`{n}` ({k})" for n, k in sm.model.heads.items())
+        note = f"{len(sm.gallery)} test pictures below" if len(sm.gallery) else f"no gallery ({sm.gallery.source})"
+        return f"**{name}** - {sm.model.info['model_type']}; heads: {parts}; can {', '.join(sm.methods)}; {note}."
+
+    def gallery_items(name: str) -> list[tuple[np.ndarray, str]]:
+        sm = served[name]
+        return [(sm.gallery_pixels(i), str(im.image_id)) for i, im in enumerate(sm.gallery.images)]
+
+    def on_model(name: str):
+        return heads_text(name), gallery_items(name)
+
+    def on_gallery(name: str, evt: gr.SelectData):
+        index = int(evt.index)
+        return served[name].gallery_pixels(index), (name, index)
+
+    def picture_of(name: str, pixels: Any, picked: tuple[str, int] | None) -> Picture:
+        """The picture on the page. A gallery picture is run on the regions the feature store holds
+        for it (found in this model's gallery by its file); an upload on the pixel proposals."""
+        if picked is not None and pixels is not None and picked[0] in served:
+            path = served[picked[0]].gallery.images[picked[1]].path
+            mine = [i for i, im in enumerate(served[name].gallery.images) if im.path == path]
+            if mine:
+                stored = served[name].gallery_picture(mine[0])
+                if stored.pixels.shape == np.asarray(pixels).shape and (stored.pixels == pixels).all():
+                    return stored
+        return Picture(check_pixels(pixels, limits))
+
+    def on_ask(name, pixels, picked, question, top_k):
+        sm = service.pick_model(served, name, "answer")
+        picture = picture_of(name, pixels, picked)
+        pixels = picture.pixels
+        result = service.answer(sm, picture, check_text(question, limits, field="question"), int(top_k))
+        label = {a["answer"]: a["score"] for a in result["answers"]}
+        top = max(result["word_attention"], default=0.0) or 1.0  # shaded relative to the most attended word
+        words = [(w, round(a / top, 3)) for w, a in zip(result["words"], result["word_attention"])]
+        return label, service.attention_picture(pixels, result), words
+
+    def on_ground(name, pixels, picked, sentence):
+        sm = service.pick_model(served, name, "ground")
+        picture = picture_of(name, pixels, picked)
+        pixels = picture.pixels
+        result = service.ground(sm, picture, check_text(sentence, limits, field="sentence"))
+        scale = service.enlarge(pixels, 384).shape[0] / pixels.shape[0]
+        boxes = [(tuple(int(v * scale) for v in p["box"]), p["phrase"]) for p in result["phrases"]]
+        rows = [[p["phrase"], ", ".join(f"{v:g}" for v in p["box"]), p["score"]] for p in result["phrases"]]
+        return (service.enlarge(pixels, 384), boxes), rows
+
+    def on_captions(name, pixels, picked, top_k):
+        sm = service.pick_model(served, name, "retrieve")
+        result = service.retrieve_captions(sm, picture_of(name, pixels, picked), int(top_k))
+        return [[c["caption"], c["image_id"], c["score"], c["stage"]] for c in result["captions"]]
+
+    def on_images(name, caption, top_k):
+        sm = service.pick_model(served, name, "retrieve")
+        result = service.retrieve_images(sm, check_text(caption, limits, field="caption"), int(top_k))
+        return [(sm.gallery_pixels(r["index"]), f"{r['image_id']}: {r['score']:.3f}") for r in result["images"]]
+
+    def on_recognize(name, pixels, picked, top_k):
+        sm = service.pick_model(served, name, "recognize")
+        picture = picture_of(name, pixels, picked)
+        pixels = picture.pixels
+        result = service.recognize(sm, picture, int(top_k))
+        scale = service.enlarge(pixels, 384).shape[0] / pixels.shape[0]
+        boxes = [(tuple(int(v * scale) for v in r["box"]),
+                  f"{r['attributes'][0]['label']} {r['objects'][0]['label']}")
+                 for r in service.distinct_regions(result["regions"])]
+        rows = [[", ".join(f"{v:g}" for v in r["box"]),
+                 ", ".join(f"{o['label']} {o['score']:.2f}" for o in r["objects"]),
+                 ", ".join(f"{a['label']} {a['score']:.2f}" for a in r["attributes"])] for r in result["regions"]]
+        return (service.enlarge(pixels, 384), boxes), rows
+
+    def on_choose(name, pixels, picked, question, choices, zero_shot):
+        sm = service.pick_model(served, name, "choose")
+        result = service.choose(sm, picture_of(name, pixels, picked), check_text(question, limits, field="question"),
+                                check_choices(choices, limits), bool(zero_shot))
+        scores = np.array([a["score"] for a in result["answers"]])
+        shares = np.exp(scores - scores.max())
+        shares /= shares.sum()
+        return {a["answer"]: float(p) for a, p in zip(result["answers"], shares)}
+
+    with gr.Blocks(title="vlmt") as page:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            model = gr.Dropdown(names, value=names[0], label="model", elem_id="model", scale=1)
+            heads = gr.Markdown(heads_text(names[0]), elem_id="heads")
+        message = gr.Markdown("", elem_id="message")
+        picked = gr.State(None)  # (model, gallery index) of the picture shown, when it came from the gallery
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(type="numpy", label="picture", sources=["upload", "clipboard"], height=320,
+                                 format="png",
+                                 elem_id="picture")
+                gallery = gr.Gallery(gallery_items(names[0]), label="test pictures (click one)", columns=6,
+                                     height=260, allow_preview=False, elem_id="gallery")
+            with gr.Column(scale=1):
+                with gr.Tab("Ask (VQA)"):
+                    question = gr.Textbox(label="question", placeholder="what color is the square?",
+                                          elem_id="question")
+                    top_k = gr.Slider(1, 20, value=5, step=1, label="answers to show")
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                    answers = gr.Label(label="answers (each one's sigmoid score)", elem_id="answers")
+                    attention = gr.Image(label="where the model looked (region attention)", interactive=False,
+                                         elem_id="attention", height=300)
+                    words = gr.HighlightedText(label="word attention (relative to the most attended word)",
+                                               elem_id="words")
+                with gr.Tab("Ground"):
+                    sentence = gr.Textbox(label="sentence", placeholder="the red square left of the blue circle")
+                    ground = gr.Button("Ground", variant="primary", elem_id="ground")
+                    grounded = gr.AnnotatedImage(label="a box per phrase", elem_id="grounded", height=360)
+                    phrase_rows = gr.Dataframe(headers=["phrase", "box", "score"], interactive=False)
+                with gr.Tab("Retrieve"):
+                    find_captions = gr.Button("Captions for this picture", elem_id="captions-for-picture")
+                    caption_rows = gr.Dataframe(headers=["caption", "image", "score", "stage"], interactive=False)
+                    caption = gr.Textbox(label="caption", placeholder="a red square above a circle")
+                    find_images = gr.Button("Pictures for this caption", elem_id="pictures-for-caption")
+                    found_images = gr.Gallery(label="best pictures", columns=4, allow_preview=False)
+                with gr.Tab("Recognize (SVLR)"):
+                    recognize = gr.Button("Recognize", variant="primary", elem_id="recognize")
+                    recognized = gr.AnnotatedImage(label="attribute + object of each distinct region", height=360)
+                    region_rows = gr.Dataframe(headers=["box", "objects", "attributes"], interactive=False)
+                with gr.Tab("Multiple choice (SVLR)"):
+                    mc_question = gr.Textbox(label="question", placeholder="what color is the square?")
+                    mc_choices = gr.Textbox(label="choices (one per line or comma-separated)",
+                                            placeholder="red, blue, green")
+                    zero_shot = gr.Checkbox(label="zero-shot (Eq. 9: region-word scores only)")
+                    choose = gr.Button("Choose", variant="primary", elem_id="choose")
+                    chosen = gr.Label(label="choices ranked")
+        model.change(on_model, inputs=model, outputs=[heads, gallery])
+        gallery.select(on_gallery, inputs=model, outputs=[image, picked])
+        image.upload(lambda: None, outputs=picked)
+        image.clear(lambda: None, outputs=picked)
+
+        def wire(trigger, fn, inputs, outputs):
+            trigger(guarded(fn, len(outputs)), inputs=inputs, outputs=[*outputs, message])
+
+        wire(ask.click, on_ask, [model, image, picked, question, top_k], [answers, attention, words])
+        wire(question.submit, on_ask, [model, image, picked, question, top_k], [answers, attention, words])
+        wire(ground.click, on_ground, [model, image, picked, sentence], [grounded, phrase_rows])
+        wire(find_captions.click, on_captions, [model, image, picked, top_k], [caption_rows])
+        wire(find_images.click, on_images, [model, caption, top_k], [found_images])
+        wire(recognize.click, on_recognize, [model, image, picked, top_k], [recognized, region_rows])
+        wire(choose.click, on_choose, [model, image, picked, mc_question, mc_choices, zero_shot], [chosen])
+    page.queue(default_concurrency_limit=workers, max_size=64)
+    return page

@@ -1,0 +1,143 @@
+"""One request of the page or the API turned into a result: the same functions serve both, so a
+picture and a question give the same answers in the browser and over HTTP.
+
+Each function takes a served model and checked inputs (`vlmt.serve.inputs`) and returns a
+JSON-ready dict; the page also draws it (`attention_picture`, `enlarge`, `distinct_regions`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vlmt.errors import ConfigError
+from vlmt.serve.inputs import InputError
+from vlmt.serve.models import Picture, ServedModel
+
+
+def pick_model(served: dict[str, ServedModel], name: str | None, method: str) -> ServedModel:
+    """The model `name`, or the first one whose heads support `method`; 404 / 400 otherwise."""
+    if name:
+        if name not in served:
+            raise InputError(f"model: no model {name!r} here; served: {', '.join(served)}", status=404)
+        chosen = served[name]
+        if method not in chosen.methods:
+            raise InputError(f"model {name!r} has no head for {method} (its heads: "
+                             f"{chosen.model.describe_heads()}); models with one: "
+                             f"{', '.join(n for n, m in served.items() if method in m.methods) or 'none'}")
+        return chosen
+    for model in served.values():
+        if method in model.methods:
+            return model
+    raise InputError(f"no served model has a head for {method}; served: "
+                     + "; ".join(f"{n} ({m.model.describe_heads()})" for n, m in served.items()), status=404)
+
+
+def regions_from(picture: Picture) -> str:
+    return "feature store" if picture.features is not None else "pixel proposals"
+
+
+def _round(values: Any, digits: int = 4) -> list[float]:
+    return [round(float(v), digits) for v in np.asarray(values).reshape(-1)]
+
+
+def answer(sm: ServedModel, picture: Picture, question: str, top_k: int) -> dict[str, Any]:
+    details = sm.model.answer_details(question=question, top_k=top_k, **picture.inputs())
+    words = details["words"]
+    return {"model": sm.name, "question": question, "regions_from": regions_from(picture),
+            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
+            "words": words, "unknown_words": details["unknown_words"],
+            "word_attention": _round(details["word_attention"][:len(words)]),
+            "regions": [{"box": _round(b, 1), "attention": round(float(w), 4)}
+                        for b, w in zip(details["boxes"], details["region_attention"])]}
+
+
+def ground(sm: ServedModel, picture: Picture, sentence: str) -> dict[str, Any]:
+    try:
+        phrases = sm.model.ground(sentence=sentence, **picture.inputs())
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+    return {"model": sm.name, "sentence": sentence, "regions_from": regions_from(picture),
+            "phrases": [{"phrase": p["phrase"], "box": _round(p["box"], 1), "score": round(p["score"], 4)}
+                        for p in phrases]}
+
+
+def retrieve_captions(sm: ServedModel, picture: Picture, top_k: int, *, k: int | None = 20) -> dict[str, Any]:
+    """The gallery's captions ranked for a picture."""
+    captions = sm.gallery.captions()
+    if not captions:
+        raise InputError(f"model {sm.name!r} has no gallery captions to rank ({sm.gallery.source})", status=404)
+    feats, boxes, _ = sm.model.regions(**picture.inputs())
+    ranked = sm.model.rank(captions=[c for _, c in captions], regions=[(feats, boxes)], query="image", k=k)
+    return {"model": sm.name, "candidates": len(captions),
+            "two_stage": any(r["stage"] == "shortlist" for r in ranked),
+            "captions": [{"caption": captions[r["index"]][1],
+                          "image_id": sm.gallery.images[captions[r["index"]][0]].image_id,
+                          "score": round(r["score"], 6), "stage": r["stage"]} for r in ranked[:top_k]]}
+
+
+def retrieve_images(sm: ServedModel, caption: str, top_k: int, *, k: int | None = 20) -> dict[str, Any]:
+    """The gallery's pictures ranked for a caption."""
+    if not sm.regions:
+        raise InputError(f"model {sm.name!r} has no gallery pictures to rank ({sm.gallery.source})", status=404)
+    ranked = sm.model.rank(captions=[caption], regions=sm.regions, query="caption", k=k)
+    return {"model": sm.name, "caption": caption, "candidates": len(sm.regions),
+            "two_stage": any(r["stage"] == "shortlist" for r in ranked),
+            "images": [{"index": r["index"], "image_id": sm.gallery.images[r["index"]].image_id,
+                        "score": round(r["score"], 6), "stage": r["stage"]} for r in ranked[:top_k]]}
+
+
+def recognize(sm: ServedModel, picture: Picture, top_k: int) -> dict[str, Any]:
+    regions = sm.model.recognize(top_k=top_k, **picture.inputs())
+    return {"model": sm.name, "regions_from": regions_from(picture), "regions": [
+        {"box": _round(r["box"], 1),
+         "objects": [{"label": o["label"], "score": round(o["score"], 4)} for o in r["objects"]],
+         "attributes": [{"label": a["label"], "score": round(a["score"], 4)} for a in r["attributes"]]}
+        for r in regions]}
+
+
+def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str], zero_shot: bool) -> dict[str, Any]:
+    kinds = set(sm.model.heads.values())
+    if zero_shot and "svlr_zero_shot" not in kinds:
+        raise InputError(f"model {sm.name!r} has no zero-shot scorer (its heads: {sm.model.describe_heads()})")
+    if not zero_shot and "svlr_vqa_mc" not in kinds:
+        zero_shot = True  # a recognition-only model answers by Eq. 9 alone
+    ranked = sm.model.choose(question=question, choices=choices, zero_shot=zero_shot, **picture.inputs())
+    return {"model": sm.name, "question": question, "scorer": "zero_shot" if zero_shot else "multiple_choice",
+            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in ranked]}
+
+
+# -- pictures for the page --------------------------------------------------------------------------
+
+
+def attention_picture(pixels: np.ndarray, result: dict[str, Any], *, size: int = 384) -> np.ndarray:
+    """The picture lit by the VQA head's attention over its regions, enlarged to about `size`."""
+    from vlmt.reports.pictures import attention_overlay
+
+    boxes = np.array([r["box"] for r in result["regions"]], dtype=np.float32)
+    weights = np.array([r["attention"] for r in result["regions"]], dtype=np.float32)
+    lit = (attention_overlay(pixels, boxes, weights) * 255).astype(np.uint8)
+    return enlarge(lit, size)
+
+
+def enlarge(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of a small picture (the world's are 128 x 128), so regions stay crisp."""
+    scale = max(1, size // max(pixels.shape[:2]))
+    return np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1) if scale > 1 else pixels
+
+
+def distinct_regions(regions: list[dict[str, Any]], *, iou: float = 0.3, limit: int = 6) -> list[dict[str, Any]]:
+    """The recognised regions to draw: greedy non-maximum suppression by the best object score, so
+    overlapping proposals of one object show once, at most `limit` (the API returns them all)."""
+    def overlap(a: list[float], b: list[float]) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else 0.0
+
+    kept: list[dict[str, Any]] = []
+    for r in sorted(regions, key=lambda r: -r["objects"][0]["score"]):
+        if all(overlap(r["box"], k["box"]) <= iou for k in kept):
+            kept.append(r)
+    return kept[:limit]

@@ -1,0 +1,104 @@
+"""`vlmt serve` as a user runs it: a real server process, the page in headless Chromium (Debian's
+`chromium`, driven by Playwright), and eight clients at once on the JSON API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("gradio", reason="the serving extra (pip install 'vlmt[serve]') is not installed")
+import httpx  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vlmt", "serve", str(model_dirs["tiny"]),
+                                 str(model_dirs["svlr"]), "--port", str(port), "--workers", "2"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"the server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_eight_concurrent_clients_all_get_answers(server, picture):
+    def ask(i: int) -> list[str]:
+        got = httpx.post(f"{server}/api/answer", files={"image": ("x.png", picture, "image/png")},
+                         data={"question": "what color is the square?", "top_k": "3"}, timeout=120)
+        assert got.status_code == 200, got.text
+        return [a["answer"] for a in got.json()["answers"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(ask, range(24)))
+    assert all(r == results[0] for r in results)  # the same answers, whatever ran beside them
+    assert httpx.get(f"{server}/api/health").json()["waiting"] == 0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)")
+def test_the_page_answers_a_question_about_an_uploaded_picture(server, picture, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    image = tmp_path / "picture.png"
+    image.write_bytes(picture)
+    shots = Path(os.environ.get("VLMT_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(server + "/", wait_until="load", timeout=60_000)
+            page.wait_for_selector("#ask", timeout=60_000)  # a page with state keeps a heartbeat: no network idle
+            assert "vlmt" in page.title() or page.locator("h1", has_text="vlmt").count() == 1
+            page.set_input_files("#picture input[type=file]", str(image))
+            page.locator("#question textarea, #question input").first.fill("what color is the square?")
+            page.click("#ask")
+            page.wait_for_function("document.querySelector('#answers').innerText.includes('%')", timeout=60_000)
+            page.wait_for_selector("#attention img", timeout=60_000)
+            answers = page.inner_text("#answers")
+            assert page.locator("#attention img").first.evaluate("img => img.naturalWidth") >= 128
+            page.screenshot(path=str(shots / "serve_answer.png"), full_page=True)
+            # a bad input shows the API's message on the page
+            page.locator("#question textarea, #question input").first.fill("   ")
+            page.click("#ask")
+            page.wait_for_function("document.querySelector('#message').innerText"
+                                   ".includes('question: empty; type some words')", timeout=30_000)
+            page.screenshot(path=str(shots / "serve_error.png"), full_page=True)
+        finally:
+            browser.close()
+    expected = httpx.post(f"{server}/api/answer", files={"image": ("x.png", picture, "image/png")},
+                          data={"question": "what color is the square?", "top_k": "5"}).json()["answers"][0]["answer"]
+    assert expected in answers
+    assert (shots / "serve_answer.png").stat().st_size > 20_000
