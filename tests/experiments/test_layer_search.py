@@ -86,9 +86,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "no task 'map_bb'; did you mean 'map_b'?" in capsys.readouterr().err
     assert cli.main(["search-layers", str(SANITY), "--task", "map_a", "--out", str(tmp_path),
                      "--layers", "1,x"]) == 1
-    assert "--layers: expected comma-separated positive integers" in capsys.readouterr().err
-    with pytest.raises(ConfigError):
-        parse_int_list("0,1", option="--layers")
+    assert "--layers: expected comma-separated integers >= 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="values must be >= 1"):
+        parse_int_list("0,1", option="--batch-sizes")
+    assert parse_int_list("0,1", option="--layers", minimum=0) == [0, 1]  # layer 0: the input encoders
 
 
 def test_subset_filters_schedule_and_best_metric():

@@ -263,8 +263,8 @@ def test_an_image_may_be_a_path_a_pil_image_or_an_array(tiny):
 
 
 def test_a_method_without_its_head_names_the_heads_the_model_has(tiny, svlr):
-    with pytest.raises(ConfigError, match=r"no svlr_recognition head; its heads: retrieval \(retrieval\), "
-                                          r"vqa \(vqa\), grounding \(grounding\)"):
+    with pytest.raises(ConfigError, match=r"no svlr_recognition or composed_recognition head; its heads: "
+                                          r"retrieval \(retrieval\), vqa \(vqa\), grounding \(grounding\)"):
         vlmt.load(tiny["model"]).recognize(tiny["picture"])
     with pytest.raises(ConfigError, match=r"answer: this model has no vqa head; its heads: recognition"):
         vlmt.load(svlr["model"]).answer(svlr["picture"], "what color is it?")

@@ -1,5 +1,6 @@
-"""`vlmt reproduce hierarchical|svlr [--seeds N] [--size S] --out DIR`: a paper's experiment grid
-on the synthetic world, written as a report with mean and spread per cell."""
+"""`vlmt reproduce hierarchical|svlr|composed [--seeds N] [--size S] --out DIR`: a paper's experiment
+grid on the synthetic world (or `composed`: both papers on one encoder), written as a report with
+mean and spread per cell."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import importlib
 GRIDS = {
     "hierarchical": "vlmt.experiments.reproduce_hierarchical",
     "svlr": "vlmt.experiments.reproduce_svlr",
+    "composed": "vlmt.experiments.reproduce_composed",
 }
 
 EXAMPLES = """\
   vlmt reproduce hierarchical --size tiny --seeds 1 --out reports/h-tiny
-  vlmt reproduce svlr --seeds 3 --out reports/svlr      # Table 1 on the default world"""
+  vlmt reproduce svlr --seeds 3 --out reports/svlr      # Table 1 on the default world
+  vlmt reproduce composed --seeds 3 --workers 2 --out reports/composed"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value of the grid's config in every run, e.g. "
                              "--set train.max_iters=50 (repeatable)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs trained at once, one process each (composed only; default 2)")
     parser.add_argument("--json", action="store_true", help="print the result table as one JSON object")
 
 
@@ -38,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
     module = importlib.import_module(GRIDS[args.paper])
-    extra = {"overrides": args.overrides} if args.overrides else {}  # only grids that take them
+    extra: dict = {"overrides": args.overrides} if args.overrides else {}  # only grids that take them
+    if args.workers is not None:
+        if args.paper != "composed" or args.workers < 1:
+            raise ConfigError("--workers: a positive number, for `reproduce composed` only")
+        extra["workers"] = args.workers
     result = module.run_grid(args.out, seeds=args.seeds, size=args.size,
                              progress=lambda msg: print(msg, file=sys.stderr), **extra)
     if args.json:

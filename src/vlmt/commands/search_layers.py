@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="name of the task (a key of the config's tasks section)")
     parser.add_argument("--out", required=True, help="output folder: table + runs/ (reused when run again)")
     parser.add_argument("--layers", default=None, metavar="L1,L2,..",
-                        help="decoder layers to try (default: every layer of the encoder)")
+                        help="decoder layers to try, 0 being the input encoders "
+                             "(default: every co-attention layer 1..L)")
     parser.add_argument("--batch-sizes", default=None, metavar="B1,B2,..",
                         help="batch sizes to try (default: the config's)")
     parser.add_argument("--steps", default=None, metavar="S1,S2,..",
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = search_layers(
         args.config, task=args.task, out=args.out,
-        layers=parse_int_list(args.layers, option="--layers"),
+        layers=parse_int_list(args.layers, option="--layers", minimum=0),
         batch_sizes=parse_int_list(args.batch_sizes, option="--batch-sizes"),
         steps=parse_int_list(args.steps, option="--steps"),
         iterations=parse_int_list(args.iterations, option="--iterations"),

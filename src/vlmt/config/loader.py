@@ -158,6 +158,12 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
             raise ctx.error(_join(path, "type"),
                             f"unknown {registry.section} type {name!r}{hint} (known: {', '.join(registry.names())})")
         cls = registry[name]
+    else:  # a registered type nested in another section (written back with its `type` key)
+        for base, reg in _REGISTRY_FOR.items():
+            if "type" in value and issubclass(cls, base) and cls is not base:
+                name = value.pop("type")
+                if name != reg.name_of(cls):
+                    raise ctx.error(_join(path, "type"), f"must be {reg.name_of(cls)!r} here, got {name!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}

@@ -9,6 +9,8 @@ training shows a progress bar when stderr is a terminal, a progress line every 2
    - hierarchical: HierarchicalVL on retrieval, VQA and grounding with task switching
    - svlr: SVLR jointly on multiple-choice VQA and recognition
    - svlr_zero_shot: SVLR on recognition only, multiple-choice VQA answered zero-shot
+   - composed: the hierarchical encoder with SVLR's recognition on its region outputs (both papers
+     on one encoder), the zero-shot score evaluated beside
    each then evaluated on the test split and drawn (training curves, attention pictures)
 3. report: report.json / report.md / report.html
 
@@ -104,6 +106,20 @@ PARTS: tuple[Part, ...] = (
          report={"zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
          draw=False,  # Fig. 4 explains the trained VQA scorer, which this run leaves untrained
          estimate_s={"tiny": 2.0, "default": 10.0}),
+    Part(name="composed", title="Both papers on one encoder (hierarchical tasks + SVLR recognition)",
+         section="composed",
+         configs={"tiny": "composed_tiny.yaml", "default": "composed_world.yaml"},
+         overrides={"tiny": [*(f"tasks.{t}.{k}=30" for t in ("retrieval", "vqa", "grounding", "recognition")
+                               for k in ("iterations", "step")),
+                             "schedule.cycle=20", "train.eval_every=120", "train.checkpoint_every=120",
+                             "train.log_every=10"],
+                    "default": []},
+         report={**HIER_REPORT, "recognition.object_accuracy": "recognition/object_accuracy",
+                 "recognition.attribute_accuracy": "recognition/attribute_accuracy",
+                 "zero_shot_vqa_mc.accuracy": "zero_shot/accuracy"},
+         checkpoint="last",  # as the hierarchical part: every task judged at the end of the schedule
+         draw=False,  # the hierarchical part draws the same decoders
+         estimate_s={"tiny": 14.0, "default": 150.0}),
 )
 
 WORLD_ESTIMATE_S = {"tiny": 5.0, "default": 40.0}   # when the world has to be generated
@@ -119,6 +135,12 @@ REPORT_SHAPE: dict[str, Any] = {
     "svlr": {"vqa_mc": {"accuracy": None},
              "recognition": {"object_accuracy": None, "attribute_accuracy": None},
              "zero_shot_vqa_mc": {"accuracy": None}},
+    "composed": {"vqa": {"accuracy": None},
+                 "retrieval": {"i2t": {"r1": None, "r5": None, "r10": None},
+                               "t2i": {"r1": None, "r5": None, "r10": None}},
+                 "grounding": {"r1": None, "r5": None, "r10": None},
+                 "recognition": {"object_accuracy": None, "attribute_accuracy": None},
+                 "zero_shot_vqa_mc": {"accuracy": None}},
 }
 
 

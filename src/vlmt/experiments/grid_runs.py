@@ -151,6 +151,16 @@ def spread(values: Iterable[float]) -> dict[str, Any]:
     return {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
 
 
+def welch(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Difference of the means of two `spread` cells and Welch's t = diff / sqrt(s_a²/n_a + s_b²/n_b)
+    (None where a side is empty, or where both spreads are 0 with a difference)."""
+    if not a.get("n") or not b.get("n"):
+        return {"diff": None, "t": None}
+    diff = a["mean"] - b["mean"]
+    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+    return {"diff": diff, "t": diff / se if se > 0 else (0.0 if diff == 0 else None)}
+
+
 def format_spread(cell: dict[str, Any] | None, digits: int = 2) -> str:
     """`mean ± std` (just `mean` for one value); an em dash when empty."""
     if not cell or cell.get("mean") is None:

@@ -56,8 +56,8 @@ class SearchCell:
                 f"_iter{self.iterations}_seed{self.seed}")
 
 
-def parse_int_list(text: str | None, *, option: str) -> list[int] | None:
-    """`"1,2,3"` -> [1, 2, 3]; every value must be a positive integer (ConfigError otherwise)."""
+def parse_int_list(text: str | None, *, option: str, minimum: int = 1) -> list[int] | None:
+    """`"1,2,3"` -> [1, 2, 3]; every value must be an integer >= `minimum` (ConfigError otherwise)."""
     if text is None:
         return None
     values = []
@@ -66,9 +66,9 @@ def parse_int_list(text: str | None, *, option: str) -> list[int] | None:
         try:
             value = int(part)
         except ValueError:
-            raise ConfigError(f"{option}: expected comma-separated positive integers, got {text!r}") from None
-        if value < 1:
-            raise ConfigError(f"{option}: values must be >= 1, got {value}")
+            raise ConfigError(f"{option}: expected comma-separated integers >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{option}: values must be >= {minimum}, got {value}")
         values.append(value)
     if not values or len(set(values)) != len(values):
         raise ConfigError(f"{option}: expected distinct values, got {text!r}")
@@ -132,7 +132,7 @@ def search_layers(config: str | Path, *, task: str, out: str | Path, layers: Seq
     overrides = list(overrides)
     load_experiment(config, overrides)  # the whole file (with its other tasks) must be valid
     source = f"{config}" + (f" with --set {' '.join(overrides)}" if overrides else "")
-    raw = C.apply_overrides(C.read_yaml(config), overrides)
+    raw = C.apply_overrides(C.read_yaml(C.config_path(config)), overrides)
     cells = plan(raw, task, layers=layers, batch_sizes=batch_sizes, steps=steps, iterations=iterations,
                  seeds=seeds, source=source)
     configs = {cell: cell_config(raw, task, cell, source=source) for cell in cells}

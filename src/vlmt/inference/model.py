@@ -29,12 +29,13 @@ from torch import Tensor
 
 from vlmt.data.features.extractor import RegionExtractor
 from vlmt.data.features.proposals import load_image, proposals
-from vlmt.data.vl_datasets import caption_tokens, question_tokens
+from vlmt.data.parts import data_part
+from vlmt.data.svlr_datasets import SVLRAssets
+from vlmt.data.vl_datasets import VLAssets, caption_tokens, question_tokens
 from vlmt.errors import ConfigError, DataError
 from vlmt.models.hierarchical import HierarchicalVL
-from vlmt.models.svlr import SVLR
+from vlmt.tasks.base import EvalMode
 from vlmt.tasks.collate import pad_tokens
-from vlmt.tasks.svlr_collate import vqa_batch
 from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import EXTRACTOR, MODEL_FOLDER, Parts, build_from_model_folder
@@ -43,7 +44,8 @@ WEIGHTS = "model.safetensors"
 
 # method -> the task types that provide it, in order of preference
 METHODS = {"answer": ("vqa",), "ground": ("grounding",), "retrieve": ("retrieval",),
-           "recognize": ("svlr_recognition",), "choose": ("svlr_vqa_mc", "svlr_zero_shot")}
+           "recognize": ("svlr_recognition", "composed_recognition"),
+           "choose": ("svlr_vqa_mc", "composed_vqa_mc", "svlr_zero_shot", "composed_zero_shot")}
 
 
 def load(path: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> TrainedModel:
@@ -79,6 +81,7 @@ class TrainedModel:
         self.model = parts.model
         self.tasks = parts.tasks
         self.assets = parts.data
+        self.vl_assets = data_part(parts.data, VLAssets)  # the vocabulary side (hierarchical and composed models)
         self.extractor = extractor
         self.source = source
         self.device = next(parts.objective.parameters()).device
@@ -140,8 +143,8 @@ class TrainedModel:
     def _tokens(self, words: list[str], what: str) -> tuple[Tensor, Tensor, list[str]]:
         if not words:
             raise ConfigError(f"{what}: no word")
-        ids = self.assets.encode_words(words)
-        unknown = [w for w, i in zip(words, ids.tolist()) if i == self.assets.vocab.unk_index]
+        ids = self.vl_assets.encode_words(words)
+        unknown = [w for w, i in zip(words, ids.tolist()) if i == self.vl_assets.vocab.unk_index]
         return torch.from_numpy(ids)[None].to(self.device), torch.tensor([len(ids)], device=self.device), unknown
 
     def _hierarchical(self, method: str) -> HierarchicalVL:
@@ -203,9 +206,9 @@ class TrainedModel:
 
     def _phrase_spans(self, words: list[str], phrases: Sequence[str] | None) -> list[tuple[int, int]]:
         if phrases is None:
-            if self.assets.phrases is None:
+            if self.vl_assets.phrases is None:
                 raise ConfigError("ground: the model keeps no phrase lexicon; pass phrases=[...]")
-            return self.assets.phrases.chunks(words)
+            return self.vl_assets.phrases.chunks(words)
         spans = []
         for phrase in phrases:
             toks = caption_tokens(phrase)
@@ -230,7 +233,7 @@ class TrainedModel:
             words = caption_tokens(c)
             if not words:
                 raise ConfigError(f"captions: {c!r} has no word")
-            ids.append(self.assets.encode_words(words))
+            ids.append(self.vl_assets.encode_words(words))
         tokens, lengths = pad_tokens(ids)
         return model.encode_captions(tokens.to(self.device), lengths.to(self.device))
 
@@ -297,23 +300,24 @@ class TrainedModel:
             out += [{"index": i, "score": float(similarity[i]), "stage": "shortlist"} for i in rest]
         return out
 
-    # -- SVLR -----------------------------------------------------------------------------------------
-    def _svlr(self, method: str) -> SVLR:
-        if not isinstance(self.model, SVLR):
-            raise ConfigError(f"{method}: needs an SVLR model, this model is {self.info['model_type']}")
-        return self.model
+    # -- SVLR (also on the composed model's encoder) ----------------------------------------------------
+    @property
+    def svlr_assets(self) -> SVLRAssets:
+        part = data_part(self.assets, SVLRAssets)
+        if part is None:
+            raise ConfigError(f"this model ({self.info['model_type']}) has no SVLR label sets")
+        return part
 
     @torch.no_grad()
     def recognize(self, image: Any = None, *, top_k: int = 3, regions: Any = None, boxes: Any = None
                   ) -> list[dict[str, Any]]:
         """Objects (f_o·g, best first) and attributes (sigmoid of f_a·g) of every region:
         [{"box", "objects": [{"label", "score"}], "attributes": [{"label", "score"}]}]."""
-        self._task("recognize")
-        model = self._svlr("recognize")
+        task = self._task("recognize")
         feats, box, _ = self.regions(image, regions=regions, boxes=boxes)
-        objects, attributes = model.recognition_scores(torch.from_numpy(feats).to(self.device))
+        objects, attributes = task.scores_for_image(self.model, torch.from_numpy(feats).to(self.device))
         objects, attributes = objects.float().cpu(), torch.sigmoid(attributes.float()).cpu()
-        labels_o, labels_a = self.assets.object_labels, self.assets.attribute_labels
+        labels_o, labels_a = self.svlr_assets.object_labels, self.svlr_assets.attribute_labels
         k_o, k_a = min(top_k, len(labels_o)), min(top_k, len(labels_a))
         out = []
         for b, o, a in zip(box, objects, attributes):
@@ -327,13 +331,13 @@ class TrainedModel:
                zero_shot: bool | None = None, regions: Any = None, boxes: Any = None) -> list[dict[str, Any]]:
         """The choices ranked by the multiple-choice head (Eq. 7), or by the zero-shot score (Eq. 9)
         with `zero_shot=True` or when the model has no multiple-choice head: [{"answer", "score"}]."""
-        kinds = {None: ("svlr_vqa_mc", "svlr_zero_shot"), True: ("svlr_zero_shot",), False: ("svlr_vqa_mc",)}[zero_shot]
+        mc, zs = ("svlr_vqa_mc", "composed_vqa_mc"), ("svlr_zero_shot", "composed_zero_shot")
+        kinds = {None: mc + zs, True: zs, False: mc}[zero_shot]
         task: MultipleChoiceEvaluation = self._task("choose", kinds)
-        model = self._svlr("choose")
         if not question.strip() or not choices:
             raise ConfigError("choose: needs a question and at least one choice")
         feats, _, _ = self.regions(image, regions=regions, boxes=boxes)
-        assets = self.assets
+        assets = self.svlr_assets
         q = assets.reader().question(question, list(choices))
         known = assets.words.__contains__
         q = type(q)(**{**q.__dict__,  # words without a vector (a word-vector file's unseen words) are left out
@@ -343,7 +347,8 @@ class TrainedModel:
                        "choice_words": tuple(tuple(w for w in c if known(w)) for c in q.choice_words),
                        "choice_nouns": tuple(tuple(w for w in c if known(w)) for c in q.choice_nouns),
                        "choice_adjectives": tuple(tuple(w for w in c if known(w)) for c in q.choice_adjectives)})
-        inputs = vqa_batch(assets, [q], features=[feats]).inputs.to(self.device)
-        scores = task.choice_scores(model, inputs)[0].float().cpu()
+        inputs = task.batch_of([q], features=[feats]).inputs.to(self.device)
+        with EvalMode(self.model, task):
+            scores = task.choice_scores(self.model, inputs)[0].float().cpu()
         order = scores.argsort(descending=True).tolist()
         return [{"answer": choices[i], "score": float(scores[i])} for i in order]

@@ -83,6 +83,11 @@ class HierarchicalConfig(ModelConfig):
     def build(self, *, data: Any) -> HierarchicalVL:
         """The model for a data section that gives a vocabulary, region features and optional word
         vectors (`vlmt.data.vl_datasets`, `type: vl_datasets`)."""
+        config, vectors = self.with_data(data)
+        return HierarchicalVL(config, word_vectors=vectors)
+
+    def with_data(self, data: Any) -> tuple[Any, Tensor | None]:
+        """This config with the sizes the data gives filled in, and the data's word vectors (or None)."""
         needed = ("vocab_size", "padding_idx", "region_feature_dim", "word_vectors")
         if not all(hasattr(data, key) for key in needed):
             raise ConfigError(f"model type hierarchical needs a data section with words and region features "
@@ -92,7 +97,7 @@ class HierarchicalConfig(ModelConfig):
             self, vocab_size=data.vocab_size, region_feature_dim=data.region_feature_dim,
             padding_idx=data.padding_idx, freeze_word_vectors=vectors is not None,
             word_dim=int(vectors.shape[1]) if vectors is not None else self.word_dim)
-        return HierarchicalVL(config, word_vectors=vectors)
+        return config, vectors
 
     def create(self) -> HierarchicalVL:
         return HierarchicalVL(self)

@@ -57,6 +57,23 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
         ["joint", "recognition", "attribute accuracy", s["recognition"]["attribute_accuracy"]],
         ["recognition only", "zero-shot multiple-choice VQA", "accuracy", s["zero_shot_vqa_mc"]["accuracy"]],
     ]))
+    c = report.get("composed")
+    if c is not None:
+        blocks.append(Heading("Both papers on one encoder"))
+        blocks.append(Paragraph("The hierarchical encoder trained on its three tasks and on SVLR's recognition of "
+                                "objects and attributes, read from its region outputs (docs/composed.md). Its "
+                                "multiple-choice score (Eq. 9) is not zero-shot here: this encoder also trained "
+                                "open-ended VQA."))
+        blocks.append(Table(["task", "metric", "R@1 / accuracy", "R@5", "R@10"], [
+            ["VQA", "accuracy", c["vqa"]["accuracy"], None, None],
+            ["retrieval", "image -> caption", *(c["retrieval"]["i2t"][k] for k in ("r1", "r5", "r10"))],
+            ["retrieval", "caption -> image", *(c["retrieval"]["t2i"][k] for k in ("r1", "r5", "r10"))],
+            ["grounding", "phrase -> box (IoU >= 0.5)", c["grounding"]["r1"], c["grounding"]["r5"],
+             c["grounding"]["r10"]],
+            ["recognition", "object accuracy", c["recognition"]["object_accuracy"], None, None],
+            ["recognition", "attribute accuracy", c["recognition"]["attribute_accuracy"], None, None],
+            ["multiple-choice VQA", "Eq. 9 score", c["zero_shot_vqa_mc"]["accuracy"], None, None],
+        ]))
 
     for part in parts:
         run_dir = result.runs.get(part.name)

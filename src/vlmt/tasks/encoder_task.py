@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from vlmt.config import TaskConfig
+from vlmt.data.parts import data_part
 from vlmt.data.vl_datasets import VLAssets, VLData
 from vlmt.errors import ConfigError
 from vlmt.models.hierarchical import Encoded, HierarchicalVL
@@ -45,8 +46,11 @@ class EncoderTaskConfig(TaskConfig):
         """The data and model, checked: `kind` tasks read `dataset` from a `vl_datasets` section
         (or, for a model used without its data, that section's saved `VLAssets`) and a layer of a
         hierarchical model."""
-        if not isinstance(data, (VLData, VLAssets)):
-            raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets, got {type(data).__name__}")
+        part = data_part(data, (VLData, VLAssets))  # the VL part of a composed section
+        if part is None:
+            raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets (or composed_datasets), "
+                              f"got {type(data).__name__}")
+        data = part
         if not isinstance(model, HierarchicalVL):
             raise ConfigError(f"tasks.{name}: task type {kind} needs model type hierarchical, "
                               f"got {type(model).__name__}")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vlmt.data.parts import data_part
 from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRAssets, SVLRData
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
@@ -60,9 +61,11 @@ class VQAMCBatch:
 def need_data(data: Any, where: str) -> SVLRData | SVLRAssets:
     """`data`, checked to be the `svlr_datasets` section (or its saved assets, for a model used
     without its data)."""
-    if not isinstance(data, (SVLRData, SVLRAssets)):
-        raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets`, got {type(data).__name__}")
-    return data
+    part = data_part(data, (SVLRData, SVLRAssets))  # the SVLR part of a composed section
+    if part is None:
+        raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets` (or composed_datasets), "
+                          f"got {type(data).__name__}")
+    return part
 
 
 class SVLRTask(nn.Module):

@@ -99,8 +99,18 @@ class SVLRRecognitionTask(SVLRTask):
         acc = rec_metrics.per_class_accuracy(obj[keep], [regions[i].objects for i in keep])
         return {self.data.object_labels[c]: v for c, v in acc.items()}
 
+    def checked_model(self, model: Any) -> Any:
+        """The model, checked to be one this task scores with."""
+        return need_model(model, self.name)
+
+    @torch.no_grad()
+    def scores_for_image(self, model: Any, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object (T, K_o) and attribute (T, K_a) scores of one picture's regions (T, D); eval mode."""
+        with EvalMode(model, self):
+            return model.recognition_scores(features)
+
     def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
-        obj, atr, regions = self.scores(need_model(model, self.name), split, device=device)
+        obj, atr, regions = self.scores(self.checked_model(model), split, device=device)
         with_obj = [i for i, r in enumerate(regions) if r.objects]
         with_atr = [i for i, r in enumerate(regions) if r.attributes]
         out = {}

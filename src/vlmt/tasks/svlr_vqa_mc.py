@@ -18,7 +18,7 @@ from torch import nn
 
 from vlmt.config import TaskConfig, register_task
 from vlmt.data.question_bins import NUM_BINS
-from vlmt.data.svlr_datasets import SVLRAssets, SVLRData
+from vlmt.data.svlr_datasets import MCQuestion, SVLRAssets, SVLRData
 from vlmt.metrics.vqa import breakdown
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
@@ -43,25 +43,34 @@ class MultipleChoiceEvaluation(SVLRTask):
     primary_metric = "accuracy"
     higher_is_better = True
 
-    def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
+    def choice_scores(self, model: Any, inputs: Any) -> torch.Tensor:
         """(P, C) score of every choice of every question; -inf at padded choices."""
         raise NotImplementedError
 
+    def batch_of(self, questions: list[MCQuestion], features: list[Any] | None = None) -> Any:
+        """The batch of these questions: their images' regions from the store, or `features`
+        (one (T, D) array per question, a new picture's regions)."""
+        return vqa_batch(self.data if features is None else self.assets, questions, features=features)
+
+    def checked_model(self, model: Any) -> Any:
+        """The model, checked to be one this task scores with."""
+        return need_model(model, self.name)
+
     @torch.no_grad()
-    def predictions(self, model: SVLR, split: str, *, device: torch.device) -> dict[int, str]:
+    def predictions(self, model: Any, split: str, *, device: torch.device) -> dict[int, str]:
         """question id -> chosen answer string over a split."""
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
         out: dict[int, str] = {}
         with EvalMode(model, self):
             for chunk in eval_chunks(questions, self.config.eval_batch_size):
-                inputs = vqa_batch(self.data, chunk).inputs.to(device)
+                inputs = self.batch_of(chunk).inputs.to(device)
                 picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().tolist()
                 for q, k in zip(chunk, picked):
                     out[q.question_id] = q.choices[k]
         return out
 
     def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
-        model = need_model(model, self.name)
+        model = self.checked_model(model)
         results = self.predictions(model, split, device=device)
         questions = self.data.vqa[split]
         annotations = [{"question_id": q.question_id, "question_type": q.question_type,
@@ -98,10 +107,10 @@ class SVLRVQATask(MultipleChoiceEvaluation):
         if split == "train":
             for chunk in train_chunks(questions, self.config.batch_size, seed=self.seed, start=start, rank=rank,
                                       world_size=world_size):
-                yield vqa_batch(self.data, chunk)
+                yield self.batch_of(chunk)
         else:
             for chunk in eval_chunks(questions, self.config.eval_batch_size):
-                yield vqa_batch(self.data, chunk)
+                yield self.batch_of(chunk)
 
 
 @register_task("svlr_vqa_mc")

@@ -16,7 +16,7 @@ import torch
 from vlmt.config import TaskConfig, register_task
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
-from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items, vqa_batch
+from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items
 from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
 
 
@@ -33,7 +33,7 @@ class SVLRZeroShotTask(MultipleChoiceEvaluation):
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
         for chunk in eval_chunks(questions, self.config.eval_batch_size):
-            yield vqa_batch(self.data, chunk)
+            yield self.batch_of(chunk)
 
 
 @register_task("svlr_zero_shot")

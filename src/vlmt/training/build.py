@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from vlmt import config as C
-from vlmt.data import svlr_datasets, vl_datasets  # noqa: F401  (registers data types)
+from vlmt.data import composed_datasets, svlr_datasets, vl_datasets  # noqa: F401  (registers data types)
 from vlmt.errors import ConfigError
-from vlmt.models import hierarchical, svlr  # noqa: F401  (registers model types)
+from vlmt.models import composed, hierarchical, svlr  # noqa: F401  (registers model types)
 from vlmt.seeding import seed_everything, stream_seed
-from vlmt.tasks import grounding, retrieval, sanity, svlr_recognition, svlr_vqa_mc, svlr_zero_shot, vqa  # noqa: F401  (task types)
+from vlmt.tasks import composed as composed_tasks  # noqa: F401  (registers task types)
+from vlmt.tasks import grounding, retrieval, sanity, svlr_recognition, svlr_vqa_mc, svlr_zero_shot, vqa  # noqa: F401
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.distributed import resolve_device
 from vlmt.training.schedules import (

@@ -1,0 +1,95 @@
+"""Both papers on one encoder: the hierarchical Dense Co-attention encoder (H) with SVLR's aligned
+word-region embeddings (S) reading its region outputs.
+
+`ComposedVL` is a `HierarchicalVL` (so retrieval, VQA and grounding attach to it unchanged) that
+also holds `alignment`, an `SVLR` module whose region side takes the encoder's d-wide region
+outputs I_l instead of raw region features: g(w) maps word vectors and f_o, f_a map I_l into one
+space, and recognition, SVLR's multiple-choice attention (Eq. 3-4) and the zero-shot score (Eq. 9)
+are inner products there. Which layer l a task reads is the task's choice
+(`vlmt.tasks.composed`); the alignment is shared by every task that uses it, as SVLR shares g,
+f_o and f_a between recognition and VQA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vlmt.config import from_data, register_model
+from vlmt.errors import ConfigError
+from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
+from vlmt.models.svlr import SVLR, RecognitionVectors, SVLRConfig
+
+
+@register_model("composed")
+@dataclass(frozen=True)
+class ComposedConfig(HierarchicalConfig):
+    """`model: {type: composed, ...}`: every key of `hierarchical`, plus SVLR's alignment:
+    embed_dim (the shared space), word_hidden (g's hidden width), region_hidden (f_o / f_a's
+    hidden width), region_output_norm and recognition_vectors as in `svlr`. The word-vector width
+    and the label-set sizes come from the data section's SVLR part."""
+
+    embed_dim: int = 300
+    word_hidden: int = 300
+    region_hidden: int = 512
+    region_output_norm: bool = True
+    recognition_vectors: RecognitionVectors = "shared"
+    align_word_dim: int | None = from_data()
+    num_objects: int | None = from_data()
+    num_attributes: int | None = from_data()
+
+    def validate(self) -> str | None:
+        problem = super().validate()
+        if problem:
+            return problem
+        return self.alignment_config().validate()
+
+    def alignment_config(self) -> SVLRConfig:
+        return SVLRConfig(embed_dim=self.embed_dim, word_hidden=self.word_hidden, region_hidden=self.region_hidden,
+                          region_output_norm=self.region_output_norm, recognition_vectors=self.recognition_vectors,
+                          word_dim=self.align_word_dim, region_dim=self.dim, num_objects=self.num_objects,
+                          num_attributes=self.num_attributes)
+
+    def build(self, *, data: Any) -> ComposedVL:
+        """The model for a `composed_datasets` section: its VL part sizes the encoder, its SVLR part
+        the alignment (word vectors and the label sets O and T)."""
+        parts = getattr(data, "parts", (data,))  # read by attribute: models never import vlmt.data
+        vl = next((p for p in parts if hasattr(p, "vocab_size")), None)
+        svlr = next((p for p in parts if hasattr(p, "label_vectors")), None)
+        if vl is None or svlr is None:
+            raise ConfigError(f"model type composed needs the data section `type: composed_datasets` (both papers' "
+                              f"datasets), got {type(data).__name__}")
+        config, vectors = self.with_data(vl)
+        config = dataclasses.replace(config, align_word_dim=svlr.word_dim, num_objects=len(svlr.object_labels),
+                                     num_attributes=len(svlr.attribute_labels))
+        model = ComposedVL(config, word_vectors=vectors)
+        objects, attributes = svlr.label_vectors()
+        model.alignment.set_label_vectors(objects=torch.from_numpy(objects), attributes=torch.from_numpy(attributes))
+        return model
+
+    def create(self) -> ComposedVL:
+        return ComposedVL(self)
+
+
+class ComposedVL(HierarchicalVL):
+    """The hierarchical encoder and SVLR's alignment over its region outputs."""
+
+    config: ComposedConfig
+
+    def __init__(self, config: ComposedConfig, *, word_vectors: Tensor | None = None):
+        super().__init__(config, word_vectors=word_vectors)
+        self.alignment = SVLR(config.alignment_config())
+
+    def regions_at(self, layer: int, region_features: Tensor, region_mask: Tensor, *,
+                   tokens: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+        """I_layer (B, T, d): the region encoder's output for layer 0 (no words needed), else the
+        co-attention with the given words up to `layer`."""
+        if layer == 0:
+            return self.encode_images(region_features, region_mask).regions
+        if tokens is None or lengths is None:
+            raise ValueError(f"layer {layer} co-attends regions with words: tokens and lengths are needed")
+        return self(tokens, lengths, region_features, region_mask, depth=layer).regions

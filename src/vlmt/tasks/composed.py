@@ -1,0 +1,262 @@
+"""SVLR's tasks on the hierarchical encoder (`model: {type: composed}`, `data: {type:
+composed_datasets}`): the same losses and metrics as `svlr_recognition`, `svlr_vqa_mc` and
+`svlr_zero_shot`, with the regions R of every equation replaced by the encoder's region outputs
+I_l of the task's `layer` (`vlmt.models.composed`).
+
+- `composed_recognition`: Visual Genome regions, Eq. 1 (objects, hypernym hinge) + Eq. 2
+  (attributes, weighted BCE), scored f_o(I_l)·g(w), f_a(I_l)·g(w). A region is encoded with the
+  other regions of its picture; at layer l >= 1 the encoder co-attends them with words, and a
+  recognition example has none of its own, so the task gives a fixed `prompt` (layer 0, the
+  region encoder, needs none).
+- `composed_vqa_mc`: multiple-choice VQA, Eq. 3-8 on I_l, the question being the encoder's words.
+- `composed_zero_shot`: Eq. 9 on I_l (evaluation only).
+
+The three share the model's alignment module (g, f_o, f_a), as SVLR shares it between recognition
+and VQA; give them the same `layer` for the zero-shot score to read the space recognition trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vlmt.config import register_task
+from vlmt.data.parts import data_part
+from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRAssets, SVLRData
+from vlmt.data.vl_datasets import VLAssets, VLData, caption_tokens, question_tokens
+from vlmt.errors import ConfigError
+from vlmt.models.composed import ComposedVL
+from vlmt.models.svlr import SVLRVQAInputs
+from vlmt.tasks.base import EvalMode
+from vlmt.tasks.collate import pad_tokens
+from vlmt.tasks.svlr_collate import RecognitionBatch, VQAMCBatch, need_data, recognition_batch, vqa_batch
+from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
+from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask
+from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
+
+
+def need_composed(model: Any, name: str, layer: int) -> ComposedVL:
+    if not isinstance(model, ComposedVL):
+        raise ConfigError(f"tasks.{name}: needs model type composed (the hierarchical encoder with SVLR's "
+                          f"alignment), got {type(model).__name__}")
+    if not 0 <= layer <= model.num_layers:
+        raise ConfigError(f"tasks.{name}.layer: {layer} is outside the encoder's layers 0..{model.num_layers}")
+    return model
+
+
+def vl_assets(data: Any, name: str) -> VLAssets:
+    part = data_part(data, (VLData, VLAssets))
+    if part is None:
+        raise ConfigError(f"tasks.{name}: needs the data section `type: composed_datasets`, got {type(data).__name__}")
+    return part.assets if isinstance(part, VLData) else part
+
+
+def token_batch(assets: VLAssets, sentences: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
+    """Padded token ids and lengths of tokenised sentences (at least one token each: <unk> for none)."""
+    return pad_tokens([assets.encode_words(list(words) or ["<unk>"]) for words in sentences])
+
+
+# -- recognition ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ComposedRecognitionBatch:
+    """M Genome regions (targets as `RecognitionBatch`) and the pictures they come from: every
+    region of those B pictures, so the encoder sees each region with its neighbours."""
+
+    recognition: RecognitionBatch
+    image_features: Tensor  # (B, T, D)
+    image_mask: Tensor  # (B, T) bool
+    pick: Tensor  # (M, 2) long: (picture, row) of each region
+
+    def to(self, device: torch.device | str) -> ComposedRecognitionBatch:
+        return ComposedRecognitionBatch(self.recognition.to(device), self.image_features.to(device),
+                                        self.image_mask.to(device), self.pick.to(device))
+
+
+class ComposedRecognitionTask(SVLRRecognitionTask):
+    """SVLR recognition (Eq. 1-2) on the encoder's region outputs of layer `config.layer`."""
+
+    kind = "composed_recognition"
+
+    def __init__(self, *, name: str, config: ComposedRecognitionConfig, data: Any, seed: int):
+        super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"), seed=seed)
+        self.vl = vl_assets(data, name)
+        self.prompt_words = caption_tokens(config.prompt)
+
+    def checked_model(self, model: Any) -> ComposedVL:
+        return need_composed(model, self.name, self.config.layer)
+
+    def _collate(self, regions: Sequence[GenomeRegion]) -> ComposedRecognitionBatch:  # type: ignore[override]
+        base = recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
+        images = list(dict.fromkeys(r.image_id for r in regions))
+        feats = [self.data.store.read(i, copy=False).features for i in images]
+        t = max(len(f) for f in feats)
+        features = np.zeros((len(images), t, self.data.region_dim), dtype=np.float32)
+        mask = torch.zeros(len(images), t, dtype=torch.bool)
+        for b, f in enumerate(feats):
+            features[b, :len(f)] = f
+            mask[b, :len(f)] = True
+        where = {image: b for b, image in enumerate(images)}
+        pick = torch.tensor([[where[r.image_id], r.row] for r in regions], dtype=torch.long)
+        return ComposedRecognitionBatch(base, torch.from_numpy(features), mask, pick)
+
+    def encode_images(self, model: ComposedVL, features: Tensor, mask: Tensor) -> Tensor:
+        """I_layer (B, T, d) of pictures' regions (with the prompt as words at layer >= 1)."""
+        if self.config.layer == 0:
+            return model.regions_at(0, features, mask)
+        tokens, lengths = token_batch(self.vl, [self.prompt_words] * features.shape[0])
+        return model.regions_at(self.config.layer, features, mask, tokens=tokens.to(features.device),
+                                lengths=lengths.to(features.device))
+
+    def _rows(self, model: ComposedVL, batch: ComposedRecognitionBatch) -> Tensor:
+        regions = self.encode_images(model, batch.image_features, batch.image_mask)
+        return regions[batch.pick[:, 0], batch.pick[:, 1]]  # (M, d)
+
+    def forward(self, model: ComposedVL, batch: ComposedRecognitionBatch) -> dict[str, Tensor]:  # type: ignore[override]
+        inner = dataclasses.replace(batch.recognition, region_features=self._rows(model, batch))
+        return super().forward(model.alignment, inner)
+
+    @torch.no_grad()
+    def scores(self, model: ComposedVL, split: str, *, device: torch.device  # type: ignore[override]
+               ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
+        from vlmt.tasks.svlr_collate import eval_chunks, split_items
+
+        regions = split_items(self.data.genome, split, f"tasks.{self.name}")
+        objs, atrs = [], []
+        with EvalMode(model, self):
+            for chunk in eval_chunks(regions, self.config.eval_batch_size):
+                rows = self._rows(model, self._collate(chunk).to(device))
+                o, a = model.alignment.recognition_scores(rows)
+                objs.append(o.float().cpu().numpy())
+                atrs.append(a.float().cpu().numpy())
+        return np.concatenate(objs), np.concatenate(atrs), regions
+
+    @torch.no_grad()
+    def scores_for_image(self, model: ComposedVL, features: Tensor) -> tuple[Tensor, Tensor]:
+        with EvalMode(model, self):
+            mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=features.device)
+            rows = self.encode_images(model, features[None], mask)[0]
+            return model.alignment.recognition_scores(rows)
+
+
+@register_task("composed_recognition")
+@dataclass
+class ComposedRecognitionConfig(SVLRRecognitionConfig):
+    """`svlr_recognition` on the composed model's encoder: `layer` 0..L is the region output it
+    reads (0: the region encoder), `prompt` the words the encoder co-attends the regions with at
+    layers >= 1."""
+
+    layer: int = 0
+    prompt: str = "what is in the picture"
+
+    def validate(self) -> str | None:
+        if self.layer < 0:
+            return f"layer must be >= 0, got {self.layer}"
+        return None if caption_tokens(self.prompt) or self.layer == 0 else "prompt: needs at least one word"
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> ComposedRecognitionTask:
+        need_composed(model, name, self.layer)
+        return ComposedRecognitionTask(name=name, config=self, data=data, seed=seed)
+
+
+# -- multiple-choice and zero-shot VQA --------------------------------------------------------------
+
+
+@dataclass
+class ComposedVQAInputs:
+    """SVLR's multiple-choice inputs and the questions as token ids for the encoder."""
+
+    svlr: SVLRVQAInputs
+    tokens: Tensor  # (P, N)
+    lengths: Tensor  # (P,)
+
+    @property
+    def choice_mask(self) -> Tensor:
+        return self.svlr.choice_mask
+
+    def to(self, device: torch.device | str) -> ComposedVQAInputs:
+        return ComposedVQAInputs(self.svlr.to(device), self.tokens.to(device), self.lengths.to(device))
+
+
+class ComposedQuestions:
+    """What the multiple-choice tasks on the composed model share: batches with the question's tokens,
+    and SVLR's inputs with R replaced by I_layer."""
+
+    name: str
+    config: Any
+    vl: VLAssets
+    data: SVLRData
+    assets: SVLRAssets
+
+    def batch_of(self, questions: list[MCQuestion], features: list[Any] | None = None) -> VQAMCBatch:
+        base = vqa_batch(self.data if features is None else self.assets, questions, features=features)
+        tokens, lengths = token_batch(self.vl, [question_tokens(q.question) for q in questions])
+        return VQAMCBatch(inputs=ComposedVQAInputs(base.inputs, tokens, lengths), correct=base.correct)  # type: ignore[arg-type]
+
+    def checked_model(self, model: Any) -> ComposedVL:
+        return need_composed(model, self.name, self.config.layer)
+
+    def encoded(self, model: ComposedVL, inputs: ComposedVQAInputs) -> SVLRVQAInputs:
+        regions = model.regions_at(self.config.layer, inputs.svlr.region_features, inputs.svlr.region_mask,
+                                   tokens=inputs.tokens, lengths=inputs.lengths)
+        return dataclasses.replace(inputs.svlr, region_features=regions)
+
+
+class ComposedVQATask(ComposedQuestions, SVLRVQATask):
+    """SVLR's multiple-choice VQA (Eq. 3-8) on I_layer, the encoder reading the question."""
+
+    kind = "composed_vqa_mc"
+
+    def __init__(self, *, name: str, config: ComposedVQAConfig, data: Any, model: ComposedVL, seed: int):
+        super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"), model=model.alignment,
+                         seed=seed)
+        self.vl = vl_assets(data, name)
+
+    def choice_scores(self, model: ComposedVL, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
+        encoded = self.encoded(model, inputs)
+        return self.head(model.alignment.encode_vqa(encoded), encoded).scores
+
+
+@register_task("composed_vqa_mc")
+@dataclass
+class ComposedVQAConfig(SVLRVQAConfig):
+    """`svlr_vqa_mc` on the composed model's encoder: `layer` is the region output it reads."""
+
+    layer: int = 0
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> ComposedVQATask:
+        return ComposedVQATask(name=name, config=self, data=data, model=need_composed(model, name, self.layer),
+                               seed=seed)
+
+
+class ComposedZeroShotTask(ComposedQuestions, SVLRZeroShotTask):
+    """Zero-shot multiple choice (Eq. 9) on I_layer: no parameters, no loss."""
+
+    kind = "composed_zero_shot"
+
+    def __init__(self, *, name: str, config: ComposedZeroShotConfig, data: Any):
+        super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"))
+        self.vl = vl_assets(data, name)
+
+    def choice_scores(self, model: ComposedVL, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
+        return model.alignment.zero_shot_scores(self.encoded(model, inputs))[0]
+
+
+@register_task("composed_zero_shot")
+@dataclass
+class ComposedZeroShotConfig(SVLRZeroShotConfig):
+    """`svlr_zero_shot` on the composed model's encoder; evaluation only (leave it out of
+    schedule.order). `layer`: the region output it reads (the recognition task's, to use what
+    recognition trained)."""
+
+    layer: int = 0
+
+    def build(self, *, name: str, data: Any, model: Any, seed: int) -> ComposedZeroShotTask:
+        need_composed(model, name, self.layer)
+        return ComposedZeroShotTask(name=name, config=self, data=data)
