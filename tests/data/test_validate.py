@@ -304,3 +304,63 @@ def test_an_unusable_annotation_array_is_one_problem_not_one_per_question(data, 
     rc, err = _validate(data, capsys)
     assert rc == 1
     assert [line for line in err.splitlines() if "field" in line] == [f"{data / V2A}: field 'annotations': missing"]
+
+
+# ---------------------------------------------------------------- two files that disagree; many problems
+
+def _reannotate(root: Path, question_id: int, **fields: Any) -> None:
+    path = root / "vqa" / "v2_mscoco_val2014_annotations.json"
+    data = json.loads(path.read_text())
+    for a in data["annotations"]:
+        if a["question_id"] == question_id:
+            a.update(fields)
+    path.write_text(json.dumps(data))
+
+
+def test_the_file_pointing_at_an_image_without_features_is_blamed(tmp_path, capsys):
+    root = _vqa_only(tmp_path / "d")
+    _store(root / "features", [1, 262148, 393225])
+    _reannotate(root, 393225000, image_id=777)
+    rc, err = _validate(root, capsys)
+    assert rc == 1
+    assert ("v2_mscoco_val2014_annotations.json: record question_id 393225000: field 'image_id': is 777, an image "
+            "without region features, but the question in v2_OpenEnded_mscoco_val2014_questions.json says 393225"
+            ) in err
+    questions = root / "vqa" / "v2_OpenEnded_mscoco_val2014_questions.json"
+    q = json.loads(questions.read_text())
+    for item in q["questions"]:
+        if item["question_id"] == 393225000:
+            item["image_id"] = 888
+    questions.write_text(json.dumps(q))
+    _reannotate(root, 393225000, image_id=393225)
+    rc, err = _validate(root, capsys)
+    assert ("v2_OpenEnded_mscoco_val2014_questions.json: record question_id 393225000: field 'image_id': is 888, "
+            "an image without region features, but its annotation in v2_mscoco_val2014_annotations.json says "
+            "393225") in err
+    _reannotate(root, 393225000, image_id=262148)
+    item = next(i for i in q["questions"] if i["question_id"] == 393225000)
+    item["image_id"] = 393225
+    questions.write_text(json.dumps(q))
+    rc, err = _validate(root, capsys)
+    assert "which file is wrong cannot be told: both images have region features" in err
+
+
+def test_every_problem_is_reported_up_to_fifty_per_file_then_counted(tmp_path, capsys):
+    from vlmt.data.synth.cache import ensure_world
+
+    world = ensure_world("tiny")
+    root = tmp_path / "world"
+    root.mkdir()
+    for p in world.iterdir():
+        (root / p.name).symlink_to(p)
+    name = "v2_mscoco_train2014_annotations.json"
+    (root / name).unlink()
+    data = json.loads((world / name).read_text())
+    for a in data["annotations"]:
+        a["answer_type"] = "count"
+    (root / name).write_text(json.dumps(data))
+    rc, err = _validate(root, capsys)
+    lines = [line for line in err.splitlines() if line.startswith(str(root / name))]
+    assert rc == 1 and len(lines) == 51
+    assert lines[-1] == f"{root / name}: ... and {len(data['annotations']) - 50} more problems in this file"
+    assert all("answer_type" in line for line in lines[:50])

@@ -32,3 +32,27 @@ def test_training_on_data_that_does_not_validate_stops_naming_file_and_field(con
     assert "Traceback" not in err
     assert "v2_mscoco_val2014_annotations.json" in err and "multiple_choice_answer" in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_features_with_nan_or_inf_stop_training_before_the_first_step(value, tmp_path, capsys):
+    import numpy as np
+
+    world = tmp_path / "world"
+    world.mkdir()
+    source = ensure_world("tiny")
+    for p in source.iterdir():  # links, but a real copy of the store whose features are spoilt
+        if p.name != "features":
+            (world / p.name).symlink_to(p)
+    shutil.copytree(source / "features", world / "features")
+    features = np.fromfile(world / "features" / "features.bin", dtype="<f4")
+    features[12345] = value
+    features.tofile(world / "features" / "features.bin")
+    assert cli.main(["data", "validate", str(world)]) == 1
+    assert "features.bin" in capsys.readouterr().err
+    code = cli.main(["train", str(bundled_config("tiny.yaml")), "--out", str(tmp_path / "run"),
+                     "--set", f"data.root={world}", "--set", "train.progress=false"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "features.bin" in err and ("NaN" in err if value != value else "inf" in err)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists() and not (tmp_path / "run" / "checkpoints").exists()

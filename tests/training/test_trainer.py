@@ -76,9 +76,11 @@ def test_train_writes_a_complete_run_folder(config_file, tmp_path, capsys):
     assert summary["val"] == {k: v for k, v in val[-1].items() if k not in ("step", "split")}
     best = ckpt.best_info(run)
     assert best["metric"] == "a/mse" and best["value"] == min(r["a/mse"] for r in val)
-    # only the last and best checkpoints are kept; state loads without unpickling objects
+    # the last and best checkpoints and the one before the last are kept, each with its checksums;
+    # state loads without unpickling objects
     kept = sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
-    assert kept == sorted({f"step_{best['step']:08d}", "step_00000100"})
+    assert kept == sorted({f"step_{best['step']:08d}", "step_00000080", "step_00000100"})
+    assert all((run / "checkpoints" / k / "checksums.json").is_file() for k in kept)
     state = ckpt.load_state(ckpt.checkpoint_dir(run, "last"))
     assert state["step"] == 100 and state["model_type"] == "sanity_mlp"
     assert state["model_args"]["hidden"] == 16 and state["consumed"] == {"a": 60, "b": 40}

@@ -16,6 +16,7 @@ from vlmt.data.readers._common import collector
 from vlmt.errors import DataError, format_problem
 
 MAX_MISSING_PER_FILE = 20  # images without features: list this many, then count the rest
+MAX_PROBLEMS_PER_FILE = 50  # any problem: list this many per file, then count the rest
 
 
 @dataclass
@@ -59,13 +60,14 @@ def _annotation_name(questions: Path) -> str | None:
     return f"{prefix}{m.group(2)}_{m.group(3)}_annotations.json"
 
 
-def _check_vqa(report: Report, questions: Path, datasets: list[_Dataset]) -> None:
+def _check_vqa(report: Report, questions: Path, datasets: list[_Dataset], stores: list) -> None:
     problems, collect = collector()
     ann_name = _annotation_name(questions)
     annotations = questions.parent / ann_name if ann_name else None
     if annotations is not None and not annotations.exists():
         annotations = None
-    examples = vqa.read_vqa(questions, annotations, report=collect)
+    has_image = (lambda i: any(i in s for s in stores)) if stores else None
+    examples = vqa.read_vqa(questions, annotations, report=collect, has_image=has_image)
     report.problems += problems
     if not problems:
         kind = "multiple choice" if examples and examples[0].choices is not None else "open-ended"
@@ -207,6 +209,22 @@ def _check_features(report: Report, datasets: Iterable[_Dataset], stores: list) 
                                                   field="image_id"))
 
 
+def capped(problems: list[str], limit: int = MAX_PROBLEMS_PER_FILE) -> list[str]:
+    """The first `limit` problem lines of each file, then one line counting the rest of that file's."""
+    shown: dict[str, int] = {}
+    hidden: dict[str, int] = {}
+    out = []
+    for line in problems:
+        file = line.split(": ", 1)[0]
+        if shown.get(file, 0) < limit:
+            shown[file] = shown.get(file, 0) + 1
+            out.append(line)
+        else:
+            hidden[file] = hidden.get(file, 0) + 1
+    out += [format_problem(file, f"... and {n} more problems in this file") for file, n in hidden.items()]
+    return out
+
+
 KARPATHY_RE = captions.KARPATHY_RE
 COCO_RE = re.compile(r"^captions_\w+\.json$")
 
@@ -262,8 +280,10 @@ def validate_dir(path: str | os.PathLike) -> Report:
     for a in annotation_files:
         if a not in paired:
             report.problems.append(format_problem(a, "annotations without their questions file"))
+    for d in store_dirs:  # first: the other checks ask which images have features
+        _guard(report, d, functools.partial(_check_store, report, d, stores))
     for q in vqa_questions:
-        _guard(report, q, functools.partial(_check_vqa, report, q, datasets))
+        _guard(report, q, functools.partial(_check_vqa, report, q, datasets, stores))
     vqa_images = {i for ds in datasets if vqa.QUESTIONS_RE.match(ds.file.name) for i, _ in ds.image_ids}
     for d in genome_dirs:
         _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images))
@@ -271,10 +291,9 @@ def validate_dir(path: str | os.PathLike) -> Report:
         _guard(report, d, functools.partial(_check_entities, report, d, datasets))
     for d in easy_dirs:
         _guard(report, d, functools.partial(_check_easy_vqa, report, d, datasets))
-    for d in store_dirs:
-        _guard(report, d, functools.partial(_check_store, report, d, stores))
     if store_dirs:
         _check_features(report, datasets, stores)
+    report.problems = capped(report.problems)
     report.unrecognised = others
     if not report.summaries and not report.problems:
         report.problems.append(format_problem(root, "no dataset file or feature store found"))

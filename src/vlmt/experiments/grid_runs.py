@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from vlmt import config as C
-from vlmt.errors import ConfigError
+from vlmt.errors import ConfigError, DataError
+from vlmt.io import load_json
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import load_experiment
 from vlmt.training.trainer import train
@@ -95,7 +95,7 @@ def ensure_trained(cfg: C.ExperimentConfig, run_dir: str | Path, *, progress: Pr
     run_dir = Path(run_dir)
     say = progress or (lambda _msg: None)
     summary_path = run_dir / "summary.json"
-    has_checkpoint = ckpt.checkpoint_dir(run_dir, "last") is not None
+    has_checkpoint = ckpt.has_checkpoints(run_dir)
     if summary_path.is_file() or has_checkpoint:
         changes = config_changes(run_dir, cfg)
         if changes is None:
@@ -106,7 +106,11 @@ def ensure_trained(cfg: C.ExperimentConfig, run_dir: str | Path, *, progress: Pr
                               f"remove the folder or choose another output folder")
     if summary_path.is_file():
         say(f"{label}: finished before, reused ({run_dir})")
-        return {**json.loads(summary_path.read_text(encoding="utf-8")), "reused": True}
+        summary = load_json(summary_path)
+        if not isinstance(summary, dict):
+            raise DataError(summary_path, "damaged run summary (not a JSON object); remove the file to train the "
+                                          "run again")
+        return {**summary, "reused": True}
     if has_checkpoint:
         say(f"{label}: resuming the interrupted run in {run_dir}")
         summary = train(cfg, run_dir, resume=True)
@@ -118,16 +122,12 @@ def ensure_trained(cfg: C.ExperimentConfig, run_dir: str | Path, *, progress: Pr
 
 def validation_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The run's validation records from metrics.jsonl, in step order."""
+    from vlmt.training.run_folder import read_records
+
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("split") == "val":
-                records.append(record)
-    return sorted(records, key=lambda r: r["step"])
+    return sorted((r for _, r in read_records(path) if r.get("split") == "val"), key=lambda r: r["step"])
 
 
 def validation_at(run_dir: str | Path, step: int | None = None) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         shutil.copyfile(directory / WEIGHTS, tmp / WEIGHTS)
-        info = {**info, "checkpoint": {"run": run_dir.name, "step": step, "which": checkpoint},
+        info = {**info, "checkpoint": {"run": run_dir.name, "step": step, "which": checkpoint,
+                                       "sha256": ckpt.sha256(tmp / WEIGHTS)},
                 "metrics": metrics or {}, "metrics_split": metrics_split if metrics else None}
         if metrics_note:
             info["metrics_note"] = metrics_note

@@ -65,6 +65,10 @@ def load(path: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> 
     else:
         raise ConfigError(f"{path}: no such folder")
     info, parts = build_from_model_folder(folder, device=device)
+    expected = (info.get("checkpoint") or {}).get("sha256") if folder == path else None
+    if expected and ckpt.sha256(weights) != expected:
+        raise DataError(weights, "does not match the checksum in config.json (damaged or cut short); export the "
+                                 "model again")
     ckpt.load_weights(weights.parent, parts.objective)
     parts.objective.eval()
     extractor = RegionExtractor.load(folder / EXTRACTOR) if (folder / EXTRACTOR / RegionExtractor.META).is_file() \

@@ -11,12 +11,11 @@ from vlmt.reports.report import Block, Figure, Heading, Paragraph, Table, write_
 
 def _iterations(run_dir: Path) -> str:
     """What the run trained: iterations and schedule, from its saved config and summary."""
-    import json
-
+    from vlmt.io import load_json
     from vlmt.training.build import run_config
 
     cfg = run_config(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = load_json(run_dir / "summary.json")
     trained = cfg.schedule.order or list(cfg.tasks)
     tasks = ", ".join(f"{n} (batch {cfg.tasks[n].batch_size})" for n in trained)
     evaluated = [n for n in cfg.tasks if n not in trained]

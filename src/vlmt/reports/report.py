@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -164,18 +163,12 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise DataError(path, "no metrics file; is this a run folder written by `vlmt train`?")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"not JSON ({e.msg})", record=f"line {n}") from None
-        for key in ("step", "split"):
-            if key not in rec:
-                raise DataError(path, "missing", record=f"line {n}", field=key)
-        records.append(rec)
+    from vlmt.training.run_folder import read_records
+
+    records = [rec for _, rec in read_records(path)]
+    for n, rec in enumerate(records, start=1):
+        if "split" not in rec:
+            raise DataError(path, "missing", record=f"record {n}", field="split")
     return records
 
 

@@ -5,17 +5,22 @@ Layout (every checkpoint is a folder that appears whole or not at all):
     RUN/checkpoints/step_00001000/model.safetensors   model + task heads (safetensors)
     RUN/checkpoints/step_00001000/state.pt            optimizer, schedules, RNG, data positions,
                                                        config and model constructor arguments
+    RUN/checkpoints/step_00001000/checksums.json      SHA-256 of both files, checked when read
     RUN/checkpoints/last.json                          {"step": .., "dir": "step_00001000"}
     RUN/checkpoints/best.json                          {"step": .., "dir": .., "metric": .., "value": ..}
 
-A folder is written under a temporary name and renamed; the pointer files are replaced atomically
-afterwards, so a process killed at any moment leaves the previous pointers valid. `state.pt` holds
-only tensors, numbers, strings, lists and dicts, and is loaded with `torch.load(weights_only=True)`.
+A folder is written under a temporary name (every file fsynced) and renamed; the pointer files are
+replaced atomically afterwards, so a process killed at any moment leaves the previous pointers
+valid. Besides `last` and `best` the checkpoint before `last` is kept, so a damaged newest
+checkpoint (a disk that filled up, a copy cut short) leaves an intact one to resume from
+(`resume_checkpoint`). Every file read back is checked: a damaged one is a `DataError` naming it.
+`state.pt` holds only tensors, numbers, strings, lists and dicts, and is loaded with
+`torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import random
 import shutil
@@ -25,11 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from vlmt.errors import ConfigError
-from vlmt.io import write_json
+from vlmt.errors import ConfigError, DataError, TrainingError
+from vlmt.io import load_json, write_json
 
 CHECKPOINTS = "checkpoints"
 
@@ -59,20 +65,44 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+WEIGHTS, STATE, CHECKSUMS = "model.safetensors", "state.pt", "checksums.json"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(run_dir: str | Path, *, step: int, modules: nn.Module, state: dict[str, Any],
                     last: bool = True, best: dict[str, Any] | None = None) -> Path:
-    """Write checkpoint `step` and point `last` (and `best`, when given) at it; prune others."""
+    """Write checkpoint `step` and point `last` (and `best`, when given) at it; prune others. A
+    write that fails (a full disk, a read-only folder) is a TrainingError; the checkpoints and
+    pointers written before are left as they were."""
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     final = root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp: Path | None = None
     try:
-        save_model(modules, str(tmp / "model.safetensors"), metadata={"step": str(step)})
-        with open(tmp / "state.pt", "wb") as f:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        save_model(modules, str(tmp / WEIGHTS), metadata={"step": str(step)})
+        _fsync(tmp / WEIGHTS)
+        with open(tmp / STATE, "wb") as f:
             torch.save({**state, "step": step}, f)
             f.flush()
             os.fsync(f.fileno())
+        write_json(tmp / CHECKSUMS, {WEIGHTS: sha256(tmp / WEIGHTS), STATE: sha256(tmp / STATE)})
         if final.exists():  # re-written after a resume: same step, replace it whole
             trash = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
             os.replace(final, trash / name)
@@ -80,29 +110,79 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: nn.Module, state
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        if last:
+            write_json(root / "last.json", {"step": step, "dir": name})
+        if best is not None:
+            write_json(root / "best.json", {"step": step, "dir": name, **best})
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        before = _safe_pointer(root, "last")
+        kept = f"the checkpoint before it ({before['dir']}) is intact" if before else "no checkpoint was written before"
+        raise TrainingError(f"{e.filename or root}: cannot write checkpoint {name} ({e.strerror or e}); {kept}; "
+                            f"free some space (or make the folder writable) and continue with --resume") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if last:
-        write_json(root / "last.json", {"step": step, "dir": name})
-    if best is not None:
-        write_json(root / "best.json", {"step": step, "dir": name, **best})
     _prune(root)
     return final
 
 
 def _pointer(root: Path, which: str) -> dict | None:
+    """The `which` pointer (last.json / best.json), checked; None when there is none."""
     path = root / f"{which}.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    data = load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("dir"), str) or not isinstance(data.get("step"), int):
+        raise DataError(path, 'damaged: expected {"step": int, "dir": "step_..."}')
+    if not (root / data["dir"]).is_dir():
+        raise DataError(path, f"points at {data['dir']}, which is not in {root}", field="dir")
+    return data
+
+
+def _safe_pointer(root: Path, which: str) -> dict | None:
+    try:
+        return _pointer(root, which)
+    except DataError:
+        return None
+
+
+def _steps(root: Path) -> list[Path]:
+    """The complete checkpoint folders, newest first (temporary `.step_*` folders are not)."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step_*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
 
 
 def _prune(root: Path) -> None:
-    keep = {p["dir"] for p in (_pointer(root, "last"), _pointer(root, "best")) if p}
+    """Keep the folders of `last` and `best` and the newest checkpoint before `last`."""
+    keep = {p["dir"] for p in (_safe_pointer(root, "last"), _safe_pointer(root, "best")) if p}
+    last = _safe_pointer(root, "last")
+    if last is not None:
+        older = [p.name for p in _steps(root) if int(p.name[5:]) < last["step"]]
+        keep.update(older[:1])
     for child in root.iterdir():
-        if child.is_dir() and child.name not in keep:
+        if child.is_dir() and child.name not in keep and not child.name.startswith("."):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def remove_partial(run_dir: str | Path) -> list[str]:
+    """Remove the temporary folders a process killed while writing a checkpoint left behind (call
+    with the run folder locked); returns their names."""
+    root = Path(run_dir) / CHECKPOINTS
+    gone = [p for p in root.glob(".step_*") if p.is_dir()] if root.is_dir() else []
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in gone]
+
+
+def has_checkpoints(run_dir: str | Path) -> bool:
+    """Whether a run folder holds any checkpoint (intact or not)."""
+    root = Path(run_dir) / CHECKPOINTS
+    return bool(_steps(root)) or (root / "last.json").is_file()
 
 
 def checkpoint_dir(run_dir: str | Path, which: str = "last") -> Path | None:
@@ -110,6 +190,48 @@ def checkpoint_dir(run_dir: str | Path, which: str = "last") -> Path | None:
     root = Path(run_dir) / CHECKPOINTS
     pointer = _pointer(root, which)
     return None if pointer is None else root / pointer["dir"]
+
+
+def damage(directory: Path) -> tuple[Path, str] | None:
+    """(file, what is wrong with it) for a damaged checkpoint folder, None when it is intact: a
+    missing file, a checksum that does not match, weights that do not parse."""
+    for name in (WEIGHTS, STATE):
+        if not (directory / name).is_file():
+            return directory / name, "missing"
+    if (directory / CHECKSUMS).is_file():
+        try:
+            sums = load_json(directory / CHECKSUMS)
+        except DataError as e:
+            return directory / CHECKSUMS, e.reason
+        for name in (WEIGHTS, STATE):
+            if not isinstance(sums, dict) or sums.get(name) != sha256(directory / name):
+                return directory / name, "does not match its checksum (damaged or cut short)"
+    try:
+        with safe_open(str(directory / WEIGHTS), "pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error types for a damaged header
+        return directory / WEIGHTS, f"does not parse ({e})"
+    return None
+
+
+def resume_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
+    """The newest intact checkpoint to resume from, and a line for each newer damaged one skipped.
+    TrainingError when there is none."""
+    root = Path(run_dir) / CHECKPOINTS
+    skipped: list[str] = []
+    for directory in _steps(root):
+        problem = damage(directory)
+        if problem is None:
+            try:
+                load_state(directory)
+            except DataError as e:
+                problem = (directory / STATE, e.reason)
+            else:
+                return directory, skipped
+        skipped.append(f"{directory.name}/{problem[0].name} {problem[1]}")
+    detail = "; ".join(skipped) if skipped else "none was written"
+    raise TrainingError(f"{root}: no intact checkpoint to resume from ({detail}); start the run again "
+                        f"in a new folder")
 
 
 def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
@@ -120,29 +242,57 @@ def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
         directory = checkpoint_dir(run_dir, which) or (checkpoint_dir(run_dir, "last") if which == "best" else None)
         if directory is None:
             raise ConfigError(f"{root}: no {which} checkpoint yet; train the run first")
-        return directory
+        return checked(directory)
     try:
         step = int(which)
     except ValueError:
         raise ConfigError(f"checkpoint: best, last or a step number, got {which!r}") from None
     directory = root / f"step_{step:08d}"
-    if not (directory / "model.safetensors").is_file():
+    if not (directory / WEIGHTS).is_file():
         kept = sorted(p.name for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
         raise ConfigError(f"{directory}: no checkpoint of step {step} (kept: {', '.join(kept) or 'none'})")
+    return checked(directory)
+
+
+def checked(directory: Path) -> Path:
+    """`directory`, after checking that it is an intact checkpoint (DataError naming the file)."""
+    problem = damage(directory)
+    if problem is not None:
+        kept = [p.name for p in _steps(directory.parent) if p != directory and damage(p) is None]
+        hint = f"; intact checkpoints: {', '.join(kept)} (--checkpoint STEP)" if kept else ""
+        raise DataError(problem[0], f"damaged checkpoint: {problem[1]}{hint}")
     return directory
 
 
 def best_info(run_dir: str | Path) -> dict | None:
-    return _pointer(Path(run_dir) / CHECKPOINTS, "best")
+    return _safe_pointer(Path(run_dir) / CHECKPOINTS, "best")
 
 
 def load_state(directory: Path) -> dict[str, Any]:
-    """The training state of one checkpoint folder (no unpickling of arbitrary objects)."""
-    return torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+    """The training state of one checkpoint folder (no unpickling of arbitrary objects); a damaged
+    file is a DataError naming it."""
+    path = directory / STATE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(path, "missing") from None
+    except Exception as e:  # zip, pickle and tensor errors of a damaged file all end here
+        raise DataError(path, f"damaged training state ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise DataError(path, "damaged training state (not the dictionary vlmt writes)")
+    return state
 
 
 def load_weights(directory: Path, modules: nn.Module) -> None:
-    missing, unexpected = load_model(modules, str(directory / "model.safetensors"), strict=False)
+    """Load `directory`'s model.safetensors into `modules`; a damaged or mismatching file is an error
+    naming it."""
+    path = directory / WEIGHTS
+    try:
+        missing, unexpected = load_model(modules, str(path), strict=False)
+    except FileNotFoundError:
+        raise DataError(path, "missing") from None
+    except Exception as e:  # safetensors' own errors for a damaged header or data
+        raise DataError(path, f"damaged weights ({type(e).__name__}: {str(e)[:200]})") from None
     if missing or unexpected:
-        raise ConfigError(f"{directory / 'model.safetensors'}: weights do not fit the model built from the "
+        raise ConfigError(f"{path}: weights do not fit the model built from the "
                           f"config (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")

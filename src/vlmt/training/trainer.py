@@ -27,10 +27,12 @@ trajectory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,7 @@ from vlmt.training.distributed import init_distributed, resolve_device
 from vlmt.training.evaluate import autocast, evaluate_tasks
 from vlmt.training.optimizers import TaskAdam
 from vlmt.training.prefetch import Prefetcher, prefetched
+from vlmt.training.run_folder import RunLock, read_records
 
 log = logging.getLogger("vlmt.train")
 
@@ -90,15 +93,18 @@ class MetricsWriter:
 
     def __init__(self, run_dir: Path, *, resume_step: int | None, tensorboard: bool):
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is not None and self.path.exists():
-            # drop what a killed run wrote after its last checkpoint: those steps are re-run
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
-            with atomic_write(self.path, "w", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in kept))
-        elif resume_step is None:
-            self.path.unlink(missing_ok=True)
-        self.file = open(self.path, "a", encoding="utf-8")
+        try:
+            if resume_step is not None and self.path.exists():
+                # drop what a killed run wrote after its checkpoint: those steps are run again
+                kept = [line for line, record in read_records(self.path, cut_last_line=True)
+                        if record["step"] <= resume_step]
+                with atomic_write(self.path, "w", encoding="utf-8") as f:
+                    f.write("".join(line + "\n" for line in kept))
+            elif resume_step is None:
+                self.path.unlink(missing_ok=True)
+            self.file = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise TrainingError(f"{self.path}: cannot write the metrics log ({e.strerror})") from None
         self.tb = None
         if tensorboard:
             try:
@@ -109,8 +115,12 @@ class MetricsWriter:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
 
     def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise TrainingError(f"{self.path}: cannot write the metrics log ({e.strerror}); the checkpoints "
+                                f"written before are intact: free some space and continue with --resume") from None
         if self.tb is not None:
             for key, value in record.items():
                 if key not in ("step", "split") and isinstance(value, (int, float)):
@@ -123,6 +133,15 @@ class MetricsWriter:
 
 
 # --------------------------------------------------------------------------- the loop
+
+
+def _writing(path: Path, write: Any) -> None:
+    """Run a write of the run folder; a failure (a full disk, a read-only folder) is one line."""
+    try:
+        write()
+    except OSError as e:
+        raise TrainingError(f"{e.filename or path}: cannot write ({e.strerror or e}); free some space or make the "
+                            f"folder writable") from None
 
 
 def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str]:
@@ -171,24 +190,36 @@ def train_experiment(config: str | Path, run_dir: str | Path, *, overrides: list
 def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
     """Train `cfg` into `run_dir` (resuming from its last checkpoint when `resume`)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last_dir = ckpt.checkpoint_dir(run_dir, "last")
-    if resume and last_dir is None:
-        raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
-    if not resume and last_dir is not None:
-        raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
-    rank, world, local_rank = init_distributed(cfg.train.device)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # every process has checked the run folder before the first one writes to it
-    handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
     try:
-        return _train(cfg, run_dir, last_dir if resume else None, rank=rank, world=world, local_rank=local_rank)
-    finally:
-        for h in handlers:
-            log.removeHandler(h)
-            h.close()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+    first = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes the folder
+    with RunLock(run_dir) if first else contextlib.nullcontext():
+        ckpt.remove_partial(run_dir)  # what a process killed while writing a checkpoint left
+        exists = ckpt.has_checkpoints(run_dir)
+        if resume and not exists:
+            raise ConfigError(f"{run_dir}: --resume given but the run has no checkpoint yet")
+        if not resume and exists:
+            raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+        resume_from = None
+        if resume:
+            resume_from, skipped = ckpt.resume_checkpoint(run_dir)
+            for line in skipped:
+                print(f"warning: skipping the damaged checkpoint {line}; resuming from {resume_from.name}",
+                      file=sys.stderr)
+        rank, world, local_rank = init_distributed(cfg.train.device)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # every process has checked the run folder before the first one writes to it
+        handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
+        try:
+            return _train(cfg, run_dir, resume_from, rank=rank, world=world, local_rank=local_rank)
+        finally:
+            for h in handlers:
+                log.removeHandler(h)
+                h.close()
 
 
 def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
@@ -231,11 +262,12 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         resumed_window = state["log_window"]
         log.info("resumed from %s at step %d", resume_from.name, step)
     elif main:
-        C.save_config(cfg, run_dir / "config.yaml")
+        _writing(run_dir / "config.yaml", lambda: C.save_config(cfg, run_dir / "config.yaml"))
         log.info("training %s on %s for %d iterations (%s schedule), run folder %s",
                  ", ".join(tasks), device, max_iters, cfg.schedule.kind, run_dir)
     if main and not (run_dir / MODEL_FOLDER / "config.json").is_file():
-        save_model_folder(run_dir / MODEL_FOLDER, cfg, parts)  # what vlmt.load and vlmt export need besides weights
+        # what vlmt.load and vlmt export need besides weights
+        _writing(run_dir / MODEL_FOLDER, lambda: save_model_folder(run_dir / MODEL_FOLDER, cfg, parts))
     metrics = MetricsWriter(run_dir, resume_step=step if resume_from is not None else None,
                             tensorboard=tr.tensorboard) if main else None
     streams = {name: prefetched(iter(task.batches("train", start=consumed[name], rank=rank, world_size=world)),

@@ -95,6 +95,9 @@ class StoreExistsError(DataError, FileExistsError):
 
 # ----------------------------------------------------------------------------- header
 
+BOXES_LAYOUT = "pixel x1, y1, x2, y2"  # what the header says the boxes are
+
+
 def read_header(root: Path) -> dict[str, Any]:
     """The checked header of the store at `root`; DataError naming the file and field otherwise."""
     path = root / HEADER_FILE
@@ -124,9 +127,13 @@ def read_header(root: Path) -> dict[str, Any]:
     slots = header["index_slots"]
     if slots & (slots - 1) or slots < 2 * header["num_images"]:
         raise DataError(path, f"must be a power of two >= 2 x num_images, got {slots}", field="index_slots")
-    for key, want in (("dtype", "float32"), ("byte_order", "little")):
+    for key, want in (("dtype", "float32"), ("byte_order", "little"), ("boxes", BOXES_LAYOUT)):
         if header.get(key) != want:
             raise DataError(path, f"must be {want!r}, got {header.get(key)!r}", field=key)
+    fields = list(RECORD_DTYPE.names or ())
+    if "record_fields" in header and header["record_fields"] != fields:  # stores written before this check lack it
+        raise DataError(path, f"must be {fields} (the record layout this vlmt reads), got {header['record_fields']!r}",
+                        field="record_fields")
     return header
 
 

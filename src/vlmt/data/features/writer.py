@@ -17,6 +17,7 @@ import numpy as np
 from vlmt.data.features.format import (
     BOX_TOLERANCE,
     BOXES_FILE,
+    BOXES_LAYOUT,
     EMPTY,
     FEATURES_FILE,
     FLOAT_DTYPE,
@@ -175,7 +176,7 @@ class FeatureStoreWriter:
             "index_slots": 1 << self._bits,
             "dtype": "float32",
             "byte_order": "little",
-            "boxes": "pixel x1, y1, x2, y2",
+            "boxes": BOXES_LAYOUT,
             "record_fields": list(record_fields),
         }
         with open(self._tmp / HEADER_FILE, "w", encoding="utf-8") as hf:

@@ -50,6 +50,9 @@ def read_karpathy(path: str | os.PathLike, *, report: Report = raise_problem) ->
                 report(path, "no sentences", record=record, field="sentences")
                 raise Skip
             sentids = require(im, "sentids", list, path, record, report)
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in sentids):
+                report(path, "must be a list of integer sentence ids", record=record, field="sentids")
+                raise Skip
             raws, tokens = [], []
             for j, s in enumerate(sentences):
                 srec = f"{record} sentences[{j}]"

@@ -30,7 +30,12 @@ def package_root() -> Path:
 
 def read_answers(root: str | os.PathLike | None = None) -> list[str]:
     path = Path(root or package_root()) / "answers.txt"
-    return [a.strip() for a in path.read_text(encoding="utf-8").splitlines() if a.strip()]
+    try:
+        return [a.strip() for a in path.read_text(encoding="utf-8").splitlines() if a.strip()]
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise DataError(path, f"unreadable: {e.strerror}") from None
 
 
 def read_easy_vqa(split: str, *, root: str | os.PathLike | None = None,

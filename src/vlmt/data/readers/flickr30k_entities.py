@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import defusedxml.ElementTree as safe_xml
+from defusedxml import DefusedXmlException
+
 from vlmt.data.examples import Box, GroundedSentence, Phrase
 from vlmt.data.readers._common import Report, check_box, raise_problem
 from vlmt.errors import DataError
@@ -80,10 +83,14 @@ def read_annotation(path: str | os.PathLike, *, report: Report = raise_problem) 
     """Parse one Annotations/<id>.xml. Boxes are converted from 1-based inclusive pixels to the
     0-based coordinates the release's own tools use (subtract 1)."""
     path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
+    try:  # defusedxml: no entity expansion, no external entities or DTDs, nothing fetched
+        root: ET.Element = safe_xml.parse(path, forbid_dtd=True).getroot()
     except ET.ParseError as e:
         report(path, f"not valid XML ({e}); truncated?")
+        return None
+    except DefusedXmlException as e:
+        report(path, f"refused: it declares a DTD or entities ({type(e).__name__}), which Flickr30k Entities "
+                     f"annotations never do")
         return None
     except OSError as e:
         report(path, f"unreadable: {e.strerror}")
@@ -170,6 +177,8 @@ def read_split(root: str | os.PathLike, split: str) -> list[int]:
     path = Path(root) / f"{split}.txt"
     try:
         lines = path.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
     except OSError as e:
         raise DataError(path, f"unreadable: {e.strerror}") from None
     ids = []

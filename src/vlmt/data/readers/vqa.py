@@ -18,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 
@@ -166,10 +166,12 @@ def _check_stream(stream: ArrayStream, path: Path, report: Report, pattern: re.P
 
 
 def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[int, QuestionRecord], *,
-         report: Report = raise_problem) -> Iterator[tuple[QuestionRecord, AnnotationRecord]]:
+         report: Report = raise_problem, has_image: Callable[[int], bool] | None = None
+         ) -> Iterator[tuple[QuestionRecord, AnnotationRecord]]:
     """Pair each annotation with its question, cross-checking: the question exists with the same
     image id, no duplicate annotation, a multiple-choice list holds the correct answer, and
-    (at the end) every question has an annotation."""
+    (at the end) every question has an annotation. When the two files name different images,
+    `has_image` (an image has region features) decides which file is at fault where it can."""
     annotations = Path(annotations)
     seen: set[int] = set()
     attempted: set[int] = set()
@@ -185,7 +187,7 @@ def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[
             continue
         seen.add(a.question_id)
         if q.image_id != a.image_id:
-            report(annotations, f"is {a.image_id} but the question says {q.image_id}", record=record, field="image_id")
+            blame_image_ids(Path(questions), annotations, q.image_id, a.image_id, record, report, has_image)
             continue
         if q.choices is not None and a.multiple_choice_answer not in q.choices:
             report(questions, f"does not contain the correct answer {a.multiple_choice_answer!r}", record=record,
@@ -198,8 +200,28 @@ def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[
         report(questions, f"has no annotation in {annotations.name}", record=f"question_id {qid}", field="question_id")
 
 
+def blame_image_ids(questions: Path, annotations: Path, q_image: int, a_image: int, record: str, report: Report,
+                    has_image: Callable[[int], bool] | None) -> None:
+    """A question and its annotation name different images: report the file that points at an image
+    without region features when exactly one does, else say that it cannot be told."""
+    q_ok = has_image(q_image) if has_image else None
+    a_ok = has_image(a_image) if has_image else None
+    if q_ok and a_ok is False:
+        report(annotations, f"is {a_image}, an image without region features, but the question in {questions.name} "
+                            f"says {q_image}", record=record, field="image_id")
+    elif a_ok and q_ok is False:
+        report(questions, f"is {q_image}, an image without region features, but its annotation in "
+                          f"{annotations.name} says {a_image}", record=record, field="image_id")
+    else:
+        why = ("" if has_image is None else
+               f" (which file is wrong cannot be told: {'both images have' if q_ok else 'neither image has'} "
+               f"region features)")
+        report(annotations, f"is {a_image} but the question in {questions.name} says {q_image}{why}", record=record,
+               field="image_id")
+
+
 def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None = None, *,
-             report: Report = raise_problem) -> list[VQAExample]:
+             report: Report = raise_problem, has_image: Callable[[int], bool] | None = None) -> list[VQAExample]:
     """Join a question file with its annotation file (None for test splits) into examples."""
     qs = read_questions(questions, report=report)
     if annotations is None:
@@ -207,7 +229,7 @@ def read_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None
     return [VQAExample(q.question_id, q.image_id, q.question, answers=a.answers, answer_type=a.answer_type,
                        question_type=a.question_type, multiple_choice_answer=a.multiple_choice_answer,
                        choices=q.choices)
-            for q, a in join(questions, annotations, qs, report=report)]
+            for q, a in join(questions, annotations, qs, report=report, has_image=has_image)]
 
 
 class VQAIndex:
