@@ -46,3 +46,21 @@ def test_release_splits(fixtures):
     assert {s.image_id for s in fe.read_flickr30k_entities(root, split="test")} == {1000268201}
     with pytest.raises(DataError, match="unknown split"):
         fe.read_split(root, "dev")
+
+
+@pytest.mark.parametrize("xml", [
+    # entity expansion ("billion laughs", two levels here)
+    '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xx"><!ENTITY y "&x;&x;&x;&x;">]>'
+    '<annotation><size><width>&y;</width></size></annotation>',
+    # an external entity that would make the parser fetch a URL
+    '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e SYSTEM "http://127.0.0.1:9/x">]><annotation>&e;</annotation>',
+])
+def test_hostile_xml_is_refused_without_expanding_or_fetching(tmp_path, xml):
+    from vlmt.data.readers._common import collector
+
+    path = tmp_path / "1.xml"
+    path.write_text(xml)
+    problems, report = collector()
+    assert fe.read_annotation(path, report=report) is None
+    assert problems == [f"{path}: refused: it declares a DTD or entities (DTDForbidden), which Flickr30k Entities "
+                        "annotations never do"]
