@@ -189,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     points: list[dict[str, Any]] = []
 
+    trained = set(cfg.schedule.order or cfg.tasks)  # evaluation-only tasks (zero-shot) have no loss
+
     def add(label: str, step: int, modules, tasks, state) -> None:
         t0 = time.perf_counter()
+        tasks = {name: task for name, task in tasks.items() if name in trained}
         result = measure(modules, tasks, batches=args.batches, seed=cfg.train.seed, eps=eps, beta2=beta2,
                          state=state, device=device)
         points.append({"point": label, "step": step, "tasks": result, "seconds": round(time.perf_counter() - t0, 2)})
