@@ -9,12 +9,14 @@ import time
 
 EXAMPLES = """\
   vlmt data synth --size tiny --out worlds/tiny
-  vlmt data synth --size default --seed 1 --out worlds/default-1 --json"""
+  vlmt data synth --size default --seed 1 --out worlds/default-1 --json
+  vlmt data synth --size default-test1000 --out worlds/default-test1000"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", choices=("tiny", "default"), default="default",
-                        help="tiny: for tests (seconds); default: for the demo (about a minute)")
+    parser.add_argument("--size", default="default",
+                        help="tiny: for tests (seconds); default: for the demo (about a minute); "
+                             "<size>-test<N>: that size with N test images (e.g. default-test1000)")
     parser.add_argument("--out", required=True, help="output folder (empty, or a partial world to resume)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
     parser.add_argument("--json", action="store_true", help="print the manifest as one JSON object on stdout")

@@ -4,7 +4,8 @@ A source resolves to a folder laid out in the official formats (VQA, Karpathy ca
 Flickr30k Entities, Visual Genome, a region feature store under `features/`), preparing it on
 first use:
 
-    world:<size>[:<seed>]   the synthetic world (generated into the cache when missing)
+    world:<size>[:<seed>]   the synthetic world (generated into the cache when missing); <size> is
+                            tiny, default, or e.g. default-test1000 (1,000 test images)
     easy_vqa                easy-VQA from the `easy-vqa` package, converted to VQA v2 files with
                             region features extracted from its pixels (optional extra)
     <anything else>         a folder path, used as it is (it must exist)
@@ -30,10 +31,12 @@ def resolve_source(spec: str, *, progress: Callable[[str], None] | None = None) 
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[1]:
             raise ConfigError(f"data source {spec!r}: expected world:<size> or world:<size>:<seed>")
-        from vlmt.data.synth.world import SIZES
+        from vlmt.data.synth.world import world_size
 
-        if parts[1] not in SIZES:
-            raise ConfigError(f"data source {spec!r}: unknown world size {parts[1]!r}; one of {', '.join(SIZES)}")
+        try:
+            world_size(parts[1])
+        except ConfigError as e:
+            raise ConfigError(f"data source {spec!r}: {e}") from None
         try:
             seed = int(parts[2]) if len(parts) == 3 else 0
         except ValueError:

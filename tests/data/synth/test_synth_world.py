@@ -8,6 +8,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from vlmt import cli
 from vlmt.data.features.store import FeatureStore
@@ -15,7 +16,8 @@ from vlmt.data.features.validate import validate_store
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.probe import probe_world
 from vlmt.data.synth.scene import iou
-from vlmt.data.synth.world import GENOME_ID_OFFSET, SIZES, build, generate, rarity_statistics
+from vlmt.data.synth.world import GENOME_ID_OFFSET, SIZES, build, generate, rarity_statistics, world_size
+from vlmt.errors import ConfigError
 
 
 def _digest(folder):
@@ -54,6 +56,27 @@ def test_another_seed_gives_another_world(tiny_world):
     _, world = tiny_world
     other = build(SIZES["tiny"], 1)
     assert [o.box for o in other.scenes[1].objects] != [o.box for o in world.scenes[1].objects]
+
+
+def test_a_larger_test_split_keeps_the_train_val_and_genome_images():
+    small, large = build(SIZES["tiny"], 0), build(world_size("tiny-test12"), 0)
+    assert [len(large.main_ids(s)) for s in ("train", "val", "test")] == [24, 8, 12]
+    for split in ("train", "val"):
+        assert large.main_ids(split) == small.main_ids(split)
+    kept = small.main_ids() + small.genome_ids()  # every image of tiny, its 8 test images included
+    assert all(large.scenes[i] == small.scenes[i] for i in kept)
+    assert all(large.captions[i] == small.captions[i] for i in small.main_ids())
+    assert sum(len(large.captions[i]) for i in large.main_ids("test")) == 12 * 5
+    assert large.genome_ids() == small.genome_ids()
+
+
+def test_unknown_world_sizes_are_refused_in_one_line(tmp_path, capsys):
+    for name in ("huge", "huge-test10", "tiny-test0", "tiny-test", "tiny-testx"):
+        with pytest.raises(ConfigError, match=f"world size {name!r}"):
+            world_size(name)
+    assert cli.main(["data", "synth", "--size", "default-test0", "--out", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err
+    assert "--size" in err and "between 1 and" in err and "Traceback" not in err
 
 
 def test_a_folder_holding_another_world_is_refused(tiny_world, capsys):

@@ -15,9 +15,10 @@ seed skips what is already there, so an interrupted run resumes):
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -58,6 +59,31 @@ SIZES: dict[str, WorldSize] = {
     "tiny": WorldSize(main=(24, 8, 8), genome=(32, 4, 4), questions_per_image=4, feature_dim=64, extractor_epochs=10),
     "default": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6),
 }
+TEST_SUFFIX = re.compile(r"^(?P<base>.+)-test(?P<n>[0-9]+)$")
+
+
+def world_size(name: str) -> WorldSize:
+    """The size a name stands for: one of SIZES, or `<size>-test<N>`, that size with N test images.
+
+    Why: retrieval at a benchmark's scale (COCO's 1K test: 1,000 images x 5,000 captions) needs a
+    larger test split and nothing else. Main image ids run train, val, then test, and every scene,
+    caption and question comes from its image id's own random stream, so `<size>-test<N>` keeps
+    the train and val images, the Genome-like images (hence the region CNN) of `<size>` exactly,
+    and its first test images too; only the test split differs."""
+    match = TEST_SUFFIX.match(name)
+    base = match.group("base") if match else name
+    if base not in SIZES:
+        raise ConfigError(f"unknown world size {name!r}; choose one of {', '.join(SIZES)}, "
+                          f"or <size>-test<N> for N test images (e.g. default-test1000)")
+    size = SIZES[base]
+    if match is None:
+        return size
+    n = int(match.group("n"))
+    train, val, _ = size.main
+    if not 1 <= n < GENOME_ID_OFFSET - train - val:
+        raise ConfigError(f"world size {name!r}: the number of test images must be between 1 and "
+                          f"{GENOME_ID_OFFSET - train - val - 1}, got {n}")
+    return replace(size, main=(train, val, n))
 
 
 @dataclass
@@ -170,15 +196,17 @@ def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarra
 
 def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
              progress: Callable[[str], None] | None = None) -> dict:
-    """Write the world into `out`; returns the manifest (also written to `out/world.json`)."""
+    """Write the world into `out`; returns the manifest (also written to `out/world.json`).
+    `size`: a size name (`world_size`) or a WorldSize."""
     from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
     from vlmt.data.features.writer import FeatureStoreWriter
 
     name = size if isinstance(size, str) else "custom"
     if isinstance(size, str):
-        if size not in SIZES:
-            raise ConfigError(f"--size: unknown world size {size!r}; choose one of {', '.join(SIZES)}")
-        size = SIZES[size]
+        try:
+            size = world_size(size)
+        except ConfigError as e:
+            raise ConfigError(f"--size: {e}") from None
     out = Path(out)
     say = progress or (lambda msg: None)
     config = {"version": WORLD_VERSION, "size": name, "seed": seed, "spec": asdict(size)}
