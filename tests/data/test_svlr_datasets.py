@@ -1,17 +1,22 @@
 """The `svlr_datasets` data section on files in the official formats: the VQA overlap rule,
-the split rule without a split file, and clear errors for unusable records."""
+the split rule without a split file, the model-selection hold-out carved from train, and clear
+errors for unusable records and configs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from vlmt.data.svlr_datasets import SVLRDataConfig, build_svlr_data, fallback_vector
+from vlmt.config import bundled_config
+from vlmt.data.examples import VQAExample
+from vlmt.data.svlr_datasets import SVLRDataConfig, build_svlr_data, fallback_vector, holdout_images
 from vlmt.data.synth.cache import ensure_world
-from vlmt.errors import DataError
+from vlmt.errors import ConfigError, DataError
+from vlmt.training.build import load_experiment
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +76,65 @@ def test_fallback_vectors_depend_on_the_word_only():
     a, b = fallback_vector("red", 300), fallback_vector("red", 300)
     assert (a == b).all() and abs(float(a @ fallback_vector("blue", 300))) < 0.3
     assert abs(float(a @ a) - 1.0) < 0.3  # entries N(0, 1/dim): unit length on average
+
+
+# --------------------------------------------------------------------------- model selection hold-out
+
+
+def _examples(images: int, per_image: int) -> list[VQAExample]:
+    return [VQAExample(question_id=i * 10 + k, image_id=i, question="q") for i in range(1, images + 1)
+            for k in range(per_image)]
+
+
+def test_holdout_takes_whole_images_by_hash_whatever_the_file_order():
+    examples = _examples(200, 3)
+    held = holdout_images(examples, 30)
+    assert len(held) == 10  # 30 questions = 10 whole images of 3
+    assert holdout_images(list(reversed(examples)), 30) == held
+    assert holdout_images(examples[::2] + examples[1::2], 30) == held
+    assert held != set(range(1, 11))  # chosen by hash, not by id order
+    assert len(holdout_images(examples, 31)) == 11  # whole images: the count is reached or passed
+    assert len(holdout_images(examples, 0.1)) == 20  # a fraction of the 600 questions
+    with pytest.raises(ValueError, match="fewer than all"):
+        holdout_images(examples, 600)
+
+
+def test_the_paper_configs_holdout_is_the_papers_12072_questions_on_vqa_v1():
+    paper = load_experiment(bundled_config("svlr_paper.yaml")).data
+    assert paper.vqa_splits == {"train": "train2014", "val": "holdout", "test": "val2014"}
+    # VQA v1 train: 82,783 images, 3 questions each (248,349); the paper holds out 12,072 (Sec. 5.1)
+    assert 3 * len(holdout_images(_examples(82_783, 3), paper.vqa_holdout)) == 12_072
+
+
+def test_holdout_split_is_carved_from_train_disjoint_by_image_and_recorded(world):
+    cfg = SVLRDataConfig(root=str(world), word_dim=8, vqa_holdout=12,
+                         vqa_splits={"train": "train2014", "val": "holdout", "test": "test2015"})
+    data = build_svlr_data(cfg, world)
+    full = build_svlr_data(SVLRDataConfig(root=str(world), word_dim=8), world)
+    train_images = {q.image_id for q in data.vqa["train"]}
+    val_images = {q.image_id for q in data.vqa["val"]}
+    assert not train_images & val_images
+    assert train_images | val_images == {q.image_id for q in full.vqa["train"]}
+    assert len(data.vqa["val"]) >= 12 and len(data.vqa["val"]) + len(data.vqa["train"]) == len(full.vqa["train"])
+    assert {q.question_id for q in data.vqa["test"]} == {q.question_id for q in full.vqa["test"]}
+    record = data.run_record()["vqa_holdout"]
+    assert record["images"] == sorted(val_images)
+    assert record["questions"] == sorted(q.question_id for q in data.vqa["val"])
+    assert data.summary["vqa_holdout"] == {"from": "train2014", "images": len(val_images),
+                                           "questions": len(data.vqa["val"])}
+    too_many = dataclasses.replace(cfg, vqa_holdout=len(full.vqa["train"]))
+    with pytest.raises(ConfigError, match="data.vqa_holdout"):
+        build_svlr_data(too_many, world)
+
+
+@pytest.mark.parametrize("splits, holdout, message", [
+    ({"train": "train2014", "val": "val2014", "test": "val2014"}, None, "val and test are both 'val2014'"),
+    ({"train": "train2014", "val": "holdout", "test": "val2014"}, None, "vqa_holdout: required"),
+    ({"train": "train2014", "val": "val2014", "test": "test2015"}, 100, "vqa_splits.val is not 'holdout'"),
+    ({"train": "train2014", "val": "holdout", "test": "val2014"}, 1.5, "a fraction in \\(0, 1\\)"),
+    ({"train": "holdout", "val": "val2014", "test": "test2015"}, None, "only val can be 'holdout'"),
+])
+def test_a_selection_split_equal_to_the_test_split_and_bad_holdouts_are_refused(splits, holdout, message):
+    sets = [f"data.vqa_splits={json.dumps(splits)}"] + ([f"data.vqa_holdout={holdout}"] if holdout else [])
+    with pytest.raises(ConfigError, match=f"key 'data': .*{message}"):
+        load_experiment(bundled_config("svlr_tiny.yaml"), sets)

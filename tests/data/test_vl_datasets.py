@@ -138,3 +138,10 @@ def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
     # the rows follow the vocabulary: "picture" gets its vector from the file
     data_vocab = cfg.data.build(seed=0).vocab
     assert embedding[data_vocab.index("picture")].tolist() == [0, 0, 1, 0, 0]
+
+
+def test_a_vqa_selection_split_equal_to_the_test_split_is_refused():
+    # the trainer selects the best checkpoint on val: val == test would report the selection split
+    with pytest.raises(ConfigError, match="key 'data.vqa': subtypes: val and test are both 'val2014'"):
+        load_experiment(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml",
+                        ["data.vqa.subtypes={train: train2014, val: val2014, test: val2014}"])

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _three_task_config(tmp_path: Path) -> Path:
     raw = yaml.safe_load((ROOT / "configs" / "sanity.yaml").read_text())
     spec = raw["tasks"]["map_a"]
-    raw["tasks"] = {name: {**spec, "map_seed": i, "iterations": 4, "step": 4, "batch_size": 8}
+    raw["tasks"] = {name: {**spec, "map_seed": i, "iterations": 16, "step": 4, "batch_size": 8}
                     for i, name in enumerate(R.TASKS)}
-    raw["schedule"] = {"kind": "curriculum", "cycle": 2}
+    raw["schedule"] = {"kind": "curriculum", "cycle": 4}
     raw["train"].update(eval_every=100, checkpoint_every=100, progress=False, tensorboard=False)
     path = tmp_path / "three.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -51,7 +51,7 @@ def test_grid_has_seven_rows_with_paper_numbers_and_resumes(tmp_path):
         for task in row["tasks"]:
             cell = row["metrics"][f"{task}/mse"]
             assert cell["n"] == 1 and cell["mean"] == cell["values"][0] and cell["std"] == 0.0
-    # the joint rows train longer: the curriculum runs single -> pairs -> all
+    # the joint rows take more steps: the curriculum runs every task alone, each pair, then all
     assert report["rows"][6]["steps"][0] > report["rows"][0]["steps"][0]
     assert report["rows"][6]["paper"] == {"vqa/accuracy": 66.35, "retrieval/i2t_r1": 70.43,
                                          "retrieval/t2i_r1": 57.50, "grounding/r1": 58.26}
@@ -69,7 +69,8 @@ def test_grid_has_seven_rows_with_paper_numbers_and_resumes(tmp_path):
     (run_b / "test_metrics.json").unlink()
     messages.clear()
     again = R.run_grid(out, seeds=1, size="tiny", config=config, progress=messages.append)
-    assert sum("reused" in m for m in messages) == 6 and sum("resuming" in m for m in messages) == 1
+    # 6 Table 1 rows and the 4 procedure rows reused, one resumed
+    assert sum("reused" in m for m in messages) == 10 and sum("resuming" in m for m in messages) == 1
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in report["rows"]]
 
 
@@ -99,8 +100,8 @@ def test_cli_on_the_tiny_world_writes_all_seven_rows(tmp_path, capsys):
     fast = ["--set", "schedule.cycle=2", "--set", "train.progress=false"]
     for task in R.TASKS:
         fast += ["--set", f"tasks.{task}.iterations=2"]
-    assert cli.main(["reproduce", "hierarchical", "--size", "tiny", "--seeds", "1", "--out", str(out),
-                     "--json", *fast]) == 0
+    assert cli.main(["reproduce", "hierarchical", "--size", "tiny", "--seeds", "1", "--rows", "table1",
+                     "--out", str(out), "--json", *fast]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads((out / "report.json").read_text())
     assert report["complete"] and report["config"] == "tiny.yaml"
@@ -113,3 +114,36 @@ def test_cli_on_the_tiny_world_writes_all_seven_rows(tmp_path, capsys):
             assert 0.0 <= row["metrics"][key]["mean"] <= 100.0
     md = (out / "report.md").read_text()
     assert "| VQA + ICR + VG |" in md and "| 70.43 |" in md and (out / "table1.png").is_file()
+
+
+def test_procedure_rows_train_all_three_tasks_four_ways(tmp_path):
+    config = _three_task_config(tmp_path)  # its own schedule is a curriculum: every procedure is trained
+    out = tmp_path / "procedures"
+    report = R.run_grid(out, seeds=2, size="tiny", config=config, rows="procedures")
+    assert report["rows"] == [] and report["complete"]
+    assert [r["procedure"] for r in report["procedure_rows"]] == list(R.PROCEDURES)
+    for r in report["procedure_rows"]:
+        assert r["finished"] == 2 and {k.split("/")[0] for k in r["metrics"]} == set(R.TASKS)
+        cfg = load_experiment(out / r["runs"][0] / "config.yaml")
+        assert sorted(cfg.tasks) == sorted(R.TASKS)
+        assert cfg.optim.per_task_state == r["procedure"].endswith("per-task Adam")
+    curriculum = load_experiment(out / report["procedure_rows"][2]["runs"][0] / "config.yaml")
+    assert curriculum.schedule.kind == "curriculum" and curriculum.schedule.curriculum == "subsets"
+    assert curriculum.schedule.budget == "shared" and curriculum.schedule.cycle == 2  # half of C = 4
+    tests = {(x["procedure"], x["metric"]) for x in report["procedure_tests"]}
+    assert ("curriculum, per-task Adam", "vqa/accuracy") not in tests  # sanity tasks report mse only
+    md = (out / "report.md").read_text()
+    assert "## All three tasks by training procedure" in md and "| curriculum, per-task Adam |" in md
+    assert not (out / "table1.png").exists()
+
+
+def test_periodic_config_reuses_table1_all_three_row_for_its_own_procedure(tmp_path):
+    raw = yaml.safe_load(_three_task_config(tmp_path).read_text())
+    raw["schedule"] = {"kind": "periodic", "cycle": 4}
+    path = tmp_path / "periodic.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    report = R.run_grid(tmp_path / "grid", seeds=1, size="tiny", config=path, rows="all")
+    shared = report["procedure_rows"][0]
+    assert shared["procedure"] == "periodic, shared Adam"
+    assert shared["runs"] == report["rows"][6]["runs"]  # trained once
+    assert all(r["finished"] == 1 for r in report["procedure_rows"])

@@ -76,6 +76,17 @@ def test_evaluate_run_prints_each_task_s_metrics(trained, capsys):
     assert "vqa (val)" in captured.err
 
 
+def test_evaluate_run_says_which_checkpoint_judges_which_task(trained, capsys):
+    assert cli.main(["evaluate", "run", str(trained), "--split", "val"]) == 0
+    err = capsys.readouterr().err
+    # the tiny config selects its best checkpoint on VQA: the other tasks are judged at VQA's step
+    assert "checkpoint: best, step" in err and "selected on vqa/accuracy" in err
+    assert "note: retrieval, grounding are evaluated at the step chosen for vqa" in err
+    assert cli.main(["evaluate", "run", str(trained), "--split", "val", "--checkpoint", "last"]) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint: last (step_" in err and "note:" not in err
+
+
 def test_rerank_on_a_run_without_a_shortlist_head_is_one_line_error(trained, capsys):
     assert cli.main(["evaluate", "run", str(trained), "--rerank", "5"]) == 1
     err = capsys.readouterr().err

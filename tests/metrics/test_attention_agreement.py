@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from vlmt.metrics.attention_agreement import (
+    agreement_by_threshold,
     centre_baseline,
     centre_map,
     mean_rank_correlation,
@@ -71,3 +72,14 @@ def test_regions_to_map_spreads_weight_by_covered_area():
     assert m[:, :7].tolist() == [[0.25] * 7] * 14 and m[:, 7:].tolist() == [[0.75] * 7] * 14
     half = regions_to_map(np.array([[0, 0, 5, 10]]), np.array([1.0]), width=140, height=140)
     assert half[0, 0] == pytest.approx(0.5) and half[0, 1] == 0.0
+
+
+def test_agreement_by_threshold_averages_the_pairs_at_or_below_each_threshold():
+    model = [0.9, 0.5, 0.1, -0.2]
+    centre = [-0.5, 0.0, 0.4, 0.9]  # each human map's rho with the centre map
+    means, counts = agreement_by_threshold(model, centre, [-1.0, -0.5, 0.0, 0.5, 1.0])
+    assert counts == [0, 1, 2, 3, 4]
+    assert means[0] is None
+    assert means[1:] == pytest.approx([0.9, 0.7, 0.5, 0.325])
+    with pytest.raises(ValueError, match="one centre correlation"):
+        agreement_by_threshold([0.1], [0.2, 0.3], [0.0])

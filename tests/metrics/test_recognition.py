@@ -11,6 +11,7 @@ from vlmt.metrics.recognition import (
     attribute_precision,
     frequency_grid,
     object_accuracy,
+    object_accuracy_hypernym,
     object_correct,
     per_class_accuracy,
 )
@@ -25,6 +26,26 @@ def test_object_accuracy_hand_worked():
     assert object_correct(scores, targets).tolist() == [True, False, True, False]
     assert object_accuracy(scores, targets) == 50.0
     assert per_class_accuracy(scores, targets) == {0: pytest.approx(200 / 3), 2: 50.0}
+
+
+def test_hypernym_aware_object_accuracy_hand_worked():
+    # classes: 0 square, 1 rectangle (hypernym of square), 2 circle, 3 ellipse (hypernym of circle)
+    scores = np.array([[0.9, 0.8, 0.0, 0.0],    # square:  top square            -> right / right
+                       [0.7, 0.9, 0.0, 0.0],    # square:  top rectangle         -> wrong / right
+                       [0.0, 0.0, 0.2, 0.9],    # circle:  top ellipse           -> wrong / right
+                       [0.0, 0.0, 0.9, 0.1],    # rectangle: top circle          -> wrong / wrong
+                       [0.1, 0.9, 0.0, 0.0],    # rectangle (no hypernym in O): top rectangle -> right / right
+                       [0.0, 0.9, 0.0, 0.9]])   # circle: tie rectangle/ellipse  -> wrong / wrong (ties count against)
+    targets = [[0], [0], [2], [1], [1], [2]]
+    hypernyms = [[1], [1], [3], [], [], [3]]
+    assert object_accuracy(scores, targets) == pytest.approx(100 * 2 / 6)
+    assert object_accuracy_hypernym(scores, targets, hypernyms) == pytest.approx(100 * 4 / 6)
+    # a hypernym never makes a region wrong, and without hypernyms both metrics agree
+    assert object_accuracy_hypernym(scores, targets, [[]] * 6) == object_accuracy(scores, targets)
+    with pytest.raises(ValueError, match="one hypernym list per region"):
+        object_accuracy_hypernym(scores, targets, hypernyms[:5])
+    with pytest.raises(ValueError, match="outside"):
+        object_accuracy_hypernym(scores, targets, [[4]] + hypernyms[1:])
 
 
 def test_attribute_top_k_precision_hand_worked():

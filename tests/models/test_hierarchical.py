@@ -132,6 +132,34 @@ def test_word_vectors_are_frozen_and_the_model_rebuilds_from_its_config():
     torch.testing.assert_close(encode(rebuilt.eval(), batch()).words, encode(model.eval(), batch()).words)
 
 
+@pytest.mark.parametrize("freeze", [None, True, False])
+def test_freeze_word_vectors_decides_whether_the_given_vectors_train(freeze):
+    torch.manual_seed(0)
+    vectors = torch.randn(40, 8)
+    model = HierarchicalVL(small_config(freeze_word_vectors=freeze), word_vectors=vectors).train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=1e-2)
+    b = batch()
+    encode(model, b).words.pow(2).mean().backward()
+    optimizer.step()
+    embedding = model.language.embedding.weight
+    used = b["tokens"][b["tokens"] > 0].unique()  # rows of the batch's words (0 is padding)
+    if freeze is False:  # fine-tuned: the batch's rows get gradients and move
+        assert embedding.requires_grad and embedding.grad is not None
+        assert embedding.grad[used].abs().sum(-1).gt(0).all()
+        assert not torch.equal(embedding[used].detach(), vectors[used])
+    else:  # default (None) and True: GloVe stays as given
+        assert not embedding.requires_grad and embedding.grad is None
+        assert torch.equal(embedding.detach(), vectors)
+        assert model.language.out.weight.grad is not None  # the rest of the encoder trains
+
+
+def test_freeze_word_vectors_is_a_model_key_resolved_against_the_data():
+    raw = {"model": {"type": "hierarchical", "freeze_word_vectors": False}, "tasks": {"s": {"type": "sanity_linear"}}}
+    assert C.from_dict(raw).model.freeze_word_vectors is False
+    assert HierarchicalConfig().freeze_word_vectors is None  # frozen when the data gives vectors
+
+
 def test_the_config_is_frozen():
     model = HierarchicalVL(small_config())
     with pytest.raises(dataclasses.FrozenInstanceError):

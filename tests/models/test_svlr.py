@@ -385,6 +385,7 @@ def test_defaults_and_the_paper_config_hold_the_papers_settings():
     paper = load_experiment(bundled_config("svlr_paper.yaml"))
     o = paper.optim
     assert (o.lr, o.lr_decay, o.lr_step, o.weight_decay) == (1e-3, 0.5, 24_000, 1e-5)
+    assert o.lr_decay_style == "continuous"  # "an exponentially decaying learning rate schedule"
     vqa, rec = paper.tasks["vqa"], paper.tasks["recognition"]
     assert (rec.batch_size, vqa.batch_size, rec.eta_obj, vqa.eta_ans) == (200, 50, 1.0, 1.0)
     assert (vqa.loss_weight, rec.loss_weight) == (1.0, 0.1)  # VR -> VQA (Sec. 5.2)

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from vlmt.data.svlr_datasets import GenomeRegion, SVLRAssets, WordTable
 from vlmt.models.svlr import SVLR, SVLRConfig
-from vlmt.tasks.svlr_collate import RecognitionBatch
+from vlmt.tasks.svlr_collate import RecognitionBatch, hypernym_labels
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask, attribute_loss, object_loss
 
 torch.set_num_threads(1)
@@ -203,3 +204,15 @@ def test_recognition_task_padded_regions_change_nothing():
         region_mask=torch.tensor([True] * 4 + [False] * 2)))
     for key in ("loss", "object_loss", "attribute_loss"):
         assert padded[key].item() == pytest.approx(plain[key].item(), rel=1e-5)
+
+
+def test_hypernym_labels_are_the_hypernyms_inside_the_label_set():
+    assets = SVLRAssets(object_labels=["square", "rectangle", "circle"], attribute_labels=["red"],
+                        words=WordTable({}, 4, source="none", coverage=None, fallback=True), hypernyms=None,
+                        feature_dim=6, text_settings={})
+    regions = [GenomeRegion(image_id=1, row=0, iou=1.0, objects=(0,), hypernyms=("rectangle", "polygon", "shape"),
+                            attributes=()),
+               GenomeRegion(image_id=1, row=1, iou=1.0, objects=(2,), hypernyms=("ellipse",), attributes=(0,)),
+               GenomeRegion(image_id=2, row=0, iou=1.0, objects=(1,), hypernyms=(), attributes=())]
+    # "polygon", "shape" and "ellipse" are not labels of O: they cannot be predicted, so they add nothing
+    assert hypernym_labels(assets, regions) == [[1], [], []]

@@ -4,6 +4,7 @@ training alone."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,8 @@ def test_joint_training_learns_recognition_and_multiple_choice(tiny_cfg, tmp_pat
     assert any(k.startswith("vqa/qtype/") for k in metrics) and any(k.startswith("vqa/atype/") for k in metrics)
     n_objects = len(tasks["recognition"].data.object_labels)
     assert metrics["recognition/object_accuracy"] > 3 * 100.0 / n_objects
+    # a hypernym of the label counts as well: never below the strict accuracy
+    assert metrics["recognition/object_accuracy"] <= metrics["recognition/object_accuracy_hypernym"] <= 100
     assert metrics["vqa/accuracy"] > 3 * CHANCE_MC
     # the rebuilt model reproduces the validation numbers the run logged
     assert metrics["vqa/accuracy"] == pytest.approx(summary["val"]["vqa/accuracy"])
@@ -124,3 +127,20 @@ def test_svlr_tasks_need_the_svlr_data_section(tiny_cfg):
     cfg = C.from_dict(raw, source="svlr_tiny.yaml")
     with pytest.raises(ConfigError, match="svlr_datasets"):
         cfg.model.build(data=cfg.data.build(seed=0))
+
+
+def test_a_holdout_run_selects_on_train_images_and_records_them_in_the_run(tiny_cfg, tmp_path):
+    torch.set_num_threads(1)
+    cfg = _cfg(tiny_cfg, "data.vqa_splits={train: train2014, val: holdout, test: test2015}", "data.vqa_holdout=0.25",
+               "train.max_iters=2", "train.eval_every=2", "train.checkpoint_every=2")
+    train(cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "data.json").read_text())["vqa_holdout"]
+    _, parts = rebuild(tmp_path / "run", "best")
+    data = parts.tasks["vqa"].data
+    assert record["questions"] == sorted(q.question_id for q in data.vqa["val"])
+    assert record["images"] == sorted({q.image_id for q in data.vqa["val"]})
+    assert not set(record["images"]) & {q.image_id for q in data.vqa["train"]}
+    assert record["from"] == "train2014" and record["requested"] == 0.25
+    val = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+           if '"split": "val"' in line]
+    assert val and "vqa/accuracy" in val[-1]  # the best checkpoint was chosen on the hold-out

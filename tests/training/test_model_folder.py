@@ -62,6 +62,23 @@ def test_hierarchical_model_with_word_vectors_rebuilds_without_its_data(world, t
     assert not rebuilt.tasks["vqa"].has_examples
 
 
+def test_fine_tuned_word_vectors_stay_trainable_in_the_rebuilt_model(world, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\n")
+    cfg = C.from_dict({"data": {"type": "vl_datasets", "root": str(world), "answer_more_than": 1,
+                                "word_vectors": str(vectors)},
+                       "model": {"type": "hierarchical", "dim": 16, "num_layers": 1, "heads": 2,
+                                 "freeze_word_vectors": False},
+                       "tasks": {"vqa": {"layer": 1}}})
+    folder = tmp_path / "model"
+    parts = saved(cfg, folder)
+    assert parts.model.language.embedding.weight.requires_grad
+    assert parts.model.config.freeze_word_vectors is False
+    _, rebuilt = build_from_model_folder(folder)
+    assert rebuilt.model.config.freeze_word_vectors is False
+    assert rebuilt.model.language.embedding.weight.requires_grad
+
+
 def test_svlr_assets_keep_only_the_word_vector_rows_the_model_uses(world, tmp_path):
     base = {"data": {"type": "svlr_datasets", "root": str(world), "word_dim": 8},
             "model": {"type": "svlr", "embed_dim": 8, "word_hidden": 8, "region_hidden": 16},

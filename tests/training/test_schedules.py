@@ -9,8 +9,11 @@ from vlmt.training.schedules import (
     PeriodicSchedule,
     StepDecay,
     WeightedJointSchedule,
-    default_stages,
+    growing_stages,
     periodic_block,
+    stage_shares,
+    subset_stages,
+    update_counts,
 )
 
 
@@ -46,8 +49,8 @@ def test_periodic_state_resumes_mid_cycle():
     assert first == list("aaabbaa") and names(t, 6) == rest == list("abbaaa")
 
 
-def test_curriculum_single_then_pairs_then_all():
-    stages = default_stages(["a", "b", "c"])
+def test_growing_curriculum_with_the_full_budget():
+    stages = growing_stages(["a", "b", "c"])
     assert stages == [["a"], ["a", "b"], ["a", "b", "c"]]
     s = CurriculumSchedule(stages, {"a": 4, "b": 2, "c": 2}, cycle=4)
     # stage 1: a alone, floor(4/4) = 1 cycle of 4; stage 2: a:b = 4:2 -> 3 a + 1 b per cycle, 1 cycle
@@ -59,6 +62,37 @@ def test_curriculum_single_then_pairs_then_all():
     t = CurriculumSchedule(stages, {"a": 4, "b": 2, "c": 2}, cycle=4)
     t.load_state_dict({"position": 6})
     assert names(t, 4) == list("abaa")
+
+
+def test_subset_curriculum_trains_every_task_alone_and_in_every_pair():
+    assert subset_stages(["a", "b", "c"]) == [["a"], ["b"], ["c"], ["a", "b"], ["a", "c"], ["b", "c"],
+                                              ["a", "b", "c"]]
+    assert subset_stages(["a"]) == [["a"]]
+
+
+def test_shared_budget_gives_each_task_its_iterations_in_all():
+    stages = subset_stages(["a", "b", "c"])
+    # every task is in 4 of the 7 stages: a quarter of its #iter in each
+    assert stage_shares(stages, "shared")[0] == {"a": 0.25}
+    assert stage_shares(stages, "full")[6] == {"a": 1.0, "b": 1.0, "c": 1.0}
+    iterations = {"a": 120, "b": 120, "c": 120}
+    shared = CurriculumSchedule(stages, iterations, cycle=6, budget="shared")
+    assert update_counts(shared, shared.length) == iterations
+    full = CurriculumSchedule(stages, iterations, cycle=6, budget="full")
+    # Sec. 4.2 to the letter: every stage re-runs its tasks' whole #iter (each is in 4 stages)
+    assert update_counts(full, full.length) == {"a": 480, "b": 480, "c": 480}
+    # uneven counts: Algorithm 1 rounds C * alpha_i, so totals are near, not equal
+    uneven = CurriculumSchedule(stages, {"a": 400, "b": 200, "c": 80}, cycle=10, budget="shared")
+    assert update_counts(uneven, uneven.length) == {"a": 403, "b": 195, "c": 82}
+    with pytest.raises(ValueError, match="budget"):
+        CurriculumSchedule(stages, iterations, cycle=10, budget="half")
+
+
+def test_update_counts_leaves_the_schedule_where_it_was():
+    s = PeriodicSchedule(["a", "b"], [3, 1], cycle=4)
+    names(s, 2)
+    assert update_counts(s, 8) == {"a": 6, "b": 2}
+    assert s.state_dict() == {"position": 2}
 
 
 def test_periodic_and_curriculum_scale_each_task_by_its_loss_weight():
@@ -82,3 +116,30 @@ def test_step_decay_halves_every_step_and_restarts_per_segment():
     assert [staged.factor(i) for i in range(8)] == [1, 1, 0.5, 0.5, 1, 1, 1, 0.5]
     with pytest.raises(ValueError):
         StepDecay([(1, 2)])
+
+
+def test_continuous_decay_is_the_staircase_without_the_floor():
+    lr = StepDecay([(0, 4)], gamma=0.5, style="continuous")
+    assert [lr.factor(i) for i in (0, 2, 4, 6, 8)] == [1, 2**-0.5, 0.5, 2**-1.5, 0.25]
+    stair = StepDecay([(0, 4)], gamma=0.5)
+    # equal at the period boundaries, strictly below the staircase inside a period
+    assert all(lr.factor(i) == stair.factor(i) for i in (0, 4, 8, 12))
+    assert all(lr.factor(i) < stair.factor(i) for i in range(13) if i % 4)
+    staged = StepDecay([(0, 2), (4, 3)], gamma=0.5, style="continuous")
+    assert [staged.factor(i) for i in (3, 4, 7)] == [0.5**1.5, 1, 0.5]  # restarts per segment
+    with pytest.raises(ValueError, match="style"):
+        StepDecay([(0, 2)], style="linear")
+
+
+def test_step_decay_state_carries_the_style():
+    stair, cont = StepDecay([(0, 4)]), StepDecay([(0, 4)], style="continuous")
+    assert cont.state_dict() == {"segments": [[0, 4]], "gamma": 0.5, "style": "continuous"}
+    cont.load_state_dict(StepDecay([(0, 4)], style="continuous").state_dict())
+    with pytest.raises(ValueError, match="differs"):
+        cont.load_state_dict(stair.state_dict())
+    with pytest.raises(ValueError, match="differs"):
+        stair.load_state_dict(cont.state_dict())
+    # a checkpoint written before the option existed held a staircase
+    stair.load_state_dict({"segments": [[0, 4]], "gamma": 0.5})
+    with pytest.raises(ValueError, match="differs"):
+        cont.load_state_dict({"segments": [[0, 4]], "gamma": 0.5})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,7 +150,8 @@ def test_periodic_schedule_of_a_config_carries_the_loss_weights(config_file):
 
 def test_curriculum_and_joint_schedules_drive_the_loop(config_file, tmp_path):
     run = tmp_path / "cur"
-    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=curriculum"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=curriculum",
+                     "--set", "schedule.curriculum=growing", "--set", "schedule.budget=full"]) == 0
     train = [r for r in records(run) if r["split"] == "train"]
     # stage [a]: 60 iterations (6 cycles of 10); then [a, b]: 100 iterations
     assert len(train) == 160 and all("b/loss" not in r for r in train[:60]) and "b/loss" in train[66]
@@ -161,6 +163,43 @@ def test_curriculum_and_joint_schedules_drive_the_loop(config_file, tmp_path):
     train = [r for r in records(run) if r["split"] == "train"]
     assert all("a/loss" in r and "b/loss" in r for r in train)
     assert [r["lr"] for r in train[:9]] == [1e-2] * 4 + [5e-3] * 4 + [2.5e-3]
+
+
+def test_paper_curriculum_trains_each_task_alone_then_together_and_says_so(config_file, tmp_path, capsys):
+    run = tmp_path / "cur"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "schedule.kind=curriculum"]) == 0
+    train = [r for r in records(run) if r["split"] == "train"]
+    # subsets, shared budget: [a] 30, [b] 20, then [a, b] 50 (6 a + 4 b per cycle): a 60 and b 40 in all
+    assert len(train) == 100
+    assert all("b/loss" not in r for r in train[:30]) and all("a/loss" not in r for r in train[30:50])
+    assert sum("a/loss" in r for r in train) == 60 and sum("b/loss" in r for r in train) == 40
+    # the decay restarts per stage with the stage's share of #step: [a] 20, [b] 10, [a, b] 30
+    assert train[19]["lr"] == 1e-2 and train[20]["lr"] == 5e-3 and train[30]["lr"] == 1e-2
+    assert train[40]["lr"] == 5e-3 and train[50]["lr"] == 1e-2 and train[80]["lr"] == 5e-3
+    logged = (run / "train.log").read_text(encoding="utf-8")
+    assert "a: 60 updates at batch 8 = 7.5 epochs of 64 examples" in logged
+    assert "b: 40 updates at batch 4 = 3.3 epochs of 48 examples" in logged
+    assert "curriculum (shared budget): a from 0; b from 30; a+b from 50" in logged
+    # shown on the terminal too, even for a quiet run (train.progress false)
+    err = capsys.readouterr().err
+    assert "schedule plan:" in err and "a: 60 updates at batch 8" in err
+
+
+def test_continuous_lr_decay_drives_the_loop_and_resumes_bit_identically(config_file, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    common = ["--set", "schedule.kind=joint", "--set", "optim.lr_step=4", "--set", "optim.lr_decay_style=continuous"]
+    assert cli.main(["train", str(config_file), "--out", str(full), *common, "--set", "train.max_iters=14"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), *common, "--set", "train.max_iters=7"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), *common, "--set", "train.max_iters=14",
+                     "--resume"]) == 0
+    assert_same_weights(weights(full), weights(part))
+    train = [[r for r in records(run) if r["split"] == "train"] for run in (full, part)]
+    assert train[0] == train[1]
+    assert [r["lr"] for r in train[0]] == pytest.approx([1e-2 * 0.5 ** (t / 4) for t in range(14)], rel=1e-12)
+    assert cli.main(["train", str(config_file), "--out", str(tmp_path / "bad"), "--set", "train.max_iters=2",
+                     "--set", "optim.lr_decay_style=linear"]) == 1
+    err = capsys.readouterr().err
+    assert "optim.lr_decay_style" in err and "Traceback" not in err
 
 
 def test_joint_without_max_iters_is_a_config_error(config_file, tmp_path, capsys):
@@ -259,3 +298,30 @@ def test_diverging_run_stops_with_a_named_task(config_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "Traceback" not in err and "metrics.jsonl: step" in err and "['a/loss']" in err
+
+
+def test_init_from_loads_another_runs_model_weights_and_not_its_heads(config_file, tmp_path):
+    source = tmp_path / "source"
+    trainer.train_experiment(config_file, source, overrides=["train.max_iters=20"])
+    run = tmp_path / "run"  # lr 0: the first update changes nothing, so the weights are the initial ones
+    trainer.train_experiment(config_file, run, overrides=["train.max_iters=1", "optim.lr=0", "train.seed=4",
+                                                         f"train.init_from={source}"])
+    trained, started = weights(source), weights(run)
+    model_keys = [k for k in trained if k.startswith("model.")]
+    head_keys = [k for k in trained if k.startswith("tasks.")]
+    assert model_keys and head_keys
+    assert_same_weights({k: trained[k] for k in model_keys}, {k: started[k] for k in model_keys})
+    assert not any(torch.equal(trained[k], started[k]) for k in head_keys if k.endswith("weight"))
+    assert "initialised the model's" in (run / "train.log").read_text()
+
+
+def test_init_from_another_architecture_or_no_run_is_a_config_error(config_file, tmp_path, capsys):
+    source = tmp_path / "source"
+    trainer.train_experiment(config_file, source, overrides=["train.max_iters=2", "model.hidden=12"])
+    for target, message in ((source, "train.init_from: .*weights do not fit"),
+                            (tmp_path / "nothing", "train.init_from: .*not a run folder")):
+        code = cli.main(["train", str(config_file), "--out", str(tmp_path / f"run_{target.name}"),
+                         "--set", f"train.init_from={target}"])
+        err = capsys.readouterr().err
+        assert code != 0 and re.search(message, err), err
+        assert "Traceback" not in err

@@ -44,8 +44,30 @@ def run(args: argparse.Namespace) -> int:
 
     results = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, device=args.device,
                            rerank=args.rerank, before=predictions if args.predictions is not None else None)
+    _say_checkpoint(args.run_dir, args.checkpoint, list(results))
     for task, metrics in results.items():
         print(f"{task} ({args.split}): " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), file=sys.stderr)
     if args.json:
         print(json.dumps(results))
     return 0
+
+
+def _say_checkpoint(run_dir: str, which: str, tasks: list[str]) -> None:
+    """Which checkpoint was evaluated; with several tasks at a best checkpoint chosen on one task's
+    metric, say that the others are judged at a step picked for it."""
+    from vlmt.training import checkpoint as ckpt
+
+    best = ckpt.best_info(run_dir) if which == "best" else None
+    if best is None:
+        last = ckpt.checkpoint_dir(run_dir, "last") if which in ("best", "last") else None
+        print(f"checkpoint: {which if which != 'best' else 'last (the run keeps no best)'}"
+              + (f" ({last.name})" if last is not None else ""), file=sys.stderr)
+        return
+    chosen_for = str(best.get("metric", "")).split("/", 1)[0]
+    print(f"checkpoint: best, step {best.get('step')} (selected on {best.get('metric')} = {best.get('value')})",
+          file=sys.stderr)
+    others = [t for t in tasks if t != chosen_for]
+    if others and chosen_for in tasks:
+        print(f"note: {', '.join(others)} are evaluated at the step chosen for {chosen_for}; "
+              f"--checkpoint last evaluates every task at the end of its schedule", file=sys.stderr)
+

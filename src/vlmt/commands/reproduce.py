@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--set train.max_iters=50 (repeatable)")
     parser.add_argument("--workers", type=int, default=None,
                         help="runs trained at once, one process each (composed only; default 2)")
+    parser.add_argument("--rows", default=None, choices=["all", "table1", "procedures"],
+                        help="hierarchical only: Table 1's combinations, the all-three rows by training "
+                             "procedure (periodic / curriculum x shared / per-task Adam), or both (default)")
     parser.add_argument("--json", action="store_true", help="print the result table as one JSON object")
 
 
@@ -48,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         if args.paper != "composed" or args.workers < 1:
             raise ConfigError("--workers: a positive number, for `reproduce composed` only")
         extra["workers"] = args.workers
+    if args.rows is not None:
+        if args.paper != "hierarchical":
+            raise ConfigError("--rows: for `reproduce hierarchical` only")
+        extra["rows"] = args.rows
     result = module.run_grid(args.out, seeds=args.seeds, size=args.size,
                              progress=lambda msg: print(msg, file=sys.stderr), **extra)
     if args.json:

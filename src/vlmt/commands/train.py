@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_yaml(load_experiment(args.config, args.overrides)), end="")
         return 0
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    summary = train_experiment(args.config, out, overrides=args.overrides, resume=args.resume)
+    summary = train_experiment(args.config, out, overrides=args.overrides, resume=args.resume, show_plan=True)
     if summary.get("rank", 0) != 0:
         return 0  # under torchrun only the first process reports
     if args.json:

@@ -98,14 +98,19 @@ class ScheduleConfig:
     kind: periodic (Algorithm 1), curriculum (single -> pairs -> all, each stage periodic),
     joint (every task every step, weighted by loss_weight).
     cycle: C, iterations per switching cycle. order: tasks in schedule order (default: the order
-    of the `tasks` section). stages: curriculum stages as lists of task names (default: the first
-    task, then the first two, ..., then all).
+    of the `tasks` section). stages: curriculum stages as lists of task names (default: from
+    `curriculum`). curriculum: `subsets` (every single task, every pair, ..., then all) or
+    `growing` (the first task, the first two, ..., all). budget: `shared` (each task's
+    `iterations` divided over the stages it is in: its updates in all) or `full` (every stage
+    runs its tasks' whole `iterations`, Sec. 4.2 to the letter).
     """
 
     kind: Literal["periodic", "curriculum", "joint"] = "periodic"
     cycle: int = 100
     order: list[str] | None = None
     stages: list[list[str]] | None = None
+    curriculum: Literal["subsets", "growing"] = "subsets"
+    budget: Literal["shared", "full"] = "shared"
 
 
 @dataclass
@@ -114,6 +119,8 @@ class OptimConfig:
 
     lr_step None means the hierarchical paper's rule: the sum of `step` over the active tasks
     (per curriculum stage). An integer gives a fixed period (SVLR: decay 0.5 every N).
+    lr_decay_style: "staircase" (the formula above; H's "halve after each #step") or
+    "continuous" (lr * lr_decay ** (iterations / lr_step), TensorFlow's exponential_decay, SVLR).
     per_task_state: one Adam state per task instead of one shared by all (task-switching
     schedules only; see vlmt.training.optimizers).
     """
@@ -124,13 +131,16 @@ class OptimConfig:
     weight_decay: float = 0.0
     lr_decay: float = 0.5
     lr_step: int | None = None
+    lr_decay_style: Literal["staircase", "continuous"] = "staircase"
     grad_clip: float | None = None
     per_task_state: bool = False
 
 
 @dataclass
 class TrainConfig:
-    """Loop settings. max_iters None: the schedule's own length."""
+    """Loop settings. max_iters None: the schedule's own length. init_from: a run folder whose last
+    checkpoint initialises the model's weights (not the task heads, not the optimizer) before the
+    first update, e.g. SVLR pre-trained on Genome, then trained jointly."""
 
     seed: int = 0
     max_iters: int | None = None
@@ -143,6 +153,7 @@ class TrainConfig:
     threads: int | None = None
     best_metric: str | None = None
     best_mode: Literal["min", "max"] | None = None
+    init_from: str | None = None
     tensorboard: bool = True
     progress: bool = True
 

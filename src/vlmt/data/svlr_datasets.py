@@ -19,6 +19,14 @@ reads everything once and returns an `SVLRData` that the model and the three SVL
 Genome images that are also VQA images are removed first (`drop_vqa_overlap`, the paper's
 rule, through the Genome `coco_id` link).
 
+Model selection (S Sec. 5.1): `vqa_splits.val: holdout` carves the validation questions out of the
+training subtype instead of reading a file: whole images, taken in the order of a CRC32 hash of
+the image id until `vqa_holdout` questions (a count, or a fraction of the training questions) are
+held out; the rest stay in train. The paper holds out 12,072 of VQA v1's 248,349 training
+questions and reports on val2014. `SVLRData.holdout` lists what was held out, and a run writes it
+into its folder (`run_record`, RUN/data.json). A config whose val and test are the same subtype is
+refused: the checkpoint would be selected on the split it reports.
+
 Builds are cached per process (keyed by the resolved config), so a grid of runs on the same
 world reads it once; an `SVLRData` is never modified after `build()`.
 """
@@ -37,7 +45,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from vlmt.config import DataConfig, register_data
-from vlmt.data.examples import GenomeImage
+from vlmt.data.examples import GenomeImage, VQAExample
 from vlmt.data.features.store import FeatureStore
 from vlmt.data.question_bins import QuestionBinner
 from vlmt.data.readers.visual_genome import drop_vqa_overlap, read_visual_genome
@@ -50,6 +58,7 @@ from vlmt.io import atomic_path, load_json, write_json
 log = logging.getLogger("vlmt.data.svlr")
 
 SPLITS = ("train", "val", "test")
+HOLDOUT = "holdout"  # vqa_splits.val: carved from the train subtype (`holdout_images`)
 
 
 # --------------------------------------------------------------------------- examples
@@ -323,6 +332,12 @@ class SVLRData:
     vqa: dict[str, list[MCQuestion]]
     summary: dict = field(default_factory=dict)
     images: str | None = None
+    holdout: dict | None = None             # what `vqa_splits.val: holdout` took from train (`holdout_record`)
+
+    def run_record(self) -> dict:
+        """What a run folder records about its data (RUN/data.json): the build summary and, with a
+        hold-out, the image and question ids it took from train."""
+        return {"data": "svlr_datasets", "summary": self.summary, "vqa_holdout": self.holdout}
 
     @property
     def object_labels(self) -> list[str]:
@@ -380,7 +395,11 @@ class SVLRDataConfig(DataConfig):
 
     root: "world:<size>[:<seed>]", "easy_vqa" or a folder (vlmt.data.sources.resolve_source).
     vqa_*: `{subtype}` is replaced by the entry of `vqa_splits` for each split. Real VQA v1 has
-    no test annotations: map `test` to `val2014` there (the paper reports on val).
+    no test annotations: map `test` to `val2014` there (the paper reports on val) and `val` to
+    `holdout` (model selection on a part of train, see the module docstring).
+    vqa_holdout: with `vqa_splits.val: holdout`, how much of train to hold out: an integer is a
+    number of questions (whole images until it is reached), a float in (0, 1) a fraction of the
+    training questions.
     genome_splits: a JSON {"train": [image ids], "val": [...], "test": [...]}; when the file does
     not exist, images are split 85/5/10 by a hash of the image id (the paper's proportions).
     hypernyms: a hypernym file (JSON or TSV), "wordnet" (NLTK), or null for none.
@@ -399,6 +418,7 @@ class SVLRDataConfig(DataConfig):
     vqa_annotations: str = "mscoco_{subtype}_annotations.json"
     vqa_splits: dict[str, str] = field(default_factory=lambda: {"train": "train2014", "val": "val2014",
                                                                 "test": "test2015"})
+    vqa_holdout: int | float | None = None
     genome_image_data: str = "visual_genome/image_data.json"
     genome_objects: str = "visual_genome/objects.json"
     genome_attributes: str = "visual_genome/attributes.json"
@@ -426,6 +446,28 @@ class SVLRDataConfig(DataConfig):
         unknown = sorted(set(self.vqa_splits) - set(SPLITS))
         if unknown:
             return f"vqa_splits: unknown split(s) {unknown}; use train, val, test"
+        return self._holdout_problem()
+
+    def _holdout_problem(self) -> str | None:
+        splits = self.vqa_splits
+        for split in ("train", "test"):
+            if splits.get(split) == HOLDOUT:
+                return f"vqa_splits.{split}: only val can be {HOLDOUT!r} (carved from train)"
+        if splits.get("val") is not None and splits.get("val") == splits.get("test"):
+            return (f"vqa_splits: val and test are both {splits['val']!r}, so the checkpoint would be selected "
+                    f"on the split it reports; hold out part of train instead (vqa_splits.val: {HOLDOUT} with "
+                    f"vqa_holdout: a question count or fraction)")
+        size = self.vqa_holdout
+        if splits.get("val") == HOLDOUT:
+            if "train" not in splits:
+                return f"vqa_splits.val: {HOLDOUT!r} needs a train split to carve it from"
+            if size is None:
+                return (f"vqa_holdout: required with vqa_splits.val: {HOLDOUT} (a question count, or a fraction "
+                        f"in (0, 1))")
+            if isinstance(size, int) and size < 1 or isinstance(size, float) and not 0.0 < size < 1.0:
+                return f"vqa_holdout: a question count >= 1 or a fraction in (0, 1), got {size!r}"
+        elif size is not None:
+            return f"vqa_holdout: set to {size!r} but vqa_splits.val is not {HOLDOUT!r}; remove one of them"
         return None
 
     @classmethod
@@ -485,6 +527,28 @@ def _genome_splits(path: Path | None, images: list[GenomeImage]) -> dict[int, st
     return out
 
 
+def holdout_images(examples: Sequence[VQAExample], size: int | float) -> set[int]:
+    """The image ids held out of `examples` for model selection: whole images in the order of
+    CRC32(image id) (ties by id; stable whatever the file order), taken until the held-out
+    questions reach `size` (an int: a question count; a float in (0, 1): that fraction of the
+    questions, rounded). ValueError when that would leave no training image."""
+    per_image = Counter(ex.image_id for ex in examples)
+    total = sum(per_image.values())
+    target = size if isinstance(size, int) else max(1, round(size * total))
+    order = sorted(per_image, key=lambda i: (zlib.crc32(str(i).encode()), i))
+    taken: set[int] = set()
+    count = 0
+    for image_id in order:
+        if count >= target:
+            break
+        taken.add(image_id)
+        count += per_image[image_id]
+    if count < target or len(taken) == len(per_image):
+        raise ValueError(f"holding out {target} questions needs fewer than all {total} training questions "
+                         f"({len(per_image)} images)")
+    return taken
+
+
 def _norm(label: str) -> str:
     return " ".join(label.lower().split())
 
@@ -500,12 +564,28 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     # ---- VQA multiple choice (read first: its image ids define the Genome overlap)
     vqa_raw = {}
     for split, subtype in cfg.vqa_splits.items():
+        if subtype == HOLDOUT:
+            continue
         q_path = root / cfg.vqa_questions.format(subtype=subtype)
         a_path = root / cfg.vqa_annotations.format(subtype=subtype)
         for p in (q_path, a_path):
             if not p.is_file():
                 raise DataError(p, f"file not found (data.vqa_splits.{split} = {subtype!r})")
         vqa_raw[split] = (read_vqa(q_path, a_path), q_path)
+    holdout: dict | None = None
+    if cfg.vqa_splits.get("val") == HOLDOUT:
+        train, train_path = vqa_raw["train"]
+        try:
+            held = holdout_images(train, cfg.vqa_holdout)  # type: ignore[arg-type]  # validate() checked it
+        except ValueError as e:
+            raise ConfigError(f"data.vqa_holdout: {e} (data.vqa_splits.train = {cfg.vqa_splits['train']!r})") from None
+        vqa_raw["val"] = ([ex for ex in train if ex.image_id in held], train_path)
+        vqa_raw["train"] = ([ex for ex in train if ex.image_id not in held], train_path)
+        holdout = {"from": cfg.vqa_splits["train"], "requested": cfg.vqa_holdout,
+                   "rule": "whole images in the order of CRC32(str(image_id)), until the requested questions",
+                   "images": sorted(held), "questions": sorted(ex.question_id for ex in vqa_raw["val"][0]),
+                   "train_images_left": len({ex.image_id for ex in vqa_raw["train"][0]}),
+                   "train_questions_left": len(vqa_raw["train"][0])}
     vqa_images = {ex.image_id for exs, _ in vqa_raw.values() for ex in exs}
 
     # ---- Visual Genome
@@ -617,6 +697,8 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
         "genome_objects_unlabelled": unlabelled,
         "genome_images_dropped_as_vqa_overlap": len(dropped),
         "vqa_questions": {s: len(v) for s, v in vqa.items()},
+        **({"vqa_holdout": {"from": holdout["from"], "images": len(holdout["images"]),
+                            "questions": len(holdout["questions"])}} if holdout else {}),
         "object_labels": len(object_labels),
         "attribute_labels": len(attribute_labels),
         "words": len(token_list),
@@ -629,4 +711,5 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     assets = SVLRAssets(object_labels=object_labels, attribute_labels=attribute_labels, words=words, hypernyms=hyp,
                         feature_dim=store.feature_dim, text_settings=text.settings(), text=text)
     return SVLRData(root=root, store=store, assets=assets, object_frequency=dict(obj_freq),
-                    attribute_frequency=dict(atr_freq), genome=genome, vqa=vqa, summary=summary, images=cfg.images)
+                    attribute_frequency=dict(atr_freq), genome=genome, vqa=vqa, summary=summary, images=cfg.images,
+                    holdout=holdout)

@@ -73,6 +73,10 @@ class VQAFilesConfig:
             return f"unknown split name(s) {bad}; expected {', '.join(SPLITS)}"
         if not self.train_splits:
             return "train_splits: at least one split"
+        val, test = self.subtypes.get("val"), self.subtypes.get("test")
+        if val is not None and val == test:
+            return (f"subtypes: val and test are both {val!r}, so the checkpoint would be selected on the split "
+                    f"it reports (the trainer validates on val); give them different subtypes")
         return None
 
 
@@ -114,8 +118,9 @@ class VLDatasetsConfig(DataConfig):
     root: source string for `vlmt.data.sources.resolve_source`. datasets: which of vqa,
     captions, entities to load (null: those whose files exist). features: feature store folder
     under the root. images: picture path pattern with `{image_id}`. min_word_count: words seen
-    fewer times in training text become <unk>. word_vectors: GloVe / word2vec file (frozen
-    embeddings; null: learned). answer_more_than: pool = training answers seen more than N times.
+    fewer times in training text become <unk>. word_vectors: GloVe / word2vec file (the
+    embedding, frozen unless the model section sets freeze_word_vectors: false; null: learned).
+    answer_more_than: pool = training answers seen more than N times.
     allow_contamination: train even when a task trains on images another task is tested on.
     check_files: run `vlmt data validate` on the root first, so training refuses data that does
     not validate, with the same messages.

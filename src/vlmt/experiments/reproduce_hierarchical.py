@@ -65,7 +65,21 @@ PAPER_SETTING = ("Paper: Table 1 of Nguyen & Okatani (CVPR 2019), Sec. 5.3, all 
                  "images), R@1 for image annotation (image→text) and image retrieval (text→image); "
                  "grounding on Flickr30k Entities, R@1 at IoU ≥ 0.5; bottom-up region features, d = 1024. "
                  "They orient, they are not targets: our world, features and model size differ.")
+ROWS = ("all", "table1", "procedures")
 CHECKPOINT = "last"  # every combination is evaluated at the end of its schedule (see the docs)
+# The training procedure of the all-three row: the config's schedule (periodic Algorithm 1 on the
+# world) against the paper's curriculum (Sec. 4.1: every task alone, each pair, then all; each task
+# its #iter_i in all), each with one Adam state shared by the tasks (the paper) or one per task.
+# The curriculum rows halve the cycle C so a single-task stage (a quarter of grounding's #iter on the
+# world) still holds whole cycles.
+PROCEDURES: dict[str, dict[str, Any]] = {
+    "periodic, shared Adam": {},
+    "periodic, per-task Adam": {"optim": {"per_task_state": True}},
+    "curriculum, shared Adam": {"schedule": {"kind": "curriculum", "curriculum": "subsets", "budget": "shared"},
+                                "cycle_factor": 0.5},
+    "curriculum, per-task Adam": {"schedule": {"kind": "curriculum", "curriculum": "subsets", "budget": "shared"},
+                                  "cycle_factor": 0.5, "optim": {"per_task_state": True}},
+}
 
 
 def combination_name(tasks: Sequence[str]) -> str:
@@ -83,6 +97,26 @@ def run_config(raw: dict, tasks: Sequence[str], seed_offset: int, *, source: str
     train["seed"] = int(train.get("seed", 0) or 0) + seed_offset
     raw["train"] = train
     return C.from_dict(raw, source=f"{source} ({combination_name(tasks)}, seed offset {seed_offset})")
+
+
+def procedure_config(raw: dict, procedure: str, seed_offset: int, *, source: str) -> C.ExperimentConfig:
+    """All three tasks of the file trained with `procedure` (a key of PROCEDURES)."""
+    change = PROCEDURES[procedure]
+    raw = {**raw}
+    schedule = dict(raw.get("schedule") or {})
+    if "schedule" in change:
+        schedule.update(change["schedule"])
+        schedule.pop("stages", None)
+        schedule["order"] = [t for t in (schedule.get("order") or list(raw["tasks"])) if t in TASKS]
+    if "cycle_factor" in change:
+        schedule["cycle"] = max(1, int(round(int(schedule.get("cycle", 100)) * change["cycle_factor"])))
+    raw["schedule"] = schedule
+    raw["optim"] = {**(raw.get("optim") or {}), **change.get("optim", {})}
+    return run_config(raw, TASKS, seed_offset, source=f"{source} [{procedure}]")
+
+
+def procedure_name(procedure: str) -> str:
+    return procedure.replace(", ", "-").replace(" ", "_")
 
 
 def evaluate_on_test(run_dir: Path, cfg: C.ExperimentConfig) -> dict[str, Any]:
@@ -111,13 +145,18 @@ def bundled_config(size: str) -> Path:
 
 
 def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str], None] | None = None,
-             overrides: Sequence[str] = (), config: str | Path | None = None) -> dict[str, Any]:
-    """Train and test every combination of the three tasks `seeds` times; write OUT/report.md and
+             overrides: Sequence[str] = (), config: str | Path | None = None,
+             rows: str = "all") -> dict[str, Any]:
+    """Train and test every combination of the three tasks `seeds` times (`rows` all or table1),
+    then all three tasks under each training procedure of PROCEDURES (`rows` all or procedures);
+    write OUT/report.md and
     OUT/report.json and return the report. `overrides` (`key=value`) apply to the config first
     (e.g. fewer iterations); `config` replaces the size's bundled config."""
     say = progress or (lambda _msg: None)
     if seeds < 1:
         raise ConfigError(f"--seeds: must be >= 1, got {seeds}")
+    if rows not in ROWS:
+        raise ConfigError(f"--rows: one of {', '.join(ROWS)}, got {rows!r}")
     out = Path(out)
     path = Path(config) if config is not None else bundled_config(size)
     overrides = list(overrides)
@@ -128,30 +167,43 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
     if missing:
         raise ConfigError(f"{source}: key 'tasks': Table 1 needs the tasks {', '.join(TASKS)}; "
                           f"missing {', '.join(missing)}")
+    procedures: list[str] = list(PROCEDURES) if rows != "table1" else []
     header = {"paper": "hierarchical", "table": "Table 1", "size": size, "config": path.name,
               "overrides": overrides, "seeds": seeds, "split": "test", "checkpoint": CHECKPOINT,
-              "paper_setting": PAPER_SETTING, "load_start": _load()}
-    # seed-major: an interrupted grid still has every row for its first seeds
-    plan = [(tasks, s) for s in range(seeds) for tasks in COMBINATIONS]
-    results: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
+              "paper_setting": PAPER_SETTING, "load_start": _load(),
+              "combinations": [list(c) for c in COMBINATIONS] if rows != "procedures" else [],
+              "procedures": procedures}
+    # seed-major: an interrupted grid still has every row for its first seeds; the procedure rows
+    # come after Table 1's (whose all-three row is "periodic, shared Adam" for a periodic config)
+    reuse = rows == "all" and _config_is_periodic(raw)
+    plan: list[tuple[Any, int]] = [(tasks, s) for s in range(seeds) for tasks in COMBINATIONS if rows != "procedures"]
+    plan += [(procedure, s) for s in range(seeds) for procedure in procedures
+             if not (reuse and procedure == "periodic, shared Adam")]
+    results: dict[tuple[Any, int], dict[str, Any]] = {}
     started = time.perf_counter()
     _write_report(out, header, results, started)
-    for i, (tasks, s) in enumerate(plan, 1):
-        label = f"[{i}/{len(plan)}] {combination_label(tasks)} seed {s}"
-        cfg = run_config(raw, tasks, s, source=source)
-        run_dir = out / "runs" / combination_name(tasks) / f"seed{s}"
+    for i, (key, s) in enumerate(plan, 1):
+        if isinstance(key, tuple):
+            label = f"[{i}/{len(plan)}] {combination_label(key)} seed {s}"
+            cfg = run_config(raw, key, s, source=source)
+            run_dir = out / "runs" / combination_name(key) / f"seed{s}"
+        else:
+            label = f"[{i}/{len(plan)}] all three, {key}, seed {s}"
+            cfg = procedure_config(raw, key, s, source=source)
+            run_dir = out / "runs" / f"procedure-{procedure_name(key)}" / f"seed{s}"
         summary = G.ensure_trained(cfg, run_dir, progress=say, label=label)
         tested = evaluate_on_test(run_dir, cfg)
-        results[(tasks, s)] = {"run": str(run_dir.relative_to(out)), "train_seconds": summary.get("seconds"),
-                               "step": tested["step"], "metrics": tested["metrics"],
-                               "test_seconds": tested.get("seconds"), "reused": summary.get("reused", False)}
+        results[(key, s)] = {"run": str(run_dir.relative_to(out)), "train_seconds": summary.get("seconds"),
+                             "step": tested["step"], "metrics": tested["metrics"],
+                             "test_seconds": tested.get("seconds"), "reused": summary.get("reused", False)}
         shown = ", ".join(f"{k} {tested['metrics'][k]:.2f}" for k, _ in HEADLINE if k in tested["metrics"])
         say(f"{label}: test {shown}")
         _write_report(out, header, results, started)
     report = _write_report(out, header, results, started)
     try:
-        _chart(out / "table1.png", report)
-        _write_report(out, header, results, started, chart="table1.png")
+        if report["rows"]:
+            _chart(out / "table1.png", report)
+            _write_report(out, header, results, started, chart="table1.png")
     except ImportError:  # matplotlib is a dependency, but the table must not depend on it
         say("matplotlib not available: no chart")
     say(f"report: {out / 'report.md'}")
@@ -175,9 +227,50 @@ def _load() -> list[float] | None:
         return None
 
 
-def _rows(results: dict[tuple[tuple[str, ...], int], dict[str, Any]], seeds: int) -> list[dict[str, Any]]:
+def _config_is_periodic(raw: dict) -> bool:
+    """Whether the config's own schedule is periodic: then the all-three row of Table 1 already is
+    the "periodic, shared Adam" procedure and is not trained twice."""
+    return (raw.get("schedule") or {}).get("kind", "periodic") == "periodic" and \
+        not (raw.get("optim") or {}).get("per_task_state", False)
+
+
+def _procedure_rows(results: dict[tuple[Any, int], dict[str, Any]], seeds: int,
+                    procedures: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per training procedure of all three tasks; "periodic, shared Adam" is Table 1's
+    all-three row when the config's schedule is periodic."""
     rows = []
-    for tasks in COMBINATIONS:
+    for procedure in procedures:
+        done = [results[(procedure, s)] for s in range(seeds) if (procedure, s) in results]
+        if not done and procedure == "periodic, shared Adam":
+            done = [results[(TASKS, s)] for s in range(seeds) if (TASKS, s) in results]
+        keys = list(dict.fromkeys(k for r in done for k in r["metrics"]))
+        rows.append({"procedure": procedure, "runs": [r["run"] for r in done], "finished": len(done),
+                     "metrics": {k: G.spread(r["metrics"].get(k) for r in done) for k in keys},
+                     "train_seconds": G.spread(r["train_seconds"] for r in done if r["train_seconds"] is not None),
+                     "steps": [r["step"] for r in done]})
+    return rows
+
+
+def _procedure_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Welch's t of each procedure against "periodic, shared Adam" on the headline metrics."""
+    base = next((r for r in rows if r["procedure"] == "periodic, shared Adam"), None)
+    tests: list[dict[str, Any]] = []
+    if base is None:
+        return tests
+    for r in rows:
+        if r is base:
+            continue
+        for key, _ in HEADLINE + (("retrieval/rsum", "ICR rsum"),):
+            a, b = r["metrics"].get(key), base["metrics"].get(key)
+            if a and b:
+                tests.append({"procedure": r["procedure"], "metric": key, **G.welch(a, b)})
+    return tests
+
+
+def _rows(results: dict[tuple[Any, int], dict[str, Any]], seeds: int,
+          combinations: Sequence[Sequence[str]] = COMBINATIONS) -> list[dict[str, Any]]:
+    rows = []
+    for tasks in map(tuple, combinations):
         done = [results[(tasks, s)] for s in range(seeds) if (tasks, s) in results]
         keys = list(dict.fromkeys(k for r in done for k in r["metrics"]))
         rows.append({
@@ -197,6 +290,8 @@ def _gains(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     gains: dict[str, dict[str, dict[str, Any]]] = {}
     for key, _ in HEADLINE:
         task = key.split("/")[0]
+        if (task,) not in single:
+            continue
         base = single[(task,)]["metrics"].get(key)
         if not base or base["mean"] is None:
             continue
@@ -217,9 +312,11 @@ def _gains(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
 
 def _write_report(out: Path, header: dict[str, Any], results: dict, started: float,
                   chart: str | None = None) -> dict[str, Any]:
-    rows = _rows(results, header["seeds"])
-    complete = all(r["finished"] == header["seeds"] for r in rows)
-    report = {**header, "rows": rows, "gains": _gains(rows), "complete": complete,
+    rows = _rows(results, header["seeds"], header.get("combinations", COMBINATIONS))
+    procedure_rows = _procedure_rows(results, header["seeds"], header.get("procedures", []))
+    complete = all(r["finished"] == header["seeds"] for r in rows + procedure_rows)
+    report = {**header, "rows": rows, "gains": _gains(rows), "procedure_rows": procedure_rows,
+              "procedure_tests": _procedure_tests(procedure_rows), "complete": complete,
               "seconds": round(time.perf_counter() - started, 1), "load_now": _load()}
     if chart:
         report["chart"] = chart
@@ -233,12 +330,21 @@ def _write_report(out: Path, header: dict[str, Any], results: dict, started: flo
 def _markdown(report: dict[str, Any]) -> str:
     seeds = report["seeds"]
     lines = [f"# Reproducing Table 1 of the hierarchical multi-task paper on the {report['size']} synthetic world", "",
-             f"Every combination of the three tasks trained with `{report['config']}`"
+             (f"Every combination of the three tasks trained with `{report['config']}`" if report["rows"] else
+              f"All three tasks trained with `{report['config']}` under {len(report['procedure_rows'])} procedures")
              + (f" and `--set {' '.join(report['overrides'])}`" if report["overrides"] else "")
-             + f", the other tasks dropped; {seeds} seed{'s' if seeds > 1 else ''} per row; metrics on the "
+             + (", the other tasks dropped" if report["rows"] else "")
+             + f"; {seeds} seed{'s' if seeds > 1 else ''} per row; metrics on the "
              f"**test** split with the official metrics, at the {report['checkpoint']} checkpoint of each run, in "
              f"percent. Cells: mean ± sample standard deviation over seeds; *(paper)* columns: the paper's "
              f"Table 1.", "", report["paper_setting"], ""]
+    if not report["rows"]:  # --rows procedures: only the procedure table
+        lines += _procedure_markdown(report)
+        lines += [f"Wall time of this invocation: {report['seconds']} s. Host load average (1, 5, 15 min) at "
+                  f"start: {report['load_start']}, now: {report['load_now']}.", ""]
+        if not report["complete"]:
+            lines += ["The grid is incomplete; run the same command again to continue it.", ""]
+        return "\n".join(lines)
     headers = ["tasks"]
     for _, title in HEADLINE:
         headers += [title, "(paper)"]
@@ -269,6 +375,8 @@ def _markdown(report: dict[str, Any]) -> str:
                               "—" if g["t"] is None else f"{g['t']:+.1f}", f"{g['paper_delta']:+.2f}"])
         lines += [G.markdown_table(["metric", "trained on", "Δ (ours)", "std joint / single", "t", "paper Δ"],
                                    grows), ""]
+    if report.get("procedure_rows"):
+        lines += _procedure_markdown(report)
     lines += ["## Every test metric", ""]
     for task in TASKS:
         rows = [r for r in report["rows"] if task in r["tasks"]]
@@ -292,6 +400,31 @@ def _markdown(report: dict[str, Any]) -> str:
     if not report["complete"]:
         lines += ["The grid is incomplete; run the same command again to continue it.", ""]
     return "\n".join(lines)
+
+
+def _procedure_markdown(report: dict[str, Any]) -> list[str]:
+    seeds = report["seeds"]
+    keys = [*HEADLINE, ("retrieval/rsum", "ICR rsum")]
+    table = [[r["procedure"], *[G.format_spread(r["metrics"].get(k)) for k, _ in keys],
+              ", ".join(map(str, r["steps"])) or "—", f"{r['finished']}/{seeds}"] for r in report["procedure_rows"]]
+    lines = ["## All three tasks by training procedure", "",
+             "The paper trains with a curriculum (Sec. 4.1: every task alone, then each pair, then all three, "
+             "each stage periodic; here each task gets its `#iter_i` in all, `schedule.budget: shared`) and one "
+             "Adam state for all tasks. Rows: that procedure and the config's periodic switching, each with one "
+             "Adam state shared by the tasks or one per task (`optim.per_task_state`); the curriculum rows use "
+             "half the cycle C so a single-task stage holds whole cycles. Same metrics, split and checkpoint as "
+             "above.", "",
+             G.markdown_table(["procedure", *[title for _, title in keys], "iterations", "runs"], table), ""]
+    if report.get("procedure_tests"):
+        titles = dict(keys)
+        lines += ["Each procedure minus periodic switching with a shared Adam state: difference of the means "
+                  "(points) and Welch's t.", "",
+                  G.markdown_table(["procedure", "metric", "Δ", "t"],
+                                   [[x["procedure"], titles[x["metric"]],
+                                     "—" if x["diff"] is None else f"{x['diff']:+.2f}",
+                                     "—" if x["t"] is None else f"{x['t']:+.1f}"] for x in report["procedure_tests"]]),
+                  ""]
+    return lines
 
 
 def _chart(path: Path, report: dict[str, Any]) -> None:

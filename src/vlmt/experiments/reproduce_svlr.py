@@ -1,18 +1,22 @@
 """`vlmt reproduce svlr`: the SVLR paper's experiments on the synthetic world, as one report.
 
-For each seed it trains five runs with the shared trainer (configs/svlr_world.yaml, or
+For each seed it trains six runs with the shared trainer (configs/svlr_world.yaml, or
 svlr_tiny.yaml, changed per row as below), each selected on its validation metric and evaluated on the test split:
 
-| run              | tasks trained (loss weights)                  | used for                       |
-|------------------|-----------------------------------------------|--------------------------------|
-| vqa_only         | VQA (1)                                       | Table 1 "VQA Only"             |
-| joint_multitask  | VQA (1) + recognition (0.1), per-class h_y    | Table 1 "Joint Multitask"      |
-| joint_svlr       | VQA (1) + recognition (0.1), shared g         | Table 1 "Joint SVLR", Table 4, Fig. 4 |
-| genome_only      | recognition (1); zero-shot evaluated          | Table 1 "Zero-Shot VQA"; Fig. 5 baseline |
-| vqa_to_vr        | VQA (0.1) + recognition (1), shared g         | Fig. 5 (transfer VQA -> VR)    |
+| run               | tasks trained (loss weights)                  | used for                       |
+|-------------------|-----------------------------------------------|--------------------------------|
+| vqa_only          | VQA (1)                                       | Table 1 "VQA Only"; Table 2    |
+| joint_multitask   | VQA (1) + recognition (0.1), per-class h_y    | Table 1 "Joint Multitask"; Table 2 |
+| joint_svlr        | VQA (1) + recognition (0.1), shared g         | Table 1 "Joint SVLR", Tables 2, 4, Fig. 4 |
+| genome_only       | recognition (1); zero-shot evaluated          | Table 1 "Zero-Shot VQA"; Fig. 5 baseline |
+| genome_then_joint | as joint_svlr, from genome_only's final model | Sec. 5.2 pre-training; Table 2 |
+| vqa_to_vr         | VQA (0.1) + recognition (1), shared g         | Fig. 5 (transfer VQA -> VR)    |
 
-and writes into `out`: report.md, report.json, fig5_transfer_objects.png, fig4_*.png and the
-run folders (`runs/<row>/seed<k>`; a finished run is reused when the grid is run again).
+and writes into `out`: report.md, report.json, fig5_transfer_objects.png, fig4_*.png,
+fig7_attention_agreement.png and the run folders (`runs/<row>/seed<k>`; a finished run is reused
+when the grid is run again). Table 2 and Fig. 7 (agreement of VQA attention with the true boxes of
+the objects a question asks about) come from the VQA runs' test questions
+(`vlmt.experiments.svlr_attention`).
 """
 
 from __future__ import annotations
@@ -28,15 +32,26 @@ import torch
 
 from vlmt import config as C
 from vlmt.errors import ConfigError
+from vlmt.experiments import svlr_attention
+from vlmt.experiments.grid_runs import format_spread, spread, welch
 from vlmt.io import atomic_write, write_json
+from vlmt.metrics.attention_agreement import GRID, agreement_by_threshold
 from vlmt.metrics.recognition import frequency_grid
 from vlmt.metrics.vqa import metric_key
-from vlmt.reports.svlr_figures import draw_interpretable_inference, draw_transfer_heatmap, pick_examples
+from vlmt.reports.svlr_figures import (
+    draw_attention_agreement,
+    draw_interpretable_inference,
+    draw_transfer_heatmap,
+    pick_examples,
+)
 from vlmt.training.build import Parts, rebuild, run_config
 from vlmt.training.evaluate import evaluate_tasks
 from vlmt.training.trainer import train
 
-ROWS = ("vqa_only", "joint_multitask", "joint_svlr", "genome_only", "vqa_to_vr")
+ROWS = ("vqa_only", "joint_multitask", "joint_svlr", "genome_only", "genome_then_joint", "vqa_to_vr")
+# Table 2 / Fig. 7: the runs with a multiple-choice VQA model, and their labels
+ATTENTION_ROWS = (("VQA Only", "vqa_only"), ("Joint Multitask", "joint_multitask"), ("Joint SVLR", "joint_svlr"),
+                  ("Genome, then Joint SVLR", "genome_then_joint"))
 TABLE1 = (("VQA Only", "vqa_only", "vqa"), ("Joint Multitask", "joint_multitask", "vqa"),
           ("Joint SVLR", "joint_svlr", "vqa"), ("Zero-Shot VQA", "genome_only", "zero_shot"))
 CHANCE = 100.0 / 18
@@ -54,8 +69,10 @@ def base_config(size: str) -> dict:
     return raw
 
 
-def row_config(row: str, size: str, seed: int, max_iters: int | None = None) -> dict:
-    """The config of one run of the grid."""
+def row_config(row: str, size: str, seed: int, max_iters: int | None = None, *, init_from: str | None = None
+               ) -> dict:
+    """The config of one run of the grid; `init_from` is the genome_only run of the same seed
+    (required for genome_then_joint)."""
     raw = copy.deepcopy(base_config(size))
     tasks, train = raw["tasks"], raw["train"]
     train["seed"] = seed
@@ -69,6 +86,11 @@ def row_config(row: str, size: str, seed: int, max_iters: int | None = None) -> 
         del tasks["zero_shot"]
     elif row == "joint_svlr":
         del tasks["zero_shot"]
+    elif row == "genome_then_joint":  # Sec. 5.2: pre-train on Genome, then train jointly
+        if init_from is None:
+            raise ValueError("genome_then_joint needs init_from (the genome_only run)")
+        del tasks["zero_shot"]
+        train["init_from"] = init_from
     elif row == "genome_only":
         del tasks["vqa"]
         tasks["recognition"]["loss_weight"] = 1.0
@@ -150,16 +172,25 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
     test: dict[str, list[dict[str, float]]] = {r: [] for r in ROWS}
     per_class: dict[str, list[dict[str, float]]] = {"genome_only": [], "vqa_to_vr": []}
     kept: dict[str, Any] = {}
+    human: dict[int, np.ndarray] | None = None
+    human_counts: dict[str, int] = {}
+    rhos: dict[str, list[dict[int, float]]] = {row: [] for _, row in ATTENTION_ROWS}
     try:
         for seed in range(seeds):
             say(f"seed {seed + 1}/{seeds}")
             for row in ROWS:
-                raw = row_config(row, size, seed, max_iters)
+                pretrained = str(out / "runs" / "genome_only" / f"seed{seed}") if row == "genome_then_joint" else None
+                raw = row_config(row, size, seed, max_iters, init_from=pretrained)
                 parts = _train_and_load(raw, out / "runs" / row / f"seed{seed}", say)
                 model, tasks = parts.model, parts.tasks
                 test[row].append(evaluate_tasks(model, tasks, "test", device))
                 if row in per_class:
                     per_class[row].append(tasks["recognition"].per_class_accuracy(model, "test", device=device))
+                if row in rhos:
+                    if human is None:
+                        human, human_counts = svlr_attention.world_human_maps(tasks["vqa"].data, "test")
+                    rhos[row].append(svlr_attention.model_correlations(model, tasks["vqa"], "test", human,
+                                                                       device=device))
                 if seed == 0 and row == "joint_svlr":
                     kept["model"], kept["vqa"] = model, tasks["vqa"]
     finally:
@@ -218,6 +249,35 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
                               "change": round(joint[c] - base[c], 2)} for c in base),
                             key=lambda r: r["genome_train_regions"])
 
+    # ---- Table 2 and Fig. 7: attention agreement with the true boxes of the question's objects
+    assert human is not None
+    qids = sorted(human)
+    centre = svlr_attention.centre_correlations(human)
+    centre_rhos = [centre[qid] for qid in qids]
+    table2 = {"Centre baseline": [float(np.mean(centre_rhos))]}
+    curves: dict[str, list[float | None]] = {}
+    counts7: list[int] = []
+    for label, row in ATTENTION_ROWS:
+        table2[label] = [float(np.mean([r[qid] for qid in qids])) for r in rhos[row]]
+        per_seed = []
+        for r in rhos[row]:
+            means, counts7 = agreement_by_threshold([r[qid] for qid in qids], centre_rhos, svlr_attention.THRESHOLDS)
+            per_seed.append(means)  # the subsets (counts7) are the same for every seed and model
+        curves[label] = [None if point[0] is None else float(np.mean(point)) for point in zip(*per_seed)]
+    curves["Centre baseline"] = agreement_by_threshold(centre_rhos, centre_rhos, svlr_attention.THRESHOLDS)[0]
+    table2_cells = {label: {"mean": round(float(np.mean(v)), 3),  # correlations: 3 decimals
+                            "std": round(float(np.std(v, ddof=1)), 3) if len(v) > 1 else 0.0,
+                            "values": [round(x, 4) for x in v]} for label, v in table2.items()}
+    fig7 = out / "fig7_attention_agreement.png"
+    draw_attention_agreement(curves, list(svlr_attention.THRESHOLDS), counts7, fig7,
+                             title=f"Agreement with the true boxes of the question's objects, test split, "
+                                   f"mean over {seeds} seed(s)")
+
+    # ---- Sec. 5.2: pre-training on Genome first, then joint training, against joint from scratch
+    scratch = spread(m["vqa/accuracy"] for m in test["joint_svlr"])
+    pretrain = spread(m["vqa/accuracy"] for m in test["genome_then_joint"])
+    pretraining = {"joint_from_scratch": scratch, "genome_then_joint": pretrain, **welch(pretrain, scratch)}
+
     # ---- Table 4: nearest neighbours, input vectors vs learned g (joint SVLR, seed 0)
     vocab = sorted(set(data.object_labels) | set(data.attribute_labels)
                    | ({w for n in data.hypernyms.words() for w in [n, *data.hypernyms.hypernyms(n)]}
@@ -250,7 +310,11 @@ def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str]
                  "col_edges_genome": list(grid.col_edges),
                  "mean_change": np.nan_to_num(grid.mean_change, nan=0).tolist(),
                  "counts": grid.counts.tolist()},
-        "table4": table4, "fig4": fig4, "data": data.summary,
+        "table4": table4, "fig4": fig4,
+        "table2": {"models": table2_cells, "questions": human_counts, "grid": GRID, "split": "test"},
+        "fig7": {"png": fig7.name, "thresholds": list(svlr_attention.THRESHOLDS), "counts": counts7,
+                 "curves": curves},
+        "pretraining": pretraining, "data": data.summary,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(out / "report.json", report)
@@ -278,6 +342,37 @@ def _markdown(r: dict, qtypes: list[str]) -> str:
     for label, cells in r["recognition"].items():
         objects, attributes = _fmt(cells["object_accuracy"], seeds), _fmt(cells["attribute_accuracy"], seeds)
         lines.append(f"| {label} | {objects} | {attributes} |")
+    pre = r["pretraining"]
+    lines += ["", "## Pre-training on Genome first (Sec. 5.2)", "",
+              "Joint SVLR initialised from the final weights of the Genome-only run of the same seed "
+              "(`train.init_from`; task heads new), against Joint SVLR from scratch; test accuracy.", "",
+              "| model | VQA accuracy | seeds |", "|---|---|---|",
+              f"| Joint SVLR from scratch | {format_spread(pre['joint_from_scratch'], 1)} | "
+              f"{' / '.join(f'{v:.1f}' for v in pre['joint_from_scratch']['values'])} |",
+              f"| Genome, then Joint SVLR | {format_spread(pre['genome_then_joint'], 1)} | "
+              f"{' / '.join(f'{v:.1f}' for v in pre['genome_then_joint']['values'])} |", "",
+              "Difference (pre-trained minus scratch): " + (f"{pre['diff']:+.1f} points, Welch's t = {pre['t']:+.2f}"
+                                                           if pre["t"] is not None else
+                                                           (f"{pre['diff']:+.1f} points" if pre["diff"] is not None
+                                                            else "-")) + " (paper: 63.7 vs 65.3).", ""]
+    t2 = r["table2"]
+    lines += ["## Table 2: agreement with human attention", "",
+              f"Spearman's rho between the model's attention map (a(R) of the chosen answer spread over its "
+              f"regions' boxes) and the map of the true boxes of the objects the question asks about, both "
+              f"{t2['grid']} x {t2['grid']}; mean over {t2['questions']['kept']} of {t2['questions']['questions']} "
+              f"test questions ({t2['questions']['no_object']} name no existing object, "
+              f"{t2['questions']['constant_map']} have a constant map). Paper (VQA-HAT): SVLR 0.48, centre 0.53.", "",
+              "| model | rho |", "|---|---|"]
+    for label, cell in t2["models"].items():
+        lines.append(f"| {label} | {cell['mean']:.3f}" + (f" ± {cell['std']:.3f}" if len(cell["values"]) > 1 else "")
+                     + " |")
+    f7 = r["fig7"]
+    lines += ["", "## Fig. 7: agreement on questions away from the centre", "", f"![Fig. 7]({f7['png']})", "",
+              "| t | questions | " + " | ".join(f7["curves"]) + " |", "|---" * (len(f7["curves"]) + 2) + "|"]
+    for k, t in enumerate(f7["thresholds"]):
+        if f7["counts"][k]:
+            lines.append(f"| {t:.1f} | {f7['counts'][k]} | "
+                         + " | ".join(f"{v[k]:.3f}" for v in f7["curves"].values()) + " |")
     lines += ["", "## Fig. 5: transfer from VQA to recognition", "", f"![Fig. 5]({r['fig5']['png']})", "",
               "| class | Genome train regions | VQA train mentions | Genome test regions | Genome only | joint "
               "| change |",

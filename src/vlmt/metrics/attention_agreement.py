@@ -11,7 +11,7 @@ over the grid cells its box covers (by overlap area) so it can be compared like 
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -118,3 +118,21 @@ def regions_to_map(boxes: np.ndarray, weights: np.ndarray, width: float, height:
     # (T, rows=y, cols=x) covered fractions, weighted and summed over regions
     frac = cover_y[:, :, None] * cover_x[:, None, :] / cell_area
     return np.einsum("t,tyx->yx", weights, frac)
+
+
+def agreement_by_threshold(model_rhos: Sequence[float], centre_rhos: Sequence[float],
+                           thresholds: Sequence[float]) -> tuple[list[float | None], list[int]]:
+    """SVLR Fig. 7: for each threshold t, the mean of `model_rhos` over the pairs whose human map
+    correlates with the centre map at most t (`centre_rhos`, the same pairs in the same order)
+    and how many pairs that is; (means, counts), a mean is None for an empty subset."""
+    m = np.asarray(model_rhos, dtype=np.float64)
+    c = np.asarray(centre_rhos, dtype=np.float64)
+    if m.shape != c.shape:
+        raise ValueError("one centre correlation per model correlation")
+    means: list[float | None] = []
+    counts: list[int] = []
+    for t in thresholds:
+        keep = c <= t
+        counts.append(int(keep.sum()))
+        means.append(float(m[keep].mean()) if keep.any() else None)
+    return means, counts

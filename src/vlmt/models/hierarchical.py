@@ -47,9 +47,12 @@ class HierarchicalConfig(ModelConfig):
     (co-attention and summaries); null_slots: m "nowhere to attend" slots; fc_dropout /
     lstm_dropout: 0.3 / 0.1 in the paper; word_dim: width of a learned word embedding (the width of
     the word vectors when the data section gives them); co_attention: the fused fast layer or the
-    paper layer written as the equations read (same numbers). vocab_size, region_feature_dim,
-    padding_idx and freeze_word_vectors come from the data section (frozen when it gives word
-    vectors).
+    paper layer written as the equations read (same numbers). freeze_word_vectors: null (default)
+    keeps the data section's word vectors (GloVe) fixed, as H's "GloVe embedding vectors of the
+    input words" reads; false fine-tunes them; without word vectors the embedding is learned. The
+    built model stores the resolved value (true only when vectors were given and kept fixed), so a
+    model rebuilt without its data keeps its frozen state. vocab_size, region_feature_dim and
+    padding_idx come from the data section.
     """
 
     dim: int = 1024
@@ -63,7 +66,7 @@ class HierarchicalConfig(ModelConfig):
     vocab_size: int | None = from_data()
     region_feature_dim: int | None = from_data()
     padding_idx: int = from_data(0)
-    freeze_word_vectors: bool = from_data(False)
+    freeze_word_vectors: bool | None = None
 
     def validate(self) -> str | None:
         for key in ("dim", "num_layers", "heads", "null_slots", "word_dim"):
@@ -93,9 +96,10 @@ class HierarchicalConfig(ModelConfig):
             raise ConfigError(f"model type hierarchical needs a data section with words and region features "
                               f"(type vl_datasets), got {type(data).__name__}")
         vectors = data.word_vectors
+        frozen = vectors is not None and self.freeze_word_vectors is not False
         config = dataclasses.replace(
             self, vocab_size=data.vocab_size, region_feature_dim=data.region_feature_dim,
-            padding_idx=data.padding_idx, freeze_word_vectors=vectors is not None,
+            padding_idx=data.padding_idx, freeze_word_vectors=frozen,
             word_dim=int(vectors.shape[1]) if vectors is not None else self.word_dim)
         return config, vectors
 
@@ -170,7 +174,7 @@ class HierarchicalVL(nn.Module):
             padding_idx=c.padding_idx,
             dropout=c.lstm_dropout,
             word_vectors=word_vectors,
-            freeze_word_vectors=c.freeze_word_vectors or word_vectors is not None,
+            freeze_word_vectors=c.freeze_word_vectors,  # None: frozen when word_vectors are given
         )
         self.regions = RegionEncoder(feature_dim=c.region_feature_dim, dim=c.dim)
         layer = CO_ATTENTION_LAYERS[c.co_attention]

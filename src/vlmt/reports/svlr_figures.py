@@ -175,3 +175,31 @@ def draw_transfer_heatmap(grid: FrequencyGrid, out: str | Path, *, title: str,
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="mean change in accuracy (points)")
     save_figure(fig, out)
+
+
+def draw_attention_agreement(curves: dict[str, list[float | None]], thresholds: list[float], counts: list[int],
+                             out: str | Path, *, title: str) -> None:
+    """Fig. 7: one line per model (and the centre baseline) of the mean Spearman correlation with
+    human attention over the questions whose human map correlates with the centre map at most the
+    threshold (x); the grey bars (right axis) are how many questions each subset holds."""
+    fig, ax = new_figure(figsize=(6.8, 4.2))
+    width = 0.8 * (thresholds[1] - thresholds[0]) if len(thresholds) > 1 else 0.1
+    share = ax.twinx()
+    share.bar(thresholds, counts, width=width, color="0.88", zorder=0)
+    share.set_ylabel("questions in the subset", color="0.45")
+    share.tick_params(axis="y", colors="0.45")
+    ax.set_zorder(share.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for k, (label, values) in enumerate(curves.items()):
+        xs = [t for t, v in zip(thresholds, values) if v is not None]
+        ys = [v for v in values if v is not None]
+        style = {"color": "black", "linestyle": "--"} if label.lower().startswith("centre") else {"color": f"C{k}"}
+        ax.plot(xs, ys, marker="o", markersize=3.5, label=label, **style)
+    ax.axhline(0.0, color="0.6", linewidth=0.6)
+    ax.set_xlabel("threshold t: questions whose human map has rho <= t with the centre map")
+    ax.set_ylabel("mean Spearman rho with human attention")
+    shown = [t for t, n in zip(thresholds, counts) if n] or list(thresholds)  # from the first non-empty subset
+    ax.set_xlim(min(shown) - width, max(shown) + width)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, out)

@@ -87,6 +87,9 @@ class SanityLinearTask(nn.Module):
         loss = nn.functional.mse_loss(pred.float(), batch["y"])
         return {"loss": loss}
 
+    def num_examples(self, split: str) -> int:
+        return len(self.data[split][0])
+
     def batches(self, split: str, *, start: int = 0, rank: int = 0,
                 world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         x, y = self.data[split]

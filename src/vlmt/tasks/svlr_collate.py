@@ -131,6 +131,13 @@ def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> torch.Te
     return torch.from_numpy(out)
 
 
+def hypernym_labels(data: SVLRData | SVLRAssets, regions: Sequence[GenomeRegion]) -> list[list[int]]:
+    """Per region, the indices in O of its names' hypernyms (the positives Eq. 1 adds to H_j that
+    are labels themselves); empty when the data has no hypernyms."""
+    o_index = {w: i for i, w in enumerate(data.object_labels)}
+    return [[o_index[h] for h in r.hypernyms if h in o_index] for r in regions]
+
+
 def recognition_batch(data: SVLRData, regions: Sequence[GenomeRegion], *, use_hypernyms: bool = True,
                       extra_columns: bool = True) -> RecognitionBatch:
     """Targets of Eq. 1 and Eq. 2 for M regions.

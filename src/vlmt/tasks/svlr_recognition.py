@@ -5,8 +5,9 @@ Losses: the multi-label margin loss over objects with WordNet hypernyms as posit
 (`object_loss`, Eq. 1) and the per-attribute binary cross-entropy weighted by the batch's positive
 fraction (`attribute_loss`, Eq. 2); the task's loss is object_weight * L_obj +
 attribute_weight * L_atr, and its `loss_weight` scales both (Eq. 10). Evaluation:
-`object_accuracy` (top-1 over O) and `attribute_accuracy` (top-k precision over T), in percent
-(`vlmt.metrics.recognition`).
+`object_accuracy` (top-1 over O), `object_accuracy_hypernym` (top-1 over O, a hypernym of a true
+label in O also counts, as Eq. 1 trains it) and `attribute_accuracy` (top-k precision over T), in
+percent (`vlmt.metrics.recognition`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from vlmt.tasks.svlr_collate import (
     RecognitionBatch,
     SVLRTask,
     eval_chunks,
+    hypernym_labels,
     need_data,
     need_model,
     recognition_batch,
@@ -40,8 +42,9 @@ from vlmt.tasks.svlr_collate import (
 class SVLRRecognitionTask(SVLRTask):
     """Visual recognition on Genome regions: Eq. 1 (objects) + Eq. 2 (attributes).
 
-    evaluate: `object_accuracy` (top-1 over O) and `attribute_accuracy` (top-k precision over T),
-    in percent, as defined in vlmt.metrics.recognition.
+    evaluate: `object_accuracy` (top-1 over O), `object_accuracy_hypernym` (a label's hypernym in
+    O counts too) and `attribute_accuracy` (top-k precision over T), in percent, as defined in
+    vlmt.metrics.recognition.
     """
 
     primary_metric = "object_accuracy"
@@ -67,6 +70,9 @@ class SVLRRecognitionTask(SVLRTask):
         l_atr = attribute_loss(atr, batch.attribute_targets, row_mask=batch.region_mask)
         loss = self.config.object_weight * l_obj + self.config.attribute_weight * l_atr
         return {"loss": loss, "object_loss": l_obj.detach(), "attribute_loss": l_atr.detach()}
+
+    def num_examples(self, split: str) -> int:
+        return len(split_items(self.data.genome, split, f"tasks.{self.name}"))
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[RecognitionBatch]:
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
@@ -115,7 +121,10 @@ class SVLRRecognitionTask(SVLRTask):
         with_atr = [i for i, r in enumerate(regions) if r.attributes]
         out = {}
         if with_obj:
-            out["object_accuracy"] = rec_metrics.object_accuracy(obj[with_obj], [regions[i].objects for i in with_obj])
+            labels = [regions[i].objects for i in with_obj]
+            out["object_accuracy"] = rec_metrics.object_accuracy(obj[with_obj], labels)
+            out["object_accuracy_hypernym"] = rec_metrics.object_accuracy_hypernym(
+                obj[with_obj], labels, hypernym_labels(self.data, [regions[i] for i in with_obj]))
         if with_atr:
             out["attribute_accuracy"] = rec_metrics.attribute_accuracy(
                 atr[with_atr], [regions[i].attributes for i in with_atr])

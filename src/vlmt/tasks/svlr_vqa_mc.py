@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,11 +97,32 @@ class SVLRVQATask(MultipleChoiceEvaluation):
     def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
         return self.outputs(model, inputs).scores
 
+    @torch.no_grad()
+    def chosen_attention(self, model: nn.Module, split: str, *, device: torch.device) -> dict[int, np.ndarray]:
+        """question id -> a(R) of the answer the model picks (Eq. 4), one weight per region of the
+        image's record in the feature store: the attention Fig. 4 draws and SVLR Table 2 compares
+        with human attention."""
+        svlr = self.checked_model(model)
+        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
+        out: dict[int, np.ndarray] = {}
+        with EvalMode(svlr, self):
+            for chunk in eval_chunks(questions, self.config.eval_batch_size):
+                result = self.outputs(svlr, self.batch_of(chunk).inputs.to(device))
+                picked = predict_choices(result.scores.float())
+                rows = torch.arange(len(chunk), device=picked.device)
+                attention = result.attention[rows, picked].float().cpu().numpy()  # (P, T)
+                for q, row in zip(chunk, attention):
+                    out[q.question_id] = row[: self.data.store.region_count(q.image_id)].copy()
+        return out
+
     def forward(self, model: SVLR, batch: VQAMCBatch) -> dict[str, torch.Tensor]:
         scores = self.choice_scores(model, batch.inputs)
         loss = answer_ranking_loss(scores, batch.correct, batch.inputs.choice_mask, margin=self.config.eta_ans)
         accuracy = (predict_choices(scores.detach()) == batch.correct).float().mean()
         return {"loss": loss, "accuracy": accuracy}
+
+    def num_examples(self, split: str) -> int:
+        return len(split_items(self.data.vqa, split, f"tasks.{self.name}"))
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")

@@ -31,12 +31,12 @@ from vlmt.tasks import grounding, retrieval, sanity, svlr_recognition, svlr_vqa_
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.distributed import resolve_device
 from vlmt.training.schedules import (
+    CURRICULA,
     CurriculumSchedule,
     PeriodicSchedule,
     StepDecay,
     TaskSchedule,
     WeightedJointSchedule,
-    default_stages,
 )
 
 PLUGIN_GROUP = "vlmt.plugins"
@@ -149,8 +149,9 @@ def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
         if kind == "periodic":
             return PeriodicSchedule(order, [iterations[n] for n in order], cycle=cfg.schedule.cycle, weights=weights)
         if kind == "curriculum":
-            stages = cfg.schedule.stages or default_stages(order)
-            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle, weights=weights)
+            stages = cfg.schedule.stages or CURRICULA[cfg.schedule.curriculum](order)
+            return CurriculumSchedule(stages, iterations, cycle=cfg.schedule.cycle, weights=weights,
+                                      budget=cfg.schedule.budget)
         return WeightedJointSchedule({n: weights[n] for n in order})
     except ValueError as e:
         raise ConfigError(f"schedule ({kind}): {e}") from None
@@ -158,12 +159,16 @@ def build_schedule(cfg: C.ExperimentConfig) -> TaskSchedule:
 
 def build_lr_schedule(cfg: C.ExperimentConfig, schedule: TaskSchedule) -> StepDecay:
     """Hierarchical rule: halve every sum(step_i) over the active tasks (per segment); or every
-    `optim.lr_step` iterations when that is set (SVLR)."""
+    `optim.lr_step` iterations when that is set (SVLR). `optim.lr_decay_style` picks a staircase
+    or a continuous decay."""
     segments = []
-    for start, names in schedule.segments():
-        step = cfg.optim.lr_step or sum(cfg.tasks[n].step for n in names)
+    segments_ = schedule.segments()
+    shares = schedule.shares if isinstance(schedule, CurriculumSchedule) else [{n: 1.0 for n in names}
+                                                                                 for _, names in segments_]
+    for (start, names), share in zip(segments_, shares):
+        step = cfg.optim.lr_step or max(1, round(sum(cfg.tasks[n].step * share[n] for n in names)))
         segments.append((start, step))
-    return StepDecay(segments, gamma=cfg.optim.lr_decay)
+    return StepDecay(segments, gamma=cfg.optim.lr_decay, style=cfg.optim.lr_decay_style)
 
 
 def run_config(run_dir: str | Path) -> C.ExperimentConfig:

@@ -296,3 +296,23 @@ def load_weights(directory: Path, modules: nn.Module) -> None:
     if missing or unexpected:
         raise ConfigError(f"{path}: weights do not fit the model built from the "
                           f"config (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+
+
+def load_encoder_weights(directory: Path, model: nn.Module, *, source: str) -> int:
+    """Load only the model's ("model.*") weights of `directory`'s model.safetensors into `model`,
+    leaving task heads as built (`train.init_from`: initialise from another run). Returns the
+    number of tensors loaded. Weights of another architecture are a ConfigError naming `source`."""
+    path = checked(directory) / WEIGHTS
+    holder = nn.Module()
+    holder.model = model  # the checkpoint's keys are "model.*" and "tasks.<name>.*"
+    try:
+        missing, unexpected = load_model(holder, str(path), strict=False)
+    except RuntimeError as e:  # shapes that do not fit
+        raise ConfigError(f"{source}: {path}: weights do not fit this model ({str(e)[:300]})") from None
+    except Exception as e:  # safetensors' own errors for a damaged header or data
+        raise DataError(path, f"damaged weights ({type(e).__name__}: {str(e)[:200]})") from None
+    wrong = [k for k in unexpected if k.startswith("model.")]
+    if missing or wrong:
+        raise ConfigError(f"{source}: {path}: weights do not fit this model (missing {sorted(missing)[:5]}, "
+                          f"unexpected {sorted(wrong)[:5]})")
+    return len(model.state_dict())

@@ -13,18 +13,23 @@ schedules know nothing about configs, models or data.
   each cycle of C iterations gives task i `C * alpha_i` consecutive updates, in task order;
   `floor(sum(iter) / C)` cycles make up the run. Each task's loss is scaled by its weight
   (the task's `loss_weight`, default 1).
-- `CurriculumSchedule`: the paper's curriculum (Sec. 4.1): stages of growing task sets (single
-  task, then pairs, then all), each stage trained with the periodic schedule on its own tasks
-  for its own `sum(iter_i)` iterations.
+- `CurriculumSchedule`: the paper's curriculum (Sec. 4.1): stages of task sets (single tasks,
+  then pairs, then all), each stage trained with the periodic schedule on its own tasks. How
+  long a stage runs is a reading of the paper (`budget`): `full`, Sec. 4.2 to the letter, gives
+  each stage its own `sum(iter_i)`, so a task is trained for its `#iter_i` again in every stage it
+  is part of; `shared` divides each task's `#iter_i` over the stages it is part of, so a task gets
+  its `#iter_i` updates in all (see docs/training.md, "Curriculum").
 - `WeightedJointSchedule`: SVLR's joint training, every task in every update with fixed weights
   (`L = a_ans L_ans + a_obj L_obj + a_atr L_atr`).
 - `StepDecay`: learning-rate factor `gamma ** (iterations since the segment start // step)`,
   with one step size per segment (hierarchical: `sum(step_i)` over the active tasks; SVLR: a
-  fixed N).
+  fixed N); or, with `style="continuous"`, the same exponent without the floor.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Protocol, Sequence
 
 
@@ -110,30 +115,58 @@ class PeriodicSchedule:
         self.position = int(state["position"])
 
 
-def default_stages(names: Sequence[str]) -> list[list[str]]:
+def growing_stages(names: Sequence[str]) -> list[list[str]]:
     """Grow the task set one task at a time: [a], [a, b], [a, b, c]."""
     names = _check_names(names)
     return [names[: k + 1] for k in range(len(names))]
 
 
-class CurriculumSchedule:
-    """Stages of growing task sets; stage s runs Algorithm 1 on its tasks for its own length.
+def subset_stages(names: Sequence[str]) -> list[list[str]]:
+    """Every single task, then every pair, ..., then all: [a], [b], [c], [a, b], [a, c], [b, c],
+    [a, b, c] (each size in task order)."""
+    names = _check_names(names)
+    return [list(c) for k in range(1, len(names) + 1) for c in itertools.combinations(names, k)]
 
-    `iterations` maps every task to its `#iter_i`; a stage's length is that of the periodic
-    schedule on its tasks (`floor(sum(iter_i) / C)` cycles). The last stage repeats past its end.
+
+CURRICULA = {"subsets": subset_stages, "growing": growing_stages}
+BUDGETS = ("shared", "full")
+
+
+def stage_shares(stages: Sequence[Sequence[str]], budget: str) -> list[dict[str, float]]:
+    """Per stage, the share of each of its tasks' `#iter_i` (and `#step_i`) the stage runs: 1 with
+    the `full` budget; 1 / (number of stages the task is in) with the `shared` one."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    appearances: dict[str, int] = {}
+    for stage in stages:
+        for name in stage:
+            appearances[name] = appearances.get(name, 0) + 1
+    return [{n: 1.0 if budget == "full" else 1.0 / appearances[n] for n in stage} for stage in stages]
+
+
+class CurriculumSchedule:
+    """Stages of task sets; stage s runs Algorithm 1 on its tasks for its own length.
+
+    `iterations` maps every task to its `#iter_i`; stage s gives task i `round(iter_i * share)`
+    of them (`stage_shares`: share 1 with budget `full`, 1 / stages-with-i with `shared`) and
+    runs the periodic schedule on those (`floor(sum / C)` cycles). The last stage repeats past
+    its end.
     """
 
     def __init__(self, stages: Sequence[Sequence[str]], iterations: dict[str, int], *, cycle: int,
-                 weights: dict[str, float] | None = None):
+                 weights: dict[str, float] | None = None, budget: str = "full"):
         if not stages:
             raise ValueError("a curriculum needs at least one stage")
-        self.stages = [PeriodicSchedule(stage, [iterations[n] for n in stage], cycle=cycle, weights=weights)
-                       for stage in stages]
+        self.shares = stage_shares(stages, budget)
+        self.stages: list[PeriodicSchedule] = []
+        for names, shares in zip(stages, self.shares):
+            counts = [max(1, round(iterations[n] * shares[n])) for n in names]
+            self.stages.append(PeriodicSchedule(names, counts, cycle=cycle, weights=weights))
         self.starts: list[int] = []
         start = 0
-        for stage in self.stages:
+        for periodic in self.stages:
             self.starts.append(start)
-            start += stage.length
+            start += periodic.length
         self.length = start
         self.position = 0
 
@@ -159,6 +192,18 @@ class CurriculumSchedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
+
+
+def update_counts(schedule: TaskSchedule, iterations: int) -> dict[str, int]:
+    """How many updates each task gets in the first `iterations` of a fresh copy of `schedule`
+    (what a run will do; the trainer prints it at the start)."""
+    probe = copy.deepcopy(schedule)
+    probe.load_state_dict({"position": 0})
+    counts: dict[str, int] = {}
+    for _ in range(iterations):
+        for name, _weight in probe.next():
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 class WeightedJointSchedule:
@@ -188,17 +233,25 @@ class StepDecay:
     """Learning-rate factor: `gamma ** ((iteration - start) // step)` within each segment.
 
     `segments` is a list of (start iteration, step size); each segment restarts the decay (a new
-    curriculum stage is a new Algorithm 1 run with its own `#step`). The factor depends only on
-    the iteration, so resuming needs no state beyond the iteration count.
+    curriculum stage is a new Algorithm 1 run with its own `#step`). `style="continuous"` gives
+    `gamma ** ((iteration - start) / step)` instead (TensorFlow's `exponential_decay` without
+    `staircase`). The factor depends only on the iteration, so resuming needs no state beyond the
+    iteration count.
     """
 
-    def __init__(self, segments: Sequence[tuple[int, int]], *, gamma: float = 0.5):
+    STYLES = ("staircase", "continuous")
+
+    def __init__(self, segments: Sequence[tuple[int, int]], *, gamma: float = 0.5,
+                 style: str = "staircase"):
         if not segments or segments[0][0] != 0:
             raise ValueError("the first segment must start at iteration 0")
         if any(step < 1 for _, step in segments):
             raise ValueError("step sizes must be >= 1")
+        if style not in self.STYLES:
+            raise ValueError(f"style must be one of {', '.join(self.STYLES)}, got {style!r}")
         self.segments = [(int(a), int(b)) for a, b in segments]
         self.gamma = gamma
+        self.style = style
 
     def factor(self, iteration: int) -> float:
         """Multiplier of the base learning rate for the update with 0-based index `iteration`."""
@@ -206,11 +259,15 @@ class StepDecay:
         for s, st in self.segments:
             if iteration >= s:
                 start, step = s, st
+        if self.style == "continuous":
+            return self.gamma ** ((iteration - start) / step)
         return self.gamma ** ((iteration - start) // step)
 
     def state_dict(self) -> dict:
-        return {"segments": [list(s) for s in self.segments], "gamma": self.gamma}
+        return {"segments": [list(s) for s in self.segments], "gamma": self.gamma, "style": self.style}
 
     def load_state_dict(self, state: dict) -> None:
-        if [tuple(s) for s in state["segments"]] != self.segments or state["gamma"] != self.gamma:
+        # checkpoints written before `style` existed used the staircase
+        if ([tuple(s) for s in state["segments"]] != self.segments or state["gamma"] != self.gamma
+                or state.get("style", "staircase") != self.style):
             raise ValueError("the learning-rate schedule differs from the checkpoint's")

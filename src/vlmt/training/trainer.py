@@ -4,6 +4,8 @@ Plain functions. `train(cfg, run_dir)` builds the parts from the config, runs th
 everything of the run in `run_dir`:
 
     config.yaml        the resolved config (what was actually run)
+    data.json          what the data section read, when it describes itself (`data.run_record()`):
+                       e.g. the images and questions an SVLR run holds out of train for model selection
     model/             config.json (the model's constructor arguments, the tasks) and what reads its
                        inputs (vocabulary, answers, labels, word vectors, region extractor): with a
                        checkpoint's weights, a model usable without its data (`vlmt.load`, `vlmt export`)
@@ -61,8 +63,10 @@ from vlmt.training.evaluate import autocast, evaluate_tasks
 from vlmt.training.optimizers import TaskAdam
 from vlmt.training.prefetch import Prefetcher, prefetched
 from vlmt.training.run_folder import RunLock, read_records
+from vlmt.training.schedules import CurriculumSchedule, StepDecay, TaskSchedule, update_counts
 
 log = logging.getLogger("vlmt.train")
+DATA_RECORD = "data.json"  # RUN/data.json: the data section's `run_record()`
 
 
 # --------------------------------------------------------------------------- logging and metrics
@@ -168,10 +172,10 @@ RESUMABLE_CHANGES = ("train.max_iters", "train.progress", "train.tensorboard", "
 
 
 def train_experiment(config: str | Path, run_dir: str | Path, *, overrides: list[str] | None = None,
-                     resume: bool = False) -> dict[str, Any]:
+                     resume: bool = False, show_plan: bool = False) -> dict[str, Any]:
     """`vlmt train`: train an experiment file (with `key=value` overrides) into `run_dir`. On
     `resume` the run's saved config must equal this one except for RESUMABLE_CHANGES, which are
-    saved anew."""
+    saved anew. `show_plan`: print the schedule plan on stderr even when the run is quiet."""
     cfg = load_experiment(config, overrides)
     if resume:
         saved_path = Path(run_dir) / "config.yaml"
@@ -184,11 +188,13 @@ def train_experiment(config: str | Path, run_dir: str | Path, *, overrides: list
                               f"({', '.join(fixed)}); only {', '.join(RESUMABLE_CHANGES)} may change on --resume")
         if changed:
             C.save_config(cfg, saved_path)
-    return train(cfg, run_dir, resume=resume)
+    return train(cfg, run_dir, resume=resume, show_plan=show_plan)
 
 
-def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
-    """Train `cfg` into `run_dir` (resuming from its last checkpoint when `resume`)."""
+def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
+          show_plan: bool = False) -> dict[str, Any]:
+    """Train `cfg` into `run_dir` (resuming from its last checkpoint when `resume`). The schedule
+    plan goes to `train.log` and, with `train.progress` or `show_plan`, to stderr."""
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -215,15 +221,43 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False)
             dist.barrier()  # every process has checked the run folder before the first one writes to it
         handlers = _setup_logging(run_dir, quiet=not cfg.train.progress) if rank == 0 else []
         try:
-            return _train(cfg, run_dir, resume_from, rank=rank, world=world, local_rank=local_rank)
+            return _train(cfg, run_dir, resume_from, rank=rank, world=world, local_rank=local_rank,
+                          show_plan=show_plan)
         finally:
             for h in handlers:
                 log.removeHandler(h)
                 h.close()
 
 
+def schedule_plan(cfg: C.ExperimentConfig, schedule: TaskSchedule, lr_schedule: StepDecay,
+                  tasks: dict[str, Any], max_iters: int) -> list[str]:
+    """What the run will do, in lines a person reads at its start: each task's updates and the
+    epochs of its training set they make, the curriculum's stages, and where the learning-rate
+    decay restarts."""
+    counts = update_counts(schedule, max_iters)
+    lines = []
+    for name, task in tasks.items():
+        n = counts.get(name, 0)
+        batch = cfg.tasks[name].batch_size
+        try:
+            examples = task.num_examples("train") if hasattr(task, "num_examples") else None
+        except NotImplementedError:  # a task that streams its own batches need not count them
+            examples = None
+        epochs = f" = {n * batch / examples:.1f} epochs of {examples:,} examples" if examples else ""
+        lines.append(f"  {name}: {n:,} updates at batch {batch}{epochs}" if n else
+                     f"  {name}: not trained (evaluated only)")
+    if isinstance(schedule, CurriculumSchedule):
+        stages = "; ".join(f"{'+'.join(s.names)} from {start:,}" for s, start in zip(schedule.stages, schedule.starts))
+        lines.append(f"  curriculum ({cfg.schedule.budget} budget): {stages}")
+    restarts = [start for start, _ in lr_schedule.segments]
+    lines.append(f"  learning rate x{cfg.optim.lr_decay} every {', '.join(f'{s:,}' for _, s in lr_schedule.segments)}"
+                 f" updates ({lr_schedule.style})"
+                 + (f", restarting at {', '.join(f'{r:,}' for r in restarts[1:])}" if len(restarts) > 1 else ""))
+    return ["schedule plan:"] + lines
+
+
 def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
-           rank: int, world: int, local_rank: int) -> dict[str, Any]:
+           rank: int, world: int, local_rank: int, show_plan: bool = False) -> dict[str, Any]:
     tr = cfg.train
     if tr.threads:
         torch.set_num_threads(tr.threads)
@@ -231,6 +265,12 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     seed_everything(tr.seed)
     parts = build_parts(cfg, device)
     model, tasks, modules = parts.model, parts.tasks, parts.objective
+    if tr.init_from and resume_from is None:
+        source = Path(tr.init_from)
+        if not (source / "config.yaml").is_file():
+            raise ConfigError(f"train.init_from: {source}: not a run folder (no config.yaml)")
+        loaded = ckpt.load_encoder_weights(ckpt.find_checkpoint(source, "last"), model, source="train.init_from")
+        log.info("initialised the model's %d tensors from %s (last checkpoint; task heads as built)", loaded, source)
     if world > 1:
         for name, tcfg in cfg.tasks.items():
             if tcfg.batch_size % world:
@@ -265,9 +305,17 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         _writing(run_dir / "config.yaml", lambda: C.save_config(cfg, run_dir / "config.yaml"))
         log.info("training %s on %s for %d iterations (%s schedule), run folder %s",
                  ", ".join(tasks), device, max_iters, cfg.schedule.kind, run_dir)
+        plan = schedule_plan(cfg, schedule, lr_schedule, tasks, max_iters)
+        for line in plan:
+            log.info("%s", line)
+        if show_plan and not tr.progress:  # a quiet run logs to train.log only; `vlmt train` shows it
+            print("\n".join(plan), file=sys.stderr)
     if main and not (run_dir / MODEL_FOLDER / "config.json").is_file():
         # what vlmt.load and vlmt export need besides weights
         _writing(run_dir / MODEL_FOLDER, lambda: save_model_folder(run_dir / MODEL_FOLDER, cfg, parts))
+    run_record = getattr(parts.data, "run_record", None)
+    if main and callable(run_record) and not (run_dir / DATA_RECORD).is_file():
+        _writing(run_dir / DATA_RECORD, lambda: write_json(run_dir / DATA_RECORD, run_record()))
     metrics = MetricsWriter(run_dir, resume_step=step if resume_from is not None else None,
                             tensorboard=tr.tensorboard) if main else None
     streams = {name: prefetched(iter(task.batches("train", start=consumed[name], rank=rank, world_size=world)),

@@ -11,12 +11,24 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from vlmt.models.layers.masking import at_least_fp32, lengths_to_mask
 
 
+def init_lstm_gates_(weight: Tensor) -> Tensor:
+    """Glorot-uniform init of a stacked (4h, in) LSTM weight, one gate block (i, f, g, o) at a time.
+
+    PyTorch stacks the four gates' matrices; Glorot on the stack would use fan_out = 4h and a
+    bound sqrt(6 / (in + 4h)) instead of each gate's sqrt(6 / (in + h)) (about 0.6x at d = 1024).
+    """
+    for gate in weight.detach().chunk(4, dim=0):  # views: (h, in) each
+        nn.init.xavier_uniform_(gate)
+    return weight
+
+
 class LanguageEncoder(nn.Module):
     """(B, N) token ids + (B,) lengths -> (B, N, d) word features; padded positions are zeros.
 
     `word_vectors` (V, E), e.g. 300-d GloVe, initialises the embedding and freezes it; without
-    them the embedding is learned (Glorot init). `freeze_word_vectors` keeps the frozen state
-    when a model is rebuilt from a checkpoint without the vectors at hand.
+    them the embedding is learned (Glorot init). `freeze_word_vectors` overrides that: False
+    fine-tunes given vectors; True keeps the frozen state when a model is rebuilt from a
+    checkpoint without the vectors at hand.
     """
 
     def __init__(
@@ -53,7 +65,7 @@ class LanguageEncoder(nn.Module):
         )
         for name, param in self.lstm.named_parameters():
             if name.startswith("weight"):
-                nn.init.xavier_uniform_(param)
+                init_lstm_gates_(param)
             else:
                 nn.init.zeros_(param)
         self.dropout = nn.Dropout(dropout)
