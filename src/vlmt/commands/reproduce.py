@@ -16,6 +16,7 @@ GRIDS = {
 
 EXAMPLES = """\
   vlmt reproduce hierarchical --size tiny --seeds 1 --out reports/h-tiny
+  vlmt reproduce hierarchical --rows procedures --out reports/h-curriculum   # the paper's curriculum
   vlmt reproduce svlr --seeds 3 --out reports/svlr      # Table 1 on the default world
   vlmt reproduce composed --seeds 3 --workers 2 --out reports/composed"""
 
