@@ -135,3 +135,15 @@ def test_predictions_in_official_formats_rescore_to_the_same_metrics(trained, tm
     assert cli.main(["evaluate", "grounding", "--predictions", str(out / "grounding_val_results.json"),
                      "--annotations", str(world / "flickr30k_entities"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["r1"] == pytest.approx(result["grounding"]["r1"], abs=0.01)
+
+
+def test_selecting_on_val_that_vqa_trains_on_is_refused(tmp_path, capsys):
+    train_val = ["--set", "data.vqa.train_splits=[train, val]", "--set", "train.max_iters=2",
+                 "--set", "train.eval_every=2", "--set", "train.checkpoint_every=2"]
+    assert cli.main(["train", CONFIG, "--out", str(tmp_path / "a"), *QUIET, *train_val]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "which vqa trains on" in err and "train.keep_best" in err
+    # the test-server setting: train on train + val, keep no best checkpoint
+    assert cli.main(["train", CONFIG, "--out", str(tmp_path / "b"), *QUIET, *train_val,
+                     "--set", "train.keep_best=false"]) == 0
+    assert ckpt.best_info(tmp_path / "b") is None

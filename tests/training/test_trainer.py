@@ -325,3 +325,11 @@ def test_init_from_another_architecture_or_no_run_is_a_config_error(config_file,
         err = capsys.readouterr().err
         assert code != 0 and re.search(message, err), err
         assert "Traceback" not in err
+
+
+def test_keep_best_false_keeps_no_best_checkpoint_and_evaluates_the_last(config_file, tmp_path, capsys):
+    run = tmp_path / "last"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "train.keep_best=false"]) == 0
+    assert ckpt.best_info(run) is None and not (run / "checkpoints" / "best.json").exists()
+    assert any(r["split"] == "val" for r in records(run))  # validation still runs and is logged
+    assert ckpt.find_checkpoint(run, "best") == ckpt.find_checkpoint(run, "last")

@@ -138,7 +138,9 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Loop settings. max_iters None: the schedule's own length. init_from: a run folder whose last
+    """Loop settings. max_iters None: the schedule's own length. best_metric (default: the first
+    task's primary metric) picks the best checkpoint; keep_best false keeps none, so every task
+    is evaluated at the last checkpoint (validation still runs and is logged). init_from: a run folder whose last
     checkpoint initialises the model's weights (not the task heads, not the optimizer) before the
     first update, e.g. SVLR pre-trained on Genome, then trained jointly."""
 
@@ -153,6 +155,7 @@ class TrainConfig:
     threads: int | None = None
     best_metric: str | None = None
     best_mode: Literal["min", "max"] | None = None
+    keep_best: bool = True
     init_from: str | None = None
     tensorboard: bool = True
     progress: bool = True

@@ -64,6 +64,10 @@ class VQATask(EncoderTask):
         return {"examples": s.examples, "tokens": tokens, "image_ids": image_ids, "targets": targets,
                 "annotated": s.annotated, "path": s.path}
 
+    def trains_on(self, split: str) -> bool:
+        """Whether `split` is among the splits this task trains on (data.vqa.train_splits)."""
+        return self.has_examples and split in self.data.cfg.vqa.train_splits
+
     def _part(self, split: str) -> dict[str, Any]:
         # training joins data.vqa.train_splits (_split raises for a task loaded without its data)
         return self._train if split == "train" and self.has_examples else self._split(split)

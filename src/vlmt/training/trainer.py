@@ -156,6 +156,11 @@ def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str
     if metric.partition("/")[0] not in tasks:
         raise ConfigError(f"train.best_metric: {metric!r} should be '<task>/<metric>' with a task of "
                           f"the tasks section ({', '.join(tasks)})")
+    trains_on = getattr(tasks[metric.partition("/")[0]], "trains_on", None)
+    if cfg.train.keep_best and callable(trains_on) and trains_on("val"):
+        raise ConfigError(f"train.best_metric: {metric!r} would select the checkpoint on val, which "
+                          f"{metric.partition('/')[0]} trains on (data.vqa.train_splits); set train.keep_best: "
+                          f"false to evaluate at the last checkpoint (the paper's test-server setting)")
     mode = cfg.train.best_mode
     if mode is None:
         name, _, key = metric.partition("/")
@@ -393,14 +398,15 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
             if step % tr.eval_every == 0 or step == max_iters:
                 last_val = evaluate_tasks(model, tasks, "val", device, tr.precision)
                 metrics.write({"step": step, "split": "val", **last_val})
-                value = last_val.get(best_metric)
-                if value is None:
-                    raise ConfigError(f"train.best_metric: {best_metric!r} is not among the validation "
-                                      f"metrics {sorted(last_val)}")
                 log.info("step %d: val %s", step, " ".join(f"{k}={v:.5g}" for k, v in last_val.items()))
-                if best_value is None or (value > best_value if best_mode == "max" else value < best_value):
-                    best_value = value
-                    best = {"metric": best_metric, "value": value}
+                if tr.keep_best:
+                    value = last_val.get(best_metric)
+                    if value is None:
+                        raise ConfigError(f"train.best_metric: {best_metric!r} is not among the validation "
+                                          f"metrics {sorted(last_val)}")
+                    if best_value is None or (value > best_value if best_mode == "max" else value < best_value):
+                        best_value = value
+                        best = {"metric": best_metric, "value": value}
             if best is not None or step % tr.checkpoint_every == 0 or step == max_iters:
                 save(step, best=best)
     finally:
