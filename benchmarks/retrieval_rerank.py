@@ -52,11 +52,11 @@ def _top1(scores, c: int) -> dict[str, np.ndarray]:
 
 
 def _paired(exhaustive: dict[str, np.ndarray], two_stage: dict[str, np.ndarray], similarity: np.ndarray,
-            k: int, c: int) -> dict:
+            k: int, c: int, k_t2i: int | None = None) -> dict:
     """What the net recall lost hides: queries right at R@1 exhaustively and wrong in two stages
     (lost) or the reverse (gained), and the percentage of queries whose true item the full model
     re-scored at all (a shortlist miss is the only way to lose a query)."""
-    mask = shortlist_mask(similarity, k)
+    mask = shortlist_mask(similarity, k, k_t2i)
     n_img = mask.shape[0]
     own = np.repeat(np.arange(n_img), c)  # caption j's image
     covered = {"i2t": mask.reshape(n_img, n_img, c)[np.arange(n_img), np.arange(n_img)].any(axis=1),
@@ -67,7 +67,7 @@ def _paired(exhaustive: dict[str, np.ndarray], two_stage: dict[str, np.ndarray],
             "true_item_rescored": {d: 100.0 * float(covered[d].mean()) for d in ("i2t", "t2i")}}
 
 
-def measure(run: Path, ks: list[int], split: str, *, threads: int) -> dict:
+def measure(run: Path, ks: list[tuple[int, int]], split: str, *, threads: int) -> dict:
     device = torch.device("cpu")
     _, parts = rebuild(run, "best", device=device)
     torch.set_num_threads(threads)  # rebuild applies the run's train.threads
@@ -89,14 +89,14 @@ def measure(run: Path, ks: list[int], split: str, *, threads: int) -> dict:
     out["shortlist_only"] = {**_flat(retrieval_metrics(similarity, c)), "pairs_scored": 0.0,
                              "seconds": time.perf_counter() - started}
     out["rerank"] = []
-    for k in ks:
+    for k, k_t2i in ks:
         started = time.perf_counter()
-        matrix, scored = task.reranked_matrix(model, split, k=k, device=device)
+        matrix, scored = task.reranked_matrix(model, split, k=k, k_t2i=k_t2i, device=device)
         m = _flat(retrieval_metrics(matrix, c))
         seconds = time.perf_counter() - started
-        out["rerank"].append({"k": k, **m, "pairs_scored": scored / matrix.size, "seconds": seconds,
-                              "recall_lost": {key: exhaustive[key] - m[key] for key in KEYS},
-                              **_paired(exhaustive_top, _top1(matrix, c), similarity, k, c)})
+        out["rerank"].append({"k": k if k == k_t2i else f"{k}/{k_t2i}", **m, "pairs_scored": scored / matrix.size,
+                              "seconds": seconds, "recall_lost": {key: exhaustive[key] - m[key] for key in KEYS},
+                              **_paired(exhaustive_top, _top1(matrix, c), similarity, k, c, k_t2i)})
     return out
 
 
@@ -116,7 +116,8 @@ def train_default(out: Path, *, attached: bool = False, seed: int = 0, test_imag
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="a run folder with a shortlist head")
-    parser.add_argument("--ks", default="1,2,5,10,20", help="shortlist sizes (comma-separated)")
+    parser.add_argument("--ks", default="1,2,5,10,20",
+                        help="shortlist sizes (comma-separated); K_I2T/K_T2I gives each direction its own, e.g. 50/20")
     parser.add_argument("--attached", action="store_true",
                         help="when training: let the shortlist loss train the shared encoder (shortlist_detach=false)")
     parser.add_argument("--seed", type=int, default=0, help="when training: train.seed")
@@ -130,7 +131,10 @@ def main() -> None:
     if args.test_images is not None and (args.run is not None or args.test_images < 1):
         parser.error("--test-images must be >= 1 and applies when training (a --run is measured on its own world)")
     torch.set_num_threads(args.threads)
-    ks = [int(k) for k in args.ks.split(",")]
+    try:
+        ks = [(int(a), int(b or a)) for a, _, b in (k.partition("/") for k in args.ks.split(","))]
+    except ValueError:
+        parser.error(f"--ks: comma-separated K or K_I2T/K_T2I, got {args.ks!r}")
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached,
                                                                   seed=args.seed, test_images=args.test_images)

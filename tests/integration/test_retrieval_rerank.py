@@ -56,6 +56,15 @@ def test_a_short_list_scores_fewer_pairs_and_its_predictions_hold_its_numbers(ru
     assert (m.i2t.r1, m.t2i.r5, m.rsum) == pytest.approx((got["i2t_r1"], got["t2i_r5"], got["rsum"]))
 
 
+def test_each_direction_gets_its_own_shortlist_size(run, capsys):
+    same = evaluate(run, capsys, "--rerank", "4")
+    split = evaluate(run, capsys, "--rerank", "4/1")
+    assert split["rerank_k"] == 4 and split["rerank_k_t2i"] == 1 and "rerank_k_t2i" not in same
+    assert 0 < split["pairs_scored"] < same["pairs_scored"]
+    assert cli.main(["evaluate", "run", str(run), "--rerank", "4/0"]) == 1
+    assert "--rerank must be >= 1, got 4/0" in capsys.readouterr().err
+
+
 def test_rerank_k_without_a_shortlist_head_is_a_config_error(tmp_path, capsys):
     code = cli.main(["train", CONFIG, "--out", str(tmp_path / "bad"), "--set", "tasks.retrieval.rerank_k=5"])
     assert code == 1

@@ -20,6 +20,17 @@ def test_mask_holds_each_row_s_and_each_column_s_top_k():
         shortlist_mask(sim, 0)
 
 
+def test_each_direction_can_have_its_own_k():
+    sim = np.array([[0.9, 0.1, 0.5, 0.2],
+                    [0.3, 0.8, 0.0, 0.4]])
+    # each image's 3 best captions, each caption's 1 best image
+    mask = shortlist_mask(sim, 3, 1)
+    assert mask.tolist() == [[True, False, True, True], [True, True, False, True]]
+    assert shortlist_mask(sim, 1, 1).tolist() == shortlist_mask(sim, 1).tolist()
+    with pytest.raises(ValueError, match="k must be"):
+        shortlist_mask(sim, 1, 0)
+
+
 def test_rescored_pairs_rank_first_by_model_score_then_the_rest_by_similarity():
     sim = np.array([[0.9, 0.1, 0.5, 0.2],
                     [0.3, 0.8, 0.0, 0.4]])

@@ -29,9 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", metavar="DIR", default=None,
                         help="also write each task's predictions in the official formats into DIR (VQA results "
                              "JSON for the evaluation server, ranked grounding boxes, the retrieval score matrix)")
-    parser.add_argument("--rerank", metavar="K", type=int, default=None,
+    parser.add_argument("--rerank", metavar="K[/K_T2I]", type=_rerank_k, default=None,
                         help="retrieval: re-score only each query's K best pairs by the shortlist head "
-                             "(needs a run trained with tasks.<retrieval>.shortlist_dim > 0); default: every pair")
+                             "(needs a run trained with tasks.<retrieval>.shortlist_dim > 0); K/K_T2I: K captions "
+                             "per image query, K_T2I images per caption query (e.g. 50/20); default: every pair")
+
+
+def _rerank_k(text: str) -> int | tuple[int, int]:
+    """`K` or `K_I2T/K_T2I` (argparse turns the ValueError into a usage error naming the option)."""
+    a, slash, b = text.partition("/")
+    return (int(a), int(b)) if slash else int(a)
 
 
 def run(args: argparse.Namespace) -> int:

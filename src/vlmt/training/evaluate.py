@@ -47,14 +47,16 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best", device: str | None = None,
-                 rerank: int | None = None, before: Callable[[Parts, torch.device], Any] | None = None
+                 rerank: int | tuple[int, int] | None = None, before: Callable[[Parts, torch.device], Any] | None = None
                  ) -> dict[str, dict[str, float]]:
     """{task name: {metric: value}} of a run's checkpoint (best, else last) on `split`. `rerank`
-    sets every retrieval task's `rerank_k` (two-stage scoring) for this evaluation; `before` is
+    sets every retrieval task's `rerank_k` (two-stage scoring; a pair: captions per image query,
+    images per caption query) for this evaluation; `before` is
     called with the rebuilt parts and their device first (e.g. to write predictions)."""
     cfg, parts = rebuild(run_dir, checkpoint, device=device)
     if rerank is not None:
-        set_rerank(parts.tasks, rerank)
+        k, k_t2i = rerank if isinstance(rerank, tuple) else (rerank, None)
+        set_rerank(parts.tasks, k, k_t2i)
     dev = next(parts.objective.parameters()).device
     with autocast(dev, cfg.train.precision):
         if before is not None:
@@ -63,10 +65,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
                 for name, task in parts.tasks.items()}
 
 
-def set_rerank(tasks: dict[str, Any], k: int) -> None:
+def set_rerank(tasks: dict[str, Any], k: int, k_t2i: int | None = None) -> None:
     """Evaluate every retrieval task of `tasks` two-stage, re-scoring each query's `k` best pairs."""
-    if k < 1:
-        raise ConfigError(f"--rerank must be >= 1, got {k}")
+    if k < 1 or (k_t2i is not None and k_t2i < 1):
+        raise ConfigError(f"--rerank must be >= 1, got {k}" + (f"/{k_t2i}" if k_t2i is not None else ""))
     retrieval = {name: task for name, task in tasks.items() if getattr(task, "kind", "") == "retrieval"}
     if not retrieval:
         raise ConfigError("--rerank: this run has no retrieval task")
@@ -74,4 +76,4 @@ def set_rerank(tasks: dict[str, Any], k: int) -> None:
         if task.shortlist is None:
             raise ConfigError(f"--rerank: tasks.{name} has no shortlist head; train with "
                               f"tasks.{name}.shortlist_dim > 0 (e.g. --set tasks.{name}.shortlist_dim=64)")
-        task.rerank_k = k
+        task.rerank_k, task.rerank_k_t2i = k, k_t2i
