@@ -250,7 +250,7 @@ def schedule_plan(cfg: C.ExperimentConfig, schedule: TaskSchedule, lr_schedule: 
             examples = None
         epochs = f" = {n * batch / examples:.1f} epochs of {examples:,} examples" if examples else ""
         lines.append(f"  {name}: {n:,} updates at batch {batch}{epochs}" if n else
-                     f"  {name}: not trained (evaluated only)")
+                     f"  {name}: no updates in these {max_iters:,} iterations")
     if isinstance(schedule, CurriculumSchedule):
         stages = "; ".join(f"{'+'.join(s.names)} from {start:,}" for s, start in zip(schedule.stages, schedule.starts))
         lines.append(f"  curriculum ({cfg.schedule.budget} budget): {stages}")
