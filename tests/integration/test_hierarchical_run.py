@@ -111,6 +111,7 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
     b = load_file(str(ckpt.checkpoint_dir(split, "last") / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
+        # bit for bit: a resumed run against the uninterrupted one, same machine (a promise)
         assert torch.equal(a[key], b[key]), key
 
 

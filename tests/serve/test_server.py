@@ -64,6 +64,7 @@ def test_eight_concurrent_clients_all_get_answers(server, picture):
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(ask, range(24)))
+    # exact: every request is a batch of one with the same shapes, so the same kernels, in one server process
     assert all(r == results[0] for r in results)  # the same answers, whatever ran beside them
     assert httpx.get(f"{server}/api/health").json()["waiting"] == 0
 

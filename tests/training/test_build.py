@@ -24,6 +24,7 @@ def test_initial_weights_are_the_same_whether_the_world_is_generated_or_cached(t
     a, b = fresh.state_dict(), cached.state_dict()
     assert a.keys() == b.keys()
     for key in a:
+        # bit for bit: a seeded build against itself in one process (vlmt promises this on one machine)
         assert torch.equal(a[key], b[key]), key
 
 

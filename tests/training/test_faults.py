@@ -47,6 +47,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 def same_run(a: Path, b: Path) -> None:
     wa, wb = weights(a), weights(b)
+    # bit for bit: a run resumed after a kill against the uninterrupted run, same machine (a promise)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert records(a) == records(b)
 

@@ -40,6 +40,7 @@ def test_shared_form_is_torch_adam():
         ref.zero_grad()
         losses(b, task, step).backward()
         ref.step()
+    # bit for bit: TaskAdam's shared form is torch's Adam itself (same kernels on the same machine)
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
 
 
@@ -52,6 +53,7 @@ def test_per_task_form_normalises_each_task_by_its_own_moments():
         refs[task].zero_grad()
         losses(b, task, step).backward()
         refs[task].step()
+    # bit for bit: TaskAdam's shared form is torch's Adam itself (same kernels on the same machine)
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
     # task b's first step moves every weight by about lr, although its gradients are tiny
     c = fresh()
@@ -92,4 +94,5 @@ def test_per_task_form_with_one_task_trained_is_the_shared_form():
             opt.zero_grad()
             losses(model, "a", step).backward()
             opt.step(["a"])
+    # bit for bit: TaskAdam's shared form is torch's Adam itself (same kernels on the same machine)
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)

@@ -66,4 +66,5 @@ def test_training_with_batches_built_ahead_ends_with_the_same_weights(tmp_path):
     b = load_file(str(ckpt.checkpoint_dir(tmp_path / "w2", "last") / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
+        # bit for bit: workers only build batches (the same values); every update runs in the main process
         assert torch.equal(a[key], b[key]), key

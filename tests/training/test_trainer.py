@@ -54,6 +54,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
+        # bit for bit: seeded runs and resumed runs against themselves on one machine (a promise)
         assert torch.equal(a[key], b[key]), key
 
 

@@ -243,7 +243,9 @@ def test_dataloader_workers_read_the_store(store, images, context):
     assert len(pids) == 2 and os.getpid() not in pids
     assert set(seen) == set(ids)
     for image_id, (_, feats) in images.items():
-        torch.testing.assert_close(seen[image_id], torch.from_numpy(feats).sum(0), rtol=0, atol=0)
+        # to rounding: a worker sums with one thread, this process with several, so the additions may be split
+        # differently (the bytes read are compared exactly in the tests above)
+        torch.testing.assert_close(seen[image_id], torch.from_numpy(feats).sum(0), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------- validate() and malformed stores
