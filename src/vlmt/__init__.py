@@ -19,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from vlmt.version import __version__
+
 __all__ = ["__version__", "evaluate", "export", "load", "train"]
 
 if TYPE_CHECKING:

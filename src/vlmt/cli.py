@@ -11,8 +11,8 @@ import importlib
 import sys
 from typing import Sequence
 
-from vlmt import __version__
 from vlmt.errors import VlmtError
+from vlmt.version import __version__
 
 # command words -> (module under vlmt.commands, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {

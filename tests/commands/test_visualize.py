@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from vlmt import cli
-from vlmt.reports.visualize import PhraseLexicon, evenly_spaced, phrase_lexicon
+from vlmt.data.text.phrases import PhraseLexicon, phrase_lexicon
+from vlmt.tasks.capabilities import evenly_spaced
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 

@@ -224,10 +224,11 @@ def test_load_and_evaluate_run_give_bit_identical_vqa_logits(tiny, source):
         for index in range(4):
             batch, info = task.example_batch("test", index)
             regions = batch["region_features"][0, batch["region_mask"][0]].numpy()
-            details = loaded.answer_details(question=info["question"], regions=regions, top_k=len(task.pool.answers))
+            details = loaded.details("answer", question=info["question"], regions=regions, top_k=len(task.pool.answers))
             assert details["words"] == info["words"] and details["unknown_words"] == []
             expected = torch.sigmoid(task.logits(parts.model, batch))[0]
             got = {a["answer"]: a["score"] for a in details["answers"]}
+            # bit for bit: one question, the same shapes and kernels through both paths (a promise)
             assert got == {a: float(expected[i]) for i, a in enumerate(task.pool.answers)}
 
 
@@ -268,11 +269,14 @@ def test_an_image_may_be_a_path_a_pil_image_or_an_array(tiny):
 
 
 def test_a_method_without_its_head_names_the_heads_the_model_has(tiny, svlr):
-    with pytest.raises(ConfigError, match=r"no svlr_recognition or composed_recognition head; its heads: "
-                                          r"retrieval \(retrieval\), vqa \(vqa\), grounding \(grounding\)"):
+    with pytest.raises(ConfigError, match=r"recognize: this model has no task that offers it; its heads: "
+                                          r"retrieval \(retrieval\), vqa \(vqa\), grounding \(grounding\); "
+                                          r"its methods: retrieve, rank, answer, ground"):
         vlmt.load(tiny["model"]).recognize(tiny["picture"])
-    with pytest.raises(ConfigError, match=r"answer: this model has no vqa head; its heads: recognition"):
+    with pytest.raises(ConfigError, match=r"answer: this model has no task that offers it; its heads: recognition"):
         vlmt.load(svlr["model"]).answer(svlr["picture"], "what color is it?")
+    with pytest.raises(AttributeError, match="no_such_call"):  # a name no task declares is no method at all
+        vlmt.load(svlr["model"]).no_such_call()
 
 
 def test_bad_inputs_get_clear_errors(tiny, tmp_path):

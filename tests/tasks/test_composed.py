@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,6 +97,7 @@ def test_an_exported_composed_model_answers_recognizes_and_chooses_like_the_run(
         for name in ("mc", "zero_shot"):
             task, twin = parts.tasks[name], loaded.tasks[name]
             batch = next(task.batches("test"))
+            # bit for bit: the same batch through the run's and the loaded model's modules (a promise)
             assert torch.equal(task.choice_scores(parts.model, batch.inputs), twin.choice_scores(loaded.model,
                                                                                                   batch.inputs))
         question = parts.data.svlr.vqa["test"][0]
@@ -115,3 +117,17 @@ def test_the_recognition_layer_is_searchable(tmp_path, capsys):
     table = json.loads(capsys.readouterr().out)
     assert table["grid"]["layer"] == [0, 2] and table["metric"] == "recognition/object_accuracy"
     assert len(table["rows"]) == 2
+
+
+def test_a_composed_model_without_a_multiple_choice_head_answers_zero_shot_and_says_so(run):
+    """composed_tiny as shipped has the zero-shot scorer and no multiple-choice head: `choose` answers by
+    Eq. 9, and asking for Eq. 7 names the scorer it has (the served page and API share this path)."""
+    model = vlmt.load(run)
+    question = "what color is the square?"
+    choices = ["red", "blue", "green"]
+    details = model.details("choose", question=question, choices=choices, regions=np.ones((3, model.feature_dim)))
+    assert details["variant"] == "zero_shot" and details["task"] == "zero_shot"
+    with pytest.raises(ConfigError, match=r"choose with zero_shot=False: no head of this model answers that; choose "
+                                          r"is answered by zero_shot \(zero_shot: zero_shot=True\)"):
+        model.choose(question=question, choices=choices, regions=np.ones((3, model.feature_dim)), zero_shot=False)
+

@@ -1,21 +1,28 @@
-"""A new task with a new head on the hierarchical encoder, written outside the package: nothing
-under vlmt.models changes. Here: predict a VQA question's answer type (yes/no, number, other)
-from a summary of the question's words at encoder layer 1, trained beside VQA by the trainer."""
+"""A new task with a new head on the hierarchical encoder, written outside the package: no file of
+vlmt changes. Here: predict a VQA question's answer type (yes/no, number, other) from a summary of
+the question's words at encoder layer 1, trained beside VQA by the trainer. The task declares what
+a trained model can do with it (`answer_type`) and draws its pictures, so the trained model answers
+it from `vlmt.load`, `vlmt serve` routes it and `vlmt visualize` draws it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+import pytest
 import torch
+from PIL import Image, ImageDraw
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+import vlmt
 from vlmt import config as C
+from vlmt.data.vl_datasets import question_tokens
 from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.models.layers.summary import SummaryAttention
 from vlmt.tasks.base import EvalMode
+from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text
 from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.training import build  # noqa: F401  (registers the shipped types tiny.yaml names)
@@ -45,9 +52,46 @@ class AnswerTypeTask(EncoderTask):
     def __init__(self, *, name: str, config: EncoderTaskConfig, data: Any, model: HierarchicalVL, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
         self.head = AnswerTypeHead(dim=model.config.dim, heads=model.config.heads)
-        self.store = data.store("vqa")
-        self.examples = {split: [(data.encode_words(data.question_tokens(e)), e.image_id, TYPES.index(e.answer_type))
-                                  for e in data.vqa_split(split).examples] for split in ("train", "val")}
+        if self.has_examples:  # built from its data (training); from a model folder it has its head only
+            self.store = data.store("vqa")
+            self.examples = {split: [(data.encode_words(data.question_tokens(e)), e.image_id,
+                                      TYPES.index(e.answer_type)) for e in data.vqa_split(split).examples]
+                             for split in ("train", "val")}
+
+    @capability("answer_type", summary="the answer type a question asks for", inputs=(IMAGE, text("question")),
+                returns="{type, scores}", example='model.answer_type("picture.png", "how many circles are there?")',
+                result=lambda full: full["type"], tab="Answer type")
+    @torch.no_grad()
+    def answer_type(self, runtime: Runtime, image: Any = None, question: str = "", *, regions: Any = None,
+                    boxes: Any = None) -> dict[str, Any]:
+        feats, _, _ = runtime.regions(image, regions=regions, boxes=boxes)
+        tokens, lengths, unknown = self.tokens(question_tokens(question), runtime.device, what="question")
+        features, mask = self.region_batch([feats], runtime.device)
+        with EvalMode(runtime.model, self):
+            encoded = self.encode(runtime.model, {"tokens": tokens, "lengths": lengths, "region_features": features,
+                                                  "region_mask": mask})
+            scores = torch.softmax(self.head(encoded.words, encoded.word_mask), dim=1)[0]
+        return {"type": TYPES[int(scores.argmax())], "scores": dict(zip(TYPES, scores.tolist())),
+                "unknown_words": unknown}
+
+    @torch.no_grad()
+    def pictures(self, model: HierarchicalVL, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
+                 ) -> list[Picture]:
+        """A card per question: its words and the predicted answer type."""
+        drawn = []
+        batch = next(self.batches("val"))
+        with EvalMode(model, self):
+            encoded = self.encode(model, batch)
+            types = self.head(encoded.words, encoded.word_mask).argmax(1).tolist()
+            for i in range(min(count, len(types))):
+                predicted = TYPES[types[i]]
+                words = " ".join(self.data.vocab.decode(batch["tokens"][i, :int(batch["lengths"][i])].tolist()))
+                card = Image.new("RGB", (360, 60), "white")
+                ImageDraw.Draw(card).text((8, 8), f"{words}\n-> {predicted}", fill="black")
+                path = out / f"answer_type_{i}.png"
+                card.save(path)
+                drawn.append(Picture(path, f"answer type of \"{words}\": {predicted}"))
+        return drawn
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, Tensor]]:
         rows = self.examples[split]
@@ -105,3 +149,51 @@ def test_a_task_defined_outside_the_package_trains_its_own_head_on_the_encoder(t
     majority = 100.0 * max(types.count(t) for t in TYPES) / len(types)
     accuracy = summary["val"]["answer_type/accuracy"]
     assert accuracy > max(90.0, majority + 20.0), (accuracy, majority)
+
+
+def test_the_task_is_usable_from_load_serve_and_visualize_without_touching_vlmt(tmp_path):
+    """The acceptance of a task written outside the package: trained on the encoder, then answered by
+    `vlmt.load`, routed by `vlmt serve` (POST /api/answer_type) and drawn by `vlmt visualize`."""
+    torch.set_num_threads(1)
+    raw = C.read_yaml(CONFIG)
+    raw["tasks"] = {"vqa": raw["tasks"]["vqa"],
+                    "answer_type": {"type": "answer_type_test", "batch_size": 32, "iterations": 60, "step": 60}}
+    raw["schedule"] = {"kind": "periodic", "cycle": 20}
+    raw["train"].update(max_iters=60, eval_every=60, checkpoint_every=60, progress=False)
+    cfg = C.from_dict(raw, source="tiny.yaml with an answer-type task")
+    run = tmp_path / "run"
+    train(cfg, run)
+    model = vlmt.load(run)
+    assert "answer_type" in model.methods and model.capability("answer_type").tab == "Answer type"
+    regions = torch.rand(4, model.feature_dim).numpy()
+    kind = model.answer_type(question="how many circles are there?", regions=regions)
+    assert kind in TYPES
+    assert model.details("answer_type", question="is the square red?", regions=regions)["task"] == "answer_type"
+
+    pytest.importorskip("fastapi", reason="the serving extra (pip install 'vlmt[serve]') is not installed")
+    from starlette.testclient import TestClient
+
+    from vlmt.serve.app import create_app
+    from vlmt.serve.inputs import Limits
+    from vlmt.serve.models import load_models
+
+    served = load_models([run], log=lambda _: None)
+    client = TestClient(create_app(served, limits=Limits(), workers=1, page=False))
+    assert "answer_type" in client.get("/api/health").json()["models"]["run"]["methods"]
+    answered = client.post("/api/answer_type", data={"question": "how many circles are there?", "gallery": "0"})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["type"] in TYPES and set(answered.json()["scores"]) == set(TYPES)
+    missing = client.post("/api/answer_type", data={"gallery": "0"})
+    assert missing.status_code == 400 and "question" in missing.json()["error"]
+    assert "/api/answer_type" in client.get("/api/openapi.json").json()["paths"]
+    page = TestClient(create_app(served, limits=Limits(), workers=1, page=True)).get("/config").json()
+    tabs = {c["props"].get("label"): c["props"].get("visible") for c in page["components"] if c["type"] == "tabitem"}
+    assert tabs["Answer type"] is not False and tabs["Recognize (SVLR)"] is False  # the tabs its tasks ask for
+
+    from vlmt.reports.visualize import visualize_run
+
+    pictures = visualize_run(run, tmp_path / "pictures", split="val", count=2)
+    drawn = [p for p in pictures if p.path.name.startswith("answer_type_")]
+    assert len(drawn) == 2 and all(p.path.is_file() and "answer type of" in p.caption for p in drawn)
+    assert (tmp_path / "pictures" / "index.html").read_text().count("answer_type_") == 2
+

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = answer(args.run_dir, args.image, args.question, top=args.top, checkpoint=args.checkpoint)
     if args.attention is not None:
-        from vlmt.reports.pictures import attention_figure
+        from vlmt.pictures import attention_figure
 
         caption = "A: " + ", ".join(f"{a['answer']} {a['score']:.2f}" for a in result["answers"][:3])
         attention_figure(args.attention, image=result["pixels"], boxes=result["boxes"],

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.io import write_json
 
@@ -144,13 +145,6 @@ REPORT_SHAPE: dict[str, Any] = {
 }
 
 
-def configs_dir() -> Path:
-    """The shipped experiment configs the demo runs (vlmt/configs, `configs/` in a checkout)."""
-    from vlmt.config import configs_dir as shipped
-
-    return shipped()
-
-
 # --------------------------------------------------------------------------- progress
 
 
@@ -210,12 +204,12 @@ def _fill(shape: Any) -> Any:
     return {k: _fill(v) for k, v in shape.items()} if isinstance(shape, dict) else shape
 
 
-def evaluate_run(run_dir: Path, split: str = "test", *, checkpoint: str = "best") -> dict[str, float]:
-    """{"<task>/<metric>": value} of a run's checkpoint on `split` (as `vlmt evaluate run`)."""
-    from vlmt.training.evaluate import evaluate_run as evaluate
+def flat_metrics(run_dir: Path, split: str = "test", *, checkpoint: str = "best") -> dict[str, float]:
+    """{"<task>/<metric>": value} of a run's checkpoint on `split` (`vlmt evaluate run`, flattened)."""
+    from vlmt.training.evaluate import evaluate_run
 
-    return {f"{task}/{key}": value for task, metrics in evaluate(run_dir, split=split, checkpoint=checkpoint).items()
-            for key, value in metrics.items()}
+    scores = evaluate_run(run_dir, split=split, checkpoint=checkpoint)
+    return {f"{task}/{key}": value for task, metrics in scores.items() for key, value in metrics.items()}
 
 
 def part_metrics(part: Part, metrics: dict[str, float], size: str) -> dict[str, float]:
@@ -267,7 +261,7 @@ def run_part(job: PartJob) -> dict[str, Any]:
             shutil.rmtree(run_dir)  # the demo always trains afresh
         train(load_experiment(job.config, list(job.overrides)), run_dir)
         gc.collect()
-        test = evaluate_run(run_dir, "test", checkpoint=job.checkpoint)
+        test = flat_metrics(run_dir, "test", checkpoint=job.checkpoint)
         figures = [(str(training_curves(run_dir, pics / f"{job.name}_curves.png", title=job.title)),
                     f"{job.title}: training loss per task and validation metrics")]
         if job.pictures > 0:
@@ -384,7 +378,7 @@ def run_demo(out: str | Path, *, size: str = "default", seed: int = 0, threads: 
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    folder = configs_dir()
+    folder = C.configs_dir()
     available = [p for p in PARTS if (folder / p.configs[size]).is_file()]
     missing = [p for p in PARTS if p not in available]
     workers = min(workers, max(len(available), 1))

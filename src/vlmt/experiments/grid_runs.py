@@ -73,11 +73,6 @@ def subset_tasks(raw: dict, keep: Sequence[str], *, source: str) -> dict:
     return raw
 
 
-def bundled_config(name: str) -> Path:
-    """Path of a config shipped with vlmt (`configs/<name>`)."""
-    return C.bundled_config(name)
-
-
 def config_changes(run_dir: Path, cfg: C.ExperimentConfig) -> list[str] | None:
     """Dotted keys in which the run folder's saved config differs from `cfg` (ignoring keys that do
     not affect results); None when the folder has no saved config."""

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 from vlmt import config as C
 from vlmt.errors import ConfigError
 from vlmt.experiments import grid_runs as G
-from vlmt.io import atomic_path, atomic_write, write_json
+from vlmt.io import atomic_write, write_json
+from vlmt.pictures import new_figure, save_figure
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import load_experiment, rebuild
 from vlmt.training.evaluate import evaluate_tasks
@@ -141,7 +142,7 @@ def evaluate_on_test(run_dir: Path, cfg: C.ExperimentConfig) -> dict[str, Any]:
 def bundled_config(size: str) -> Path:
     if size not in CONFIGS:
         raise ConfigError(f"--size: expected one of {', '.join(CONFIGS)}, got {size!r}")
-    return G.bundled_config(CONFIGS[size])
+    return C.bundled_config(CONFIGS[size])
 
 
 def run_grid(out: str | Path, *, seeds: int, size: str, progress: Callable[[str], None] | None = None,
@@ -429,12 +430,7 @@ def _procedure_markdown(report: dict[str, Any]) -> list[str]:
 
 def _chart(path: Path, report: dict[str, Any]) -> None:
     """Grouped bars: one panel per headline metric, one bar per combination that trains its task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(HEADLINE), figsize=(3.2 * len(HEADLINE), 3.4), squeeze=False)
+    fig, axes = new_figure(1, len(HEADLINE), figsize=(3.2 * len(HEADLINE), 3.4), squeeze=False)
     for ax, (key, title) in zip(axes[0], HEADLINE):
         task = key.split("/")[0]
         rows = [r for r in report["rows"] if task in r["tasks"] and r["metrics"].get(key, {}).get("mean") is not None]
@@ -453,6 +449,4 @@ def _chart(path: Path, report: dict[str, Any]) -> None:
     fig.suptitle(f"Table 1 on the {report['size']} world (test, mean ± std over {seeds}); blue: single task",
                  fontsize=9)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.27, top=0.84, wspace=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

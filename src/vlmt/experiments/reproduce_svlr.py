@@ -38,12 +38,8 @@ from vlmt.io import atomic_write, write_json
 from vlmt.metrics.attention_agreement import GRID, agreement_by_threshold
 from vlmt.metrics.recognition import frequency_grid
 from vlmt.metrics.vqa import metric_key
-from vlmt.reports.svlr_figures import (
-    draw_attention_agreement,
-    draw_interpretable_inference,
-    draw_transfer_heatmap,
-    pick_examples,
-)
+from vlmt.reports.svlr_figures import draw_attention_agreement, draw_transfer_heatmap
+from vlmt.tasks.svlr_pictures import draw_interpretable_inference, pick_examples
 from vlmt.training.build import Parts, rebuild, run_config
 from vlmt.training.evaluate import evaluate_tasks
 from vlmt.training.trainer import train

@@ -26,10 +26,11 @@ from typing import Any
 
 from vlmt.errors import ConfigError
 from vlmt.io import write_json
+from vlmt.tasks.capabilities import iter_capabilities
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.build import MODEL_FOLDER, read_model_description
+from vlmt.training.build import MODEL_FOLDER, build_from_model_folder, read_model_description
 
-WEIGHTS = "model.safetensors"
+WEIGHTS = ckpt.WEIGHTS  # a model folder's weights: the same file name as a checkpoint's
 
 
 def check_export(run_dir: Path, out: Path, checkpoint: str) -> Path:
@@ -67,7 +68,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
         if metrics_note:
             info["metrics_note"] = metrics_note
         write_json(tmp / "config.json", info)
-        (tmp / "README.md").write_text(model_card(info, run_dir), encoding="utf-8")
+        _, parts = build_from_model_folder(source, device="cpu")
+        (tmp / "README.md").write_text(model_card(info, run_dir, parts.tasks), encoding="utf-8")
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -75,25 +77,25 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     return out
 
 
-def model_card(info: dict[str, Any], run_dir: Path) -> str:
-    """README.md of an exported model."""
+def model_card(info: dict[str, Any], run_dir: Path, tasks: dict[str, Any]) -> str:
+    """README.md of an exported model; its calls are the capabilities its `tasks` declare."""
     exp = info["experiment"]
-    tasks = ", ".join(f"`{name}` ({kind})" for name, kind in info["tasks"].items())
+    task_list = ", ".join(f"`{name}` ({kind})" for name, kind in info["tasks"].items())
     data = exp.get("data", {})
     lines = [f"# {info['model_type']} model ({run_dir.name}, step {info['checkpoint']['step']})", "",
-             f"A `{info['model_type']}` model trained by vlmt {info['vlmt_version']} with the tasks {tasks}, on the "
-             f"data section `{info['data_type']}` with root `{data.get('root', '-')}`.", "",
+             f"A `{info['model_type']}` model trained by vlmt {info['vlmt_version']} with the tasks {task_list}, "
+             f"on the data section `{info['data_type']}` with root `{data.get('root', '-')}`.", "",
              "## Use", "", "```python", "import vlmt", "", "model = vlmt.load(\"path/to/this/folder\")",
              f"print(model.heads)   # {info['tasks']}"]
-    examples = {"vqa": 'model.answer("picture.png", "what color is the square?", top_k=5)',
-                "grounding": 'model.ground("picture.png", "a red square next to a blue circle")',
-                "retrieval": 'model.retrieve(["a.png", "b.png"], ["a red square", "two blue circles"])',
-                "svlr_recognition": 'model.recognize("picture.png")',
-                "svlr_vqa_mc": 'model.choose("picture.png", "what color is the square?", ["red", "blue", "green"])',
-                "svlr_zero_shot": 'model.choose("picture.png", "what color is the square?", ["red", "blue"], '
-                                  'zero_shot=True)'}
-    lines += [examples[k] for k in dict.fromkeys(info["tasks"].values()) if k in examples]
+    declared = list(iter_capabilities(tasks))
+    lines += list(dict.fromkeys(cap.example for _, cap in declared if cap.example))
     lines += ["```", "", "Loading needs nothing but this folder (no dataset, cache or network).", ""]
+    if declared:
+        lines += ["| call | task | what it does | returns |", "|---|---|---|---|"]
+        for name, cap in declared:
+            args = ", ".join(i.name for i in cap.inputs)
+            lines.append(f"| `{cap.method}({args})` | `{name}` | {cap.summary} | {cap.returns} |")
+        lines.append("")
     if info.get("metrics"):
         split = info.get("metrics_split") or "test"
         lines += [f"## Metrics ({split} split)", "", "| task | metric | value |", "|---|---|---:|"]

@@ -27,7 +27,7 @@ def answer(path: str | Path, image: str | Path, question: str, *, top: int = 5,
     pixels = load_image(image)  # before the (slower) load: a wrong path fails at once
     if not question.strip():
         raise ConfigError(f"--question: {question!r} has no word")
-    details = load(path, checkpoint=checkpoint).answer_details(pixels, question, top_k=top)
+    details = load(path, checkpoint=checkpoint).details("answer", pixels, question, top_k=top)
     words = details["words"]
     return {
         "image": str(image), "question": question, "words": words, "unknown_words": details["unknown_words"],

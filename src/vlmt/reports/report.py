@@ -216,7 +216,7 @@ def training_curves(run_dir: str | Path, out_png: str | Path, *, title: str = ""
     and the headline validation metrics (percentages) against the step."""
     from matplotlib import colormaps
 
-    from vlmt.reports.pictures import new_figure, save_figure
+    from vlmt.pictures import new_figure, save_figure
 
     panels = curve_panels(read_metrics(run_dir))
     fig, (left, right) = new_figure(1, 2, figsize=(10.0, 3.6), layout="constrained")

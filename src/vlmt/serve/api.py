@@ -25,6 +25,7 @@ from vlmt.errors import VlmtError
 from vlmt.serve import service
 from vlmt.serve.inputs import InputError, Limits, check_choices, check_text, check_top_k, decode_image
 from vlmt.serve.models import Picture, ServedModel
+from vlmt.tasks.capabilities import Input
 
 FORM_FIELDS = {"answer": ("image", "gallery", "question", "top_k", "model"),
                "ground": ("image", "gallery", "sentence", "model"),
@@ -120,13 +121,14 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                            "max_text_chars": limits.max_text_chars},
                 "workers": workers, "waiting": pool.waiting}
 
-    async def read_form(request: Request, method: str) -> dict[str, Any]:
+    async def read_form(request: Request, method: str, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+        fields = fields or FORM_FIELDS[method]
         kind = request.headers.get("content-type", "")
         if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-            raise InputError(f"send a multipart form (fields: {', '.join(FORM_FIELDS[method])}), "
+            raise InputError(f"send a multipart form (fields: {', '.join(fields)}), "
                              f"not {kind or 'no content type'}", status=415)
         try:
-            form = await request.form(max_files=2, max_fields=len(FORM_FIELDS[method]) + 60,
+            form = await request.form(max_files=2, max_fields=len(fields) + 60,
                                       max_part_size=limits.max_text_chars * 8 + 1024)
         except InputError:
             raise
@@ -140,13 +142,15 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                 out[key] = await value.read(limits.max_upload_bytes + 1)
             elif key == "choices":
                 out.setdefault(key, []).append(str(value))
+            elif key in out and key not in ("image", "gallery", "model"):  # a repeated field: a list of texts
+                out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), str(value)]
             elif isinstance(value, UploadFile):
                 raise InputError(f"{key}: expected a text field, got a file")
             else:
                 out[key] = str(value)
-        unknown = sorted(set(out) - set(FORM_FIELDS[method]))
+        unknown = sorted(set(out) - set(fields))
         if unknown:
-            raise InputError(f"unknown field(s) {', '.join(unknown)}; {method} takes {', '.join(FORM_FIELDS[method])}")
+            raise InputError(f"unknown field(s) {', '.join(unknown)}; {method} takes {', '.join(fields)}")
         return out
 
     def picture(form: dict[str, Any], sm: ServedModel) -> Picture:
@@ -158,10 +162,12 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
                              f"{sm.name!r}, got {form['gallery'][:20]!r}") from None
 
-    def flag(value: str | None) -> bool:
-        text = (value or "false").strip().lower()
+    def flag(value: str | None, field: str = "zero_shot") -> bool | None:
+        if value is None or not value.strip():
+            return None  # the model's default scorer
+        text = value.strip().lower()
         if text not in ("true", "false", "1", "0", "yes", "no"):
-            raise InputError(f"zero_shot: expected true or false, got {text[:20]!r}")
+            raise InputError(f"{field}: expected true or false, got {text[:20]!r}")
         return text in ("true", "1", "yes")
 
     @app.post("/api/answer")
@@ -209,13 +215,54 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
 
     @app.post("/api/choose")
     async def choose(request: Request) -> Any:
-        """The choices ranked: SVLR's multiple-choice head, or zero-shot (`zero_shot=true`)."""
+        """The choices ranked: the multiple-choice head (`zero_shot=false`), the zero-shot score
+        (`zero_shot=true`), or, without the field, the model's default (its multiple-choice head when it
+        has one); the answer's `scorer` says which."""
         form = await read_form(request, "choose")
         sm = service.pick_model(served, form.get("model"), "choose")
         question = check_text(form.get("question"), limits, field="question")
         choices = check_choices(form.get("choices"), limits)
         zero_shot = flag(form.get("zero_shot"))
         return await pool.run(service.choose, sm, picture(form, sm), question, choices, zero_shot)
+
+    def capability_route(method: str, inputs: tuple[Input, ...]) -> Callable[[Request], Any]:
+        fields = tuple(i.name for i in inputs if i.kind not in ("image", "images")) + ("image", "gallery", "model")
+
+        async def route(request: Request) -> Any:
+            form = await read_form(request, method, fields)
+            sm = service.pick_model(served, form.get("model"), method)
+            values: dict[str, Any] = {}
+            for item in inputs:
+                raw = form.get(item.name)
+                if item.kind in ("image", "images"):
+                    continue
+                if raw is None:
+                    if item.required:
+                        raise InputError(f"missing field {item.name!r}: {item.help}")
+                    continue
+                if item.kind == "text":
+                    values[item.name] = check_text(raw, limits, field=item.name)
+                elif item.kind == "texts":
+                    values[item.name] = [check_text(t, limits, field=item.name) for t in
+                                         (raw if isinstance(raw, list) else str(raw).splitlines()) if t.strip()]
+                elif item.kind == "int":
+                    values[item.name] = check_top_k(raw, Limits(max_top_k=10_000), default=item.default)
+                elif item.kind == "bool":
+                    values[item.name] = flag(raw, field=item.name)
+            wants_picture = any(i.kind == "image" for i in inputs)
+            chosen = picture(form, sm) if wants_picture else None
+            return await pool.run(service.call, sm, method, chosen, values)
+
+        route.__doc__ = "; ".join(o.capability.summary for m in served.values() for o in m.model.offers(method))
+        return route
+
+    # every other capability a served model's tasks declare (a plugin's task, say): one route each
+    offered = dict.fromkeys(m for sm in served.values() for m in sm.methods)
+    declared = {method: next(m for m in served.values() if method in m.methods).model.inputs(method)
+                for method in offered if method not in FORM_FIELDS}
+    for method, inputs in declared.items():
+        app.add_api_route(f"/api/{method}", capability_route(method, inputs), methods=["POST"],
+                          summary=f"{method} (declared by a task)")
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)

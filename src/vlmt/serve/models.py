@@ -13,7 +13,7 @@ import numpy as np
 
 from vlmt.data.features.proposals import load_image
 from vlmt.errors import ConfigError, VlmtError
-from vlmt.inference.model import METHODS, TrainedModel, load
+from vlmt.inference.model import TrainedModel, load
 from vlmt.serve.gallery import Gallery, find_gallery
 
 
@@ -41,9 +41,10 @@ class ServedModel:
 
     @property
     def methods(self) -> list[str]:
-        """The API methods its heads support (answer, ground, retrieve, recognize, choose)."""
-        kinds = set(self.model.heads.values())
-        return [m for m, wanted in METHODS.items() if kinds & set(wanted)]
+        """The API's methods for it: the calls its tasks offer (answer, ground, retrieve, recognize, choose,
+        and any a plugin's task declares), in the order of its tasks; the API's `retrieve` ranks the
+        gallery with the Python call `rank`, which has no route of its own."""
+        return [m for m in self.model.methods if m != "rank"]
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.model.info["model_type"], "heads": self.model.heads, "methods": self.methods,
@@ -79,7 +80,7 @@ def gallery_regions(model: TrainedModel, gallery: Gallery, data: dict[str, Any])
         if store is not None:
             try:
                 record = store.read(im.image_id)
-                if record.features.ndim == 2 and record.features.shape[1] == model._feature_dim():
+                if record.features.ndim == 2 and record.features.shape[1] == model.feature_dim:
                     stored = (np.asarray(record.features, np.float32), np.asarray(record.boxes, np.float32))
             except (VlmtError, KeyError, OSError):
                 stored = None

@@ -18,8 +18,35 @@ test pictures**, and ask. The same models answer JSON requests at `/api/...` (`G
 lists them; `/api/docs` describes every call)."""
 
 
+# the methods with a tab of their own below; every other capability a task declares gets a plain tab of its inputs
+DRAWN = ("answer", "ground", "rank", "recognize", "choose")
+
+
 def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2) -> gr.Blocks:
     names = list(served)
+    # method -> its declaration (by the first served model offering it): the tabs the served tasks ask for
+    declared = {m: sm.model.capability(m) for sm in served.values() for m in reversed(sm.model.methods)}
+
+    def tab(method: str, default: str) -> gr.Tab:
+        cap = declared.get(method)
+        return gr.Tab(cap.tab or default if cap else default, visible=cap is not None)
+
+    def on_capability(method: str, name: str, pixels: Any, picked: tuple[str, int] | None, *values: Any):
+        sm = service.pick_model(served, name, method)
+        inputs = [i for i in sm.model.inputs(method) if i.kind not in ("image", "images")]
+        given: dict[str, Any] = {}
+        for item, value in zip(inputs, values):
+            if item.kind == "text":
+                given[item.name] = check_text(value, limits, field=item.name)
+            elif item.kind == "texts":
+                given[item.name] = [check_text(t, limits, field=item.name) for t in str(value or "").splitlines()
+                                    if t.strip()]
+            elif item.kind == "int":
+                given[item.name] = int(value)
+            elif item.kind == "bool":
+                given[item.name] = bool(value) or None
+        wants_picture = any(i.kind == "image" for i in sm.model.inputs(method))
+        return service.call(sm, method, picture_of(name, pixels, picked) if wants_picture else None, given)
 
     def guarded(fn, outputs: int):
         """A handler whose bad input becomes the page's message (the API's words), its outputs cleared;
@@ -108,7 +135,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
     def on_choose(name, pixels, picked, question, choices, zero_shot):
         sm = service.pick_model(served, name, "choose")
         result = service.choose(sm, picture_of(name, pixels, picked), check_text(question, limits, field="question"),
-                                check_choices(choices, limits), bool(zero_shot))
+                                check_choices(choices, limits), True if zero_shot else None)
         scores = np.array([a["score"] for a in result["answers"]])
         shares = np.exp(scores - scores.max())
         shares /= shares.sum()
@@ -129,7 +156,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                 gallery = gr.Gallery(gallery_items(names[0]), label="test pictures (click one)", columns=6,
                                      height=260, allow_preview=False, elem_id="gallery")
             with gr.Column(scale=1):
-                with gr.Tab("Ask (VQA)"):
+                with tab("answer", "Ask (VQA)"):
                     question = gr.Textbox(label="question", placeholder="what color is the square?",
                                           elem_id="question")
                     top_k = gr.Slider(1, 20, value=5, step=1, label="answers to show")
@@ -139,28 +166,46 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                                          elem_id="attention", height=300)
                     words = gr.HighlightedText(label="word attention (relative to the most attended word)",
                                                elem_id="words")
-                with gr.Tab("Ground"):
+                with tab("ground", "Ground"):
                     sentence = gr.Textbox(label="sentence", placeholder="the red square left of the blue circle")
                     ground = gr.Button("Ground", variant="primary", elem_id="ground")
                     grounded = gr.AnnotatedImage(label="a box per phrase", elem_id="grounded", height=360)
                     phrase_rows = gr.Dataframe(headers=["phrase", "box", "score"], interactive=False)
-                with gr.Tab("Retrieve"):
+                with tab("rank", "Retrieve"):
                     find_captions = gr.Button("Captions for this picture", elem_id="captions-for-picture")
                     caption_rows = gr.Dataframe(headers=["caption", "image", "score", "stage"], interactive=False)
                     caption = gr.Textbox(label="caption", placeholder="a red square above a circle")
                     find_images = gr.Button("Pictures for this caption", elem_id="pictures-for-caption")
                     found_images = gr.Gallery(label="best pictures", columns=4, allow_preview=False)
-                with gr.Tab("Recognize (SVLR)"):
+                with tab("recognize", "Recognize (SVLR)"):
                     recognize = gr.Button("Recognize", variant="primary", elem_id="recognize")
                     recognized = gr.AnnotatedImage(label="attribute + object of each distinct region", height=360)
                     region_rows = gr.Dataframe(headers=["box", "objects", "attributes"], interactive=False)
-                with gr.Tab("Multiple choice (SVLR)"):
+                with tab("choose", "Multiple choice (SVLR)"):
                     mc_question = gr.Textbox(label="question", placeholder="what color is the square?")
                     mc_choices = gr.Textbox(label="choices (one per line or comma-separated)",
                                             placeholder="red, blue, green")
                     zero_shot = gr.Checkbox(label="zero-shot (Eq. 9: region-word scores only)")
                     choose = gr.Button("Choose", variant="primary", elem_id="choose")
                     chosen = gr.Label(label="choices ranked")
+                generic = []  # (method, its input fields, its button, its answer) of every other capability
+                for method, cap in declared.items():
+                    if method in DRAWN:
+                        continue
+                    with gr.Tab(cap.tab or method):
+                        gr.Markdown(f"{cap.summary}; returns {cap.returns}")
+                        fields: list[Any] = []
+                        for item in cap.inputs:
+                            if item.kind == "text":
+                                fields.append(gr.Textbox(label=item.name, info=item.help))
+                            elif item.kind == "texts":
+                                fields.append(gr.Textbox(label=f"{item.name} (one per line)", info=item.help, lines=3))
+                            elif item.kind == "int":
+                                fields.append(gr.Number(value=item.default, precision=0, label=item.name))
+                            elif item.kind == "bool":
+                                fields.append(gr.Checkbox(label=item.name, info=item.help))
+                        generic.append((method, fields, gr.Button(method, variant="primary", elem_id=method),
+                                        gr.JSON(label="answer", elem_id=f"{method}-answer")))
         model.change(on_model, inputs=model, outputs=[heads, gallery])
         gallery.select(on_gallery, inputs=model, outputs=[image, picked])
         image.upload(lambda: None, outputs=picked)
@@ -176,5 +221,8 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         wire(find_images.click, on_images, [model, caption, top_k], [found_images])
         wire(recognize.click, on_recognize, [model, image, picked, top_k], [recognized, region_rows])
         wire(choose.click, on_choose, [model, image, picked, mc_question, mc_choices, zero_shot], [chosen])
+        for method, fields, button, answer in generic:
+            wire(button.click, lambda *args, m=method: on_capability(m, *args), [model, image, picked, *fields],
+                 [answer])
     page.queue(default_concurrency_limit=workers, max_size=64)
     return page

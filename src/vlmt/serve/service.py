@@ -14,6 +14,7 @@ import numpy as np
 from vlmt.errors import ConfigError
 from vlmt.serve.inputs import InputError
 from vlmt.serve.models import Picture, ServedModel
+from vlmt.tasks.capabilities import jsonable
 
 
 def pick_model(served: dict[str, ServedModel], name: str | None, method: str) -> ServedModel:
@@ -43,7 +44,7 @@ def _round(values: Any, digits: int = 4) -> list[float]:
 
 
 def answer(sm: ServedModel, picture: Picture, question: str, top_k: int) -> dict[str, Any]:
-    details = sm.model.answer_details(question=question, top_k=top_k, **picture.inputs())
+    details = sm.model.details("answer", question=question, top_k=top_k, **picture.inputs())
     words = details["words"]
     return {"model": sm.name, "question": question, "regions_from": regions_from(picture),
             "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
@@ -97,15 +98,28 @@ def recognize(sm: ServedModel, picture: Picture, top_k: int) -> dict[str, Any]:
         for r in regions]}
 
 
-def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str], zero_shot: bool) -> dict[str, Any]:
-    kinds = set(sm.model.heads.values())
-    if zero_shot and "svlr_zero_shot" not in kinds:
-        raise InputError(f"model {sm.name!r} has no zero-shot scorer (its heads: {sm.model.describe_heads()})")
-    if not zero_shot and "svlr_vqa_mc" not in kinds:
-        zero_shot = True  # a recognition-only model answers by Eq. 9 alone
-    ranked = sm.model.choose(question=question, choices=choices, zero_shot=zero_shot, **picture.inputs())
-    return {"model": sm.name, "question": question, "scorer": "zero_shot" if zero_shot else "multiple_choice",
-            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in ranked]}
+def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str], zero_shot: bool | None
+           ) -> dict[str, Any]:
+    """The choices ranked by the scorer `zero_shot` picks (None: the model's default, its multiple-choice
+    head when it has one); "scorer" says which answered."""
+    try:
+        details = sm.model.details("choose", question=question, choices=choices, zero_shot=zero_shot,
+                                   **picture.inputs())
+    except ConfigError as e:
+        raise InputError(f"model {sm.name!r}: {e}") from None
+    return {"model": sm.name, "question": question, "scorer": details["variant"], "task": details["task"],
+            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]]}
+
+
+def call(sm: ServedModel, method: str, picture: Picture | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Any other capability a task of the model declares (a plugin's task, say): the task's full
+    result, JSON-ready, with the task and the scorer that answered."""
+    inputs = picture.inputs() if picture is not None else {}
+    try:
+        details = sm.model.details(method, **inputs, **values)
+    except ConfigError as e:
+        raise InputError(f"model {sm.name!r}: {e}") from None
+    return {"model": sm.name, **jsonable(details)}
 
 
 # -- pictures for the page --------------------------------------------------------------------------
@@ -113,7 +127,7 @@ def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str],
 
 def attention_picture(pixels: np.ndarray, result: dict[str, Any], *, size: int = 384) -> np.ndarray:
     """The picture lit by the VQA head's attention over its regions, enlarged to about `size`."""
-    from vlmt.reports.pictures import attention_overlay
+    from vlmt.pictures import attention_overlay
 
     boxes = np.array([r["box"] for r in result["regions"]], dtype=np.float32)
     weights = np.array([r["attention"] for r in result["regions"]], dtype=np.float32)

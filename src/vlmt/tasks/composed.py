@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from vlmt.errors import ConfigError
 from vlmt.models.composed import ComposedVL
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
+from vlmt.tasks.capabilities import Picture
 from vlmt.tasks.collate import pad_tokens
 from vlmt.tasks.svlr_collate import RecognitionBatch, VQAMCBatch, need_data, recognition_batch, vqa_batch
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
@@ -217,6 +219,11 @@ class ComposedVQATask(ComposedQuestions, SVLRVQATask):
         super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"), model=model.alignment,
                          seed=seed)
         self.vl = vl_assets(data, name)
+
+    def pictures(self, model: Any, split: str, *, count: int, out: Path, peers: Mapping[str, Any]) -> list[Picture]:
+        """None: Fig. 4 is drawn from SVLR's own encoder; the composed encoder's pictures are its
+        hierarchical tasks' (Fig. 2)."""
+        return []
 
     def choice_scores(self, model: ComposedVL, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
         encoded = self.encoded(model, inputs)

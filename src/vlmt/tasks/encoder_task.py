@@ -12,8 +12,9 @@ them to its head:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +23,7 @@ from vlmt.data.parts import data_part
 from vlmt.data.vl_datasets import VLAssets, VLData
 from vlmt.errors import ConfigError
 from vlmt.models.hierarchical import Encoded, HierarchicalVL
-from vlmt.tasks.collate import index_batches
+from vlmt.tasks.collate import index_batches, pad_tokens
 
 
 @dataclass
@@ -98,6 +99,31 @@ class EncoderTask(nn.Module):
         """The encoder's outputs up to this task's layer for a batch's words and regions."""
         return model(batch["tokens"], batch["lengths"], batch["region_features"], batch["region_mask"],
                      depth=self.config.layer)
+
+    # -- new inputs (the capabilities of a trained task) -------------------------------------------------
+    def tokens(self, words: Sequence[str], device: torch.device, *, what: str) -> tuple[Tensor, Tensor, list[str]]:
+        """(token ids (1, N), lengths (1,), the words the vocabulary does not know) of one sentence."""
+        if not words:
+            raise ConfigError(f"{what}: no word")
+        ids = self.assets.encode_words(list(words))
+        unknown = [w for w, i in zip(words, ids.tolist()) if i == self.assets.vocab.unk_index]
+        return torch.from_numpy(ids)[None].to(device), torch.tensor([len(ids)], device=device), unknown
+
+    def sentence_batch(self, sentences: Sequence[Sequence[str]], device: torch.device) -> tuple[Tensor, Tensor]:
+        """Padded token ids and lengths of tokenised sentences."""
+        tokens, lengths = pad_tokens([self.assets.encode_words(list(words)) for words in sentences])
+        return tokens.to(device), lengths.to(device)
+
+    @staticmethod
+    def region_batch(features: Sequence[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:
+        """Padded region features (B, T, D) and their mask (B, T) of pictures' regions."""
+        t = max(len(f) for f in features)
+        out = torch.zeros(len(features), t, features[0].shape[1])
+        mask = torch.zeros(len(features), t, dtype=torch.bool)
+        for i, f in enumerate(features):
+            out[i, :len(f)] = torch.from_numpy(np.asarray(f, dtype=np.float32))
+            mask[i, :len(f)] = True
+        return out.to(device), mask.to(device)
 
     def _split(self, split: str) -> dict[str, Any]:
         """The prepared examples of `split` (token ids, image ids, targets, ...), built once."""

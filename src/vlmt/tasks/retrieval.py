@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,12 +37,14 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from vlmt.config import register_task
+from vlmt.data.vl_datasets import caption_tokens
 from vlmt.errors import ConfigError, DataError
 from vlmt.metrics.retrieval import retrieval_metrics
 from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.shortlist import ShortlistHead
 from vlmt.models.hierarchical import CaptionCache, HierarchicalVL, ImageCache
 from vlmt.tasks.base import EvalMode
+from vlmt.tasks.capabilities import Input, Runtime, capability, integer, text, texts
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.tasks.rerank import reranked_scores, shortlist_mask
@@ -52,6 +54,7 @@ class RetrievalTask(EncoderTask):
     primary_metric = "rsum"
     higher_is_better = True
     kind = "retrieval"
+    decoder_name = "ICR decoder"
     config: RetrievalTaskConfig
 
     def __init__(self, *, name: str, config: RetrievalTaskConfig, data: Any, model: HierarchicalVL, seed: int):
@@ -154,6 +157,86 @@ class RetrievalTask(EncoderTask):
         n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
         flat = torch.arange(n_img * n_cap, device=images.regions.device)
         return self.score_pair_list(model, images, captions, flat // n_cap, flat % n_cap).view(n_img, n_cap)
+
+    # -- capabilities --------------------------------------------------------------------------------
+    def _pictures(self, runtime: Runtime, images: Sequence[Any] | None, regions: Sequence[Any] | None) -> ImageCache:
+        if regions is not None:
+            feats = [runtime.regions(regions=f, boxes=b)[0] for f, b in regions]
+        else:
+            feats = [runtime.regions(image)[0] for image in images or ()]
+        if not feats:
+            raise ConfigError("retrieve: needs at least one image")
+        return runtime.model.encode_images(*self.region_batch(feats, runtime.device))
+
+    def _captions(self, runtime: Runtime, captions: Sequence[str]) -> CaptionCache:
+        if not captions:
+            raise ConfigError("retrieve: needs at least one caption")
+        words = []
+        for c in captions:
+            words.append(caption_tokens(c))
+            if not words[-1]:
+                raise ConfigError(f"captions: {c!r} has no word")
+        return runtime.model.encode_captions(*self.sentence_batch(words, runtime.device))
+
+    @capability("retrieve", summary="the relevance of every picture x caption pair",
+                inputs=(Input("images", "images", "the pictures (or regions=[(features, boxes), ...])",
+                              required=True), texts("captions", "the captions")),
+                returns="(n_images, n_captions) relevance scores in [0, 1]",
+                example='model.retrieve(["a.png", "b.png"], ["a red square", "two blue circles"])',
+                result=lambda full: full["scores"])
+    @torch.no_grad()
+    def retrieve(self, runtime: Runtime, images: Sequence[Any] = (), captions: Sequence[str] = (), *,
+                 regions: Sequence[Any] | None = None) -> dict[str, Any]:
+        """Relevance scores in [0, 1] of every image x caption pair; `regions` may give (features,
+        boxes) per image instead of the images."""
+        with EvalMode(runtime.model, self):
+            logits = self.score_pairs(runtime.model, self._pictures(runtime, images, regions),
+                                      self._captions(runtime, captions))
+        return {"scores": torch.sigmoid(logits).float().cpu().numpy()}
+
+    @capability("rank", summary="one query ranked against the other side, two-stage with a shortlist head",
+                inputs=(texts("captions", "the captions"), text("query", "'image' or 'caption'"),
+                        Input("images", "images", "the pictures", required=False),
+                        integer("k", 0, "candidates the full model re-scores (0: all)")),
+                returns="[{index, score, stage: full | shortlist}], best first",
+                example='model.rank(images=["a.png"], captions=["a red square", "two circles"], query="image")',
+                result=lambda full: full["ranked"])
+    @torch.no_grad()
+    def rank(self, runtime: Runtime, *, images: Sequence[Any] | None = None, captions: Sequence[str],
+             query: str, regions: Sequence[Any] | None = None, k: int | None = None) -> dict[str, Any]:
+        """Rank the other side for one query: `query="image"` ranks `captions` for the single image
+        of `images` / `regions`; `query="caption"` ranks the images for the single caption. With `k`
+        and a shortlist head, only the k candidates most similar by the shortlist are re-scored by the
+        full model (two-stage), the rest follow ranked by similarity. "ranked": [{"index", "score",
+        "stage": "full" | "shortlist"}], best first; "score" is the model's relevance in [0, 1] for
+        re-scored candidates and the shortlist's cosine similarity for the others."""
+        if query not in ("image", "caption"):
+            raise ConfigError(f"rank: query must be 'image' or 'caption', got {query!r}")
+        model = runtime.model
+        image_cache, caption_cache = self._pictures(runtime, images, regions), self._captions(runtime, captions)
+        n_images = image_cache.regions.shape[0]
+        if (n_images if query == "image" else len(captions)) != 1:
+            raise ConfigError(f"rank: a {query} query is one {query}")
+        n = len(captions) if query == "image" else n_images
+        chosen = list(range(n))
+        similarity = None
+        with EvalMode(model, self):
+            if k and k < n and self.shortlist is not None:
+                head = self.shortlist
+                sim = head.similarity(head.embed_images(image_cache.regions, image_cache.mask),
+                                      head.embed_captions(caption_cache.words, caption_cache.mask))
+                similarity = (sim[0] if query == "image" else sim[:, 0]).float().cpu()
+                chosen = similarity.topk(k).indices.tolist()
+            index = torch.tensor(chosen, device=runtime.device)
+            zeros = torch.zeros_like(index)
+            pairs = (zeros, index) if query == "image" else (index, zeros)
+            scores = torch.sigmoid(self.score_pair_list(model, image_cache, caption_cache, *pairs)).float().cpu()
+        out: list[dict[str, Any]] = [{"index": i, "score": float(v), "stage": "full"}
+                                     for i, v in sorted(zip(chosen, scores.tolist()), key=lambda p: -p[1])]
+        if similarity is not None:
+            rest = sorted(set(range(n)) - set(chosen), key=lambda i: -float(similarity[i]))
+            out += [{"index": i, "score": float(similarity[i]), "stage": "shortlist"} for i in rest]
+        return {"query": query, "ranked": out, "two_stage": similarity is not None}
 
     def _eval_layout(self, split: str) -> tuple[list[Any], list[int]]:
         """The images scored on `split` and, per image in order, the rows of its first
@@ -281,6 +364,8 @@ class RetrievalTaskConfig(EncoderTaskConfig):
     (null: score every pair); `vlmt evaluate run --rerank K` sets it for one evaluation.
     rerank_k_t2i: the images shortlisted per caption query when it should differ from rerank_k
     (captions per image query): image queries are 5x fewer, so a larger k for them is cheap."""
+
+    stream_offset: ClassVar[int] = 2  # its batch order's seed offset, as documented results were drawn
 
     layer: int = 3
     pair_batch: int = 256

@@ -25,6 +25,7 @@ from vlmt.data.svlr_datasets import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.metrics import recognition as rec_metrics
 from vlmt.models.svlr import SVLR
 from vlmt.tasks.base import EvalMode
+from vlmt.tasks.capabilities import IMAGE, Runtime, capability, integer
 from vlmt.tasks.global_batch import global_mean, global_sum
 from vlmt.tasks.svlr_collate import (
     RecognitionBatch,
@@ -114,6 +115,27 @@ class SVLRRecognitionTask(SVLRTask):
         """Object (T, K_o) and attribute (T, K_a) scores of one picture's regions (T, D); eval mode."""
         with EvalMode(model, self):
             return model.recognition_scores(features)
+
+    @capability("recognize", summary="the objects (f_o . g) and attributes (sigmoid of f_a . g) of every region",
+                inputs=(IMAGE, integer("top_k", 3, "labels per region")),
+                returns="[{box, objects: [{label, score}], attributes: [{label, score}]}]",
+                example='model.recognize("picture.png")', result=lambda full: full["regions"],
+                tab="Recognize (SVLR)")
+    @torch.no_grad()
+    def recognize(self, runtime: Runtime, image: Any = None, *, top_k: int = 3, regions: Any = None,
+                  boxes: Any = None) -> dict[str, Any]:
+        """The `top_k` object and attribute labels of every region of a picture."""
+        feats, box, pixels = runtime.regions(image, regions=regions, boxes=boxes)
+        objects, attributes = self.scores_for_image(runtime.model, torch.from_numpy(feats).to(runtime.device))
+        objects, attributes = objects.float().cpu(), torch.sigmoid(attributes.float()).cpu()
+        labels_o, labels_a = self.assets.object_labels, self.assets.attribute_labels
+        k_o, k_a = min(top_k, len(labels_o)), min(top_k, len(labels_a))
+        out = []
+        for b, o, a in zip(box, objects, attributes):
+            out.append({"box": [float(v) for v in b],
+                        "objects": [{"label": labels_o[i], "score": float(o[i])} for i in o.topk(k_o).indices],
+                        "attributes": [{"label": labels_a[i], "score": float(a[i])} for i in a.topk(k_a).indices]})
+        return {"regions": out, "boxes": box, "pixels": pixels}
 
     def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
         obj, atr, regions = self.scores(self.checked_model(model), split, device=device)

@@ -11,7 +11,8 @@ question, scored with the official VQA multiple-choice accuracy (`vlmt.metrics.v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,11 +21,13 @@ from torch import nn
 from vlmt.config import TaskConfig, register_task
 from vlmt.data.question_bins import NUM_BINS
 from vlmt.data.svlr_datasets import MCQuestion, SVLRAssets, SVLRData
+from vlmt.errors import ConfigError
 from vlmt.metrics.vqa import breakdown
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
+from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text, texts
 from vlmt.tasks.svlr_collate import (
     SVLRTask,
     VQAMCBatch,
@@ -35,6 +38,7 @@ from vlmt.tasks.svlr_collate import (
     train_chunks,
     vqa_batch,
 )
+from vlmt.tasks.svlr_pictures import draw_interpretable_inference, spread_examples
 
 
 class MultipleChoiceEvaluation(SVLRTask):
@@ -56,6 +60,29 @@ class MultipleChoiceEvaluation(SVLRTask):
     def checked_model(self, model: Any) -> Any:
         """The model, checked to be one this task scores with."""
         return need_model(model, self.name)
+
+    @torch.no_grad()
+    def rank_choices(self, runtime: Runtime, image: Any = None, question: str = "", choices: Sequence[str] = (), *,
+                     regions: Any = None, boxes: Any = None) -> dict[str, Any]:
+        """The choices of one question about a picture, ranked by this task's scores."""
+        if not question.strip() or not choices:
+            raise ConfigError("choose: needs a question and at least one choice")
+        feats, _, pixels = runtime.regions(image, regions=regions, boxes=boxes)
+        q = self.assets.reader().question(question, list(choices))
+        known = self.assets.words.__contains__
+        q = type(q)(**{**q.__dict__,  # words without a vector (a word-vector file's unseen words) are left out
+                       "bins": tuple(tuple(w for w in b if known(w)) for b in q.bins),
+                       "nouns": tuple(w for w in q.nouns if known(w)),
+                       "adjectives": tuple(w for w in q.adjectives if known(w)),
+                       "choice_words": tuple(tuple(w for w in c if known(w)) for c in q.choice_words),
+                       "choice_nouns": tuple(tuple(w for w in c if known(w)) for c in q.choice_nouns),
+                       "choice_adjectives": tuple(tuple(w for w in c if known(w)) for c in q.choice_adjectives)})
+        inputs = self.batch_of([q], features=[feats]).inputs.to(runtime.device)
+        with EvalMode(runtime.model, self):
+            scores = self.choice_scores(runtime.model, inputs)[0].float().cpu()
+        order = scores.argsort(descending=True).tolist()
+        return {"question": question, "answers": [{"answer": choices[i], "score": float(scores[i])} for i in order],
+                "pixels": pixels}
 
     @torch.no_grad()
     def predictions(self, model: Any, split: str, *, device: torch.device) -> dict[int, str]:
@@ -96,6 +123,32 @@ class SVLRVQATask(MultipleChoiceEvaluation):
 
     def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
         return self.outputs(model, inputs).scores
+
+    @capability("choose", summary="the choices of a multiple-choice question ranked (Eq. 7)",
+                inputs=(IMAGE, text("question", "the question"), texts("choices", "the candidate answers")),
+                returns="[{answer, score}], best first", when={"zero_shot": False}, variant="multiple_choice",
+                example='model.choose("picture.png", "what color is the square?", ["red", "blue", "green"])',
+                result=lambda full: full["answers"], tab="Multiple choice (SVLR)")
+    def choose(self, runtime: Runtime, image: Any = None, question: str = "", choices: Sequence[str] = (), *,
+               regions: Any = None, boxes: Any = None) -> dict[str, Any]:
+        """The choices ranked by the multiple-choice head (Eq. 7)."""
+        return self.rank_choices(runtime, image, question, choices, regions=regions, boxes=boxes)
+
+    def pictures(self, model: SVLR, split: str, *, count: int, out: Path, peers: Mapping[str, Any]) -> list[Picture]:
+        """Fig. 4 of the SVLR paper for `count` questions the model answers correctly (topped up with
+        wrong ones): the region relevance of the chosen answer and the top region's predictions."""
+        if split not in self.data.vqa:
+            raise ConfigError(f"--split: the run's data has no VQA split {split!r} (have {', '.join(self.data.vqa)})")
+        drawn = []
+        for q in spread_examples(model, self, split, count):
+            path = out / f"svlr_inference_{q.question_id}.png"
+            info = draw_interpretable_inference(model, self, q, path)
+            verdict = "right" if info["is_correct"] else f"wrong; the right one is {info['correct_answer']!r}"
+            objects = ", ".join(name for name, _ in info["top_objects"])
+            drawn.append(Picture(path, f"SVLR (Fig. 4), question {q.question_id}: \"{info['question']}\" - "
+                                       f"chosen answer {info['answer']!r} ({verdict}); relevance of each region "
+                                       f"for it, and the most relevant region's top objects: {objects}"))
+        return drawn
 
     @torch.no_grad()
     def chosen_attention(self, model: nn.Module, split: str, *, device: torch.device) -> dict[int, np.ndarray]:

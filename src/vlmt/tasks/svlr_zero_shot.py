@@ -9,13 +9,14 @@ trainer still builds and evaluates it at every validation (see configs/svlr_zero
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from vlmt.config import TaskConfig, register_task
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
+from vlmt.tasks.capabilities import IMAGE, Runtime, capability, text, texts
 from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items
 from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
 
@@ -25,6 +26,16 @@ class SVLRZeroShotTask(MultipleChoiceEvaluation):
 
     def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
         return model.zero_shot_scores(inputs)[0]
+
+    @capability("choose", summary="the choices of a multiple-choice question ranked zero-shot (Eq. 9)",
+                inputs=(IMAGE, text("question", "the question"), texts("choices", "the candidate answers")),
+                returns="[{answer, score}], best first", when={"zero_shot": True}, priority=1, variant="zero_shot",
+                example='model.choose("picture.png", "what color is the square?", ["red", "blue"], zero_shot=True)',
+                result=lambda full: full["answers"], tab="Multiple choice (SVLR)")
+    def choose(self, runtime: Runtime, image: Any = None, question: str = "", choices: Sequence[str] = (), *,
+               regions: Any = None, boxes: Any = None) -> dict[str, Any]:
+        """The choices ranked by the zero-shot score (Eq. 9): recognition alone, no VQA head."""
+        return self.rank_choices(runtime, image, question, choices, regions=regions, boxes=boxes)
 
     def forward(self, model: SVLR, batch: Any) -> dict[str, torch.Tensor]:
         raise ConfigError(f"tasks.{self.name}: the zero-shot task is evaluated, never trained; list the trained "

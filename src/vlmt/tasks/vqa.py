@@ -11,20 +11,24 @@ the official VQA accuracy (`vlmt.metrics.vqa`): `accuracy`, `atype/<answer type>
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from vlmt import pictures as P
 from vlmt.config import register_task
 from vlmt.data.answers import soft_scores
+from vlmt.data.vl_datasets import question_tokens
 from vlmt.errors import ConfigError, DataError
 from vlmt.metrics.vqa import breakdown, evaluate_vqa
 from vlmt.models.heads.vqa import VQAHead
 from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.tasks.base import EvalMode, move_to
+from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, evenly_spaced, integer, text
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 
@@ -33,6 +37,7 @@ class VQATask(EncoderTask):
     primary_metric = "accuracy"
     higher_is_better = True
     kind = "vqa"
+    decoder_name = "VQA decoder"
 
     def __init__(self, *, name: str, config: VQATaskConfig, data: Any, model: HierarchicalVL, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
@@ -145,13 +150,86 @@ class VQATask(EncoderTask):
 
     @torch.no_grad()
     def explain(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """`logits` and `attention_maps` from one pass of the encoder (what `vlmt.load(...).answer_details`
+        """`logits` and `attention_maps` from one pass of the encoder (what `vlmt.load(...).details("answer", ...)`
         and the served page show). Runs in eval mode."""
         with EvalMode(model, self):
             encoded = self.encode(model, batch)
             logits = self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
             return logits, {"regions": self.head.image_summary.attention(encoded.regions, encoded.region_mask),
                             "words": self.head.question_summary.attention(encoded.words, encoded.word_mask)}
+
+    @capability("answer", summary="the top answers of the VQA head, with the attention behind them",
+                inputs=(IMAGE, text("question", "the question"), integer("top_k", 5, "how many answers")),
+                returns="[{answer, score in [0, 1]}], best first (details: words, unknown_words, boxes, "
+                        "region_attention, word_attention)",
+                example='model.answer("picture.png", "what color is the square?", top_k=5)',
+                result=lambda full: full["answers"], tab="Ask (VQA)")
+    @torch.no_grad()
+    def answer(self, runtime: Runtime, image: Any = None, question: str = "", *, top_k: int = 5,
+               regions: Any = None, boxes: Any = None) -> dict[str, Any]:
+        """The `top_k` pool answers for a picture and a question, the words the model never saw, the
+        regions and the head's attention over regions and words."""
+        if top_k < 1:
+            raise ConfigError(f"top_k: must be >= 1, got {top_k}")
+        feats, box, pixels = runtime.regions(image, regions=regions, boxes=boxes)
+        words = question_tokens(question)
+        tokens, lengths, unknown = self.tokens(words, runtime.device, what="question")
+        features, mask = self.region_batch([feats], runtime.device)
+        logits, maps = self.explain(runtime.model, {"tokens": tokens, "lengths": lengths,
+                                                    "region_features": features, "region_mask": mask})
+        scores = torch.sigmoid(logits)[0].float().cpu()
+        order = scores.argsort(descending=True)[:top_k].tolist()
+        return {"question": question, "words": words, "unknown_words": unknown,
+                "answers": [{"answer": self.pool.answers[a], "score": float(scores[a])} for a in order],
+                "boxes": box, "region_attention": maps["regions"][0].cpu().numpy(),
+                "word_attention": maps["words"][0].cpu().numpy(), "pixels": pixels}
+
+    @torch.no_grad()
+    def pictures(self, model: HierarchicalVL, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
+                 ) -> list[Picture]:
+        """Fig. 2 of the hierarchical paper for `count` questions of `split`: the top-1 region of each
+        noun phrase of the question (when a peer grounds phrases), and the summary attention over
+        regions and words of every decoder of the run (peers with a `decoder_name`), with the
+        predicted and the annotated answers."""
+        grounder = next((p for p in peers.values() if hasattr(p, "phrase_regions")), None)
+        decoders = sorted((p for p in peers.values() if getattr(p, "decoder_name", "")),
+                          key=lambda p: p.config.layer)
+        out_pictures = []
+        for index in evenly_spaced(self.num_examples(split), count):
+            batch, info = self.example_batch(split, index)
+            out_pictures.append(self._question_picture(model, batch, info, grounder, decoders, out, index))
+        return out_pictures
+
+    def _question_picture(self, model: HierarchicalVL, batch: dict, info: dict, grounder: Any,
+                          decoders: Sequence[Any], out: Path, index: int) -> Picture:
+        words = list(info["words"])
+        real = int(batch["region_mask"][0].sum())
+        boxes = batch["region_boxes"][0, :real].numpy()
+        lexicon = self.assets.phrases
+        spans = lexicon.chunks(words) if grounder is not None and lexicon is not None else []
+        phrase_boxes = None
+        if spans:
+            scores = grounder.phrase_regions(model, batch, spans)
+            phrase_boxes = boxes[scores[0, :, :real].argmax(dim=1).numpy()]  # (P, 4) top-1 region per phrase
+        rows = []
+        answer = None
+        for decoder in decoders:
+            maps = decoder.attention_maps(model, batch)
+            note = ""
+            if decoder is self:
+                answer = self.pool.answers[int(self.logits(model, batch)[0].argmax())]
+                truth = _majority(info.get("answers") or [])
+                note = f"predicted: {answer}" + (f"   annotated: {truth}" if truth else "")
+            rows.append(P.DecoderAttention(decoder.decoder_name, maps["regions"][0, :real].numpy(),
+                                           maps["words"][0, :len(words)].numpy(), note))
+        question = info.get("question") or " ".join(words)
+        path = P.fig2_figure(out / f"question_{index:05d}.png", image=info["image_path"], boxes=boxes, words=words,
+                             phrase_spans=spans, phrase_boxes=phrase_boxes, decoders=rows,
+                             title=f"image {info['image_id']}: {question}")
+        caption = (f"Question {info.get('question_id', index)} (image {info['image_id']}): \"{question}\" - "
+                   f"{'grounding of its noun phrases, ' if spans else ''}attention of the "
+                   f"{' and '.join(d.name for d in rows)}; predicted answer {answer!r}")
+        return Picture(path, caption)
 
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         part = self._part(split)
@@ -171,11 +249,21 @@ class VQATaskConfig(EncoderTaskConfig):
     """Open-ended VQA on the data section's VQA files; the head reads encoder layer `layer`
     (paper: 5)."""
 
+    stream_offset: ClassVar[int] = 1  # its batch order's seed offset, as documented results were drawn
+
     layer: int = 5
 
     def build(self, *, name: str, data: Any, model: Any, seed: int) -> VQATask:
         data, model = self.check(name=name, kind="vqa", dataset="vqa", data=data, model=model)
         return VQATask(name=name, config=self, data=data, model=model, seed=seed)
+
+
+def _majority(answers: Sequence[Any]) -> str | None:
+    texts = [a["answer"] if isinstance(a, dict) else str(a) for a in answers]
+    if not texts:
+        return None
+    values, counts = np.unique(texts, return_counts=True)
+    return str(values[int(np.argmax(counts))])
 
 
 def vqa_loss(logits: Tensor, soft_scores: Tensor) -> Tensor:

@@ -26,8 +26,7 @@ from vlmt.data import composed_datasets, svlr_datasets, vl_datasets  # noqa: F40
 from vlmt.errors import ConfigError
 from vlmt.models import composed, hierarchical, svlr  # noqa: F401  (registers model types)
 from vlmt.seeding import seed_everything, stream_seed
-from vlmt.tasks import composed as composed_tasks  # noqa: F401  (registers task types)
-from vlmt.tasks import grounding, retrieval, sanity, svlr_recognition, svlr_vqa_mc, svlr_zero_shot, vqa  # noqa: F401
+from vlmt.tasks import shipped  # noqa: F401  (registers the task types)
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.distributed import resolve_device
 from vlmt.training.schedules import (
@@ -38,6 +37,7 @@ from vlmt.training.schedules import (
     TaskSchedule,
     WeightedJointSchedule,
 )
+from vlmt.version import __version__
 
 PLUGIN_GROUP = "vlmt.plugins"
 _plugins_loaded: list[str] = []
@@ -115,7 +115,7 @@ def task_seeds(cfg: C.ExperimentConfig) -> dict[str, int]:
     seeds = {}
     for name, tcfg in cfg.tasks.items():
         kind = C.TASKS.name_of(type(tcfg))
-        seeds[name] = stream_seed(cfg.train.seed, kind, seen.get(kind, 0))
+        seeds[name] = stream_seed(cfg.train.seed, kind, seen.get(kind, 0), pinned=getattr(tcfg, "stream_offset", None))
         seen[kind] = seen.get(kind, 0) + 1
     if len(set(seeds.values())) != len(seeds):
         raise ConfigError(f"tasks: two tasks would draw the same batch order ({seeds}); rename a task type")
@@ -206,8 +206,6 @@ def model_description(cfg: C.ExperimentConfig, parts: Parts) -> dict[str, Any]:
     """config.json of a trained model: its type and complete constructor arguments, the data type
     its assets belong to, and the experiment that trained it (whose task sections are each head's
     configuration)."""
-    from vlmt import __version__
-
     model = parts.model
     return {"format": MODEL_FORMAT, "version": 1, "vlmt_version": __version__,
             "model_type": C.MODELS.name_of(type(model_config(model))),

@@ -69,9 +69,9 @@ def set_rerank(tasks: dict[str, Any], k: int, k_t2i: int | None = None) -> None:
     """Evaluate every retrieval task of `tasks` two-stage, re-scoring each query's `k` best pairs."""
     if k < 1 or (k_t2i is not None and k_t2i < 1):
         raise ConfigError(f"--rerank must be >= 1, got {k}" + (f"/{k_t2i}" if k_t2i is not None else ""))
-    retrieval = {name: task for name, task in tasks.items() if getattr(task, "kind", "") == "retrieval"}
+    retrieval = {name: task for name, task in tasks.items() if hasattr(task, "rerank_k")}  # two-stage evaluation
     if not retrieval:
-        raise ConfigError("--rerank: this run has no retrieval task")
+        raise ConfigError("--rerank: this run has no task that ranks two-stage (a retrieval task)")
     for name, task in retrieval.items():
         if task.shortlist is None:
             raise ConfigError(f"--rerank: tasks.{name} has no shortlist head; train with "

@@ -27,6 +27,7 @@ from torch import nn
 
 from vlmt.errors import DataError
 from vlmt.io import atomic_path, write_json
+from vlmt.seeding import seeded
 
 GEOMETRY_DIM = 6
 
@@ -294,16 +295,28 @@ def train_region_extractor(images: Sequence[np.ndarray], regions: Sequence[Regio
     binary cross-entropy over attributes (object regions only). Deterministic given `seed`."""
     if not regions:
         raise ValueError("no training regions")
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = RegionCNN(num_objects=len(object_names), num_attributes=len(attribute_names),
-                      feature_dim=feature_dim, crop_size=crop_size)
+    with seeded(seed):
+        gen = torch.Generator().manual_seed(seed)
+        model = RegionCNN(num_objects=len(object_names), num_attributes=len(attribute_names),
+                          feature_dim=feature_dim, crop_size=crop_size)
+        fit_region_cnn(model, images, regions, num_attributes=len(attribute_names), epochs=epochs,
+                       batch_size=batch_size, lr=lr, generator=gen, log=log)
+    return RegionExtractor(model, object_names, attribute_names)
+
+
+def fit_region_cnn(model: RegionCNN, images: Sequence[np.ndarray], regions: Sequence[RegionExample], *,
+                   num_attributes: int, epochs: int, batch_size: int, lr: float, generator: torch.Generator,
+                   log: list | None = None) -> None:
+    """Train `model` in place on labelled regions (Adam, one-cycle learning rate): cross-entropy over
+    its object classes + background, BCE over attributes of object regions; `generator` orders the
+    regions of each epoch. What `train_region_extractor` and easy-VQA's fine-tuning both run."""
+    crop_size = model.config.crop_size
     boxes = np.array([r.box for r in regions], dtype=np.float32)
     image_idx = np.array([r.image for r in regions], dtype=np.int64)
     crops, geometry = _crops_and_geometry(images, image_idx, boxes, crop_size)
-    bg = len(object_names)
+    bg = model.config.num_objects
     obj = torch.tensor([r.object if r.object >= 0 else bg for r in regions], dtype=torch.long)
-    att = torch.zeros(len(regions), len(attribute_names))
+    att = torch.zeros(len(regions), num_attributes)
     for i, r in enumerate(regions):
         att[i, list(r.attributes)] = 1.0
     is_obj = (obj != bg).float()
@@ -312,7 +325,7 @@ def train_region_extractor(images: Sequence[np.ndarray], regions: Sequence[Regio
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     model.train()
     for epoch in range(epochs):
-        perm = torch.randperm(len(regions), generator=gen)
+        perm = torch.randperm(len(regions), generator=generator)
         total = 0.0
         for s in range(0, len(regions), batch_size):
             b = perm[s:s + batch_size]
@@ -328,4 +341,3 @@ def train_region_extractor(images: Sequence[np.ndarray], regions: Sequence[Regio
             total += loss.item() * len(b)
         if log is not None:
             log.append({"epoch": epoch + 1, "loss": total / len(regions)})
-    return RegionExtractor(model, object_names, attribute_names)

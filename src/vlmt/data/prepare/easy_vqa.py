@@ -40,13 +40,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vlmt.data.examples import GenomeImage, GenomeObject, VQAExample
 from vlmt.data.features.proposals import REGIONS_PER_IMAGE, foreground_box, load_image, proposals
 from vlmt.data.readers import easy_vqa as reader
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import atomic_write, write_json
+from vlmt.seeding import seeded
 
 EASY_VQA_VERSION = 1
 SHAPES = ("circle", "rectangle", "triangle")
@@ -150,46 +150,19 @@ def fine_tune_extractor(base, images: Sequence[np.ndarray], regions: Sequence, *
     """A copy of `base` (a RegionExtractor) with fresh object/attribute heads for the new label
     names, all weights then trained on `regions` with the loss `train_region_extractor` uses
     (cross-entropy over objects + background, BCE over attributes of object regions)."""
-    from vlmt.data.features.extractor import RegionCNN, RegionExtractor, _crops_and_geometry
+    from vlmt.data.features.extractor import RegionCNN, RegionExtractor, fit_region_cnn
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     cfg = base.model.config
-    model = RegionCNN(num_objects=len(object_names), num_attributes=len(attribute_names),
-                      feature_dim=cfg.feature_dim, crop_size=cfg.crop_size, channels=cfg.channels)
-    trunk = {k: v for k, v in base.model.state_dict().items() if not k.startswith(("object_head", "attribute_head"))}
-    model.load_state_dict(trunk, strict=False)
-    if epochs == 0:
-        return RegionExtractor(model, object_names, attribute_names)
-    boxes = np.array([r.box for r in regions], dtype=np.float32)
-    image_idx = np.array([r.image for r in regions], dtype=np.int64)
-    crops, geometry = _crops_and_geometry(images, image_idx, boxes, cfg.crop_size)
-    bg = len(object_names)
-    obj = torch.tensor([r.object if r.object >= 0 else bg for r in regions], dtype=torch.long)
-    att = torch.zeros(len(regions), len(attribute_names))
-    for i, r in enumerate(regions):
-        att[i, list(r.attributes)] = 1.0
-    is_obj = (obj != bg).float()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * ((len(regions) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(len(regions), generator=gen)
-        total = 0.0
-        for s in range(0, len(regions), batch_size):
-            b = perm[s:s + batch_size]
-            out = model(crops[b], geometry[b])
-            per_att = F.binary_cross_entropy_with_logits(out["attribute_logits"], att[b], reduction="none").mean(1)
-            loss = F.cross_entropy(out["object_logits"], obj[b]) + \
-                (per_att * is_obj[b]).sum() / is_obj[b].sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(b)
-        if log is not None:
-            log.append({"epoch": epoch + 1, "loss": total / len(regions)})
+    with seeded(seed):
+        gen = torch.Generator().manual_seed(seed)
+        model = RegionCNN(num_objects=len(object_names), num_attributes=len(attribute_names),
+                          feature_dim=cfg.feature_dim, crop_size=cfg.crop_size, channels=cfg.channels)
+        trunk = {k: v for k, v in base.model.state_dict().items()
+                 if not k.startswith(("object_head", "attribute_head"))}
+        model.load_state_dict(trunk, strict=False)
+        if epochs > 0:
+            fit_region_cnn(model, images, regions, num_attributes=len(attribute_names), epochs=epochs,
+                           batch_size=batch_size, lr=lr, generator=gen, log=log)
     return RegionExtractor(model, object_names, attribute_names)
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.world import SIZES, World, build
+from vlmt.seeding import seeded
 
 
 def true_box_features(world: World, store, image_ids: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -36,13 +37,13 @@ def true_box_features(world: World, store, image_ids: list[int]) -> tuple[np.nda
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
                  steps: int = 300, weight_decay: float = 1e-4, seed: int = 0) -> float:
     """Multinomial logistic regression (full-batch LBFGS on standardised features); test accuracy."""
-    torch.manual_seed(seed)
     mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
     xt = torch.from_numpy((x_train - mu) / sd).float()
     xe = torch.from_numpy((x_test - mu) / sd).float()
     yt = torch.from_numpy(y_train).long()
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    lin = torch.nn.Linear(xt.shape[1], n_classes)
+    with seeded(seed):  # the probe's initial weights from its seed alone
+        lin = torch.nn.Linear(xt.shape[1], n_classes)
     opt = torch.optim.LBFGS(lin.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmt.reports import pictures as P
+from vlmt import pictures as P
 
 
 def grey_image(h: int = 40, w: int = 60) -> np.ndarray:
