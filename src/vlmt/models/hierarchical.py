@@ -23,11 +23,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
 from torch import Tensor, nn
 
 from vlmt.config import ModelConfig, from_data, register_model
 from vlmt.errors import ConfigError
+from vlmt.models.encoders import CaptionCache, Encoded, ImageCache
 from vlmt.models.layers.co_attention import DenseCoAttentionLayer
 from vlmt.models.layers.fused import FusedDenseCoAttentionLayer, SideInput
 from vlmt.models.layers.language import LanguageEncoder
@@ -105,53 +105,6 @@ class HierarchicalConfig(ModelConfig):
 
     def create(self) -> HierarchicalVL:
         return HierarchicalVL(self)
-
-
-@dataclass
-class Encoded:
-    """What the encoder gives the heads: `layers[l] = (S_l, I_l)` for l = 0..depth, words (B, N, d)
-    and regions (B, T, d), and the boolean masks (True = real) of words (B, N) and regions (B, T)."""
-
-    layers: list[tuple[Tensor, Tensor]]
-    word_mask: Tensor
-    region_mask: Tensor
-
-    @property
-    def words(self) -> Tensor:
-        """S_depth, the words of the deepest layer computed."""
-        return self.layers[-1][0]
-
-    @property
-    def regions(self) -> Tensor:
-        """I_depth."""
-        return self.layers[-1][1]
-
-
-@dataclass
-class ImageCache:
-    """Per-image work reused across captions: I_0 (n, T, d), its mask and layer 1's region side
-    (None with the paper layer, which recomputes it)."""
-
-    regions: Tensor
-    mask: Tensor
-    first_side: SideInput | None
-
-    @staticmethod
-    def cat(blocks: list[ImageCache]) -> ImageCache:
-        """One cache of every block's images, in order (blocks share T)."""
-        sides = [b.first_side for b in blocks if b.first_side is not None]
-        first = SideInput(torch.cat([s.projected for s in sides]), torch.cat([s.own for s in sides]),
-                          sides[0].nulls) if len(sides) == len(blocks) else None
-        return ImageCache(torch.cat([b.regions for b in blocks]), torch.cat([b.mask for b in blocks]), first)
-
-
-@dataclass
-class CaptionCache:
-    """Per-caption work reused across images: S_0 (n, N, d), its mask and layer 1's word side."""
-
-    words: Tensor
-    mask: Tensor
-    first_side: SideInput | None
 
 
 class HierarchicalVL(nn.Module):

@@ -110,7 +110,7 @@ def move_to(batch: Any, device: torch.device) -> Any:
 class EvalMode:
     """Context manager: model and task in eval mode, restored afterwards."""
 
-    def __init__(self, *modules: torch.nn.Module):
+    def __init__(self, *modules: Any):  # modules, or encoders behind a protocol (train / eval / training)
         self.modules = modules
         self.states: list[bool] = []
 

@@ -22,7 +22,7 @@ from vlmt.config import TaskConfig
 from vlmt.data.parts import data_part
 from vlmt.data.vl_datasets import VLAssets, VLData
 from vlmt.errors import ConfigError
-from vlmt.models.hierarchical import Encoded, HierarchicalVL
+from vlmt.models.encoders import Encoded, WordRegionEncoder, is_word_region_encoder
 from vlmt.tasks.collate import index_batches, pad_tokens
 
 
@@ -43,17 +43,19 @@ class EncoderTaskConfig(TaskConfig):
         return None
 
     def check(self, *, name: str, kind: str, dataset: str, data: Any, model: Any
-              ) -> tuple[VLData | VLAssets, HierarchicalVL]:
+              ) -> tuple[VLData | VLAssets, WordRegionEncoder]:
         """The data and model, checked: `kind` tasks read `dataset` from a `vl_datasets` section
-        (or, for a model used without its data, that section's saved `VLAssets`) and a layer of a
-        hierarchical model."""
+        (or, for a model used without its data, that section's saved `VLAssets`) and a layer of an
+        encoder of words and regions (`vlmt.models.encoders.WordRegionEncoder`: the hierarchical
+        encoder, the composed one, or any model offering the same calls)."""
         part = data_part(data, (VLData, VLAssets))  # the VL part of a composed section
         if part is None:
             raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets (or composed_datasets), "
                               f"got {type(data).__name__}")
         data = part
-        if not isinstance(model, HierarchicalVL):
-            raise ConfigError(f"tasks.{name}: task type {kind} needs model type hierarchical, "
+        if not is_word_region_encoder(model):
+            raise ConfigError(f"tasks.{name}: task type {kind} needs an encoder of words and regions (model type "
+                              f"hierarchical or composed, or one offering vlmt.models.encoders.WordRegionEncoder), "
                               f"got {type(model).__name__}")
         if isinstance(data, VLData):
             data.require(dataset, name)
@@ -95,7 +97,7 @@ class EncoderTask(nn.Module):
                               f"has no examples to train or evaluate on")
         return self._data
 
-    def encode(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Encoded:
+    def encode(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> Encoded:
         """The encoder's outputs up to this task's layer for a batch's words and regions."""
         return model(batch["tokens"], batch["lengths"], batch["region_features"], batch["region_mask"],
                      depth=self.config.layer)

@@ -30,8 +30,8 @@ from vlmt.data.text import align_words
 from vlmt.data.vl_datasets import caption_tokens
 from vlmt.errors import ConfigError, DataError
 from vlmt.metrics.grounding import grounding_recall
+from vlmt.models.encoders import WordRegionEncoder
 from vlmt.models.heads.grounding import GroundingHead
-from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.tasks.base import EvalMode, move_to
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, evenly_spaced, text, texts
 from vlmt.tasks.collate import gather_regions, pad_tokens
@@ -44,7 +44,7 @@ class GroundingTask(EncoderTask):
     higher_is_better = True
     kind = "grounding"
 
-    def __init__(self, *, name: str, config: GroundingTaskConfig, data: Any, model: HierarchicalVL, seed: int):
+    def __init__(self, *, name: str, config: GroundingTaskConfig, data: Any, model: WordRegionEncoder, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
         self.head = GroundingHead(dim=model.config.dim)
         self._splits: dict[str, dict[str, Any]] = {}
@@ -105,13 +105,13 @@ class GroundingTask(EncoderTask):
                      index=torch.tensor(rows, dtype=torch.int64))
         return batch
 
-    def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
+    def logits(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> Tensor:
         """(B, H, T) phrase-region logits (Eq. 10 before the sigmoid) of the batch's phrase spans
         (B, H, 2), inclusive 0-based word indices; padded regions get a very low logit."""
         encoded = self.encode(model, batch)
         return self.head(encoded.words, encoded.regions, batch["spans"], encoded.region_mask)
 
-    def forward(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = self.logits(model, batch)  # (B, H, T)
         targets = grounding_targets(batch["phrase_boxes"], batch["region_boxes"], batch["region_mask"])
         loss = grounding_loss(logits, targets, batch["region_mask"], batch["phrase_mask"])
@@ -121,7 +121,7 @@ class GroundingTask(EncoderTask):
         return {"loss": loss, "top1": top1}
 
     @torch.no_grad()
-    def predict(self, model: HierarchicalVL, split: str, *, device: torch.device
+    def predict(self, model: WordRegionEncoder, split: str, *, device: torch.device
                 ) -> dict[tuple[int, int, str], np.ndarray]:
         """(image id, sentence index, entity id) -> proposals (R, 4) ranked best first."""
         part = self._split(split)
@@ -141,14 +141,14 @@ class GroundingTask(EncoderTask):
                             out[key] = boxes[ranked[ranked < real]]
         return out
 
-    def evaluate(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> dict[str, float]:
         part = self._split(split)
         predictions = self.predict(model, split, device=device)
         m = grounding_recall(part["sentences"], predictions)
         return {"r1": m.overall.r1, "r5": m.overall.r5, "r10": m.overall.r10}
 
     @torch.no_grad()
-    def attention_maps(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def attention_maps(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """"phrase_regions" (B, P, T): the sigmoid score of every region for every phrase of the
         batch's spans (0 on padded regions), for pictures. Runs in eval mode."""
         with EvalMode(model, self):
@@ -199,13 +199,13 @@ class GroundingTask(EncoderTask):
             spans.append((at, at + len(toks) - 1))
         return spans
 
-    def phrase_regions(self, model: HierarchicalVL, batch: dict[str, Tensor], spans: Sequence[tuple[int, int]]
+    def phrase_regions(self, model: WordRegionEncoder, batch: dict[str, Tensor], spans: Sequence[tuple[int, int]]
                        ) -> Tensor:
         """(1, P, T) scores of every region for each of the `spans` of a one-sentence batch (pictures)."""
         return self.attention_maps(model, {**batch, "spans": torch.tensor([list(spans)])})["phrase_regions"]
 
     @torch.no_grad()
-    def pictures(self, model: HierarchicalVL, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
+    def pictures(self, model: WordRegionEncoder, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
                  ) -> list[Picture]:
         """The grounding of `count` sentences of `split`: the top-1 region of each phrase (solid) and
         the annotated box (dashed)."""

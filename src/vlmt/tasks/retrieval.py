@@ -40,9 +40,9 @@ from vlmt.config import register_task
 from vlmt.data.vl_datasets import caption_tokens
 from vlmt.errors import ConfigError, DataError
 from vlmt.metrics.retrieval import retrieval_metrics
+from vlmt.models.encoders import CaptionCache, ImageCache, WordRegionEncoder
 from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.shortlist import ShortlistHead
-from vlmt.models.hierarchical import CaptionCache, HierarchicalVL, ImageCache
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import Input, Runtime, capability, integer, text, texts
 from vlmt.tasks.collate import gather_regions, pad_tokens
@@ -57,7 +57,7 @@ class RetrievalTask(EncoderTask):
     decoder_name = "ICR decoder"
     config: RetrievalTaskConfig
 
-    def __init__(self, *, name: str, config: RetrievalTaskConfig, data: Any, model: HierarchicalVL, seed: int):
+    def __init__(self, *, name: str, config: RetrievalTaskConfig, data: Any, model: WordRegionEncoder, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
         c = model.config
         self.head = RetrievalHead(dim=c.dim, heads=c.heads, dropout=c.fc_dropout)
@@ -104,12 +104,12 @@ class RetrievalTask(EncoderTask):
         batch.update(gather_regions(self.store, ids))
         return batch
 
-    def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
+    def logits(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> Tensor:
         """(B,) relevance logits of the batch's B (image, caption) pairs (Eq. 7 before the sigmoid)."""
         encoded = self.encode(model, batch)
         return self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
 
-    def shortlist_embeddings(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def shortlist_embeddings(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(image, caption) unit embeddings (B, e) of the shortlist head for the batch's two sides."""
         return shortlist_embeddings(model, self._shortlist(), batch)
 
@@ -118,7 +118,7 @@ class RetrievalTask(EncoderTask):
             raise ConfigError(f"tasks.{self.name}: no shortlist head; train with tasks.{self.name}.shortlist_dim > 0")
         return self.shortlist
 
-    def forward(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         image_index, caption_index, target = retrieval_pairs(batch["image_ids"])  # (3B,) each
         pairs = {"tokens": batch["tokens"][caption_index], "lengths": batch["lengths"][caption_index],
                  "region_features": batch["region_features"][image_index],
@@ -138,7 +138,7 @@ class RetrievalTask(EncoderTask):
         return out
 
     @torch.no_grad()
-    def attention_maps(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def attention_maps(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The head's summary attention (averaged over its K maps), "regions" (B, T) and "words"
         (B, N), for pictures. Runs in eval mode."""
         with EvalMode(model, self):
@@ -146,13 +146,13 @@ class RetrievalTask(EncoderTask):
             return {"regions": self.head.image_summary.attention(encoded.regions, encoded.region_mask),
                     "words": self.head.sentence_summary.attention(encoded.words, encoded.word_mask)}
 
-    def score_pair_list(self, model: HierarchicalVL, images: ImageCache, captions: CaptionCache,
+    def score_pair_list(self, model: WordRegionEncoder, images: ImageCache, captions: CaptionCache,
                         image_index: Tensor, caption_index: Tensor) -> Tensor:
         """(P,) relevance logits of the pairs (images[image_index[p]], captions[caption_index[p]])."""
         return score_pair_list(model, self.head, images, captions, image_index, caption_index,
                                layer=self.config.layer, pair_batch=self.config.pair_batch)
 
-    def score_pairs(self, model: HierarchicalVL, images: ImageCache, captions: CaptionCache) -> Tensor:
+    def score_pairs(self, model: WordRegionEncoder, images: ImageCache, captions: CaptionCache) -> Tensor:
         """(n_images, n_captions) relevance logits of every image x caption pair of two caches."""
         n_img, n_cap = images.regions.shape[0], captions.words.shape[0]
         flat = torch.arange(n_img * n_cap, device=images.regions.device)
@@ -251,7 +251,7 @@ class RetrievalTask(EncoderTask):
                 first[(image_id, j)] = row
         return images, [first[(im.image_id, j)] for im in images for j in range(self.per_image)]
 
-    def _image_caches(self, model: HierarchicalVL, images: list[Any], device: torch.device
+    def _image_caches(self, model: WordRegionEncoder, images: list[Any], device: torch.device
                       ) -> list[tuple[int, ImageCache]]:
         caches = []
         for lo in range(0, len(images), self.config.eval_batch_size):
@@ -261,7 +261,7 @@ class RetrievalTask(EncoderTask):
                                                    regions["region_mask"].to(device))))
         return caches
 
-    def _caption_blocks(self, model: HierarchicalVL, part: dict[str, Any], caption_rows: list[int],
+    def _caption_blocks(self, model: WordRegionEncoder, part: dict[str, Any], caption_rows: list[int],
                         device: torch.device) -> Iterator[tuple[int, CaptionCache]]:
         for c_lo in range(0, len(caption_rows), self.config.caption_block):
             rows = caption_rows[c_lo:c_lo + self.config.caption_block]
@@ -269,7 +269,7 @@ class RetrievalTask(EncoderTask):
             yield c_lo, model.encode_captions(tokens.to(device), lengths.to(device))
 
     @torch.no_grad()
-    def score_matrix(self, model: HierarchicalVL, split: str, *, device: torch.device) -> np.ndarray:
+    def score_matrix(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> np.ndarray:
         """(images, images x captions_per_image) relevance logits of every pair of the split;
         caption j belongs to image j // captions_per_image."""
         part = self._split(split)
@@ -284,7 +284,7 @@ class RetrievalTask(EncoderTask):
         return scores
 
     @torch.no_grad()
-    def similarity_matrix(self, model: HierarchicalVL, split: str, *, device: torch.device) -> np.ndarray:
+    def similarity_matrix(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> np.ndarray:
         """(images, captions) cosine similarities of the shortlist head: the first stage alone."""
         part = self._split(split)
         images, caption_rows = self._eval_layout(split)
@@ -297,7 +297,7 @@ class RetrievalTask(EncoderTask):
         return head.similarity(image_emb, caption_emb).cpu().numpy()
 
     @torch.no_grad()
-    def reranked_matrix(self, model: HierarchicalVL, split: str, *, k: int, device: torch.device,
+    def reranked_matrix(self, model: WordRegionEncoder, split: str, *, k: int, device: torch.device,
                         k_t2i: int | None = None) -> tuple[np.ndarray, int]:
         """The two-stage score matrix (`vlmt.tasks.rerank`) and the number of pairs the full
         model scored: each image's k most similar captions and each caption's `k_t2i` (default k)
@@ -319,7 +319,7 @@ class RetrievalTask(EncoderTask):
                 cross[sel] = got.cpu().numpy()
         return reranked_scores(similarity, mask, cross), int(rows.shape[0])
 
-    def evaluate(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> dict[str, float]:
         started = time.perf_counter()
         extra: dict[str, float] = {}
         if self.rerank_k is not None:
@@ -397,7 +397,7 @@ class RetrievalTaskConfig(EncoderTaskConfig):
 
 
 @torch.no_grad()
-def score_pair_list(model: HierarchicalVL, head: RetrievalHead, images: ImageCache, captions: CaptionCache,
+def score_pair_list(model: WordRegionEncoder, head: RetrievalHead, images: ImageCache, captions: CaptionCache,
                     image_index: Tensor, caption_index: Tensor, *, layer: int, pair_batch: int = 256) -> Tensor:
     """(P,) relevance logits of the pairs (images[image_index[p]], captions[caption_index[p]]) by a
     retrieval head reading encoder layer `layer`, `pair_batch` pairs per encoder pass: all-pairs
@@ -415,7 +415,7 @@ def score_pair_list(model: HierarchicalVL, head: RetrievalHead, images: ImageCac
     return scores
 
 
-def shortlist_embeddings(model: HierarchicalVL, head: ShortlistHead, batch: dict[str, Tensor]
+def shortlist_embeddings(model: WordRegionEncoder, head: ShortlistHead, batch: dict[str, Tensor]
                          ) -> tuple[Tensor, Tensor]:
     """(image, caption) unit embeddings (B, e) of a shortlist head over S_0 / I_0 of a batch's two
     sides. With a detached head the encoder runs without building a graph."""

@@ -25,8 +25,8 @@ from vlmt.data.answers import soft_scores
 from vlmt.data.vl_datasets import question_tokens
 from vlmt.errors import ConfigError, DataError
 from vlmt.metrics.vqa import breakdown, evaluate_vqa
+from vlmt.models.encoders import WordRegionEncoder
 from vlmt.models.heads.vqa import VQAHead
-from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.tasks.base import EvalMode, move_to
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, evenly_spaced, integer, text
 from vlmt.tasks.collate import gather_regions, pad_tokens
@@ -39,7 +39,7 @@ class VQATask(EncoderTask):
     kind = "vqa"
     decoder_name = "VQA decoder"
 
-    def __init__(self, *, name: str, config: VQATaskConfig, data: Any, model: HierarchicalVL, seed: int):
+    def __init__(self, *, name: str, config: VQATaskConfig, data: Any, model: WordRegionEncoder, seed: int):
         super().__init__(name=name, config=config, data=data, seed=seed)
         c = model.config
         if self.assets.answers is None:
@@ -94,12 +94,12 @@ class VQATask(EncoderTask):
         batch["index"] = torch.tensor(rows, dtype=torch.int64)
         return batch
 
-    def logits(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> Tensor:
+    def logits(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> Tensor:
         """(B, A) answer logits (Eq. 8 before the sigmoid)."""
         encoded = self.encode(model, batch)
         return self.head(encoded.words, encoded.regions, encoded.word_mask, encoded.region_mask)
 
-    def forward(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = self.logits(model, batch)  # (B, A)
         loss = vqa_loss(logits, batch["targets"])
         with torch.no_grad():  # soft accuracy of the top answer, a cheap training signal to log
@@ -107,7 +107,7 @@ class VQATask(EncoderTask):
         return {"loss": loss, "score": score}
 
     @torch.no_grad()
-    def predict(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[int, str]:
+    def predict(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> dict[int, str]:
         """Question id -> the top-scoring pool answer, for every question of `split`."""
         part = self._split(split)
         out: dict[int, str] = {}
@@ -118,7 +118,7 @@ class VQATask(EncoderTask):
                     out[part["examples"][row].question_id] = self.pool.answers[a]
         return out
 
-    def evaluate(self, model: HierarchicalVL, split: str, *, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> dict[str, float]:
         part = self._split(split)
         if not part["annotated"]:
             raise DataError(part["path"], f"the {split} split has no annotation file, so it cannot be scored here "
@@ -139,7 +139,7 @@ class VQATask(EncoderTask):
         return self._score(part, {e.question_id: best for e in part["examples"]})
 
     @torch.no_grad()
-    def attention_maps(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def attention_maps(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """What the head looks at (pictures, `vlmt visualize`): the summary attention averaged over
         its K maps, "regions" (B, T) and "words" (B, N), each row summing to 1 over real positions.
         Runs in eval mode."""
@@ -149,7 +149,7 @@ class VQATask(EncoderTask):
                     "words": self.head.question_summary.attention(encoded.words, encoded.word_mask)}
 
     @torch.no_grad()
-    def explain(self, model: HierarchicalVL, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def explain(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """`logits` and `attention_maps` from one pass of the encoder (what `vlmt.load(...).details("answer", ...)`
         and the served page show). Runs in eval mode."""
         with EvalMode(model, self):
@@ -185,7 +185,7 @@ class VQATask(EncoderTask):
                 "word_attention": maps["words"][0].cpu().numpy(), "pixels": pixels}
 
     @torch.no_grad()
-    def pictures(self, model: HierarchicalVL, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
+    def pictures(self, model: WordRegionEncoder, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
                  ) -> list[Picture]:
         """Fig. 2 of the hierarchical paper for `count` questions of `split`: the top-1 region of each
         noun phrase of the question (when a peer grounds phrases), and the summary attention over
@@ -200,7 +200,7 @@ class VQATask(EncoderTask):
             out_pictures.append(self._question_picture(model, batch, info, grounder, decoders, out, index))
         return out_pictures
 
-    def _question_picture(self, model: HierarchicalVL, batch: dict, info: dict, grounder: Any,
+    def _question_picture(self, model: WordRegionEncoder, batch: dict, info: dict, grounder: Any,
                           decoders: Sequence[Any], out: Path, index: int) -> Picture:
         words = list(info["words"])
         real = int(batch["region_mask"][0].sum())
