@@ -23,7 +23,7 @@ from vlmt.config import bundled_config
 from vlmt.data.question_bins import NUM_BINS
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs
-from vlmt.tasks.svlr_collate import RecognitionBatch, VQAMCBatch
+from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch
 from vlmt.tasks.svlr_recognition import attribute_loss, object_loss
 from vlmt.tasks.svlr_vqa_mc import answer_ranking_loss
 from vlmt.training.build import load_experiment

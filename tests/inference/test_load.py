@@ -243,7 +243,7 @@ def test_load_and_evaluate_run_give_bit_identical_svlr_scores(svlr):
                                                                                                     batch.inputs))
         question = parts.data.vqa["test"][0]
         regions = parts.data.store.read(question.image_id).features
-        from vlmt.tasks.svlr_collate import vqa_batch
+        from vlmt.tasks.svlr_batches import vqa_batch
 
         expected = task.choice_scores(parts.model, vqa_batch(parts.data, [question]).inputs)[0]
         got = loaded.choose(question=question.question, choices=question.choices, regions=regions)

@@ -9,7 +9,7 @@ import torch
 
 from vlmt.data.svlr_datasets import GenomeRegion, SVLRAssets, WordTable
 from vlmt.models.svlr import SVLR, SVLRConfig
-from vlmt.tasks.svlr_collate import RecognitionBatch, hypernym_labels
+from vlmt.tasks.svlr_batches import RecognitionBatch, hypernym_labels
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask, attribute_loss, object_loss
 
 torch.set_num_threads(1)

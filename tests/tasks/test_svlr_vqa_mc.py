@@ -7,7 +7,7 @@ import torch
 
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs
-from vlmt.tasks.svlr_collate import RecognitionBatch, VQAMCBatch
+from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
 from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask, answer_ranking_loss, predict_choices
 from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask

@@ -24,6 +24,8 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from vlmt.errors import ConfigError
+
 
 @runtime_checkable
 class Task(Protocol):
@@ -89,6 +91,37 @@ class EpochBatchSampler(torch.utils.data.Sampler):
                 first = j * self.batch_size + self.rank * local
                 yield perm[first:first + local].tolist()
             k = (epoch + 1) * self.per_epoch
+
+
+class TaskBase(nn.Module):
+    """What every shipped task holds: its name, its config, the seed of its training order, and the
+    data it was built from. Built from its data (a section's built datasets, of type `built_from`),
+    a task has examples to train and evaluate on; built from the saved assets of a model folder
+    (`vlmt.load`), it has its head and what reads new inputs, and asking it for examples is a
+    ConfigError naming the task."""
+
+    primary_metric: str = ""
+    higher_is_better: bool = True
+
+    def __init__(self, *, name: str, config: Any, data: Any, built_from: type | tuple[type, ...], seed: int = 0):
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.seed = seed
+        self._data = data if isinstance(data, built_from) else None
+        self.assets = data.assets if self._data is not None else data
+
+    @property
+    def has_examples(self) -> bool:
+        return self._data is not None
+
+    @property
+    def data(self) -> Any:
+        """The datasets the task was built from; ConfigError for a task loaded without them."""
+        if self._data is None:
+            raise ConfigError(f"tasks.{self.name}: this task was loaded from a saved model without its data, so it "
+                              f"has no examples to train or evaluate on")
+        return self._data
 
 
 def move_to(batch: Any, device: torch.device) -> Any:

@@ -8,7 +8,7 @@ a DataLoader worker or a second process maps the same files.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ from torch import Tensor
 
 from vlmt.data.features.store import FeatureStore
 from vlmt.tasks.base import EpochBatchSampler
+
+T = TypeVar("T")
 
 
 def pad_tokens(sequences: Sequence[np.ndarray], pad: int = 0) -> tuple[Tensor, Tensor]:
@@ -29,22 +31,31 @@ def pad_tokens(sequences: Sequence[np.ndarray], pad: int = 0) -> tuple[Tensor, T
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
+def pad_regions(features: Sequence[np.ndarray], dim: int, boxes: Sequence[np.ndarray] | None = None
+                ) -> dict[str, Tensor]:
+    """The one padding of pictures' regions: features (B, T, D) float32 with zeros after each picture's
+    regions, mask (B, T) (True = real) and, when given, boxes (B, T, 4); T = the most regions."""
+    t = max(len(f) for f in features)
+    out = np.zeros((len(features), t, dim), dtype=np.float32)
+    mask = np.zeros((len(features), t), dtype=bool)
+    for row, f in enumerate(features):
+        out[row, :len(f)] = f
+        mask[row, :len(f)] = True
+    padded = {"region_features": torch.from_numpy(out)}
+    if boxes is not None:
+        box = np.zeros((len(features), t, 4), dtype=np.float32)
+        for row, b in enumerate(boxes):
+            box[row, :len(b)] = b
+        padded["region_boxes"] = torch.from_numpy(box)
+    padded["region_mask"] = torch.from_numpy(mask)
+    return padded
+
+
 def gather_regions(store: FeatureStore, image_ids: Sequence[int]) -> dict[str, Tensor]:
     """Region features (B, T, D), boxes (B, T, 4) and mask (B, T) of `image_ids`, padded to the
     largest region count of the batch. A missing image raises the store's MissingImageError."""
     records = [store.read(int(i), copy=False) for i in image_ids]
-    t = max(r.num_regions for r in records)
-    d = store.feature_dim
-    features = np.zeros((len(records), t, d), dtype=np.float32)
-    boxes = np.zeros((len(records), t, 4), dtype=np.float32)
-    mask = np.zeros((len(records), t), dtype=bool)
-    for row, r in enumerate(records):
-        n = r.num_regions
-        features[row, :n] = r.features
-        boxes[row, :n] = r.boxes
-        mask[row, :n] = True
-    return {"region_features": torch.from_numpy(features), "region_boxes": torch.from_numpy(boxes),
-            "region_mask": torch.from_numpy(mask)}
+    return pad_regions([r.features for r in records], store.feature_dim, [r.boxes for r in records])
 
 
 def index_batches(num_examples: int, batch_size: int, *, split: str, seed: int, start: int = 0, rank: int = 0,
@@ -57,3 +68,11 @@ def index_batches(num_examples: int, batch_size: int, *, split: str, seed: int, 
         return
     for first in range(0, num_examples, batch_size):
         yield list(range(first, min(first + batch_size, num_examples)))
+
+
+def item_batches(items: Sequence[T], batch_size: int, *, split: str, seed: int = 0, start: int = 0, rank: int = 0,
+                 world_size: int = 1) -> Iterator[list[T]]:
+    """The items of each batch, in the order of `index_batches` (the one batch order of every task)."""
+    for rows in index_batches(len(items), batch_size, split=split, seed=seed, start=start, rank=rank,
+                              world_size=world_size):
+        yield [items[i] for i in rows]

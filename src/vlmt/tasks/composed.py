@@ -35,8 +35,9 @@ from vlmt.models.composed import ComposedVL
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import Picture
-from vlmt.tasks.collate import pad_tokens
-from vlmt.tasks.svlr_collate import RecognitionBatch, VQAMCBatch, need_data, recognition_batch, vqa_batch
+from vlmt.tasks.collate import item_batches, pad_tokens
+from vlmt.tasks.svlr_base import need_data
+from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch, recognition_batch, vqa_batch
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
 from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask
 from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
@@ -127,12 +128,12 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
     @torch.no_grad()
     def scores(self, model: ComposedVL, split: str, *, device: torch.device  # type: ignore[override]
                ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
-        from vlmt.tasks.svlr_collate import eval_chunks, split_items
+        from vlmt.tasks.svlr_base import split_items
 
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
         objs, atrs = [], []
         with EvalMode(model, self):
-            for chunk in eval_chunks(regions, self.config.eval_batch_size):
+            for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
                 rows = self._rows(model, self._collate(chunk).to(device))
                 o, a = model.alignment.recognition_scores(rows)
                 objs.append(o.float().cpu().numpy())

@@ -16,14 +16,15 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vlmt.config import TaskConfig
 from vlmt.data.parts import data_part
 from vlmt.data.vl_datasets import VLAssets, VLData
 from vlmt.errors import ConfigError
 from vlmt.models.encoders import Encoded, WordRegionEncoder, is_word_region_encoder
-from vlmt.tasks.collate import index_batches, pad_tokens
+from vlmt.tasks.base import TaskBase
+from vlmt.tasks.collate import index_batches, pad_regions, pad_tokens
 
 
 @dataclass
@@ -65,37 +66,21 @@ class EncoderTaskConfig(TaskConfig):
         return data, model
 
 
-class EncoderTask(nn.Module):
-    """Base of the tasks on the hierarchical encoder: a name, its config, the shared data, the seed
-    of its training order, and a head (set by the subclass).
+class EncoderTask(TaskBase):
+    """Base of the tasks on an encoder of words and regions: a name, its config, the shared data,
+    the seed of its training order, and a head (set by the subclass). Built from a `VLData`, it has
+    examples; built from `VLAssets` (a model loaded without its data) it has its head only."""
 
-    Built from a `VLData`, a task has examples to train and evaluate on. Built from `VLAssets` (a
-    model loaded without its data, `vlmt.load`), it has its head and what reads new inputs, and
-    asking it for examples is a ConfigError."""
-
-    primary_metric: str = ""
-    higher_is_better: bool = True
     kind: str = ""
+    _data: VLData | None
 
     def __init__(self, *, name: str, config: EncoderTaskConfig, data: VLData | VLAssets, seed: int):
-        super().__init__()
-        self.name = name
-        self.config = config
-        self.assets = data.assets if isinstance(data, VLData) else data
-        self._data = data if isinstance(data, VLData) else None
-        self.seed = seed
-
-    @property
-    def has_examples(self) -> bool:
-        return self._data is not None
+        super().__init__(name=name, config=config, data=data, built_from=VLData, seed=seed)
 
     @property
     def data(self) -> VLData:
         """The datasets the task was built from; ConfigError for a task loaded without them."""
-        if self._data is None:
-            raise ConfigError(f"tasks.{self.name}: this task was loaded from a saved model without its data, so it "
-                              f"has no examples to train or evaluate on")
-        return self._data
+        return super().data
 
     def encode(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> Encoded:
         """The encoder's outputs up to this task's layer for a batch's words and regions."""
@@ -119,13 +104,8 @@ class EncoderTask(nn.Module):
     @staticmethod
     def region_batch(features: Sequence[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:
         """Padded region features (B, T, D) and their mask (B, T) of pictures' regions."""
-        t = max(len(f) for f in features)
-        out = torch.zeros(len(features), t, features[0].shape[1])
-        mask = torch.zeros(len(features), t, dtype=torch.bool)
-        for i, f in enumerate(features):
-            out[i, :len(f)] = torch.from_numpy(np.asarray(f, dtype=np.float32))
-            mask[i, :len(f)] = True
-        return out.to(device), mask.to(device)
+        padded = pad_regions(features, features[0].shape[1])
+        return padded["region_features"].to(device), padded["region_mask"].to(device)
 
     def _split(self, split: str) -> dict[str, Any]:
         """The prepared examples of `split` (token ids, image ids, targets, ...), built once."""

@@ -20,7 +20,7 @@ from vlmt.models.svlr import SVLR
 from vlmt.pictures import new_figure, save_figure
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import evenly_spaced
-from vlmt.tasks.svlr_collate import vqa_batch
+from vlmt.tasks.svlr_batches import vqa_batch
 
 
 @torch.no_grad()

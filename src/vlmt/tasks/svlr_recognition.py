@@ -26,18 +26,10 @@ from vlmt.metrics import recognition as rec_metrics
 from vlmt.models.svlr import SVLR
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Runtime, capability, integer
+from vlmt.tasks.collate import item_batches
 from vlmt.tasks.global_batch import global_mean, global_sum
-from vlmt.tasks.svlr_collate import (
-    RecognitionBatch,
-    SVLRTask,
-    eval_chunks,
-    hypernym_labels,
-    need_data,
-    need_model,
-    recognition_batch,
-    split_items,
-    train_chunks,
-)
+from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
+from vlmt.tasks.svlr_batches import RecognitionBatch, hypernym_labels, recognition_batch
 
 
 class SVLRRecognitionTask(SVLRTask):
@@ -77,13 +69,10 @@ class SVLRRecognitionTask(SVLRTask):
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[RecognitionBatch]:
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
-        if split == "train":
-            for chunk in train_chunks(regions, self.config.batch_size, seed=self.seed, start=start, rank=rank,
-                                      world_size=world_size):
-                yield self._collate(chunk)
-        else:
-            for chunk in eval_chunks(regions, self.config.eval_batch_size):
-                yield self._collate(chunk)
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for chunk in item_batches(regions, size, split=split, seed=self.seed, start=start, rank=rank,
+                                  world_size=world_size):
+            yield self._collate(chunk)
 
     @torch.no_grad()
     def scores(self, model: SVLR, split: str, *, device: torch.device
@@ -92,7 +81,7 @@ class SVLRRecognitionTask(SVLRTask):
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
         objs, atrs = [], []
         with EvalMode(model, self):
-            for chunk in eval_chunks(regions, self.config.eval_batch_size):
+            for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
                 feats = recognition_batch(self.data, chunk).region_features.to(device)
                 o, a = model.recognition_scores(feats)
                 objs.append(o.float().cpu().numpy())

@@ -28,16 +28,9 @@ from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutpu
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text, texts
-from vlmt.tasks.svlr_collate import (
-    SVLRTask,
-    VQAMCBatch,
-    eval_chunks,
-    need_data,
-    need_model,
-    split_items,
-    train_chunks,
-    vqa_batch,
-)
+from vlmt.tasks.collate import item_batches
+from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
+from vlmt.tasks.svlr_batches import VQAMCBatch, vqa_batch
 from vlmt.tasks.svlr_pictures import draw_interpretable_inference, spread_examples
 
 
@@ -90,7 +83,7 @@ class MultipleChoiceEvaluation(SVLRTask):
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
         out: dict[int, str] = {}
         with EvalMode(model, self):
-            for chunk in eval_chunks(questions, self.config.eval_batch_size):
+            for chunk in item_batches(questions, self.config.eval_batch_size, split="eval"):
                 inputs = self.batch_of(chunk).inputs.to(device)
                 picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().tolist()
                 for q, k in zip(chunk, picked):
@@ -159,7 +152,7 @@ class SVLRVQATask(MultipleChoiceEvaluation):
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
         out: dict[int, np.ndarray] = {}
         with EvalMode(svlr, self):
-            for chunk in eval_chunks(questions, self.config.eval_batch_size):
+            for chunk in item_batches(questions, self.config.eval_batch_size, split="eval"):
                 result = self.outputs(svlr, self.batch_of(chunk).inputs.to(device))
                 picked = predict_choices(result.scores.float())
                 rows = torch.arange(len(chunk), device=picked.device)
@@ -179,13 +172,10 @@ class SVLRVQATask(MultipleChoiceEvaluation):
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
-        if split == "train":
-            for chunk in train_chunks(questions, self.config.batch_size, seed=self.seed, start=start, rank=rank,
-                                      world_size=world_size):
-                yield self.batch_of(chunk)
-        else:
-            for chunk in eval_chunks(questions, self.config.eval_batch_size):
-                yield self.batch_of(chunk)
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for chunk in item_batches(questions, size, split=split, seed=self.seed, start=start, rank=rank,
+                                  world_size=world_size):
+            yield self.batch_of(chunk)
 
 
 @register_task("svlr_vqa_mc")

@@ -17,7 +17,9 @@ from vlmt.config import TaskConfig, register_task
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR, SVLRVQAInputs
 from vlmt.tasks.capabilities import IMAGE, Runtime, capability, text, texts
-from vlmt.tasks.svlr_collate import VQAMCBatch, eval_chunks, need_data, need_model, split_items
+from vlmt.tasks.collate import item_batches
+from vlmt.tasks.svlr_base import need_data, need_model, split_items
+from vlmt.tasks.svlr_batches import VQAMCBatch
 from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
 
 
@@ -43,7 +45,7 @@ class SVLRZeroShotTask(MultipleChoiceEvaluation):
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
-        for chunk in eval_chunks(questions, self.config.eval_batch_size):
+        for chunk in item_batches(questions, self.config.eval_batch_size, split="eval"):
             yield self.batch_of(chunk)
 
 

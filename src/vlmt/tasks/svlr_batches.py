@@ -1,5 +1,5 @@
-"""What the SVLR tasks share: their batch types, the collate functions that make them from the
-`svlr_datasets` examples, the resumable batch order and the checks of data and model.
+"""The batches of the SVLR tasks: their types and the collate functions that make them from the
+`svlr_datasets` examples (the tasks' base and checks: `vlmt.tasks.svlr_base`).
 
 - `recognition_batch`: M Genome regions -> `RecognitionBatch` (features from the store rows the
   data section matched; object targets = labels in O and their hypernyms, with hypernyms
@@ -11,17 +11,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from vlmt.data.parts import data_part
 from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRAssets, SVLRData
-from vlmt.errors import ConfigError
-from vlmt.models.svlr import SVLR, SVLRVQAInputs
-from vlmt.tasks.base import EpochBatchSampler
+from vlmt.models.svlr import SVLRVQAInputs
+from vlmt.tasks.collate import pad_regions
 
 
 @dataclass
@@ -56,67 +53,6 @@ class VQAMCBatch:
 
     def to(self, device: torch.device | str) -> "VQAMCBatch":
         return VQAMCBatch(inputs=self.inputs.to(device), correct=self.correct.to(device))
-
-
-def need_data(data: Any, where: str) -> SVLRData | SVLRAssets:
-    """`data`, checked to be the `svlr_datasets` section (or its saved assets, for a model used
-    without its data)."""
-    part = data_part(data, (SVLRData, SVLRAssets))  # the SVLR part of a composed section
-    if part is None:
-        raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets` (or composed_datasets), "
-                          f"got {type(data).__name__}")
-    return part
-
-
-class SVLRTask(nn.Module):
-    """Base of the SVLR tasks: a name, a config, and the data they were built from. Built from
-    `SVLRAssets` (a model loaded without its data), a task has what reads new inputs and no
-    examples: asking for them is a ConfigError."""
-
-    def __init__(self, *, name: str, config: Any, data: SVLRData | SVLRAssets):
-        super().__init__()
-        self.name = name
-        self.config = config
-        self.assets = data.assets if isinstance(data, SVLRData) else data
-        self._data = data if isinstance(data, SVLRData) else None
-
-    @property
-    def data(self) -> SVLRData:
-        """The datasets the task was built from; ConfigError for a task loaded without them."""
-        if self._data is None:
-            raise ConfigError(f"tasks.{self.name}: this task was loaded from a saved model without its data, so it "
-                              f"has no examples to train or evaluate on")
-        return self._data
-
-
-def need_model(model: Any, name: str) -> SVLR:
-    """`model`, checked to be SVLR's."""
-    if not isinstance(model, SVLR):
-        raise ConfigError(f"tasks.{name}: SVLR tasks need model type svlr, got {type(model).__name__}")
-    return model
-
-
-def train_chunks(items: Sequence, batch_size: int, *, seed: int, start: int, rank: int, world_size: int
-                 ) -> Iterator[list]:
-    """The endless resumable training order of `items` in batches (`EpochBatchSampler`)."""
-    for idx in EpochBatchSampler(len(items), batch_size, seed=seed, start=start, rank=rank, world_size=world_size):
-        yield [items[i] for i in idx]
-
-
-def eval_chunks(items: Sequence, batch_size: int) -> Iterator[list]:
-    """One pass over `items` in order, in batches."""
-    for i in range(0, len(items), batch_size):
-        yield list(items[i:i + batch_size])
-
-
-def split_items(table: dict[str, list], split: str, what: str) -> list:
-    """The non-empty examples of `split`; ConfigError naming `what` otherwise."""
-    if split not in table:
-        raise ConfigError(f"{what}: no split {split!r} (have {', '.join(table)})")
-    items = table[split]
-    if not items:
-        raise ConfigError(f"{what}: split {split!r} is empty")
-    return items
 
 
 def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> torch.Tensor:
@@ -176,13 +112,8 @@ def vqa_batch(data: SVLRData | SVLRAssets, questions: Sequence[MCQuestion],
     if features is None:
         assert isinstance(data, SVLRData), "region features come from the store of the data or are given"
         features = [data.store.read(q.image_id, copy=False).features for q in questions]
-    T = max(f.shape[0] for f in features)
     C = max(len(q.choices) for q in questions)
-    feats = np.zeros((len(questions), T, data.region_dim), dtype=np.float32)
-    region_mask = torch.zeros(len(questions), T, dtype=torch.bool)
-    for i, f in enumerate(features):
-        feats[i, : f.shape[0]] = f
-        region_mask[i, : f.shape[0]] = True
+    regions = pad_regions(features, data.region_dim)
     table: dict[str, int] = {}
 
     def ids(terms: Sequence[str]) -> list[int]:
@@ -195,7 +126,7 @@ def vqa_batch(data: SVLRData | SVLRAssets, questions: Sequence[MCQuestion],
     for i, q in enumerate(questions):
         choice_mask[i, : len(q.choices)] = True
     inputs = SVLRVQAInputs.from_lists(
-        region_features=torch.from_numpy(feats), region_mask=region_mask,
+        region_features=regions["region_features"], region_mask=regions["region_mask"],
         word_vectors=torch.zeros(0),  # replaced below, once the table is complete
         question_nouns=[ids(q.nouns) for q in questions],
         question_adjectives=[ids(q.adjectives) for q in questions],

@@ -1,0 +1,54 @@
+"""What the SVLR tasks share besides their batches (`vlmt.tasks.svlr_batches`): their base class
+and the checks of data and model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlmt.data.parts import data_part
+from vlmt.data.svlr_datasets import SVLRAssets, SVLRData
+from vlmt.errors import ConfigError
+from vlmt.models.svlr import SVLR
+from vlmt.tasks.base import TaskBase
+
+
+def need_data(data: Any, where: str) -> SVLRData | SVLRAssets:
+    """`data`, checked to be the `svlr_datasets` section (or its saved assets, for a model used
+    without its data)."""
+    part = data_part(data, (SVLRData, SVLRAssets))  # the SVLR part of a composed section
+    if part is None:
+        raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets` (or composed_datasets), "
+                          f"got {type(data).__name__}")
+    return part
+
+
+class SVLRTask(TaskBase):
+    """Base of the SVLR tasks: a name, a config, and the data they were built from (`TaskBase`;
+    built from `SVLRAssets`, a task has what reads new inputs and no examples)."""
+
+    _data: SVLRData | None
+
+    def __init__(self, *, name: str, config: Any, data: SVLRData | SVLRAssets, seed: int = 0):
+        super().__init__(name=name, config=config, data=data, built_from=SVLRData, seed=seed)
+
+    @property
+    def data(self) -> SVLRData:
+        """The datasets the task was built from; ConfigError for a task loaded without them."""
+        return super().data
+
+
+def need_model(model: Any, name: str) -> SVLR:
+    """`model`, checked to be SVLR's."""
+    if not isinstance(model, SVLR):
+        raise ConfigError(f"tasks.{name}: SVLR tasks need model type svlr, got {type(model).__name__}")
+    return model
+
+
+def split_items(table: dict[str, list], split: str, what: str) -> list:
+    """The non-empty examples of `split`; ConfigError naming `what` otherwise."""
+    if split not in table:
+        raise ConfigError(f"{what}: no split {split!r} (have {', '.join(table)})")
+    items = table[split]
+    if not items:
+        raise ConfigError(f"{what}: split {split!r} is empty")
+    return items
