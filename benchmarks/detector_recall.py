@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from vlmt.data.features.proposals import proposals as upload_proposals
     from vlmt.data.synth import taxonomy as tx
     from vlmt.data.synth.cache import ensure_world
-    from vlmt.data.synth.world import (DETECTOR_STEPS, _load_image, build, detector_training_data, filename,
-                                       world_size)
+    from vlmt.data.synth.world import DETECTOR_STEPS, _load_image, build, detector_training_data, filename, world_size
 
     size = world_size(args.size)
     folder = ensure_world(args.size, args.seed, proposals="oracle")

@@ -91,6 +91,7 @@ class DetectorNet(nn.Module):
                     m.bias.zero_()
         for head in (self.heatmap, self.size, self.offset, self.classes):
             nn.init.normal_(head.weight, std=0.01, generator=generator)
+        assert self.heatmap.bias is not None
         self.heatmap.bias.fill_(-math.log((1 - 0.01) / 0.01))  # start every cell at p = 0.01
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -212,7 +212,8 @@ def detector_training_data(out: Path, w: World, load: Callable[[int], np.ndarray
     names = {n: k for k, n in enumerate(tx.SHAPES)}
     genome = [im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json", vg / "attributes.json")
               if im.image_id in train]
-    objects = [[DetectorBox(tuple(float(v) for v in o.box), names.get(o.names[0], -1) if o.names else -1)
+    objects = [[DetectorBox((float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3])),
+                            names.get(o.names[0], -1) if o.names else -1)
                 for o in im.objects] for im in genome]
     return [load(im.image_id) for im in genome], objects
 
