@@ -10,7 +10,8 @@ import time
 EXAMPLES = """\
   vlmt data synth --size tiny --out worlds/tiny
   vlmt data synth --size default --seed 1 --out worlds/default-1 --json
-  vlmt data synth --size default-test1000 --out worlds/default-test1000"""
+  vlmt data synth --size default-test1000 --out worlds/default-test1000
+  vlmt data synth --size default --proposals detector --out worlds/default-detector"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "<size>-test<N>: that size with N test images (e.g. default-test1000)")
     parser.add_argument("--out", required=True, help="output folder (empty, or a partial world to resume)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    parser.add_argument("--proposals", choices=("detector", "oracle"), default=None,
+                        help="how the feature store's regions are found: detector (boxes a detector trained on "
+                             "the Genome-like split finds in the pixels) or oracle (true boxes, jittered copies "
+                             "and random boxes; for ablation). Default: oracle")
     parser.add_argument("--json", action="store_true", help="print the manifest as one JSON object on stdout")
 
 
@@ -26,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from vlmt.data.synth.world import generate
 
     start = time.perf_counter()
-    manifest = generate(args.size, args.out, seed=args.seed,
+    manifest = generate(args.size, args.out, seed=args.seed, proposals=args.proposals,
                         progress=lambda msg: print(f"[{time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr))
     if args.json:
         print(json.dumps(manifest))

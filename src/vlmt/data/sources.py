@@ -4,8 +4,11 @@ A source resolves to a folder laid out in the official formats (VQA, Karpathy ca
 Flickr30k Entities, Visual Genome, a region feature store under `features/`), preparing it on
 first use:
 
-    world:<size>[:<seed>]   the synthetic world (generated into the cache when missing); <size> is
-                            tiny, default, or e.g. default-test1000 (1,000 test images)
+    world:<size>[:<seed>][:<proposals>]
+                            the synthetic world (generated into the cache when missing); <size> is
+                            tiny, default, or e.g. default-test1000 (1,000 test images);
+                            <proposals> is detector or oracle (how its regions are found; default:
+                            vlmt.data.synth.world.DEFAULT_PROPOSALS), e.g. world:tiny:0:detector
     easy_vqa                easy-VQA from the `easy-vqa` package, converted to VQA v2 files with
                             region features extracted from its pixels (optional extra)
     <anything else>         a folder path, used as it is (it must exist)
@@ -25,25 +28,41 @@ PREPARED: dict[str, str] = {
 }
 
 
+def parse_world_source(spec: str) -> tuple[str, int, str | None]:
+    """(size, seed, proposal method or None for the default) of `world:<size>[:<seed>][:<proposals>]`;
+    a ConfigError naming the source otherwise."""
+    from vlmt.data.synth.world import PROPOSAL_METHODS, world_size
+
+    parts = spec.split(":")
+    usage = "expected world:<size>, world:<size>:<seed> or world:<size>:<seed>:<proposals>"
+    if parts[0] != "world" or len(parts) not in (2, 3, 4) or not parts[1]:
+        raise ConfigError(f"data source {spec!r}: {usage}")
+    try:
+        world_size(parts[1])
+    except ConfigError as e:
+        raise ConfigError(f"data source {spec!r}: {e}") from None
+    seed, method = 0, None
+    rest = parts[2:]
+    if rest and rest[-1] in PROPOSAL_METHODS:
+        method = rest.pop()
+    if len(rest) > 1:
+        raise ConfigError(f"data source {spec!r}: {usage} ({' or '.join(PROPOSAL_METHODS)})")
+    if rest:
+        try:
+            seed = int(rest[0])
+        except ValueError:
+            raise ConfigError(f"data source {spec!r}: the seed must be an integer, and the proposals "
+                              f"{' or '.join(PROPOSAL_METHODS)}; got {rest[0]!r}") from None
+    return parts[1], seed, method
+
+
 def resolve_source(spec: str, *, progress: Callable[[str], None] | None = None) -> Path:
     """Folder of the dataset source `spec` (see the module docstring), prepared if needed."""
     if spec.startswith("world:"):
-        parts = spec.split(":")
-        if len(parts) not in (2, 3) or not parts[1]:
-            raise ConfigError(f"data source {spec!r}: expected world:<size> or world:<size>:<seed>")
-        from vlmt.data.synth.world import world_size
-
-        try:
-            world_size(parts[1])
-        except ConfigError as e:
-            raise ConfigError(f"data source {spec!r}: {e}") from None
-        try:
-            seed = int(parts[2]) if len(parts) == 3 else 0
-        except ValueError:
-            raise ConfigError(f"data source {spec!r}: the seed must be an integer") from None
+        size, seed, method = parse_world_source(spec)
         from vlmt.data.synth.cache import ensure_world
 
-        return ensure_world(parts[1], seed, progress=progress)
+        return ensure_world(size, seed, proposals=method, progress=progress)
     if spec in PREPARED:
         module_name, _, function = PREPARED[spec].partition(":")
         try:

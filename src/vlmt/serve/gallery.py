@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmt.data.readers.captions import read_karpathy
-from vlmt.errors import VlmtError
+from vlmt.errors import ConfigError, VlmtError
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,12 @@ def data_folder(data: dict[str, Any]) -> Path | None:
     """The folder a data section's `root` names, when it is on this machine (never prepared)."""
     root = str(data.get("root") or "")
     if root.startswith("world:"):
+        from vlmt.data.sources import parse_world_source
         from vlmt.data.synth.cache import world_dir
 
-        parts = root.split(":")
         try:
-            folder = world_dir(parts[1], int(parts[2]) if len(parts) > 2 else 0)
-        except (IndexError, ValueError):
+            folder = world_dir(*parse_world_source(root))
+        except ConfigError:
             return None
     elif root == "easy_vqa":
         from vlmt.data.synth.cache import cache_root

@@ -7,9 +7,17 @@ seed skips what is already there, so an interrupted run resumes):
 2. render images/<id>.png
 3. language: VQA v2 + v1 multiple-choice files, Karpathy captions, Flickr30k Entities
 4. Visual Genome files for the disjoint Genome-like images, and the hypernym file
-5. train the region CNN on Genome-like training regions (`region_extractor/`)
+5. train the region CNN on Genome-like training regions (`region_extractor/`), and with
+   `proposals="detector"` the detector on the Genome-like training boxes (`detector/`)
 6. proposals for every image + features into the feature store (`features/`)
 7. `world.json` (what was made, counts, rarity statistics) and `README.md`
+
+Proposals (stage 6) come one of two ways (`PROPOSAL_METHODS`):
+- "detector": the boxes `vlmt.data.features.detector` finds in the pixels, the way the papers'
+  regions come from a detector trained on Visual Genome; no split's true boxes enter any
+  feature (the detector learns only from the Genome-like training split).
+- "oracle": every image's true boxes, jittered copies and random boxes
+  (`vlmt.data.synth.proposals`); test features then contain the test annotations. For ablation.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ SPLITS = ("train", "val", "test")
 VQA_SUBTYPES = {"train": "train2014", "val": "val2014", "test": "test2015"}
 GENOME_ID_OFFSET = 1_000_000
 DATASET_NAME = "synth"
+PROPOSAL_METHODS = ("oracle", "detector")
+# how a world's regions are proposed when nothing says otherwise (`world:<size>`, `vlmt data synth`)
+DEFAULT_PROPOSALS = "oracle"
+DETECTOR_STEPS = 400  # detector updates of 16 pictures, the same for every size (about a minute of one core)
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,7 @@ def _rng(seed: int, stream: int, image_id: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, image_id])
 
 
+DETECTOR_DIR = "detector"
 STREAM_SCENE, STREAM_CAPTIONS, STREAM_QUESTIONS, STREAM_PROPOSALS = range(4)
 
 
@@ -180,6 +193,31 @@ def _load_image(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def check_proposals(method: str | None) -> str:
+    """The proposal method `method` names (None: DEFAULT_PROPOSALS); a ConfigError otherwise."""
+    method = DEFAULT_PROPOSALS if method is None else method
+    if method not in PROPOSAL_METHODS:
+        raise ConfigError(f"unknown proposal method {method!r}; choose one of {', '.join(PROPOSAL_METHODS)}")
+    return method
+
+
+def detector_training_data(out: Path, w: World, load: Callable[[int], np.ndarray]):
+    """(images, objects) for the detector: the Genome-like training split's boxes and first
+    names, read back through the Visual Genome reader (the path real Visual Genome data takes)."""
+    from vlmt.data.features.detector import DetectorBox
+    from vlmt.data.readers.visual_genome import read_visual_genome
+
+    vg = out / "visual_genome"
+    train = set(w.genome_ids("train"))
+    names = {n: k for k, n in enumerate(tx.SHAPES)}
+    genome = [im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json", vg / "attributes.json")
+              if im.image_id in train]
+    objects = [[DetectorBox((float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3])),
+                            names.get(o.names[0], -1) if o.names else -1)
+                for o in im.objects] for im in genome]
+    return [load(im.image_id) for im in genome], objects
+
+
 def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarray]):
     """(images, regions) for the region CNN, read back from the written Visual Genome files
     through the dataset reader (the path real Visual Genome data takes), training split only."""
@@ -194,12 +232,19 @@ def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarra
     return [load(im.image_id) for im in genome], regions
 
 
-def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
+def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals: str | None = None,
              progress: Callable[[str], None] | None = None) -> dict:
     """Write the world into `out`; returns the manifest (also written to `out/world.json`).
-    `size`: a size name (`world_size`) or a WorldSize."""
+    `size`: a size name (`world_size`) or a WorldSize; `proposals`: "detector" or "oracle"
+    (None: DEFAULT_PROPOSALS), how the feature store's regions are found."""
+    from vlmt.data.features.detector import DetectorConfig, ObjectDetector, train_detector
     from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
     from vlmt.data.features.writer import FeatureStoreWriter
+
+    try:
+        method = check_proposals(proposals)
+    except ConfigError as e:
+        raise ConfigError(f"--proposals: {e}") from None
 
     name = size if isinstance(size, str) else "custom"
     if isinstance(size, str):
@@ -210,10 +255,12 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
     out = Path(out)
     say = progress or (lambda msg: None)
     config = {"version": WORLD_VERSION, "size": name, "seed": seed, "spec": asdict(size)}
+    if method != "oracle":  # oracle worlds keep the marker they had before the method was a choice
+        config["proposals"] = method
     config = json.loads(json.dumps(config))
     _check_folder(out, config)
     t0 = time.perf_counter()
-    done = _finished_manifest(out, size)
+    done = _finished_manifest(out, size, method)
     if done is not None:  # a complete world of this size and seed is already here: reuse it
         say("reusing the complete world already in the folder")
         return {**done, "timings_s": {"total": round(time.perf_counter() - t0, 3)}, "reused": True}
@@ -258,6 +305,21 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
         timings["train_extractor"] = time.perf_counter() - t
         say(f"region CNN ready ({len(log)} epochs trained)")
 
+        detector: ObjectDetector | None = None
+        if method == "detector":
+            t = time.perf_counter()
+            det_dir = out / DETECTOR_DIR
+            if (det_dir / "detector.json").exists():
+                detector = ObjectDetector.load(det_dir)
+            else:
+                imgs, objects = detector_training_data(out, w, load)
+                detector = train_detector(imgs, objects, class_names=tx.SHAPES, steps=DETECTOR_STEPS, seed=seed,
+                                          config=DetectorConfig(num_classes=len(tx.SHAPES),
+                                                                boxes_per_image=size.proposals))
+                detector.save(det_dir)
+            timings["train_detector"] = time.perf_counter() - t
+            say(f"detector ready ({size.proposals} boxes per picture)")
+
         t = time.perf_counter()
         store_path = out / "features"
         if not (store_path / "header.json").exists():
@@ -265,10 +327,15 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
             with FeatureStoreWriter(store_path, feature_dim=extractor.feature_dim) as writer:
                 for start in range(0, len(ids), 256):
                     chunk = ids[start:start + 256]
-                    boxes = [make_proposals([o.box for o in w.scenes[i].objects], _rng(seed, STREAM_PROPOSALS, i),
-                                            width=w.scenes[i].width, height=w.scenes[i].height, count=size.proposals)
-                             for i in chunk]
-                    feats = extractor.extract([load(i) for i in chunk], boxes)
+                    pictures = [load(i) for i in chunk]
+                    if detector is not None:  # from the pixels alone
+                        boxes, _ = detector.detect_batch(pictures)
+                    else:
+                        boxes = [make_proposals([o.box for o in w.scenes[i].objects], _rng(seed, STREAM_PROPOSALS, i),
+                                                width=w.scenes[i].width, height=w.scenes[i].height,
+                                                count=size.proposals)
+                                 for i in chunk]
+                    feats = extractor.extract(pictures, boxes)
                     for i, b, feat in zip(chunk, boxes, feats):
                         writer.add(i, boxes=b, features=feat, width=w.scenes[i].width, height=w.scenes[i].height)
         timings["features"] = time.perf_counter() - t
@@ -276,7 +343,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
     finally:
         torch.set_num_threads(torch_threads)
 
-    manifest = manifest_of(w, name)
+    manifest = manifest_of(w, name, proposals_of(method, detector))
     write_json(out / "world.json", manifest)
     with atomic_write(out / "README.md", "w", encoding="utf-8") as f:
         f.write(readme(w, manifest))
@@ -284,8 +351,18 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0,
     return {**manifest, "timings_s": {k: round(v, 3) for k, v in timings.items()}}
 
 
-def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
+def proposals_of(method: str, detector=None) -> dict:
+    """What world.json records about how the feature store's regions were found."""
+    if method == "detector" and detector is not None:
+        return {**detector.settings(), "trained_on": "Genome-like training split (boxes and names)",
+                "true_boxes_in_features": False, "files": f"{DETECTOR_DIR}/"}
+    return {"method": "oracle", "true_boxes_in_features": True,
+            "what": "every true box, one jittered copy of each, random boxes (ablation only)"}
+
+
+def _finished_manifest(out: Path, size: WorldSize, method: str = "oracle") -> dict | None:
     """The manifest of a complete world in `out` (every file of every stage present), else None."""
+    from vlmt.data.features.detector import DETECTOR_META, DETECTOR_WEIGHTS
     from vlmt.data.features.extractor import RegionExtractor
 
     try:
@@ -296,6 +373,8 @@ def _finished_manifest(out: Path, size: WorldSize) -> dict | None:
     needed = [out / "README.md", out / "hypernyms.json", out / f"dataset_{DATASET_NAME}.json",
               out / "features" / "header.json", out / "region_extractor" / RegionExtractor.META,
               out / "region_extractor" / RegionExtractor.WEIGHTS]
+    if method == "detector":
+        needed += [out / DETECTOR_DIR / DETECTOR_META, out / DETECTOR_DIR / DETECTOR_WEIGHTS]
     needed += [out / "visual_genome" / f for f in ("objects.json", "attributes.json", "image_data.json", "splits.json")]
     for sub in VQA_SUBTYPES.values():
         needed += [out / f"v2_OpenEnded_mscoco_{sub}_questions.json", out / f"v2_mscoco_{sub}_annotations.json",
@@ -328,10 +407,12 @@ def rarity_statistics(w: World) -> dict:
     }
 
 
-def manifest_of(w: World, name: str) -> dict:
+def manifest_of(w: World, name: str, proposals: dict | None = None) -> dict:
+    proposals = proposals or proposals_of("oracle")
+    files = {"detector": proposals["files"]} if "files" in proposals else {}
     return {
         "world": "vlmt synthetic world", "version": WORLD_VERSION, "size": name, "seed": w.seed,
-        "spec": asdict(w.size),
+        "spec": asdict(w.size), "proposals": {k: v for k, v in proposals.items() if k != "files"},
         "images": {s: len(w.main_ids(s)) for s in SPLITS},
         "genome_images": {s: len(w.genome_ids(s)) for s in SPLITS},
         "questions": {s: sum(len(w.questions[i]) for i in w.main_ids(s)) for s in SPLITS},
@@ -349,6 +430,7 @@ def manifest_of(w: World, name: str) -> dict:
             "hypernyms": "hypernyms.json",
             "features": "features/ (vlmt feature store)",
             "region_extractor": "region_extractor/",
+            **files,
         },
         "vocabulary": {"shapes": list(tx.SHAPES), "colours": list(tx.COLOURS), "sizes": list(tx.SIZES),
                        "textures": list(tx.TEXTURES)},
@@ -390,10 +472,23 @@ with every annotation derived from the scene graph, so the ground truth is known
 
 VQA split names follow the COCO convention: {', '.join(f'{k} -> {v}' for k, v in VQA_SUBTYPES.items())}
 (annotations are written for every split, test included, since the ground truth is known).
-Region features: {w.size.proposals} proposals per image (the true boxes, one jittered copy of each,
-random boxes), {w.size.feature_dim}-dim features from a small CNN trained on the Genome-like
-training regions (`region_extractor/`).
+Region features: {w.size.proposals} proposals per image ({_proposal_words(m['proposals'])}),
+{w.size.feature_dim}-dim features from a small CNN trained on the Genome-like training regions
+(`region_extractor/`).
 
-Regenerate with `vlmt data synth --size {m['size']} --seed {m['seed']} --out DIR`; `world.json` holds
+Regenerate with `vlmt data synth --size {m['size']} --seed {m['seed']}{_proposal_flag(m['proposals'])} --out DIR`;
+`world.json` holds
 the counts and the measured rarity statistics.
 """
+
+
+def _proposal_words(p: dict) -> str:
+    if p.get("method") == "detector":
+        return ("the boxes the detector in `detector/` finds in the pixels; it was trained on the "
+                "Genome-like training boxes only, so no true box enters any feature")
+    return "the true boxes, one jittered copy of each, random boxes: an oracle, for ablation"
+
+
+def _proposal_flag(p: dict) -> str:
+    method = p.get("method", "oracle")
+    return "" if method == DEFAULT_PROPOSALS else f" --proposals {method}"

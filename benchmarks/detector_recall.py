@@ -1,0 +1,98 @@
+"""Recall of the world's true boxes by the region proposals, per split, and the detector's cost.
+
+Trains the detector the way `vlmt data synth --proposals detector` does (the Genome-like training
+split's boxes and names, `DETECTOR_STEPS` updates, one thread), timing it, then counts, for
+every picture of each split, the true boxes that some proposal of the picture covers with
+IoU >= 0.5, for the first k proposals (best first) and k = the regions per image the feature
+store holds (the world's `proposals`, 16: every config reads all of them). Beside it: the six
+pixel proposals given to uploads (`vlmt.data.features.proposals`); the oracle proposals contain
+every true box by construction (100 %).
+
+    PYTHONPATH=src python benchmarks/detector_recall.py [--size default] [--seed 0] [--json]
+
+The world (oracle, cached) is generated first when missing; its Genome-like files are the same
+in both proposal modes, so the detector trained here is the one the detector world holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="default", help="world size (default: default)")
+    parser.add_argument("--seed", type=int, default=0, help="world and detector seed (default: 0)")
+    parser.add_argument("--steps", type=int, default=None, help="detector updates (default: the world's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = parser.parse_args(argv)
+
+    from vlmt.data.features.detector import DetectorConfig, recall_at_iou, train_detector
+    from vlmt.data.features.proposals import proposals as upload_proposals
+    from vlmt.data.synth import taxonomy as tx
+    from vlmt.data.synth.cache import ensure_world
+    from vlmt.data.synth.world import DETECTOR_STEPS, _load_image, build, detector_training_data, filename, world_size
+
+    size = world_size(args.size)
+    folder = ensure_world(args.size, args.seed, proposals="oracle")
+    w = build(size, args.seed)
+    load = lambda i: _load_image(folder / "images" / filename(i))  # noqa: E731
+    steps = args.steps or DETECTOR_STEPS
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        images, objects = detector_training_data(folder, w, load)
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        detector = train_detector(images, objects, class_names=tx.SHAPES, steps=steps, seed=args.seed,
+                                  config=DetectorConfig(num_classes=len(tx.SHAPES), boxes_per_image=size.proposals))
+        train_s, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        splits = {f"main {s}": w.main_ids(s) for s in ("train", "val", "test")}
+        splits.update({f"genome {s}": w.genome_ids(s) for s in ("train", "test")})
+        rows = []
+        ks = sorted({1, 5, 10, size.proposals})
+        detect_s = 0.0
+        for name, ids in splits.items():
+            pictures = [load(i) for i in ids]
+            truth = [np.array([o.box for o in w.scenes[i].objects], np.float32) for i in ids]
+            t = time.perf_counter()
+            boxes, _ = detector.detect_batch(pictures)
+            detect_s += time.perf_counter() - t
+            row = {"split": name, "images": len(ids), "objects": int(sum(len(b) for b in truth))}
+            for k in ks:
+                found, total = recall_at_iou(truth, [b[:k] for b in boxes])
+                row[f"detector_recall@{k}"] = found / total
+            found, total = recall_at_iou(truth, [upload_proposals(p) for p in pictures])
+            row["upload_6_recall"] = found / total
+            exact = sum(int((np.abs(b[:, None, :] - t[None, :, :]).max(2) == 0).any()) for b, t in zip(boxes, truth))
+            row["pictures_with_a_true_box_stored_exactly"] = exact
+            rows.append(row)
+    finally:
+        torch.set_num_threads(threads)
+    n_detected = sum(r["images"] for r in rows)
+    result = {"size": args.size, "seed": args.seed, "steps": steps, "train_images": len(images),
+              "train_objects": int(sum(len(o) for o in objects)), "train_s": round(train_s, 1),
+              "train_cpu_s": round(train_cpu, 1), "proposals_per_image": size.proposals,
+              "detect_ms_per_image": round(1000 * detect_s / max(1, n_detected), 2),
+              "torch_threads": 1, "rows": rows}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"detector: {result['train_images']} Genome-like training pictures, {result['train_objects']} boxes, "
+          f"{steps} updates in {train_s:.1f} s wall ({train_cpu:.1f} s CPU, 1 thread); "
+          f"{size.proposals} proposals per picture, {result['detect_ms_per_image']} ms per picture")
+    cols = [f"detector_recall@{k}" for k in ks] + ["upload_6_recall"]
+    print(f"{'split':<14}{'images':>7}{'objects':>8}" + "".join(f"{c.replace('detector_', ''):>12}" for c in cols))
+    for r in rows:
+        print(f"{r['split']:<14}{r['images']:>7}{r['objects']:>8}" + "".join(f"{100 * r[c]:>11.1f}%" for c in cols))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
