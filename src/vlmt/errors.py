@@ -13,6 +13,11 @@ class ConfigError(VlmtError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
+class InvalidInput(VlmtError, ValueError):
+    """A trained model was given inputs it cannot use (a picture it cannot read regions from, a
+    question with no word, ...); a ValueError too, so callers may catch it as one."""
+
+
 class TrainingError(VlmtError):
     """Training cannot go on (e.g. the loss became NaN/inf); names the step and the run file."""
 

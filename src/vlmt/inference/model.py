@@ -23,18 +23,22 @@ its own methods the same way.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from vlmt.data.features.detector import DETECTOR_META, ObjectDetector
 from vlmt.data.features.extractor import RegionExtractor
 from vlmt.data.features.proposals import load_image, proposals
-from vlmt.errors import ConfigError, DataError
+from vlmt.data.features.store import FeatureStore
+from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.tasks.capabilities import DECLARED_METHODS, Capability, Input, Offer, choose_offer, inputs_of, offers
 from vlmt.training import checkpoint as ckpt
-from vlmt.training.build import EXTRACTOR, MODEL_FOLDER, Parts, build_from_model_folder
+from vlmt.training.build import DETECTOR_DIR, EXTRACTOR, MODEL_FOLDER, Parts, build_from_model_folder
 
 WEIGHTS = ckpt.WEIGHTS  # a model folder's weights: the same file name as a checkpoint's
 
@@ -63,15 +67,24 @@ def load(path: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> 
     parts.objective.eval()
     extractor = RegionExtractor.load(folder / EXTRACTOR) if (folder / EXTRACTOR / RegionExtractor.META).is_file() \
         else None
-    return TrainedModel(info, parts, extractor=extractor, source=path)
+    detector = ObjectDetector.load(folder / DETECTOR_DIR) if (folder / DETECTOR_DIR / DETECTOR_META).is_file() \
+        else None
+    return TrainedModel(info, parts, extractor=extractor, detector=detector, source=path)
 
 
 class TrainedModel:
     """A model and the heads of its tasks; its methods are the capabilities the tasks declare (see
     `load`): `model.answer(...)`, `model.ground(...)`, ... and `model.details(method, ...)`."""
 
-    def __init__(self, info: dict[str, Any], parts: Parts, *, extractor: RegionExtractor | None, source: Path):
+    def __init__(self, info: dict[str, Any], parts: Parts, *, extractor: RegionExtractor | None, source: Path,
+                 detector: ObjectDetector | None = None):
         self.info = info
+        # how the training data's regions were made (model folders from before it was recorded: pixel
+        # proposals when a region CNN came with them, else a feature store)
+        self.preprocess: dict[str, Any] = info.get("preprocess") or {
+            "regions": "pixel_proposals" if extractor is not None else "feature_store"}
+        self.detector = detector
+        self._notes = threading.local()  # warnings of the call in progress, per serving thread
         self.parts = parts
         self.model = parts.model
         self.tasks = parts.tasks
@@ -149,7 +162,13 @@ class TrainedModel:
         candidates = self._offers.get(method, [])
         keys = {k for o in candidates for k in o.capability.when}
         selectors = {k: kwargs.pop(k) for k in list(kwargs) if k in keys}
-        return self._offer(method, selectors).run(self, *args, **kwargs)
+        offer = self._offer(method, selectors)
+        self._notes.warnings = []
+        full = offer.run(self, *args, **kwargs)
+        warnings = list(self._notes.warnings)
+        if full.get("unknown_words"):
+            warnings.append(f"words the model never saw (read as <unk>): {', '.join(full['unknown_words'])}")
+        return {**full, "warnings": warnings}
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """The Python value of `method` (what `model.<method>(...)` returns)."""
@@ -174,22 +193,61 @@ class TrainedModel:
             if pixels is None:
                 pixels = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image.convert("RGB"))
             if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-                raise DataError("image", f"expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")
+                raise InvalidInput(f"image: expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")
         if regions is not None:
             feats = np.asarray(regions, dtype=np.float32)
             box = np.asarray(boxes if boxes is not None else np.zeros((len(feats), 4)), dtype=np.float32)
             if feats.ndim != 2 or feats.shape[1] != dim or len(feats) < 1:
-                raise DataError("regions", f"expected (T, {dim}) region features with T >= 1, got {feats.shape}")
+                raise InvalidInput(f"regions: expected (T, {dim}) region features with T >= 1, got {feats.shape}")
             if box.shape != (len(feats), 4):
-                raise DataError("boxes", f"expected ({len(feats)}, 4) boxes, got {box.shape}")
+                raise InvalidInput(f"boxes: expected ({len(feats)}, 4) boxes, got {box.shape}")
             return feats, box, pixels
         if pixels is None:
-            raise ConfigError("give an image (path, PIL.Image or H x W x 3 uint8 array) or regions=... and boxes=...")
-        if self.extractor is None:
-            raise ConfigError(f"{self.source}: the model has no region extractor (it was trained on features it did "
-                              f"not compute from pixels); pass regions=... and boxes=... instead of an image")
-        box = np.asarray(proposals(pixels), dtype=np.float32)
-        return self.extractor.extract([pixels], [box])[0], box, pixels
+            raise InvalidInput("give an image (path, PIL.Image or H x W x 3 uint8 array) or regions=... and boxes=...")
+        method = self.preprocess.get("regions")
+        if method == "feature_store" or self.extractor is None:
+            raise InvalidInput(f"{self.source}: this model was trained on region features read from a feature store "
+                               f"(e.g. bottom-up features), which it cannot compute from a picture; pass the picture's "
+                               f"regions=(T, {dim}) features and boxes=(T, 4) instead (or `regions_from_store`)")
+        picture, scale = self._resized(pixels)
+        if method == "detector" and self.detector is not None:
+            box = self.detector.detect(picture)[0]
+        else:
+            box = np.asarray(proposals(picture), dtype=np.float32)
+            if method == "oracle":
+                self._warn("the model trained on regions from the world's true boxes (an ablation); a new picture's "
+                           "regions are pixel proposals, so it is answered from worse regions than a test picture")
+        features = self.extractor.extract([picture], [box])[0]
+        return features, (box / scale).astype(np.float32), pixels
+
+    def _warn(self, message: str) -> None:
+        if getattr(self._notes, "warnings", None) is not None and message not in self._notes.warnings:
+            self._notes.warnings.append(message)
+
+    def _resized(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+        """The picture at the size the training pictures' regions were found at (its longer side
+        that of a training picture, aspect kept), and the scale applied; a warning when it is far
+        from the training pictures' size or shape."""
+        trained = self.preprocess.get("picture")
+        if not trained:
+            return pixels, 1.0
+        h, w = pixels.shape[:2]
+        tw, th = int(trained["width"]), int(trained["height"])
+        aspect, trained_aspect = w / h, tw / th
+        if max(aspect / trained_aspect, trained_aspect / aspect) > 1.5 or not 0.5 <= max(w, h) / max(tw, th) <= 2.0:
+            self._warn(f"the picture is {w} x {h}; the model was trained on pictures of {tw} x {th}, so it was resized "
+                       f"and may be far from what the model knows")
+        scale = max(tw, th) / max(w, h)
+        if (w, h) == (tw, th) or abs(scale - 1.0) < 1e-9:
+            return pixels, 1.0
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)), scale
+
+    def regions_from_store(self, store: str | Path, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(features, boxes) of one image of a feature store (`vlmt data convert` writes one from
+        bottom-up TSV or HDF5 files): pass them as `regions=`, `boxes=`."""
+        record = FeatureStore(store).read(image_id)
+        return record.features, record.boxes
 
     @property
     def feature_dim(self) -> int:

@@ -21,7 +21,7 @@ from torch import Tensor
 from vlmt.config import TaskConfig
 from vlmt.data.parts import data_part
 from vlmt.data.vl_datasets import VLAssets, VLData
-from vlmt.errors import ConfigError
+from vlmt.errors import ConfigError, InvalidInput
 from vlmt.models.encoders import Encoded, WordRegionEncoder, is_word_region_encoder
 from vlmt.tasks.base import TaskBase
 from vlmt.tasks.collate import index_batches, pad_regions, pad_tokens
@@ -91,7 +91,7 @@ class EncoderTask(TaskBase):
     def tokens(self, words: Sequence[str], device: torch.device, *, what: str) -> tuple[Tensor, Tensor, list[str]]:
         """(token ids (1, N), lengths (1,), the words the vocabulary does not know) of one sentence."""
         if not words:
-            raise ConfigError(f"{what}: no word")
+            raise InvalidInput(f"{what}: no word")
         ids = self.assets.encode_words(list(words))
         unknown = [w for w, i in zip(words, ids.tolist()) if i == self.assets.vocab.unk_index]
         return torch.from_numpy(ids)[None].to(device), torch.tensor([len(ids)], device=device), unknown

@@ -28,7 +28,7 @@ from vlmt import pictures as P
 from vlmt.config import register_task
 from vlmt.data.text import align_words
 from vlmt.data.vl_datasets import caption_tokens
-from vlmt.errors import ConfigError, DataError
+from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.metrics.grounding import grounding_recall
 from vlmt.models.encoders import WordRegionEncoder
 from vlmt.models.heads.grounding import GroundingHead
@@ -195,7 +195,7 @@ class GroundingTask(EncoderTask):
             toks = caption_tokens(phrase)
             at = next((i for i in range(len(words) - len(toks) + 1) if words[i:i + len(toks)] == toks), None)
             if not toks or at is None:
-                raise ConfigError(f"phrases: {phrase!r} is not in the sentence")
+                raise InvalidInput(f"phrases: {phrase!r} is not in the sentence")
             spans.append((at, at + len(toks) - 1))
         return spans
 

@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from vlmt.config import register_task
 from vlmt.data.vl_datasets import caption_tokens
-from vlmt.errors import ConfigError, DataError
+from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.metrics.retrieval import retrieval_metrics
 from vlmt.models.encoders import CaptionCache, ImageCache, WordRegionEncoder
 from vlmt.models.heads.retrieval import RetrievalHead
@@ -165,17 +165,17 @@ class RetrievalTask(EncoderTask):
         else:
             feats = [runtime.regions(image)[0] for image in images or ()]
         if not feats:
-            raise ConfigError("retrieve: needs at least one image")
+            raise InvalidInput("retrieve: needs at least one image")
         return runtime.model.encode_images(*self.region_batch(feats, runtime.device))
 
     def _captions(self, runtime: Runtime, captions: Sequence[str]) -> CaptionCache:
         if not captions:
-            raise ConfigError("retrieve: needs at least one caption")
+            raise InvalidInput("retrieve: needs at least one caption")
         words = []
         for c in captions:
             words.append(caption_tokens(c))
             if not words[-1]:
-                raise ConfigError(f"captions: {c!r} has no word")
+                raise InvalidInput(f"captions: {c!r} has no word")
         return runtime.model.encode_captions(*self.sentence_batch(words, runtime.device))
 
     @capability("retrieve", summary="the relevance of every picture x caption pair",
@@ -211,12 +211,12 @@ class RetrievalTask(EncoderTask):
         "stage": "full" | "shortlist"}], best first; "score" is the model's relevance in [0, 1] for
         re-scored candidates and the shortlist's cosine similarity for the others."""
         if query not in ("image", "caption"):
-            raise ConfigError(f"rank: query must be 'image' or 'caption', got {query!r}")
+            raise InvalidInput(f"rank: query must be 'image' or 'caption', got {query!r}")
         model = runtime.model
         image_cache, caption_cache = self._pictures(runtime, images, regions), self._captions(runtime, captions)
         n_images = image_cache.regions.shape[0]
         if (n_images if query == "image" else len(captions)) != 1:
-            raise ConfigError(f"rank: a {query} query is one {query}")
+            raise InvalidInput(f"rank: a {query} query is one {query}")
         n = len(captions) if query == "image" else n_images
         chosen = list(range(n))
         similarity = None

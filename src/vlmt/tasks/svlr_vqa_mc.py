@@ -21,7 +21,7 @@ from torch import nn
 from vlmt.config import TaskConfig, register_task
 from vlmt.data.question_bins import NUM_BINS
 from vlmt.data.svlr_datasets import MCQuestion, SVLRAssets, SVLRData
-from vlmt.errors import ConfigError
+from vlmt.errors import ConfigError, InvalidInput
 from vlmt.metrics.vqa import breakdown
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
@@ -59,7 +59,7 @@ class MultipleChoiceEvaluation(SVLRTask):
                      regions: Any = None, boxes: Any = None) -> dict[str, Any]:
         """The choices of one question about a picture, ranked by this task's scores."""
         if not question.strip() or not choices:
-            raise ConfigError("choose: needs a question and at least one choice")
+            raise InvalidInput("choose: needs a question and at least one choice")
         feats, _, pixels = runtime.regions(image, regions=regions, boxes=boxes)
         q = self.assets.reader().question(question, list(choices))
         known = self.assets.words.__contains__

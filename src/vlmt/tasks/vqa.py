@@ -23,7 +23,7 @@ from vlmt import pictures as P
 from vlmt.config import register_task
 from vlmt.data.answers import soft_scores
 from vlmt.data.vl_datasets import question_tokens
-from vlmt.errors import ConfigError, DataError
+from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.metrics.vqa import breakdown, evaluate_vqa
 from vlmt.models.encoders import WordRegionEncoder
 from vlmt.models.heads.vqa import VQAHead
@@ -170,7 +170,7 @@ class VQATask(EncoderTask):
         """The `top_k` pool answers for a picture and a question, the words the model never saw, the
         regions and the head's attention over regions and words."""
         if top_k < 1:
-            raise ConfigError(f"top_k: must be >= 1, got {top_k}")
+            raise InvalidInput(f"top_k: must be >= 1, got {top_k}")
         feats, box, pixels = runtime.regions(image, regions=regions, boxes=boxes)
         words = question_tokens(question)
         tokens, lengths, unknown = self.tokens(words, runtime.device, what="question")

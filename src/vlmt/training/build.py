@@ -12,6 +12,7 @@ more import line below, or, from another package, an entry point of the group `v
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from torch import nn
 
 from vlmt import config as C
 from vlmt.data import composed_datasets, svlr_datasets, vl_datasets  # noqa: F401  (registers data types)
-from vlmt.errors import ConfigError
+from vlmt.errors import ConfigError, VlmtError
 from vlmt.models import composed, hierarchical, svlr  # noqa: F401  (registers model types)
 from vlmt.seeding import seed_everything, stream_seed
 from vlmt.tasks import shipped  # noqa: F401  (registers the task types)
@@ -200,6 +201,7 @@ def rebuild(run_dir: str | Path, which: str = "best", *, device: str | torch.dev
 MODEL_FORMAT = "vlmt-model"
 MODEL_FOLDER = "model"  # RUN/model: written when a run starts
 EXTRACTOR = "region_extractor"
+DETECTOR_DIR = "detector"  # the world's detector (vlmt.data.synth.world.DETECTOR_DIR)
 
 
 def model_description(cfg: C.ExperimentConfig, parts: Parts) -> dict[str, Any]:
@@ -215,6 +217,41 @@ def model_description(cfg: C.ExperimentConfig, parts: Parts) -> dict[str, Any]:
             "experiment": C.to_dict(cfg)}
 
 
+def preprocess_of(root: Any) -> dict[str, Any]:
+    """How the training data's regions were made, so a new picture's are made the same way:
+    "regions" is "detector" (the boxes the saved detector finds in the pixels), "pixel_proposals"
+    (`vlmt.data.features.proposals`), "oracle" (the world's true boxes: an ablation; a new picture
+    falls back to pixel proposals) or "feature_store" (features not computed from pixels, e.g.
+    bottom-up features: a new picture needs its regions given); the picture size the regions were
+    found at, the region CNN's crop and the tokenizer's rules."""
+    from vlmt.data.features.store import FeatureStore
+    from vlmt.data.text.tokenize import RULES
+
+    folder = Path(root) if root is not None else None
+    out: dict[str, Any] = {"tokenizer": RULES}
+    if folder is None or not (folder / EXTRACTOR).is_dir():
+        return {**out, "regions": "feature_store", "features": "region features read from a feature store "
+                "(e.g. converted bottom-up features), not computed from pixels"}
+    world = folder / "world.json"
+    method = "pixel_proposals"
+    if (folder / DETECTOR_DIR).is_dir():
+        method = "detector"
+    elif world.is_file():
+        proposals = json.loads(world.read_text(encoding="utf-8")).get("proposals", {})
+        method = "oracle" if proposals.get("method") == "oracle" else method
+    out.update(regions=method, features=f"computed from the pixels by {EXTRACTOR}/ (crops of each region)")
+    if method == "detector":
+        out["detector"] = json.loads((folder / DETECTOR_DIR / "detector.json").read_text(encoding="utf-8"))["config"]
+    try:
+        store = FeatureStore(folder / "features")
+        sizes = sorted(store.image_size(int(i)) for i in store.image_ids()[:200])
+        width, height = sizes[len(sizes) // 2]
+        out["picture"] = {"width": int(width), "height": int(height)}
+    except (VlmtError, OSError, IndexError):
+        pass
+    return out
+
+
 def save_model_folder(folder: str | Path, cfg: C.ExperimentConfig, parts: Parts) -> list[Path]:
     """Write config.json and the data's assets (vocabulary, answers, labels, word vectors, the region
     extractor the features came from) into `folder`, atomically; no weights. Returns the files."""
@@ -228,10 +265,11 @@ def save_model_folder(folder: str | Path, cfg: C.ExperimentConfig, parts: Parts)
         assets = getattr(parts.data, "assets", None)
         if assets is not None:
             assets.save(tmp)
-        extractor = getattr(parts.data, "root", None)
-        if extractor is not None and (Path(extractor) / EXTRACTOR).is_dir():
-            shutil.copytree(Path(extractor) / EXTRACTOR, tmp / EXTRACTOR)
-        write_json(tmp / "config.json", model_description(cfg, parts))
+        root = getattr(parts.data, "root", None)
+        for part in (EXTRACTOR, DETECTOR_DIR):  # what made the features from pixels, to make them again
+            if root is not None and (Path(root) / part).is_dir():
+                shutil.copytree(Path(root) / part, tmp / part)
+        write_json(tmp / "config.json", {**model_description(cfg, parts), "preprocess": preprocess_of(root)})
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     except BaseException:

@@ -37,6 +37,10 @@ def _caption_word(word: str) -> list[str]:
 
 
 _WORD_RULES = {"vqa": _vqa_word, "caption": _caption_word}
+# what a model folder records of its tokenizer (config.json, "preprocess")
+RULES = {"vqa": "questions: lowercase, delete , and ?, a space before 's, split on whitespace",
+         "caption": "captions and phrases: lowercase, delete ASCII punctuation, split on whitespace",
+         "unknown_words": "a word outside the vocabulary becomes <unk>; answers list such words"}
 
 
 def _rule(style: str):
