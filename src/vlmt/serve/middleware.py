@@ -259,8 +259,8 @@ class Loading:
         try:
             app = self.build()
             asyncio.run_coroutine_threadsafe(self._start(app), loop).result()
-        except BaseException as e:  # shown on /api/health and the log; the server stays up to say so
-            self.failed = str(e) or type(e).__name__
+        except BaseException as e:  # the server stays up to say so; the reason (it may name paths) goes to the log
+            self.failed = f"{type(e).__name__}; the server's log has the details"
             self.on_error(e)
 
     async def _start(self, app: ASGIApp) -> None:
