@@ -108,7 +108,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = open(log, "w")
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        # a PYTHONPATH given first (e.g. another copy of src/ to compare with), then this checkout's
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"),
+                                                                          str(ROOT / "src")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "vlmt", "serve", *map(str, models), "--port",
                                       str(self.port), "--workers", str(workers), "--no-page", *extra],
                                      stdout=self.out, stderr=subprocess.STDOUT, env=env)
