@@ -136,4 +136,4 @@ def serve(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860,
     print(f"loading at http://{host}:{port}/ (GET /api/ready answers 200 once every model is loaded; "
           f"API: /api/docs)", file=sys.stderr)
     uvicorn.run(Loading(build, version=version(), on_error=failed), host=host, port=port, log_level="warning",
-                access_log=False)
+                access_log=False, timeout_graceful_shutdown=5)  # the page's open event streams end then
