@@ -57,7 +57,12 @@ def running(models: list[Path], folder: Path, env: dict[str, str] | None = None)
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave a server behind; the test still fails
+            proc.kill()
+            proc.wait()
+            raise
 
 
 @pytest.fixture(scope="module")
