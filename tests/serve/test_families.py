@@ -35,7 +35,9 @@ CALLS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 @pytest.fixture(scope="module")
 def served(family_dirs):
-    models = load_models(list(family_dirs.values()), log=lambda _: None)
+    # the easy-VQA conversion lies in the test's own folder: the operator names it as a gallery root
+    roots = [p.parent for p in family_dirs.values()]
+    models = load_models(list(family_dirs.values()), gallery_roots=roots, log=lambda _: None)
     return models, TestClient(create_app(models, limits=Limits(), workers=2, page=False))
 
 

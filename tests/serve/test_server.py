@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -29,20 +30,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(model_dirs, tmp_path_factory) -> Iterator[str]:
+KEY = "correct-horse-battery"
+
+
+@contextmanager
+def running(models: list[Path], folder: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`vlmt serve MODELS` in a process of its own, once it says it is ready; its log in `folder`."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = folder / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vlmt", "serve", str(model_dirs["tiny"]),
-                                 str(model_dirs["svlr"]), "--port", str(port), "--workers", "2"],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "vlmt", "serve", *map(str, models), "--port", str(port),
+                                 "--workers", "2"], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
         while True:
             try:
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/api/ready", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -52,7 +57,18 @@ def server(model_dirs, tmp_path_factory) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave a server behind; the test still fails
+            proc.kill()
+            proc.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs, tmp_path_factory) -> Iterator[str]:
+    with running([model_dirs["tiny"], model_dirs["svlr"]], tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 def test_eight_concurrent_clients_all_get_answers(server, picture):
@@ -84,6 +100,8 @@ def test_the_page_answers_a_question_about_an_uploaded_picture(server, picture, 
             page.wait_for_selector("#ask", timeout=60_000)  # a page with state keeps a heartbeat: no network idle
             assert "vlmt" in page.title() or page.locator("h1", has_text="vlmt").count() == 1
             page.set_input_files("#picture input[type=file]", str(image))
+            page.wait_for_function("document.querySelector('#message').innerText.includes('Picture received')",
+                                   timeout=60_000)
             page.locator("#question textarea, #question input").first.fill("what color is the square?")
             page.click("#ask")
             page.wait_for_function("document.querySelector('#answers').innerText.includes('%')", timeout=60_000)
@@ -103,3 +121,52 @@ def test_the_page_answers_a_question_about_an_uploaded_picture(server, picture, 
                           data={"question": "what color is the square?", "top_k": "5"}).json()["answers"][0]["answer"]
     assert expected in answers
     assert (shots / "serve_answer.png").stat().st_size > 20_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)")
+def test_with_a_key_the_page_logs_in_answers_and_keeps_no_upload(model_dirs, picture, tmp_path):
+    """The page behind an API key: a visitor with the key logs in, uploads, asks and sees the
+    answers (the upload's file is gone once decoded); one without it gets neither the page's
+    upload route nor the API."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    image = tmp_path / "picture.png"
+    image.write_bytes(picture)
+    env = {"VLMT_API_KEY": KEY, "GRADIO_TEMP_DIR": str(uploads)}
+    with running([model_dirs["tiny"]], tmp_path, env) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            stranger = browser.new_page()
+            stranger.goto(url + "/", wait_until="load", timeout=60_000)
+            stranger.wait_for_selector("input[type=password]", timeout=60_000)
+            assert stranger.locator("#ask").count() == 0
+            refused = stranger.request.post(url + "/gradio_api/upload", multipart={
+                "files": {"name": "x.png", "mimeType": "image/png", "buffer": picture}})
+            assert refused.status == 401
+            wrong = stranger.request.post(url + "/api/answer", multipart={
+                "image": {"name": "x.png", "mimeType": "image/png", "buffer": picture}, "question": "what?"},
+                headers={"Authorization": "Bearer not-the-key"})
+            assert wrong.status == 401 and "Bearer" in wrong.json()["error"]
+
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url + "/", wait_until="load", timeout=60_000)
+            page.fill("input[type=text]", "lab")
+            page.fill("input[type=password]", KEY)
+            page.click("button:has-text('Login')")
+            page.wait_for_selector("#ask", timeout=60_000)
+            page.set_input_files("#picture input[type=file]", str(image))
+            page.wait_for_function("document.querySelector('#message').innerText.includes('Picture received')",
+                                   timeout=60_000)
+            page.locator("#question textarea, #question input").first.fill("what color is the square?")
+            page.click("#ask")
+            page.wait_for_function("document.querySelector('#answers').innerText.includes('%')", timeout=60_000)
+            answers = page.inner_text("#answers")
+            assert "/api/docs" in page.inner_text("#footer")
+        finally:
+            browser.close()
+        expected = httpx.post(f"{url}/api/answer", files={"image": ("x.png", picture, "image/png")},
+                              data={"question": "what color is the square?"},
+                              headers={"Authorization": f"Bearer {KEY}"}).json()["answers"][0]["answer"]
+    assert expected in answers
+    assert not [f for f in uploads.rglob("*.png") if f.read_bytes() == picture]  # the upload was deleted

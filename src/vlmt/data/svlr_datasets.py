@@ -52,6 +52,7 @@ from vlmt.data.readers.visual_genome import drop_vqa_overlap, read_visual_genome
 from vlmt.data.readers.vqa import read_vqa
 from vlmt.data.sources import resolve_source
 from vlmt.data.text import HypernymMap, PosLexicon, load_word_vectors, tokenize
+from vlmt.data.text.cache import TEXT_CACHE_SIZE, LRUCache
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import atomic_path, load_json, write_json
 
@@ -126,7 +127,7 @@ class WordTable:
         self.source = source
         self.coverage = coverage
         self.fallback = fallback
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(TEXT_CACHE_SIZE)  # keyed by client text
 
     def __contains__(self, term: object) -> bool:
         """Whether every token of `term` has a vector."""
@@ -216,7 +217,7 @@ class SVLRText:
             raise ConfigError(f"data.tagger / data.lemmatizer: {e}") from None
         self.binner = QuestionBinner(is_noun=self._is_noun, parser=parser,  # type: ignore[arg-type]
                                      **({"spacy_model": parser_model} if parser_model else {}))
-        self._tag = functools.lru_cache(maxsize=None)(self._tag_text)
+        self._tag = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(self._tag_text)
 
     def settings(self) -> dict[str, str]:
         """The tools as resolved ("auto" replaced by what was found installed)."""

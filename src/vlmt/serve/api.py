@@ -5,7 +5,11 @@ cannot be served gets a 4xx status and `{"error": "..."}` saying what was wrong.
 
 Model calls run in a bounded pool of worker threads (`workers`), off the event loop, so the server
 keeps accepting and queueing requests while models compute; more than `queue` requests waiting
-are answered 503.
+are answered 503, and a call that takes longer than `timeout` seconds is answered 504 (its
+thread is left to finish: Python cannot stop it, and its worker slot is freed).
+
+`GET /api/health` says the server is alive (version, models and the checksums of their weights);
+`GET /api/ready` answers 200 once every model is loaded (503 before: see `vlmt.serve.middleware`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http":  # every route: the API's and the page's
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
@@ -72,9 +76,10 @@ async def _no_body() -> Message:
 class Pool:
     """At most `workers` model calls at once and `queue` waiting; the rest are answered 503."""
 
-    def __init__(self, workers: int, queue: int):
+    def __init__(self, workers: int, queue: int, timeout: float | None = None):
         self.limiter = anyio.CapacityLimiter(workers)
         self.queue = queue
+        self.timeout = timeout
         self.waiting = 0
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -82,16 +87,24 @@ class Pool:
             raise InputError(f"the server is busy ({self.waiting} requests waiting); try again shortly", status=503)
         self.waiting += 1
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+            if self.timeout is None:
+                return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+            with anyio.fail_after(self.timeout):
+                return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+        except TimeoutError:
+            raise InputError(f"the model did not answer within {self.timeout:g} s; try again, or with a smaller "
+                             f"picture", status=504) from None
         finally:
             self.waiting -= 1
 
 
-def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2, queue: int = 64) -> FastAPI:
+def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2, queue: int = 64,
+               timeout: float | None = None) -> FastAPI:
     app = FastAPI(title="vlmt", description="Trained vlmt models: VQA, grounding, retrieval, SVLR recognition "
                   "and multiple choice", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    pool = Pool(workers, queue)
+    pool = Pool(workers, queue, timeout)
     app.state.pool = pool
+    app.state.version = "unknown"
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, e: InputError) -> JSONResponse:
@@ -115,11 +128,18 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        """The models served, their heads and the methods they support."""
-        return {"status": "ok", "models": {name: m.describe() for name, m in served.items()},
+        """Alive: vlmt's version, the models served (their heads, the methods they support and the
+        sha256 of their weights) and the server's limits."""
+        return {"status": "ok", "version": app.state.version, "ready": True,
+                "models": {name: m.describe() for name, m in served.items()},
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-                           "max_text_chars": limits.max_text_chars},
+                           "max_text_chars": limits.max_text_chars, "timeout_s": timeout},
                 "workers": workers, "waiting": pool.waiting}
+
+    @app.get("/api/ready")
+    async def ready() -> dict[str, Any]:
+        """200 once every model is loaded (this app exists only then; a server still loading answers 503)."""
+        return {"ready": True, "models": list(served)}
 
     async def read_form(request: Request, method: str, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
         fields = fields or FORM_FIELDS[method]
@@ -270,7 +290,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         if rest in FORM_FIELDS:
             return JSONResponse({"error": f"{request.method} is not allowed on /api/{rest}; send a POST with a "
                                           f"multipart form ({', '.join(FORM_FIELDS[rest])})"}, status_code=405)
-        return JSONResponse({"error": f"no such endpoint: /api/{rest}; endpoints: GET /api/health, POST "
+        return JSONResponse({"error": f"no such endpoint: /api/{rest}; endpoints: GET /api/health, /api/ready, POST "
                                       + ", ".join(f"/api/{m}" for m in FORM_FIELDS)}, status_code=404)
 
     return app

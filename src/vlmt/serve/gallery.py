@@ -5,6 +5,11 @@ gallery, and clients upload pictures.
 
 Which pictures: the test split of the Karpathy caption file (with their captions, so retrieval has
 candidates), else the images of the VQA test questions, each only when its file exists.
+
+Where from: only inside the gallery roots the operator named (`vlmt serve --gallery-root`, plus
+vlmt's cache of worlds and conversions), so a model folder's `config.json` cannot make the server
+show pictures from anywhere else on its disk. A gallery's `source` is said without the server's
+paths (it is shown to clients); `folder` keeps the path for the server itself.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from vlmt.data.readers.captions import read_karpathy
 from vlmt.errors import ConfigError, VlmtError
@@ -28,10 +33,12 @@ class GalleryImage:
 
 @dataclass
 class Gallery:
-    """Test pictures with their captions (possibly none); `source` says where they came from."""
+    """Test pictures with their captions (possibly none); `source` says where they came from (in
+    words a client may see: the data's name, never a path), `folder` is that data's folder."""
 
     images: list[GalleryImage] = field(default_factory=list)
     source: str = ""
+    folder: Path | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -81,25 +88,56 @@ def _vqa_test_ids(folder: Path, data: dict[str, Any]) -> list[int]:
     return list(dict.fromkeys(int(q["image_id"]) for q in questions if isinstance(q, dict) and "image_id" in q))
 
 
-def find_gallery(data: dict[str, Any], *, limit: int = 48) -> Gallery:
-    """Up to `limit` test pictures of a data section (a model's `config.json` experiment `data`)."""
+def default_roots() -> list[Path]:
+    """The gallery roots every server has: vlmt's cache (the worlds and the easy-VQA conversions)."""
+    from vlmt.data.synth.cache import cache_root
+
+    return [cache_root()]
+
+
+def data_name(data: dict[str, Any]) -> str:
+    """A data section's root as a client may see it: `world:tiny:0`, `easy_vqa`, or a folder's last name."""
+    root = str(data.get("root") or "")
+    if root.startswith("world:") or root == "easy_vqa" or not root:
+        return root or "(no root)"
+    return Path(root).name or root
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
+def find_gallery(data: dict[str, Any], *, limit: int = 48, roots: Sequence[Path] | None = None) -> Gallery:
+    """Up to `limit` test pictures of a data section (a model's `config.json` experiment `data`),
+    each file inside one of `roots` (default: `default_roots()`)."""
+    roots = list(roots) if roots is not None else default_roots()
+    name = data_name(data)
     folder = data_folder(data)
-    pattern = data.get("images") or "images/{image_id}.png"
+    pattern = str(data.get("images") or "images/{image_id}.png")
     if folder is None:
-        return Gallery(source=f"data {data.get('root')!r} is not on this machine")
+        return Gallery(source=f"data {name!r} is not on this machine")
+    if not _inside(folder, roots):
+        return Gallery(source=f"data {name!r} is outside the gallery roots (vlmt serve --gallery-root FOLDER "
+                              f"allows it)", folder=folder)
     images: list[GalleryImage] = []
+
+    def allowed(path: Path) -> bool:
+        return path.is_file() and _inside(path, roots)
+
     try:
         captions = _caption_file(folder, data)
-        if captions is not None:
+        if captions is not None and _inside(captions, roots):
             for im in read_karpathy(captions):
                 path = folder / pattern.format(image_id=im.image_id)
-                if im.split == "test" and path.is_file():
+                if im.split == "test" and allowed(path):
                     images.append(GalleryImage(im.image_id, path, tuple(im.captions[:5])))
         if not images:
             for image_id in _vqa_test_ids(folder, data):
                 path = folder / pattern.format(image_id=image_id)
-                if path.is_file():
+                if allowed(path):
                     images.append(GalleryImage(image_id, path))
     except (VlmtError, OSError, ValueError, KeyError) as e:  # a gallery is a convenience: serve without one
-        return Gallery(source=f"no gallery: {e}")
-    return Gallery(images[:limit], source=str(folder))
+        reason = str(e).replace(str(folder), name)
+        return Gallery(source=f"no gallery: {reason}", folder=folder)
+    return Gallery(images[:limit], source=name, folder=folder)

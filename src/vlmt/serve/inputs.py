@@ -2,12 +2,14 @@
 HTTP status to answer and a message that says what was wrong (the page shows the same message).
 
 Pictures are decoded in memory from the uploaded bytes (nothing is written to disk), after their
-header says they are small enough to decode.
+header says they are small enough to decode, and only in the formats of `FORMATS`: Pillow is never
+asked to try its other readers (EPS would run Ghostscript on the upload).
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,10 @@ class InputError(VlmtError):
     def __init__(self, message: str, *, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # Pillow's names; a GIF or WebP is read at its first frame
+FORMAT_NAMES = "PNG, JPEG, WebP, BMP or GIF"
 
 
 @dataclass(frozen=True)
@@ -40,31 +46,39 @@ class Limits:
 def decode_image(data: bytes | None, limits: Limits, *, field: str = "image") -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of an uploaded picture file."""
     if data is None:
-        raise InputError(f"missing field {field!r}: upload a picture (PNG, JPEG, ...)")
+        raise InputError(f"missing field {field!r}: upload a picture ({FORMAT_NAMES})")
     if len(data) == 0:
         raise InputError(f"{field}: the uploaded file is empty")
     if len(data) > limits.max_upload_bytes:
         raise InputError(f"{field}: the file is {len(data):,} bytes; the limit is {limits.max_upload_bytes:,}",
                          status=413)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
             width, height = im.size
             if width < 1 or height < 1:
                 raise InputError(f"{field}: the picture has no pixels ({width} x {height})")
             if width * height > limits.max_pixels or max(width, height) > limits.max_side:
                 raise InputError(f"{field}: the picture is {width} x {height} pixels; the limit is "
                                  f"{limits.max_pixels:,} pixels and {limits.max_side:,} per side", status=413)
+            im.seek(0)  # the first frame of an animation
             pixels = np.asarray(im.convert("RGB"))
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"{field}: not a picture file PIL can read (PNG, JPEG, GIF, BMP, TIFF, WebP)",
-                         status=415) from None
+        raise InputError(f"{field}: not a picture file in a served format ({FORMAT_NAMES})", status=415) from None
     except Image.DecompressionBombError as e:
         raise InputError(f"{field}: the picture is too large to decode ({e})", status=413) from None
     except (OSError, ValueError, SyntaxError) as e:  # truncated or damaged files
         raise InputError(f"{field}: the picture file is damaged or truncated ({e})") from None
     return check_pixels(pixels, limits, field=field)
+
+
+def set_decoding_limits(limits: Limits) -> None:
+    """Pillow's own bound on pixels for every decode in this process, whoever opens the file: it
+    refuses a picture over twice `max_pixels` when the file is opened, before any pixel is read
+    (its default is 179 MP); `decode_image` refuses one over `max_pixels` at the same point."""
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # decode_image says more
 
 
 def check_pixels(pixels: object, limits: Limits, *, field: str = "image") -> np.ndarray:

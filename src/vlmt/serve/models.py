@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from vlmt.data.features.proposals import load_image
 from vlmt.errors import ConfigError, VlmtError
 from vlmt.inference.model import TrainedModel, load
-from vlmt.serve.gallery import Gallery, find_gallery
+from vlmt.serve.gallery import Gallery, default_roots, find_gallery
+from vlmt.training import checkpoint as ckpt
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ServedModel:
     model: TrainedModel
     gallery: Gallery
     regions: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # per gallery image
+    sha256: str = ""  # of the weights served, so a client can tell which model answered
 
     @property
     def methods(self) -> list[str]:
@@ -49,7 +51,7 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         return {"type": self.model.info["model_type"], "heads": self.model.heads, "methods": self.methods,
                 "gallery": len(self.gallery), "gallery_source": self.gallery.source,
-                "two_stage_retrieval": self.model.has_shortlist}
+                "two_stage_retrieval": self.model.has_shortlist, "sha256": self.sha256}
 
     def gallery_pixels(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self.gallery):
@@ -69,7 +71,7 @@ def gallery_regions(model: TrainedModel, gallery: Gallery, data: dict[str, Any])
         from vlmt.data.features.store import FeatureStore
 
         folder = gallery.images[0].path.parent
-        root = Path(gallery.source) if Path(gallery.source).is_dir() else folder.parent
+        root = gallery.folder if gallery.folder is not None else folder.parent
         try:
             store = FeatureStore(root / str(data.get("features") or "features"))
         except (VlmtError, OSError):
@@ -106,22 +108,37 @@ def model_folders(path: Path) -> list[tuple[str, Path]]:
                       f"or a demo folder (report.json)")
 
 
+def weights_sha256(model: TrainedModel, folder: Path) -> str:
+    """The checksum of the weights a model was loaded from: the one its export recorded (checked at
+    load), else the file's, computed (a run folder's checkpoint)."""
+    recorded = (model.info.get("checkpoint") or {}).get("sha256")
+    if recorded:
+        return str(recorded)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        weights = ckpt.find_checkpoint(folder) / "model.safetensors"
+    return ckpt.sha256(weights) if weights.is_file() else ""
+
+
 def load_models(paths: list[str | Path], *, device: str = "cpu", gallery_size: int = 48,
-                log: Any = print) -> dict[str, ServedModel]:
-    """Every model the paths name, loaded, each with its gallery's regions computed."""
+                gallery_roots: Sequence[Path] | None = None, log: Any = print) -> dict[str, ServedModel]:
+    """Every model the paths name, loaded, each with its gallery's regions computed; gallery
+    pictures only from inside `gallery_roots` (and vlmt's cache; see `vlmt.serve.gallery`)."""
+    roots = [*default_roots(), *(Path(r) for r in gallery_roots or ())]
     served: dict[str, ServedModel] = {}
     for path in paths:
         for name, folder in model_folders(Path(path)):
             unique = name if name not in served else f"{name}-{len(served)}"
             model = load(folder, device=device)
-            gallery = find_gallery(model.info["experiment"].get("data", {}), limit=gallery_size)
+            gallery = find_gallery(model.info["experiment"].get("data", {}), limit=gallery_size, roots=roots)
             data = model.info["experiment"].get("data", {})
             try:
                 regions = gallery_regions(model, gallery, data)
             except VlmtError as e:  # e.g. no region extractor and no store: serve without a gallery
                 gallery, regions = Gallery(source=f"no gallery: {e}"), []
-            served[unique] = ServedModel(unique, model, gallery, regions)
-            log(f"model {unique}: {model.describe_heads()}; gallery: {len(gallery)} pictures ({gallery.source})")
+            served[unique] = ServedModel(unique, model, gallery, regions, sha256=weights_sha256(model, folder))
+            where = f"{gallery.source}, {gallery.folder}" if gallery.folder else gallery.source
+            log(f"model {unique}: {model.describe_heads()}; gallery: {len(gallery)} pictures ({where})")
     if not served:
         raise ConfigError("no model to serve")
     return served

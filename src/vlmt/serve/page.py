@@ -1,7 +1,13 @@
 """The page: pick a model and a picture (upload one, or click a test picture of the gallery), then
 ask, ground, retrieve, recognize or choose. The same functions as the JSON API answer
-(`vlmt.serve.service`), and a bad input shows the API's message."""
+(`vlmt.serve.service`), and a bad input shows the API's message.
 
+An uploaded picture is decoded by the API's `decode_image` (the same formats and limits) as soon
+as it arrives, kept as pixels in the visitor's session, and its file deleted; the pictures the
+page draws are removed by Gradio after `CACHE_SECONDS`. None of the page's events is a public
+Gradio endpoint: programs use the JSON API (`/api/docs`)."""
+
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -9,13 +15,15 @@ import numpy as np
 
 from vlmt.errors import VlmtError
 from vlmt.serve import service
-from vlmt.serve.inputs import Limits, check_choices, check_pixels, check_text
+from vlmt.serve.inputs import InputError, Limits, check_choices, check_pixels, check_text, decode_image
 from vlmt.serve.models import Picture, ServedModel
 
 INTRO = """# vlmt
 Trained multi-task vision-language models. Pick a model, then **upload a picture or click one of the
 test pictures**, and ask. The same models answer JSON requests at `/api/...` (`GET /api/health`
 lists them; `/api/docs` describes every call)."""
+FOOTER = "JSON API: [/api/docs](/api/docs) (every call, its fields and answers) - [/api/health](/api/health)"
+CACHE_SECONDS = 900  # the pictures the page drew, deleted by Gradio this long after they were made
 
 
 # the methods with a tab of their own below; every other capability a task declares gets a plain tab of its inputs
@@ -69,12 +77,29 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         sm = served[name]
         return [(sm.gallery_pixels(i), str(im.image_id)) for i, im in enumerate(sm.gallery.images)]
 
+    def on_upload(path: str | None):
+        """The uploaded file decoded by the API's rules, then deleted: the session keeps the pixels."""
+        if not path:
+            return None, None, ""
+        file = Path(path)
+        try:
+            pixels = decode_image(file.read_bytes(), limits)
+            return pixels, None, f"Picture received ({pixels.shape[1]} x {pixels.shape[0]}); ask away."
+        except (InputError, OSError) as e:
+            return None, None, f"**Could not do that:** {e}"
+        finally:
+            file.unlink(missing_ok=True)
+            page.upload_file_set.discard(str(file))
+            if file.parent.is_dir() and not any(file.parent.iterdir()):
+                file.parent.rmdir()
+
     def on_model(name: str):
         return heads_text(name), gallery_items(name)
 
     def on_gallery(name: str, evt: gr.SelectData):
         index = int(evt.index)
-        return served[name].gallery_pixels(index), (name, index)
+        pixels = served[name].gallery_pixels(index)
+        return pixels, pixels, (name, index)
 
     def picture_of(name: str, pixels: Any, picked: tuple[str, int] | None) -> Picture:
         """The picture on the page. A gallery picture is run on the regions the feature store holds
@@ -141,18 +166,18 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         shares /= shares.sum()
         return {a["answer"]: float(p) for a, p in zip(result["answers"], shares)}
 
-    with gr.Blocks(title="vlmt") as page:
+    with gr.Blocks(title="vlmt", delete_cache=(CACHE_SECONDS // 3, CACHE_SECONDS)) as page:
         gr.Markdown(INTRO)
         with gr.Row():
             model = gr.Dropdown(names, value=names[0], label="model", elem_id="model", scale=1)
             heads = gr.Markdown(heads_text(names[0]), elem_id="heads")
         message = gr.Markdown("", elem_id="message")
         picked = gr.State(None)  # (model, gallery index) of the picture shown, when it came from the gallery
+        shown = gr.State(None)  # the pixels of the picture shown (an upload's file is deleted once decoded)
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(type="numpy", label="picture", sources=["upload", "clipboard"], height=320,
-                                 format="png",
-                                 elem_id="picture")
+                image = gr.Image(type="filepath", label="picture", sources=["upload", "clipboard"], height=320,
+                                 format="png", elem_id="picture")
                 gallery = gr.Gallery(gallery_items(names[0]), label="test pictures (click one)", columns=6,
                                      height=260, allow_preview=False, elem_id="gallery")
             with gr.Column(scale=1):
@@ -206,23 +231,24 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                                 fields.append(gr.Checkbox(label=item.name, info=item.help))
                         generic.append((method, fields, gr.Button(method, variant="primary", elem_id=method),
                                         gr.JSON(label="answer", elem_id=f"{method}-answer")))
-        model.change(on_model, inputs=model, outputs=[heads, gallery])
-        gallery.select(on_gallery, inputs=model, outputs=[image, picked])
-        image.upload(lambda: None, outputs=picked)
-        image.clear(lambda: None, outputs=picked)
+        gr.Markdown(FOOTER, elem_id="footer")  # the page's events below are private: not a second API
+        model.change(on_model, inputs=model, outputs=[heads, gallery], api_visibility="private")
+        gallery.select(on_gallery, inputs=model, outputs=[image, shown, picked], api_visibility="private")
+        image.upload(on_upload, inputs=image, outputs=[shown, picked, message], api_visibility="private")
+        image.clear(lambda: (None, None), outputs=[shown, picked], api_visibility="private")
 
         def wire(trigger, fn, inputs, outputs):
-            trigger(guarded(fn, len(outputs)), inputs=inputs, outputs=[*outputs, message])
+            trigger(guarded(fn, len(outputs)), inputs=inputs, outputs=[*outputs, message], api_visibility="private")
 
-        wire(ask.click, on_ask, [model, image, picked, question, top_k], [answers, attention, words])
-        wire(question.submit, on_ask, [model, image, picked, question, top_k], [answers, attention, words])
-        wire(ground.click, on_ground, [model, image, picked, sentence], [grounded, phrase_rows])
-        wire(find_captions.click, on_captions, [model, image, picked, top_k], [caption_rows])
+        wire(ask.click, on_ask, [model, shown, picked, question, top_k], [answers, attention, words])
+        wire(question.submit, on_ask, [model, shown, picked, question, top_k], [answers, attention, words])
+        wire(ground.click, on_ground, [model, shown, picked, sentence], [grounded, phrase_rows])
+        wire(find_captions.click, on_captions, [model, shown, picked, top_k], [caption_rows])
         wire(find_images.click, on_images, [model, caption, top_k], [found_images])
-        wire(recognize.click, on_recognize, [model, image, picked, top_k], [recognized, region_rows])
-        wire(choose.click, on_choose, [model, image, picked, mc_question, mc_choices, zero_shot], [chosen])
+        wire(recognize.click, on_recognize, [model, shown, picked, top_k], [recognized, region_rows])
+        wire(choose.click, on_choose, [model, shown, picked, mc_question, mc_choices, zero_shot], [chosen])
         for method, fields, button, answer in generic:
-            wire(button.click, lambda *args, m=method: on_capability(m, *args), [model, image, picked, *fields],
+            wire(button.click, lambda *args, m=method: on_capability(m, *args), [model, shown, picked, *fields],
                  [answer])
     page.queue(default_concurrency_limit=workers, max_size=64)
     return page
