@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt.errors import TrainingError
+from vlmt.errors import ConfigError, TrainingError
 from vlmt.training import checkpoint as ckpt
 from vlmt.training import trainer
 from vlmt.training.build import build_parts, build_schedule, load_experiment, rebuild
@@ -375,6 +375,8 @@ def test_keep_best_per_task_keeps_each_tasks_best_resumes_and_evaluates_each_the
     assert at_b["a"]["mse"] == pytest.approx(at_b_step["a/mse"], rel=1e-6)
     assert evaluate_run(run, split="val", own_best=False)["b"]["mse"] == pytest.approx(
         next(r for r in val if r["step"] == bests["a"]["step"])["b/mse"], rel=1e-6)
+    with pytest.raises(ConfigError, match="no task that ranks two-stage"):  # at no checkpoint a retrieval task
+        evaluate_run(run, split="val", rerank=5)
     assert cli.main(["export", str(run), "--out", str(tmp_path / "model"), "--checkpoint", "best:c",
                      "--metrics", "none"]) == 1
     assert "no best checkpoint of task 'c'; per-task bests: best:a, best:b" in capsys.readouterr().err

@@ -64,19 +64,23 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
         for task, (step, _) in judging_checkpoints(run_dir).items():
             groups.setdefault(str(step), []).append(task)
     results: dict[str, dict[str, float]] = {}
+    reranked = False
     for which, names in (groups or {checkpoint: []}).items():
         cfg, parts = rebuild(run_dir, which, device=device)
         if names:
             parts = dataclasses.replace(parts, tasks={n: t for n, t in parts.tasks.items() if n in names})
-        if rerank is not None:
+        if rerank is not None and (not names or any(hasattr(t, "rerank_k") for t in parts.tasks.values())):
             k, k_t2i = rerank if isinstance(rerank, tuple) else (rerank, None)
-            set_rerank(parts.tasks, k, k_t2i)
+            set_rerank(parts.tasks, k, k_t2i)  # per task: only at the checkpoint judging a retrieval task
+            reranked = True
         dev = next(parts.objective.parameters()).device
         with autocast(dev, cfg.train.precision):
             if before is not None:
                 before(parts, dev)
             results.update({name: {k: float(v) for k, v in task.evaluate(parts.model, split, device=dev).items()}
                             for name, task in parts.tasks.items()})
+    if rerank is not None and not reranked:
+        raise ConfigError("--rerank: this run has no task that ranks two-stage (a retrieval task)")
     order = list(run_config(run_dir).tasks)
     return {name: results[name] for name in sorted(results, key=order.index)}
 
