@@ -61,5 +61,5 @@ def export(run: str | Path, out: str | Path, *, checkpoint: str = "best", metric
     from vlmt.training.evaluate import evaluate_run
 
     check_export(Path(run), Path(out), checkpoint)
-    scores = evaluate_run(run, split=metrics, checkpoint=checkpoint) if metrics else None
+    scores = evaluate_run(run, split=metrics, checkpoint=checkpoint, own_best=False) if metrics else None
     return export_run(run, out, checkpoint=checkpoint, metrics=scores, metrics_split=metrics or "test")

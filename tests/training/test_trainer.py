@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from vlmt import cli
-from vlmt.errors import TrainingError
+from vlmt.errors import ConfigError, TrainingError
 from vlmt.training import checkpoint as ckpt
 from vlmt.training import trainer
 from vlmt.training.build import build_parts, build_schedule, load_experiment, rebuild
@@ -334,3 +334,62 @@ def test_keep_best_false_keeps_no_best_checkpoint_and_evaluates_the_last(config_
     assert ckpt.best_info(run) is None and not (run / "checkpoints" / "best.json").exists()
     assert any(r["split"] == "val" for r in records(run))  # validation still runs and is logged
     assert ckpt.find_checkpoint(run, "best") == ckpt.find_checkpoint(run, "last")
+
+
+def test_keep_best_per_task_keeps_each_tasks_best_resumes_and_evaluates_each_there(config_file, tmp_path, capsys):
+    per_task = ["--set", "train.keep_best=per_task", "--set", "train.eval_every=10", "--set", "optim.lr=0.05"]
+    run = tmp_path / "per_task"
+    assert cli.main(["train", str(config_file), "--out", str(run), *per_task]) == 0
+    val = [r for r in records(run) if r["split"] == "val"]
+    bests = ckpt.task_best_info(run)
+    assert set(bests) == {"a", "b"}
+    for task in ("a", "b"):  # each task's own best on its own val metric (lower mse is better)
+        chosen = min(val, key=lambda r: r[f"{task}/mse"])
+        assert bests[task]["step"] == chosen["step"] and bests[task]["value"] == chosen[f"{task}/mse"]
+        assert bests[task]["metric"] == f"{task}/mse"
+        assert ckpt.damage(ckpt.find_checkpoint(run, f"best:{task}")) is None  # kept, checksummed
+    assert bests["a"]["step"] != bests["b"]["step"]  # the run this test needs: the two tasks peak apart
+    assert ckpt.best_info(run)["step"] == bests["a"]["step"]  # `best` still follows train.best_metric (a/mse)
+    # resumed halfway: the same pointers, the same states
+    part = tmp_path / "part"
+    assert cli.main(["train", str(config_file), "--out", str(part), *per_task, "--set", "train.max_iters=50"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), *per_task, "--set", "train.max_iters=100",
+                     "--resume"]) == 0
+    strip = {t: {k: v for k, v in p.items()} for t, p in ckpt.task_best_info(part).items()}
+    assert strip == bests
+    assert_same_weights(weights(run), weights(part))
+    # evaluate run judges each task at its own best and says which checkpoint judged which task
+    capsys.readouterr()
+    assert cli.main(["evaluate", "run", str(run), "--split", "val", "--json"]) == 0
+    out = capsys.readouterr()
+    scores = json.loads(out.out)
+    for task in ("a", "b"):
+        assert scores[task]["mse"] == pytest.approx(bests[task]["value"], rel=1e-6)
+        assert f"{task}: step {bests[task]['step']} (its own best" in out.err
+    # at one checkpoint (export's card, --checkpoint best:b) every task is judged there
+    from vlmt.training.evaluate import evaluate_run
+
+    at_b = evaluate_run(run, split="val", checkpoint="best:b")
+    assert at_b["b"]["mse"] == pytest.approx(bests["b"]["value"], rel=1e-6)
+    at_b_step = next(r for r in val if r["step"] == bests["b"]["step"])
+    assert at_b["a"]["mse"] == pytest.approx(at_b_step["a/mse"], rel=1e-6)
+    assert evaluate_run(run, split="val", own_best=False)["b"]["mse"] == pytest.approx(
+        next(r for r in val if r["step"] == bests["a"]["step"])["b/mse"], rel=1e-6)
+    with pytest.raises(ConfigError, match="no task that ranks two-stage"):  # at no checkpoint a retrieval task
+        evaluate_run(run, split="val", rerank=5)
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "model"), "--checkpoint", "best:c",
+                     "--metrics", "none"]) == 1
+    assert "no best checkpoint of task 'c'; per-task bests: best:a, best:b" in capsys.readouterr().err
+
+
+def test_keep_best_per_task_judges_a_task_without_updates_at_best(config_file, tmp_path, capsys):
+    run = tmp_path / "only_a"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", "train.keep_best=per_task",
+                     "--set", "schedule.order=[a]", "--set", "train.max_iters=60"]) == 0
+    bests = ckpt.task_best_info(run)
+    assert "dir" in bests["a"]  # a trains: its own best
+    assert bests["b"] == {"judged_at": "best", "why": "it has no updates of its own"}  # b's val selects nothing
+    assert ckpt.find_checkpoint(run, "best:b") == ckpt.find_checkpoint(run, "best")
+    capsys.readouterr()
+    assert cli.main(["evaluate", "run", str(run), "--split", "val"]) == 0
+    assert f"b: step {ckpt.best_info(run)['step']} (the best checkpoint, selected on a/mse" in capsys.readouterr().err

@@ -1,9 +1,11 @@
-"""`vlmt evaluate run RUN [--split val|test] [--checkpoint best|last|STEP] [--json]`: evaluate a run folder.
+"""`vlmt evaluate run RUN [--split val|test] [--checkpoint best|last|best:TASK|STEP] [--json]`: evaluate a
+run folder.
 
 Works for any registered model and tasks: the parts are rebuilt from the run's `config.yaml`, the
 checkpoint's weights are loaded, and every task's `evaluate(model, split, device)` is called
-(`vlmt.training.evaluate.evaluate_run`). `--json` prints exactly `{task_name: {metric: value}}` on
-stdout; the human-readable table goes to stderr.
+(`vlmt.training.evaluate.evaluate_run`). A run trained with `train.keep_best: per_task` is judged
+task by task at each task's own best checkpoint (`--checkpoint best`, the default). `--json`
+prints exactly `{task_name: {metric: value}}` on stdout; the human-readable table goes to stderr.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ EXAMPLES = """\
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="run folder written by `vlmt train`")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="split to evaluate (default test)")
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
-                        help="which checkpoint of a run: best (default; a run without validation uses last), "
-                             "last, or a kept step number")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|best:TASK|STEP",
+                        help="which checkpoint of a run: best (default; a run without validation uses last; a run "
+                             "with train.keep_best: per_task judges each task at its own best), last, best:TASK "
+                             "(TASK's own best, every task judged there), or a kept step number")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's train.device)")
     parser.add_argument("--json", action="store_true", help="print {task: {metric: value}} as one JSON object")
     parser.add_argument("--predictions", metavar="DIR", default=None,
@@ -61,9 +64,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _say_checkpoint(run_dir: str, which: str, tasks: list[str]) -> None:
     """Which checkpoint was evaluated; with several tasks at a best checkpoint chosen on one task's
-    metric, say that the others are judged at a step picked for it."""
+    metric, say that the others are judged at a step picked for it; with per-task bests, which
+    checkpoint judged which task."""
     from vlmt.training import checkpoint as ckpt
+    from vlmt.training.evaluate import judging_checkpoints
 
+    judges = judging_checkpoints(run_dir) if which == "best" else {}
+    if judges:
+        print("checkpoint: per task (train.keep_best: per_task)", file=sys.stderr)
+        for task in tasks:
+            step, why = judges[task]
+            print(f"  {task}: step {step} ({why})", file=sys.stderr)
+        return
+    if which.startswith("best:"):
+        chosen = ckpt.task_best_info(run_dir).get(which.partition(":")[2], {})
+        print(f"checkpoint: {which}, step {chosen.get('step')} (selected on {chosen.get('metric')} = "
+              f"{chosen.get('value')}); every task is judged there", file=sys.stderr)
+        return
     best = ckpt.best_info(run_dir) if which == "best" else None
     if best is None:
         last = ckpt.checkpoint_dir(run_dir, "last") if which in ("best", "last") else None

@@ -1,7 +1,10 @@
-"""`vlmt export RUN --out DIR [--checkpoint best|last|STEP] [--metrics test|val|none] [--json]`:
+"""`vlmt export RUN --out DIR [--checkpoint best|last|best:TASK|STEP] [--metrics test|val|none] [--json]`:
 write a run's trained model as a folder of its own (`vlmt.inference.export`), which `vlmt.load`
 and `vlmt predict` read with no dataset, cache or network. By default the checkpoint's test
 metrics are measured first (on the run's data) and written into config.json and the model card.
+A model folder holds one set of weights: in a run trained with `train.keep_best: per_task`,
+`best` is the checkpoint chosen on train.best_metric and `best:TASK` the one chosen for TASK; the
+card's metrics are every task's at that one checkpoint (not each task at its own best).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ EXAMPLES = """\
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="run folder written by `vlmt train`")
     parser.add_argument("--out", required=True, metavar="DIR", help="the model folder to write (must not exist)")
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
-                        help="which checkpoint: best (default; a run without validation uses last), last, "
-                             "or a kept step number")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|best:TASK|STEP",
+                        help="which checkpoint: best (default, chosen on train.best_metric; a run without "
+                             "validation uses last), last, best:TASK (TASK's own best in a run trained with "
+                             "train.keep_best: per_task), or a kept step number")
     parser.add_argument("--metrics", default="test", choices=("test", "val", "none"),
                         help="split whose metrics the model card reports (default test; needs the run's data); "
                              "none skips the evaluation")
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     metrics, note = None, None
     if args.metrics != "none":
         try:
-            metrics = evaluate_run(args.run_dir, split=args.metrics, checkpoint=args.checkpoint, device=args.device)
+            metrics = evaluate_run(args.run_dir, split=args.metrics, checkpoint=args.checkpoint, device=args.device,
+                                   own_best=False)  # the card's numbers are those of the weights exported
         except VlmtError as e:  # the data may be gone: the model is still worth exporting, without numbers
             note = f"{args.metrics} metrics not measured: {e}"
             print(f"warning: {note}", file=sys.stderr)

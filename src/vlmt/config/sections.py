@@ -140,7 +140,10 @@ class OptimConfig:
 class TrainConfig:
     """Loop settings. max_iters None: the schedule's own length. best_metric (default: the first
     task's primary metric) picks the best checkpoint; keep_best false keeps none, so every task
-    is evaluated at the last checkpoint (validation still runs and is logged). init_from: a run folder whose last
+    is evaluated at the last checkpoint (validation still runs and is logged); keep_best
+    "per_task" also keeps each task's own best on its own primary validation metric (a task that
+    trains on val has none and is judged at the last checkpoint, one without updates, e.g.
+    zero-shot, at `best`), and `vlmt evaluate run` judges each task at its own best. init_from: a run folder whose last
     checkpoint initialises the model's weights (not the task heads, not the optimizer) before the
     first update, e.g. SVLR pre-trained on Genome, then trained jointly."""
 
@@ -155,7 +158,7 @@ class TrainConfig:
     threads: int | None = None
     best_metric: str | None = None
     best_mode: Literal["min", "max"] | None = None
-    keep_best: bool = True
+    keep_best: bool | Literal["per_task"] = True
     init_from: str | None = None
     tensorboard: bool = True
     progress: bool = True

@@ -8,10 +8,12 @@ Layout (every checkpoint is a folder that appears whole or not at all):
     RUN/checkpoints/step_00001000/checksums.json      SHA-256 of both files, checked when read
     RUN/checkpoints/last.json                          {"step": .., "dir": "step_00001000"}
     RUN/checkpoints/best.json                          {"step": .., "dir": .., "metric": .., "value": ..}
+    RUN/checkpoints/task_best.json                     {task: {"step": .., "dir": .., "metric": .., "value": ..}}
+                                                       (train.keep_best: per_task: each task's own best)
 
 A folder is written under a temporary name (every file fsynced) and renamed; the pointer files are
 replaced atomically afterwards, so a process killed at any moment leaves the previous pointers
-valid. Besides `last` and `best` the checkpoint before `last` is kept, so a damaged newest
+valid. Besides `last`, `best` and each task's own best the checkpoint before `last` is kept, so a damaged newest
 checkpoint (a disk that filled up, a copy cut short) leaves an intact one to resume from
 (`resume_checkpoint`). Every file read back is checked: a damaged one is a `DataError` naming it.
 `state.pt` holds only tensors, numbers, strings, lists and dicts, and is loaded with
@@ -38,6 +40,7 @@ from vlmt.errors import ConfigError, DataError, TrainingError
 from vlmt.io import load_json, write_json
 
 CHECKPOINTS = "checkpoints"
+TASK_BEST = "task_best.json"  # train.keep_best: per_task: each task's own best checkpoint
 
 
 def rng_state() -> dict[str, Any]:
@@ -85,10 +88,14 @@ def _fsync(path: Path) -> None:
 
 
 def save_checkpoint(run_dir: str | Path, *, step: int, modules: nn.Module, state: dict[str, Any],
-                    last: bool = True, best: dict[str, Any] | None = None) -> Path:
-    """Write checkpoint `step` and point `last` (and `best`, when given) at it; prune others. A
-    write that fails (a full disk, a read-only folder) is a TrainingError; the checkpoints and
-    pointers written before are left as they were."""
+                    last: bool = True, best: dict[str, Any] | None = None,
+                    task_best: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write checkpoint `step` and point `last` (and `best`, when given; and each task of
+    `task_best`, {task: {"metric", "value"}}, in task_best.json) at it; prune others. An entry
+    {"judged_at": "best"|"last", "why": ..} of `task_best` is written as it is (a task that keeps
+    no best of its own). A write that
+    fails (a full disk, a read-only folder) is a TrainingError; the checkpoints and pointers
+    written before are left as they were."""
     root = Path(run_dir) / CHECKPOINTS
     name = f"step_{step:08d}"
     final = root / name
@@ -114,6 +121,11 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: nn.Module, state
             write_json(root / "last.json", {"step": step, "dir": name})
         if best is not None:
             write_json(root / "best.json", {"step": step, "dir": name, **best})
+        if task_best:
+            pointers = _safe_task_pointers(root)
+            pointers.update({task: rule if "judged_at" in rule else {"step": step, "dir": name, **rule}
+                             for task, rule in task_best.items()})
+            write_json(root / TASK_BEST, pointers)
     except OSError as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -142,6 +154,32 @@ def _pointer(root: Path, which: str) -> dict | None:
     return data
 
 
+def _task_pointers(root: Path) -> dict[str, dict]:
+    """{task: pointer} of task_best.json (train.keep_best: per_task), checked; {} when there is none."""
+    path = root / TASK_BEST
+    if not path.is_file():
+        return {}
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise DataError(path, 'damaged: expected {task: {"step": int, "dir": "step_..."}}')
+    for task, pointer in data.items():
+        if isinstance(pointer, dict) and pointer.get("judged_at") in ("best", "last"):
+            continue  # a task that keeps no best of its own
+        if not isinstance(pointer, dict) or not isinstance(pointer.get("dir"), str) \
+                or not isinstance(pointer.get("step"), int):
+            raise DataError(path, 'damaged: expected {"step": int, "dir": "step_..."}', field=str(task))
+        if not (root / pointer["dir"]).is_dir():
+            raise DataError(path, f"points at {pointer['dir']}, which is not in {root}", field=str(task))
+    return data
+
+
+def _safe_task_pointers(root: Path) -> dict[str, dict]:
+    try:
+        return _task_pointers(root)
+    except DataError:
+        return {}
+
+
 def _safe_pointer(root: Path, which: str) -> dict | None:
     try:
         return _pointer(root, which)
@@ -158,8 +196,9 @@ def _steps(root: Path) -> list[Path]:
 
 
 def _prune(root: Path) -> None:
-    """Keep the folders of `last` and `best` and the newest checkpoint before `last`."""
+    """Keep the folders of `last`, `best` and each task's best, and the newest checkpoint before `last`."""
     keep = {p["dir"] for p in (_safe_pointer(root, "last"), _safe_pointer(root, "best")) if p}
+    keep.update(p["dir"] for p in _safe_task_pointers(root).values() if "dir" in p)
     last = _safe_pointer(root, "last")
     if last is not None:
         older = [p.name for p in _steps(root) if int(p.name[5:]) < last["step"]]
@@ -236,8 +275,19 @@ def resume_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
 
 def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     """The checkpoint folder `which` names: `best` (else `last`, for runs without validation),
-    `last`, or a step number (only kept checkpoints exist). ConfigError when there is none."""
+    `last`, `best:TASK` (TASK's own best in a train.keep_best: per_task run) or a step number
+    (only kept checkpoints exist). ConfigError when there is none."""
     root = Path(run_dir) / CHECKPOINTS
+    if which.startswith("best:"):
+        task = which.partition(":")[2]
+        pointers = _task_pointers(root)
+        if task not in pointers:
+            names = ", ".join(f"best:{t}" for t in pointers) or "none (the run was not trained with " \
+                                                                  "train.keep_best: per_task)"
+            raise ConfigError(f"{root}: no best checkpoint of task {task!r}; per-task bests: {names}")
+        if "judged_at" in pointers[task]:  # no best of its own: the checkpoint that judges it
+            return find_checkpoint(run_dir, pointers[task]["judged_at"])
+        return checked(root / pointers[task]["dir"])
     if which in ("best", "last"):
         directory = checkpoint_dir(run_dir, which) or (checkpoint_dir(run_dir, "last") if which == "best" else None)
         if directory is None:
@@ -246,7 +296,7 @@ def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     try:
         step = int(which)
     except ValueError:
-        raise ConfigError(f"checkpoint: best, last or a step number, got {which!r}") from None
+        raise ConfigError(f"checkpoint: best, last, best:TASK or a step number, got {which!r}") from None
     directory = root / f"step_{step:08d}"
     if not (directory / WEIGHTS).is_file():
         kept = sorted(p.name for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
@@ -266,6 +316,13 @@ def checked(directory: Path) -> Path:
 
 def best_info(run_dir: str | Path) -> dict | None:
     return _safe_pointer(Path(run_dir) / CHECKPOINTS, "best")
+
+
+def task_best_info(run_dir: str | Path) -> dict[str, dict]:
+    """{task: {"step", "dir", "metric", "value"}}: each task's own best checkpoint in a run trained
+    with train.keep_best: per_task, or {"judged_at": "best"|"last", "why"} for a task that keeps
+    none; {} for other runs. A damaged task_best.json is a DataError."""
+    return _task_pointers(Path(run_dir) / CHECKPOINTS)
 
 
 def load_state(directory: Path) -> dict[str, Any]:

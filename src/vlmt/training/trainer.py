@@ -171,6 +171,34 @@ def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str
     return metric, mode
 
 
+def _task_rules(cfg: C.ExperimentConfig, tasks: dict[str, Any], counts: dict[str, int]
+                ) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, str]]]:
+    """train.keep_best: per_task: ({task: ("<task>/<primary metric>", "max"|"min")} for every task
+    selected on its own val metric, {task: {"judged_at": "last"|"best", "why": ..}} for the others):
+    a task that trains on val is judged at the last checkpoint; a task without updates in the run
+    (evaluated only, e.g. zero-shot VQA) at `best`, so that its own val split selects nothing.
+    `counts`: each task's updates in the run. ({}, {}) for other runs."""
+    if cfg.train.keep_best != "per_task":
+        return {}, {}
+    rules, others = {}, {}
+    for name, task in tasks.items():
+        trains_on = getattr(task, "trains_on", None)
+        if callable(trains_on) and trains_on("val"):
+            others[name] = {"judged_at": "last", "why": "it trains on val"}
+        elif not counts.get(name):
+            others[name] = {"judged_at": "best", "why": "it has no updates of its own"}
+        else:
+            rules[name] = (f"{name}/{task.primary_metric}", "max" if task.higher_is_better else "min")
+    for name, other in others.items():
+        log.info("train.keep_best per_task: %s keeps no best of its own (%s): judged at the %s checkpoint",
+                 name, other["why"], other["judged_at"])
+    return rules, others
+
+
+def _improves(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
+
+
 # keys that do not change the trajectory of a run, so a resumed run may set them anew
 RESUMABLE_CHANGES = ("train.max_iters", "train.progress", "train.tensorboard", "train.num_workers",
                      "train.log_every")
@@ -288,11 +316,14 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     if max_iters is None:
         raise ConfigError("train.max_iters: required with schedule.kind 'joint' (it has no length of its own)")
     best_metric, best_mode = _best_rule(cfg, tasks)
+    task_rules, task_others = _task_rules(cfg, tasks, update_counts(schedule, max_iters)
+                                          if tr.keep_best == "per_task" else {})
     optimizer = TaskAdam(modules.parameters(), tasks=list(tasks), per_task=cfg.optim.per_task_state,
                          lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                          weight_decay=cfg.optim.weight_decay)
     consumed = {name: 0 for name in tasks}
     step, best_value = 0, None
+    task_best_values: dict[str, float] = {}  # train.keep_best: per_task: each task's best so far
     resumed_window: dict[str, list[float]] = {}
     if resume_from is not None:
         state = ckpt.load_state(resume_from)
@@ -302,6 +333,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         lr_schedule.load_state_dict(state["lr_schedule"])
         consumed.update(state["consumed"])
         step, best_value = int(state["step"]), state["best_value"]
+        task_best_values = dict(state.get("task_best_values", {}))
         if world == 1:
             ckpt.set_rng_state(state["rng"])
         resumed_window = state["log_window"]
@@ -336,13 +368,17 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
     meta = {"config": C.to_dict(cfg), "model_type": C.MODELS.name_of(type(cfg.model)),
             "model_args": dataclasses.asdict(model_config(model))}
 
-    def save(at_step: int, *, best: dict | None) -> None:
+    def save(at_step: int, *, best: dict | None, task_best: dict[str, dict] | None = None) -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "lr_schedule": lr_schedule.state_dict(), "consumed": dict(consumed),
                  "best_value": best_value, "rng": ckpt.rng_state(),
+                 **({"task_best_values": dict(task_best_values)} if task_rules else {}),
                  "log_window": {k: [float(x) for x in v] for k, v in window.items()}, **meta}
-        path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best)
-        log.info("step %d: checkpoint %s%s", at_step, path.name, " (best)" if best else "")
+        path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best,
+                                    task_best=task_best)
+        marks = (["best"] if best else []) + [f"best of {t}" for t, b in (task_best or {}).items()
+                                               if "judged_at" not in b]
+        log.info("step %d: checkpoint %s%s", at_step, path.name, f" ({', '.join(marks)})" if marks else "")
 
     from tqdm import tqdm
 
@@ -394,7 +430,7 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                                         f"last checkpoint")
                 window.clear()
                 shown = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k.endswith("/loss"))
-            best = None
+            best, task_best = None, {}
             if step % tr.eval_every == 0 or step == max_iters:
                 last_val = evaluate_tasks(model, tasks, "val", device, tr.precision)
                 metrics.write({"step": step, "split": "val", **last_val})
@@ -404,11 +440,19 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                     if value is None:
                         raise ConfigError(f"train.best_metric: {best_metric!r} is not among the validation "
                                           f"metrics {sorted(last_val)}")
-                    if best_value is None or (value > best_value if best_mode == "max" else value < best_value):
+                    if _improves(value, best_value, best_mode):
                         best_value = value
                         best = {"metric": best_metric, "value": value}
-            if best is not None or step % tr.checkpoint_every == 0 or step == max_iters:
-                save(step, best=best)
+                for name, (task_metric, task_mode) in task_rules.items():
+                    value = last_val.get(task_metric)
+                    if value is None:
+                        raise ConfigError(f"train.keep_best: per_task: {task_metric!r} is not among the "
+                                          f"validation metrics {sorted(last_val)}")
+                    if _improves(value, task_best_values.get(name), task_mode):
+                        task_best_values[name] = value
+                        task_best[name] = {"metric": task_metric, "value": value}
+            if best is not None or task_best or step % tr.checkpoint_every == 0 or step == max_iters:
+                save(step, best=best, task_best={**task_others, **task_best} if task_best else None)
     finally:
         bar.close()
         for stream in streams.values():
@@ -425,6 +469,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
         return {"step": step, "rank": rank}
     summary = {"step": step, "val": last_val, "best": ckpt.best_info(run_dir), "seconds": round(elapsed, 3),
                "run": str(run_dir)}
+    if task_rules:
+        summary["task_best"] = ckpt.task_best_info(run_dir)
     write_json(run_dir / "summary.json", summary)
     log.info("done: %d iterations in %.1f s; best %s", step, elapsed, summary["best"])
     return summary
