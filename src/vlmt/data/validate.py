@@ -147,11 +147,10 @@ def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_im
         collect(objects, "missing: image_data.json needs objects.json beside it")
         report.problems += problems
         return
-    images = visual_genome.read_visual_genome(folder / "image_data.json", objects,
-                                              attributes if attributes.exists() else None, report=collect)
+    images, n = visual_genome.scan_visual_genome(folder / "image_data.json", objects,
+                                                 attributes if attributes.exists() else None, report=collect)
     report.problems += problems
     if not problems:
-        n = sum(len(im.objects) for im in images)
         overlap = sum(im.coco_id in vqa_image_ids for im in images if im.coco_id is not None)
         report.summaries.append(f"Visual Genome {folder.name}/: {len(images)} images, {n} objects, "
                                 f"{overlap} images also in VQA (left out of training by the overlap rule)")
