@@ -186,7 +186,8 @@ def _check_store(report: Report, path: Path, stores: list) -> None:
     if not problems:
         store = FeatureStore(path)
         stores.append(store)
-        report.summaries.append(f"feature store {path.name}/: {len(store)} images, {store.feature_dim}-d features")
+        report.summaries.append(f"feature store {path.name}/: {len(store)} images, {store.feature_dim}-d features"
+                                + (f" ({store.dtype})" if store.dtype != "float32" else ""))
 
 
 def _check_features(report: Report, datasets: Iterable[_Dataset], stores: list) -> None:

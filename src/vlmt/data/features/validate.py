@@ -19,6 +19,7 @@ from vlmt.data.features.format import (
     INDEX_FILE,
     RECORD_DTYPE,
     RECORDS_FILE,
+    feature_dtype,
     format_box,
     map_file,
     nonfinite_message,
@@ -97,7 +98,7 @@ def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
         size = 0
     records = map_file(rec_path, RECORD_DTYPE, (min(n, size // RECORD_DTYPE.itemsize),))
     boxes = _Rows(box_path, FLOAT_DTYPE, 4, r)
-    feats = _Rows(feat_path, FLOAT_DTYPE, d, r)
+    feats = _Rows(feat_path, feature_dtype(header), d, r)
 
     ids = np.asarray(records["image_id"])  # 8 bytes per image: the one O(N) array, for duplicates
     uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)

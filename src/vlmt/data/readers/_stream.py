@@ -4,9 +4,9 @@ record and a read buffer, not the whole parsed file (VQA annotation files and Vi
 objects.json hold millions of nested objects).
 
 Each record is decoded by the C-accelerated `json` decoder (`raw_decode`); only the structure
-around the records is walked here. Measured against ijson's C backend on a Genome-shaped
-objects.json, this was the faster of the two and keeps errors as character offsets without a
-dependency (see docs/paper_scale.md)."""
+around the records is walked here. Measured on a 139 MB Genome-shaped objects.json (1.05 M
+objects): 5.2 s and 18 MB peak, against 7.8 s / 13 MB for ijson 3.6 with its C backend and
+11.1 s / 870 MB for `json.load`; so no streaming dependency is added (docs/paper_scale.md)."""
 
 from __future__ import annotations
 
