@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                         help="how the features are kept on disk; float16 halves the store and is read back as "
                              "float32 (boxes stay float32)")
+    parser.add_argument("--id-offset", type=int, default=0, metavar="N",
+                        help="store every image under its id + N (e.g. Visual Genome beside COCO in one store: "
+                             "N = data.genome_id_offset)")
     parser.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
 
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = convert(args.source, args.inputs, args.out, tsv_fields=args.tsv_fields,
                           feature_dim=args.feature_dim, overwrite=args.overwrite, progress=progress,
-                          dtype=args.dtype)
+                          dtype=args.dtype, id_offset=args.id_offset)
     result = summary.as_dict() | {"seconds": round(time.perf_counter() - start, 3)}
     print(f"wrote {result['images']} images, {result['regions']} regions, D={result['feature_dim']} "
           f"({result['dtype']}) "

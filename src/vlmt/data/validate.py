@@ -139,7 +139,8 @@ def _check_entities(report: Report, root: Path, datasets: list[_Dataset]) -> Non
     datasets.append(_Dataset(root / "Sentences", [(i, f"image {i}") for i in ids]))
 
 
-def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_image_ids: set[int]) -> None:
+def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_image_ids: set[int],
+                  id_offset: int = 0) -> None:
     problems, collect = collector()
     objects = folder / "objects.json"
     attributes = folder / "attributes.json"
@@ -154,7 +155,8 @@ def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_im
         overlap = sum(im.coco_id in vqa_image_ids for im in images if im.coco_id is not None)
         report.summaries.append(f"Visual Genome {folder.name}/: {len(images)} images, {n} objects, "
                                 f"{overlap} images also in VQA (left out of training by the overlap rule)")
-    datasets.append(_Dataset(folder / "image_data.json", [(im.image_id, f"image_id {im.image_id}") for im in images]))
+    datasets.append(_Dataset(folder / "image_data.json",
+                             [(im.image_id + id_offset, f"image_id {im.image_id}") for im in images]))
 
 
 def _check_easy_vqa(report: Report, root: Path, datasets: list[_Dataset]) -> None:
@@ -229,8 +231,9 @@ KARPATHY_RE = captions.KARPATHY_RE
 COCO_RE = re.compile(r"^captions_\w+\.json$")
 
 
-def validate_dir(path: str | os.PathLike) -> Report:
-    """Validate everything found under `path` (recursively) and return the report."""
+def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
+    """Validate everything found under `path` (recursively) and return the report. Genome images
+    are looked up in the feature stores as id + `genome_id_offset` (data.genome_id_offset)."""
     from vlmt.data.features.store import is_feature_store
 
     root = Path(path)
@@ -286,7 +289,7 @@ def validate_dir(path: str | os.PathLike) -> Report:
         _guard(report, q, functools.partial(_check_vqa, report, q, datasets, stores))
     vqa_images = {i for ds in datasets if vqa.QUESTIONS_RE.match(ds.file.name) for i, _ in ds.image_ids}
     for d in genome_dirs:
-        _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images))
+        _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images, genome_id_offset))
     for d in entity_dirs:
         _guard(report, d, functools.partial(_check_entities, report, d, datasets))
     for d in easy_dirs:
@@ -300,9 +303,9 @@ def validate_dir(path: str | os.PathLike) -> Report:
     return report
 
 
-def require_valid(path: str | os.PathLike) -> Report:
+def require_valid(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
     """Validate `path`; raise `DataError` listing every problem (same lines as the CLI) if any."""
-    report = validate_dir(path)
+    report = validate_dir(path, genome_id_offset=genome_id_offset)
     if not report.ok:
         raise DataError(path, f"{len(report.problems)} problem(s) in the data:\n" + "\n".join(report.problems))
     return report
@@ -311,10 +314,10 @@ def require_valid(path: str | os.PathLike) -> Report:
 _VALIDATED: set[str] = set()
 
 
-def require_valid_once(path: str | os.PathLike) -> None:
+def require_valid_once(path: str | os.PathLike, *, genome_id_offset: int = 0) -> None:
     """`require_valid` for a training or evaluation process: each folder is checked once per
     process (several data sections and rebuilds may read the same folder)."""
-    key = str(Path(path).resolve())
+    key = f"{Path(path).resolve()}|{genome_id_offset}"
     if key not in _VALIDATED:
-        require_valid(path)
+        require_valid(path, genome_id_offset=genome_id_offset)
         _VALIDATED.add(key)

@@ -89,3 +89,13 @@ def test_convert_a_store_to_float16_from_the_command_line(tmp_path, capsys):
     for image_id, (_, feats) in data.items():
         np.testing.assert_allclose(s16[image_id].features, feats, rtol=2.0 ** -11, atol=1e-7)
     assert cli.main(["data", "validate", str(out)]) == 0
+
+
+def test_convert_with_an_id_offset_moves_every_image_into_a_namespace(tmp_path):
+    from vlmt.data.features.convert import convert
+
+    data = images(seed=4, n=3)
+    write(tmp_path / "genome", "float32", data)
+    summary = convert("store", [tmp_path / "genome"], tmp_path / "shifted", id_offset=1_000_000_000)
+    assert summary.images == 3
+    assert list(FeatureStore(tmp_path / "shifted")) == [1_000_000_000 + i for i in data]

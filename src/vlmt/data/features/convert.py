@@ -368,9 +368,11 @@ def convert(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     dtype: str = "float32",
+    id_offset: int = 0,
 ) -> ConvertSummary:
     """Convert `inputs` (all of format `source`: "tsv", "hdf5" or "store") into one store at `out`
-    whose features are kept as `dtype` ("float32" or "float16").
+    whose features are kept as `dtype` ("float32" or "float16"); each image is stored under its
+    id + `id_offset` (Genome's ids beside COCO's in one store).
 
     The store appears only if every record of every input is valid; the first bad record raises
     DataError (file, line/record, field) and leaves nothing at `out`. `feature_dim`, when given,
@@ -398,7 +400,7 @@ def convert(
                     raise DataError(file, f"{d} values per region, earlier records have {writer.feature_dim}",
                                     record=rec.where, field="features")
                 try:
-                    writer.add(rec.image_id, boxes=rec.boxes, features=rec.features, width=rec.width,
+                    writer.add(rec.image_id + id_offset, boxes=rec.boxes, features=rec.features, width=rec.width,
                                height=rec.height)
                 except FeatureRecordError as e:
                     field = {"width": "image_w", "height": "image_h"}.get(e.field, e.field)
