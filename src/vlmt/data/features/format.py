@@ -41,7 +41,7 @@ RECORD_DTYPE = np.dtype(
      ("reserved", "<i4")]
 )
 FLOAT_DTYPE = np.dtype("<f4")
-FEATURE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}  # header "dtype" -> features.bin
+FEATURE_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}  # header "dtype" -> features.bin
 INDEX_DTYPE = np.dtype("<i8")
 EMPTY = -1  # record number of an empty index slot
 MIN_INDEX_BITS = 3

@@ -162,7 +162,7 @@ def _check_stream(stream: ArrayStream, path: Path, report: Report, pattern: re.P
         else:
             report(path, "missing", field=stream.key)
     _check_header(stream.header, path, report, pattern)
-    return stream.found and isinstance(stream.header.get(stream.key, []), list)
+    return stream.found and isinstance(stream.header.get(stream.key or "", []), list)
 
 
 def join(questions: str | os.PathLike, annotations: str | os.PathLike, qs: dict[int, QuestionRecord], *,
