@@ -5,8 +5,10 @@ validate (`require_valid`), so both print the same one-line messages (file, reco
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -15,6 +17,7 @@ from vlmt.data.readers import captions, easy_vqa, flickr30k_entities, visual_gen
 from vlmt.data.readers._common import collector
 from vlmt.errors import DataError, format_problem
 
+log = logging.getLogger("vlmt.data.validate")  # a training run's train.log and terminal show it
 MAX_MISSING_PER_FILE = 20  # images without features: list this many, then count the rest
 MAX_PROBLEMS_PER_FILE = 50  # any problem: list this many per file, then count the rest
 
@@ -43,13 +46,20 @@ class _Dataset:
 
 def _guard(report: Report, path: Path, fn: Callable[[], None]) -> None:
     """Run one dataset's check; a fatal `DataError` (e.g. unparsable JSON) becomes one problem line,
-    and so does content so malformed that a reader trips over it."""
+    and so does content so malformed that a reader trips over it. Logs what it checks and how long
+    it took (a full-size release takes minutes: a training run says so as it goes)."""
+    started, problems, summaries = time.perf_counter(), len(report.problems), len(report.summaries)
+    size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.glob("*")) if p.is_file())
+    log.info("validating %s (%.0f MB) ...", path, size / 1e6)
     try:
         fn()
     except DataError as e:
         report.problems.append(str(e))
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as e:
         report.problems.append(format_problem(path, f"unreadable content ({type(e).__name__}: {e})"))
+    found = len(report.problems) - problems
+    what = f"{found} problem(s)" if found else "; ".join(report.summaries[summaries:]) or "ok"
+    log.info("  %s (%.1f s)", what, time.perf_counter() - started)
 
 
 def _annotation_name(questions: Path) -> str | None:
