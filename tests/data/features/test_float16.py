@@ -99,3 +99,17 @@ def test_convert_with_an_id_offset_moves_every_image_into_a_namespace(tmp_path):
     summary = convert("store", [tmp_path / "genome"], tmp_path / "shifted", id_offset=1_000_000_000)
     assert summary.images == 3
     assert list(FeatureStore(tmp_path / "shifted")) == [1_000_000_000 + i for i in data]
+
+
+def test_nan_and_inf_in_a_float16_store_are_reported(tmp_path):
+    data = images(seed=5, n=4)
+    write(tmp_path / "s", "float16", data)
+    feats = np.fromfile(tmp_path / "s" / FEATURES_FILE, dtype="<f2")
+    feats[3] = np.nan  # region 0 of the first image
+    feats[-1] = -np.inf  # the last region of the last image
+    feats.tofile(tmp_path / "s" / FEATURES_FILE)
+    problems = validate_store(tmp_path / "s")
+    first, last = list(data)[0], list(data)[-1]
+    assert any(f"record {first}" in p and "1 NaN values in 1 of" in p for p in problems), problems
+    assert any(f"record {last}" in p and "1 inf values in 1 of" in p for p in problems), problems
+    assert len(problems) == 2
