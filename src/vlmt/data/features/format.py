@@ -41,7 +41,8 @@ RECORD_DTYPE = np.dtype(
      ("reserved", "<i4")]
 )
 FLOAT_DTYPE = np.dtype("<f4")
-FEATURE_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}  # header "dtype" -> features.bin
+# the header's "dtype" -> how features.bin holds the values
+FEATURE_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 INDEX_DTYPE = np.dtype("<i8")
 EMPTY = -1  # record number of an empty index slot
 MIN_INDEX_BITS = 3
