@@ -386,12 +386,22 @@ def peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system): unlike wall time, it does not grow when
+    other processes compete for the cores."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 1)
+
+
 def stage_validate(root: Path, offset: int) -> dict[str, Any]:
     from vlmt.data.validate import validate_dir
 
     t = time.perf_counter()
     report = validate_dir(root, genome_id_offset=offset)
-    return {"seconds": round(time.perf_counter() - t, 1), "peak_mb": peak_mb(), "ok": report.ok,
+    return {"seconds": round(time.perf_counter() - t, 1), "cpu_seconds": cpu_seconds(), "peak_mb": peak_mb(),
+            "ok": report.ok,
             "problems": report.problems[:5], "summaries": report.summaries}
 
 
@@ -408,7 +418,8 @@ def stage_build(config: str, root: Path) -> dict[str, Any]:
     data = cfg.data.build(seed=0)
     seconds = round(time.perf_counter() - t, 1)
     summary = getattr(data, "summary", None)
-    return {"seconds": seconds, "peak_mb": peak_mb(), "summary": summary if isinstance(summary, dict) else None}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds(), "peak_mb": peak_mb(),
+            "summary": summary if isinstance(summary, dict) else None}
 
 
 def stage_train(config: str, root: Path, steps: int, batches: int, budget: float) -> dict[str, Any]:
@@ -475,6 +486,7 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
     ckpt.unlink()
     out["evaluation"] = evaluate_rates(config, cfg, parts, budget)
     out["peak_mb"] = peak_mb()
+    out["cpu_seconds"] = cpu_seconds()
     return out
 
 
@@ -549,14 +561,22 @@ def projection(rows: dict[str, Any], counts: dict[str, float]) -> dict[str, Any]
 
 
 def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list[str], timeout: float,
-              keep: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {"scale": scale, "machine": {"cpus": os.cpu_count()}}
+              keep: bool, reuse: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {"scale": scale, "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()}}
     t = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)
-    result["write"] = write_all(out, scale)
-    result["write"]["total_seconds"] = round(time.perf_counter() - t, 1)
-    say(f"wrote {out} in {result['write']['total_seconds']} s: {result['write']['disk_mb']} MB on disk")
+    if reuse and (out / "written.json").is_file():
+        result["write"] = json.loads((out / "written.json").read_text(encoding="utf-8"))
+        if result["write"].get("scale") != scale:
+            raise SystemExit(f"{out} holds scale {result['write'].get('scale')}, not {scale}")
+        say(f"reusing {out}")
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        result["write"] = write_all(out, scale)
+        result["write"]["total_seconds"] = round(time.perf_counter() - t, 1)
+        result["write"]["scale"] = scale
+        (out / "written.json").write_text(json.dumps(result["write"]), encoding="utf-8")
+        say(f"wrote {out} in {result['write']['total_seconds']} s: {result['write']['disk_mb']} MB on disk")
     try:
         if "validate" in stages:
             for folder, offset in (("hier", 0), ("svlr", GENOME_OFFSET)):
@@ -585,8 +605,12 @@ def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list
 
 
 def brief(r: dict[str, Any]) -> str:
-    return f"{r.get('seconds')} s, peak {r.get('peak_mb')} MB" + (f", ERROR {r['error']}" if "error" in r else "") + (
-        f", problems {r['problems']}" if r.get("problems") else "")
+    text = f"{r.get('seconds')} s ({r.get('cpu_seconds')} s CPU), peak {r.get('peak_mb')} MB"
+    if "error" in r:
+        text += f", ERROR {r['error']}"
+    if r.get("problems"):
+        text += f", problems {r['problems']}"
+    return text
 
 
 def say(msg: str) -> None:
@@ -602,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=10, help="batches per input-pipeline measurement")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per stage process")
     p.add_argument("--keep", action="store_true", help="keep the written data")
+    p.add_argument("--reuse", action="store_true", help="measure the data a --keep run left at --out (same scale)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE", help="write the result as JSON")
     # internal: one stage in this process
     p.add_argument("--stage", help=argparse.SUPPRESS)
@@ -619,7 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(r, default=str))
         return 0
     result = benchmark(args.out, args.scale, steps=args.steps, batches=args.batches,
-                       stages=args.stages.split(","), timeout=args.timeout, keep=args.keep)
+                       stages=args.stages.split(","), timeout=args.timeout, keep=args.keep or args.reuse,
+                       reuse=args.reuse)
     text = json.dumps(result, indent=2, default=str)
     if args.json == "-":
         print(text)
