@@ -364,3 +364,20 @@ def test_every_problem_is_reported_up_to_fifty_per_file_then_counted(tmp_path, c
     assert rc == 1 and len(lines) == 51
     assert lines[-1] == f"{root / name}: ... and {len(data['annotations']) - 50} more problems in this file"
     assert all("answer_type" in line for line in lines[:50])
+
+
+def test_genome_ids_are_looked_up_under_their_namespace(tmp_path, capsys):
+    # Genome numbers its images from 1, as COCO does: with VQA image 1 in the store, Genome image 1
+    # would pass unchecked. Under an offset the store must hold Genome's images at id + offset.
+    root = _vqa_only(tmp_path / "d")
+    shutil.copytree(FIXTURES / "visual_genome", root / "visual_genome")
+    offset = 1_000_000_000
+    _store(root / "features", [1, 262148, 393225, offset + 1, offset + 2])  # Genome image 3 is missing
+    rc, err = _validate(root, capsys)
+    # without the offset Genome image 1 is "found" (it is VQA's image 1: the collision), 2 is not
+    assert rc == 1 and "record image_id 2: field 'image_id': image 2 " in err and "image_id 1:" not in err
+    assert main(["data", "validate", str(root), "--genome-id-offset", str(offset)]) == 1
+    err = capsys.readouterr().err
+    assert "image_data.json: record image_id 3: field 'image_id': image 1000000003" in err, err
+    _store(root / "features2", [offset + 3])
+    assert validate_dir(root, genome_id_offset=offset).ok

@@ -138,7 +138,7 @@ def test_metric_keys_and_ranges_of_an_untrained_model(parts):
     assert any(k.startswith("qtype/") for k in vqa)
     retrieval = tasks["retrieval"].evaluate(model, "val", device=CPU)
     assert set(retrieval) == {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "i2t_medr",
-                              "t2i_medr", "seconds"}
+                              "t2i_medr", "seconds", "images"}
     grounding = tasks["grounding"].evaluate(model, "val", device=CPU)
     assert set(grounding) == {"r1", "r5", "r10"}
     for metrics in (vqa, grounding):

@@ -56,10 +56,27 @@ def run(args: argparse.Namespace) -> int:
                            rerank=args.rerank, before=predictions if args.predictions is not None else None)
     _say_checkpoint(args.run_dir, args.checkpoint, list(results))
     for task, metrics in results.items():
-        print(f"{task} ({args.split}): " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), file=sys.stderr)
+        for line in metric_lines(task, args.split, metrics):
+            print(line, file=sys.stderr)
     if args.json:
         print(json.dumps(results))
     return 0
+
+
+def metric_lines(task: str, split: str, metrics: dict[str, float]) -> list[str]:
+    """One line per protocol: a retrieval task with fold keys gets a line for the whole split
+    (COCO "5K" on the 5K test) and one for the mean over its folds (COCO "1K")."""
+    def fmt(items: dict[str, float]) -> str:
+        return "  ".join(f"{k} {v:.4g}" for k, v in items.items())
+
+    if "fold_images" not in metrics:
+        return [f"{task} ({split}): {fmt(metrics)}"]
+    folds, size = int(metrics["folds"]), int(metrics["fold_images"])
+    whole = {k: v for k, v in metrics.items() if not k.startswith("fold") and k != "images"}
+    folded = {k.removeprefix("fold_"): v for k, v in metrics.items() if k.startswith("fold_") and k != "fold_images"}
+    images = int(metrics.get("images", folds * size))
+    return [f"{task} ({split}, all {images} images; COCO 5K protocol): {fmt(whole)}",
+            f"{task} ({split}, mean of {folds} folds of {size} images; COCO 1K protocol): {fmt(folded)}"]
 
 
 def _say_checkpoint(run_dir: str, which: str, tasks: list[str]) -> None:

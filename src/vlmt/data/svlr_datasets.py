@@ -69,7 +69,7 @@ HOLDOUT = "holdout"  # vqa_splits.val: carved from the train subtype (`holdout_i
 class GenomeRegion:
     """One annotated Genome region tied to a row of the feature store."""
 
-    image_id: int
+    image_id: int                       # the image's key in the store (Genome id + data.genome_id_offset)
     row: int                            # proposal row in the store's record of the image
     iou: float                          # IoU of that store box with the annotated box
     objects: tuple[int, ...]            # indices into the object label set O (names in O)
@@ -411,6 +411,9 @@ class SVLRDataConfig(DataConfig):
     reach this value (objects below it are counted in the summary and not used).
     check_files: run `vlmt data validate` on the root first, so training refuses data that does
     not validate, with the same messages.
+    genome_id_offset: Genome image i is keyed i + genome_id_offset in the feature store. Visual
+    Genome numbers its images from 1, in the range of COCO's ids, so a store holding both needs
+    the offset (e.g. 1000000000; `vlmt data convert --id-offset`); the worlds need none.
     """
 
     root: str = "world:default"
@@ -437,6 +440,7 @@ class SVLRDataConfig(DataConfig):
     question_parser: Literal["auto", "spacy", "heuristic"] = "auto"
     images: str | None = "images/{image_id}.png"
     check_files: bool = True
+    genome_id_offset: int = 0
 
     def validate(self) -> str | None:
         for key in ("num_objects", "num_attributes", "word_dim"):
@@ -444,6 +448,8 @@ class SVLRDataConfig(DataConfig):
                 return f"{key} must be >= 1, got {getattr(self, key)}"
         if not 0.0 < self.match_iou <= 1.0:
             return f"match_iou must be in (0, 1], got {self.match_iou}"
+        if self.genome_id_offset < 0:
+            return f"genome_id_offset must be >= 0, got {self.genome_id_offset}"
         unknown = sorted(set(self.vqa_splits) - set(SPLITS))
         if unknown:
             return f"vqa_splits: unknown split(s) {unknown}; use train, val, test"
@@ -480,7 +486,7 @@ class SVLRDataConfig(DataConfig):
         if self.check_files:
             from vlmt.data.validate import require_valid_once
 
-            require_valid_once(root)
+            require_valid_once(root, genome_id_offset=self.genome_id_offset)
         return _build_cached(json.dumps(asdict(self), sort_keys=True), str(root.resolve()))
 
 
@@ -630,9 +636,11 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
         im_split = split_of.get(im.image_id)
         if im_split is None:
             continue
-        if im.image_id not in store:
-            raise DataError(store_path, "Genome image has no region features", record=f"image_id {im.image_id}")
-        boxes = store.read(im.image_id).boxes
+        key = im.image_id + cfg.genome_id_offset  # the image's key in the store
+        if key not in store:
+            raise DataError(store_path, f"Genome image has no region features (store key {key})",
+                            record=f"image_id {im.image_id}")
+        boxes = store.read(key).boxes
         for o in im.objects:
             names = {_norm(n) for n in o.names}
             objs = tuple(sorted(o_index[n] for n in names if n in o_index))
@@ -647,7 +655,7 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
             if ious[row] < cfg.match_iou:
                 unmatched += 1
                 continue
-            genome[im_split].append(GenomeRegion(im.image_id, row, float(ious[row]), objs, hyps, atrs))
+            genome[im_split].append(GenomeRegion(key, row, float(ious[row]), objs, hyps, atrs))
 
     # ---- text: lexicon, bins, word vectors
     text = SVLRText(object_labels=object_labels, attribute_labels=attribute_labels, hypernyms=hyp,

@@ -5,8 +5,10 @@ validate (`require_valid`), so both print the same one-line messages (file, reco
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -15,6 +17,7 @@ from vlmt.data.readers import captions, easy_vqa, flickr30k_entities, visual_gen
 from vlmt.data.readers._common import collector
 from vlmt.errors import DataError, format_problem
 
+log = logging.getLogger("vlmt.data.validate")  # a training run's train.log and terminal show it
 MAX_MISSING_PER_FILE = 20  # images without features: list this many, then count the rest
 MAX_PROBLEMS_PER_FILE = 50  # any problem: list this many per file, then count the rest
 
@@ -43,13 +46,20 @@ class _Dataset:
 
 def _guard(report: Report, path: Path, fn: Callable[[], None]) -> None:
     """Run one dataset's check; a fatal `DataError` (e.g. unparsable JSON) becomes one problem line,
-    and so does content so malformed that a reader trips over it."""
+    and so does content so malformed that a reader trips over it. Logs what it checks and how long
+    it took (a full-size release takes minutes: a training run says so as it goes)."""
+    started, problems, summaries = time.perf_counter(), len(report.problems), len(report.summaries)
+    size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.glob("*")) if p.is_file())
+    log.info("validating %s (%.0f MB) ...", path, size / 1e6)
     try:
         fn()
     except DataError as e:
         report.problems.append(str(e))
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as e:
         report.problems.append(format_problem(path, f"unreadable content ({type(e).__name__}: {e})"))
+    found = len(report.problems) - problems
+    what = f"{found} problem(s)" if found else "; ".join(report.summaries[summaries:]) or "ok"
+    log.info("  %s (%.1f s)", what, time.perf_counter() - started)
 
 
 def _annotation_name(questions: Path) -> str | None:
@@ -139,7 +149,8 @@ def _check_entities(report: Report, root: Path, datasets: list[_Dataset]) -> Non
     datasets.append(_Dataset(root / "Sentences", [(i, f"image {i}") for i in ids]))
 
 
-def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_image_ids: set[int]) -> None:
+def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_image_ids: set[int],
+                  id_offset: int = 0) -> None:
     problems, collect = collector()
     objects = folder / "objects.json"
     attributes = folder / "attributes.json"
@@ -147,15 +158,15 @@ def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_im
         collect(objects, "missing: image_data.json needs objects.json beside it")
         report.problems += problems
         return
-    images = visual_genome.read_visual_genome(folder / "image_data.json", objects,
-                                              attributes if attributes.exists() else None, report=collect)
+    images, n = visual_genome.scan_visual_genome(folder / "image_data.json", objects,
+                                                 attributes if attributes.exists() else None, report=collect)
     report.problems += problems
     if not problems:
-        n = sum(len(im.objects) for im in images)
         overlap = sum(im.coco_id in vqa_image_ids for im in images if im.coco_id is not None)
         report.summaries.append(f"Visual Genome {folder.name}/: {len(images)} images, {n} objects, "
                                 f"{overlap} images also in VQA (left out of training by the overlap rule)")
-    datasets.append(_Dataset(folder / "image_data.json", [(im.image_id, f"image_id {im.image_id}") for im in images]))
+    datasets.append(_Dataset(folder / "image_data.json",
+                             [(im.image_id + id_offset, f"image_id {im.image_id}") for im in images]))
 
 
 def _check_easy_vqa(report: Report, root: Path, datasets: list[_Dataset]) -> None:
@@ -187,7 +198,8 @@ def _check_store(report: Report, path: Path, stores: list) -> None:
     if not problems:
         store = FeatureStore(path)
         stores.append(store)
-        report.summaries.append(f"feature store {path.name}/: {len(store)} images, {store.feature_dim}-d features")
+        report.summaries.append(f"feature store {path.name}/: {len(store)} images, {store.feature_dim}-d features"
+                                + (f" ({store.dtype})" if store.dtype != "float32" else ""))
 
 
 def _check_features(report: Report, datasets: Iterable[_Dataset], stores: list) -> None:
@@ -229,8 +241,9 @@ KARPATHY_RE = captions.KARPATHY_RE
 COCO_RE = re.compile(r"^captions_\w+\.json$")
 
 
-def validate_dir(path: str | os.PathLike) -> Report:
-    """Validate everything found under `path` (recursively) and return the report."""
+def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
+    """Validate everything found under `path` (recursively) and return the report. Genome images
+    are looked up in the feature stores as id + `genome_id_offset` (data.genome_id_offset)."""
     from vlmt.data.features.store import is_feature_store
 
     root = Path(path)
@@ -286,7 +299,7 @@ def validate_dir(path: str | os.PathLike) -> Report:
         _guard(report, q, functools.partial(_check_vqa, report, q, datasets, stores))
     vqa_images = {i for ds in datasets if vqa.QUESTIONS_RE.match(ds.file.name) for i, _ in ds.image_ids}
     for d in genome_dirs:
-        _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images))
+        _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images, genome_id_offset))
     for d in entity_dirs:
         _guard(report, d, functools.partial(_check_entities, report, d, datasets))
     for d in easy_dirs:
@@ -300,9 +313,9 @@ def validate_dir(path: str | os.PathLike) -> Report:
     return report
 
 
-def require_valid(path: str | os.PathLike) -> Report:
+def require_valid(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
     """Validate `path`; raise `DataError` listing every problem (same lines as the CLI) if any."""
-    report = validate_dir(path)
+    report = validate_dir(path, genome_id_offset=genome_id_offset)
     if not report.ok:
         raise DataError(path, f"{len(report.problems)} problem(s) in the data:\n" + "\n".join(report.problems))
     return report
@@ -311,10 +324,10 @@ def require_valid(path: str | os.PathLike) -> Report:
 _VALIDATED: set[str] = set()
 
 
-def require_valid_once(path: str | os.PathLike) -> None:
+def require_valid_once(path: str | os.PathLike, *, genome_id_offset: int = 0) -> None:
     """`require_valid` for a training or evaluation process: each folder is checked once per
     process (several data sections and rebuilds may read the same folder)."""
-    key = str(Path(path).resolve())
+    key = f"{Path(path).resolve()}|{genome_id_offset}"
     if key not in _VALIDATED:
-        require_valid(path)
+        require_valid(path, genome_id_offset=genome_id_offset)
         _VALIDATED.add(key)

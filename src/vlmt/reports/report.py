@@ -201,7 +201,8 @@ def headline_metric(key: str) -> bool:
     task, _, metric = key.partition("/")
     if not task or not metric or "/" in metric:
         return False
-    return not (metric in ("seconds", "rsum") or metric.endswith(("medr", "meanr")))
+    return not (metric in ("seconds", "rsum", "fold_rsum", "images", "folds", "fold_images")
+                or metric.endswith(("medr", "meanr")))
 
 
 def curve_panels(records: Sequence[dict[str, Any]]) -> CurvePanels:

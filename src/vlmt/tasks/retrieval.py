@@ -15,8 +15,10 @@ Evaluation: every image x caption pair of the split is scored (the first `captio
 captions of each image; `val_images` may limit the val split to its first N images) with the
 encoder's per-modality caches (`encode_images`, `encode_captions`) and batched pair scoring
 (`encode_pairs`), then Recall@1/5/10 and median rank both ways (`vlmt.metrics.retrieval`): keys
-`i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum i2t_medr t2i_medr`, and `seconds`, the scoring
-time.
+`i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum i2t_medr t2i_medr` over the whole split (COCO
+"5K" on the 5K test), and `seconds`, the scoring time. Every split but a `val_images` subset also
+gets the same keys prefixed `fold_`: the mean over five consecutive folds of n/5 images (COCO "1K",
+H Table 3), with `folds` and `fold_images`.
 
 Optional two-stage mode (not in the paper): with `shortlist_dim > 0` a dual-encoder head
 (`ShortlistHead`) over S_0 / I_0 is trained alongside with `shortlist_loss`; with `rerank_k` set,
@@ -39,7 +41,7 @@ from torch.nn import functional as F
 from vlmt.config import register_task
 from vlmt.data.vl_datasets import caption_tokens
 from vlmt.errors import ConfigError, DataError, InvalidInput
-from vlmt.metrics.retrieval import retrieval_metrics
+from vlmt.metrics.retrieval import RetrievalMetrics, fold_metrics, retrieval_metrics
 from vlmt.models.encoders import CaptionCache, ImageCache, WordRegionEncoder
 from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.shortlist import ShortlistHead
@@ -331,10 +333,11 @@ class RetrievalTask(EncoderTask):
         else:
             scores = self.score_matrix(model, split, device=device)
         seconds = time.perf_counter() - started
-        m = retrieval_metrics(scores, self.per_image)
-        return {"i2t_r1": m.i2t.r1, "i2t_r5": m.i2t.r5, "i2t_r10": m.i2t.r10,
-                "t2i_r1": m.t2i.r1, "t2i_r5": m.t2i.r5, "t2i_r10": m.t2i.r10, "rsum": m.rsum,
-                "i2t_medr": m.i2t.medr, "t2i_medr": m.t2i.medr, "seconds": round(seconds, 3), **extra}
+        out = {**metric_keys(retrieval_metrics(scores, self.per_image)), "seconds": round(seconds, 3),
+               "images": float(scores.shape[0]), **extra}
+        if split != "val" or self.config.val_images is None:  # a val subset is already the small protocol
+            out.update(fold_keys(scores, self.per_image))
+        return out
 
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         part = self._split(split)
@@ -495,3 +498,29 @@ def shortlist_loss(image_embeddings: Tensor, caption_embeddings: Tensor, image_i
         return (log_all - log_pos).mean()
 
     return 0.5 * (direction(logits) + direction(logits.T))
+
+
+EVAL_FOLDS = 5  # COCO "1K": the 5K test split in five consecutive folds of 1,000 images
+
+
+def metric_keys(m: RetrievalMetrics, prefix: str = "") -> dict[str, float]:
+    """The flat keys a retrieval evaluation reports, optionally prefixed."""
+    return {f"{prefix}{k}": v for k, v in (
+        ("i2t_r1", m.i2t.r1), ("i2t_r5", m.i2t.r5), ("i2t_r10", m.i2t.r10), ("t2i_r1", m.t2i.r1),
+        ("t2i_r5", m.t2i.r5), ("t2i_r10", m.t2i.r10), ("rsum", m.rsum), ("i2t_medr", m.i2t.medr),
+        ("t2i_medr", m.t2i.medr))}
+
+
+def fold_keys(scores: np.ndarray, captions_per_image: int, folds: int = EVAL_FOLDS) -> dict[str, float]:
+    """The paper's COCO 1K protocol on any split: every metric averaged over `folds` consecutive
+    blocks of n // folds images, each against its own captions only (`fold_metrics`), as keys
+    `fold_i2t_r1` ... plus `folds` and `fold_images`. The unprefixed keys are the whole split
+    ("5K"). Images beyond folds x (n // folds) are left out of the folds; fewer than 2 images
+    per fold gives nothing. On a two-stage matrix the folds are blocks of the whole split's
+    shortlists, not shortlists made within each fold."""
+    size = scores.shape[0] // folds
+    if size < 2:
+        return {}
+    used = scores[:size * folds, :size * folds * captions_per_image]
+    m = fold_metrics(used, captions_per_image, folds)
+    return {**metric_keys(m, "fold_"), "folds": float(folds), "fold_images": float(size)}

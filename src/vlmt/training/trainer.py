@@ -66,6 +66,7 @@ from vlmt.training.run_folder import RunLock, read_records
 from vlmt.training.schedules import CurriculumSchedule, StepDecay, TaskSchedule, update_counts
 
 log = logging.getLogger("vlmt.train")
+DATA_LOG = logging.getLogger("vlmt.data")
 DATA_RECORD = "data.json"  # RUN/data.json: the data section's `run_record()`
 
 
@@ -86,9 +87,11 @@ def _setup_logging(run_dir: Path, quiet: bool) -> list[logging.Handler]:
         handlers.append(_TqdmHandler())
     for h in handlers:
         h.setFormatter(fmt)
-        log.addHandler(h)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+        for logger in (log, DATA_LOG):  # the data build's progress (validation, reading) too
+            logger.addHandler(h)
+    for logger in (log, DATA_LOG):
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     return handlers
 
 
@@ -259,7 +262,10 @@ def train(cfg: C.ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
         finally:
             for h in handlers:
                 log.removeHandler(h)
+                DATA_LOG.removeHandler(h)
                 h.close()
+            if handlers:
+                DATA_LOG.propagate = True  # outside a run, data messages go wherever the caller's logging sends them
 
 
 def schedule_plan(cfg: C.ExperimentConfig, schedule: TaskSchedule, lr_schedule: StepDecay,

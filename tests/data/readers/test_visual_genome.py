@@ -42,3 +42,35 @@ def test_overlap_rule_drops_vqa_images_by_coco_id_and_by_content(fixtures, tmp_p
                                         vqa_image_files=[tmp_path / "COCO_val2014_000000393225.jpg"])
     assert sorted(im.image_id for im in dropped) == [2, 3]
     assert all(isinstance(im, GenomeImage) for im in kept)
+
+
+def test_streamed_reading_and_the_id_only_scan_agree_and_name_every_bad_field(tmp_path):
+    import pytest
+
+    from vlmt.data.readers._common import collector
+    from vlmt.errors import DataError
+
+    (tmp_path / "image_data.json").write_text(json.dumps([{"image_id": 1, "width": 100, "height": 80},
+                                                          {"image_id": 2, "width": 100, "height": 80}]))
+    good = {"object_id": 10, "x": 1, "y": 2, "w": 10, "h": 20, "names": ["dog"], "synsets": ["dog.n.01"]}
+    bad = [dict(good, object_id=11, synsets=""), dict(good, object_id=12, w=True),
+           dict(good, object_id=13, names=[" "]), dict(good, object_id=14, x=float("nan")),
+           dict(good, object_id=15, h=500)]
+    (tmp_path / "objects.json").write_text(json.dumps([{"image_id": 1, "objects": [good, *bad]},
+                                                       {"image_id": 2, "objects": [dict(good, object_id=20)]}]))
+    (tmp_path / "attributes.json").write_text(json.dumps([{"image_id": 2, "attributes": [
+        dict(good, object_id=20, attributes=["brown"]), dict(good, object_id=21, attributes=["old"])]}]))
+    problems, report = collector()
+    images = vg.read_visual_genome(tmp_path / "image_data.json", tmp_path / "objects.json",
+                                   tmp_path / "attributes.json", report=report)
+    assert [[o.object_id for o in im.objects] for im in images] == [[10], [20]]
+    assert images[1].objects[0].attributes == ("brown",)
+    fields = ["'synsets'", "'w'", "'names'", "'x/y/w/h'", "'x/y/w/h'", "'object_id'"]
+    assert len(problems) == len(fields) and all(f in p for f, p in zip(fields, problems)), problems
+    scanned, again = collector()
+    images2, n_objects = vg.scan_visual_genome(tmp_path / "image_data.json", tmp_path / "objects.json",
+                                               tmp_path / "attributes.json", report=again)
+    assert scanned == problems and n_objects == 2 and [im.image_id for im in images2] == [1, 2]
+    (tmp_path / "objects.json").write_text(json.dumps({"objects": []}))
+    with pytest.raises(DataError, match="top level must be a JSON list, got dict"):
+        vg.read_visual_genome(tmp_path / "image_data.json", tmp_path / "objects.json")

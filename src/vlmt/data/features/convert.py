@@ -9,6 +9,7 @@ TSV: the bottom-up-attention Faster R-CNN output. One image per line, no header,
     + variants of bottom-up with trailing columns (cls_prob; classes, attributes), ignored here.
 
 HDF5 (h5py, optional): the layouts of the widely used preprocessing scripts; see `read_hdf5`.
+store: another vlmt feature store, e.g. to re-encode a float32 store as float16 (`dtype`).
 Every problem raises DataError naming the file, the line or record, and the field.
 """
 
@@ -67,10 +68,11 @@ class ConvertSummary:
     images: int
     regions: int
     feature_dim: int
+    dtype: str = "float32"
 
     def as_dict(self) -> dict[str, Any]:
         return {"output": self.output, "inputs": list(self.inputs), "images": self.images,
-                "regions": self.regions, "feature_dim": self.feature_dim}
+                "regions": self.regions, "feature_dim": self.feature_dim, "dtype": self.dtype}
 
 
 def parse_image_id(text: str, *, file: object, where: str) -> int:
@@ -343,7 +345,17 @@ def _record(path, where, image_id, width, height, boxes, feats, box_name, feat_n
 
 # ----------------------------------------------------------------------------- into a store
 
-READERS: dict[str, Callable[..., Iterator[RawRecord]]] = {"tsv": read_tsv, "hdf5": read_hdf5}
+def read_store(path: str | os.PathLike) -> Iterator[RawRecord]:
+    """The images of an existing feature store, in its order (features as float32)."""
+    from vlmt.data.features.store import FeatureStore
+
+    store = FeatureStore(path)  # checks the header and file sizes
+    for image_id in store:
+        r = store.read(image_id)
+        yield RawRecord(f"image {image_id}", image_id, r.width, r.height, r.boxes, r.features)
+
+
+READERS: dict[str, Callable[..., Iterator[RawRecord]]] = {"tsv": read_tsv, "hdf5": read_hdf5, "store": read_store}
 
 
 def convert(
@@ -355,8 +367,12 @@ def convert(
     feature_dim: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    dtype: str = "float32",
+    id_offset: int = 0,
 ) -> ConvertSummary:
-    """Convert `inputs` (all of format `source`: "tsv" or "hdf5") into one store at `out`.
+    """Convert `inputs` (all of format `source`: "tsv", "hdf5" or "store") into one store at `out`
+    whose features are kept as `dtype` ("float32" or "float16"); each image is stored under its
+    id + `id_offset` (Genome's ids beside COCO's in one store).
 
     The store appears only if every record of every input is valid; the first bad record raises
     DataError (file, line/record, field) and leaves nothing at `out`. `feature_dim`, when given,
@@ -372,19 +388,19 @@ def convert(
     writer: FeatureStoreWriter | None = None
     try:
         for file in inputs:
-            records = read_tsv(file, fields=tsv_fields) if source == "tsv" else read_hdf5(file)
+            records = read_tsv(file, fields=tsv_fields) if source == "tsv" else READERS[source](file)
             for rec in records:
                 d = rec.features.shape[1]
                 if writer is None:
                     if feature_dim is not None and d != feature_dim:
                         raise DataError(file, f"{d} values per region, expected --feature-dim {feature_dim}",
                                         record=rec.where, field="features")
-                    writer = FeatureStoreWriter(out, feature_dim=d, overwrite=overwrite)
+                    writer = FeatureStoreWriter(out, feature_dim=d, overwrite=overwrite, dtype=dtype)
                 elif d != writer.feature_dim:
                     raise DataError(file, f"{d} values per region, earlier records have {writer.feature_dim}",
                                     record=rec.where, field="features")
                 try:
-                    writer.add(rec.image_id, boxes=rec.boxes, features=rec.features, width=rec.width,
+                    writer.add(rec.image_id + id_offset, boxes=rec.boxes, features=rec.features, width=rec.width,
                                height=rec.height)
                 except FeatureRecordError as e:
                     field = {"width": "image_w", "height": "image_h"}.get(e.field, e.field)
@@ -399,7 +415,7 @@ def convert(
         if writer is not None:
             writer.abort()
         raise
-    return ConvertSummary(str(out), tuple(str(p) for p in inputs), images, regions, dim)
+    return ConvertSummary(str(out), tuple(str(p) for p in inputs), images, regions, dim, dtype)
 
 
 # ----------------------------------------------------------------------------- writing TSV

@@ -32,6 +32,7 @@ from vlmt.data.features.format import (
     RECORDS_FILE,
     MissingImageError,
     RegionFeatures,
+    feature_dtype,
     map_file,
     read_header,
     size_problems,
@@ -74,6 +75,11 @@ class FeatureStore:
         return int(self._header["feature_dim"])
 
     @property
+    def dtype(self) -> str:
+        """How the features are stored on disk: "float32" or "float16" (read as float32 either way)."""
+        return str(self._header["dtype"])
+
+    @property
     def num_regions(self) -> int:
         """Total number of regions over all images."""
         return int(self._header["num_regions"])
@@ -102,7 +108,7 @@ class FeatureStore:
         return {
             "records": map_file(self.path / RECORDS_FILE, RECORD_DTYPE, (h["num_images"],)),
             "boxes": map_file(self.path / BOXES_FILE, FLOAT_DTYPE, (h["num_regions"], 4)),
-            "features": map_file(self.path / FEATURES_FILE, FLOAT_DTYPE, (h["num_regions"], h["feature_dim"])),
+            "features": map_file(self.path / FEATURES_FILE, feature_dtype(h), (h["num_regions"], h["feature_dim"])),
             "index": map_file(self.path / INDEX_FILE, INDEX_DTYPE, (h["index_slots"], 2)),
         }
 
@@ -138,7 +144,8 @@ class FeatureStore:
         return key, self._maps()["records"][row]
 
     def read(self, image_id: object, *, copy: bool = True) -> RegionFeatures:
-        """The regions of `image_id`; `copy=False` returns read-only views of the maps."""
+        """The regions of `image_id`, float32. `copy=False` returns read-only views of the maps where
+        it can: a float16 store's features are always converted (a copy)."""
         key, rec = self._record(image_id)
         _, start, count, width, height, _ = rec.item()
         if count <= 0 or start < 0 or start + count > self.num_regions:
@@ -150,6 +157,8 @@ class FeatureStore:
         features = maps["features"][start:start + count]
         if copy:
             boxes, features = np.array(boxes, dtype=np.float32), np.array(features, dtype=np.float32)
+        elif features.dtype != np.float32:
+            features = features.astype(np.float32)
         return RegionFeatures(image_id=key, width=width, height=height, boxes=boxes, features=features)
 
     def __getitem__(self, image_id: object) -> RegionFeatures:

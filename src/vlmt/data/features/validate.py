@@ -19,6 +19,7 @@ from vlmt.data.features.format import (
     INDEX_FILE,
     RECORD_DTYPE,
     RECORDS_FILE,
+    feature_dtype,
     format_box,
     map_file,
     nonfinite_message,
@@ -97,7 +98,7 @@ def _validate_contents(root: Path, header: dict[str, Any], report) -> None:
         size = 0
     records = map_file(rec_path, RECORD_DTYPE, (min(n, size // RECORD_DTYPE.itemsize),))
     boxes = _Rows(box_path, FLOAT_DTYPE, 4, r)
-    feats = _Rows(feat_path, FLOAT_DTYPE, d, r)
+    feats = _Rows(feat_path, feature_dtype(header), d, r)
 
     ids = np.asarray(records["image_id"])  # 8 bytes per image: the one O(N) array, for duplicates
     uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
@@ -169,7 +170,7 @@ def _check_region_rows(chunk: np.ndarray, start: np.ndarray, count: np.ndarray, 
         a = block  # the usual case: the records' regions are contiguous and in order
     else:
         a = block[np.arange(int(count.sum())) + np.repeat(start - lo - first, count)]
-    bad_rows = ~np.isfinite(a).all(axis=1)  # one pass; NaN and inf are counted only where found
+    bad_rows = _nonfinite_rows(a)  # one pass; NaN and inf are counted only where found
     for k in np.flatnonzero(np.add.reduceat(bad_rows.astype(np.int64), first)):
         rows_k = a[int(first[k]):int(first[k] + count[k])]
         report(path, nonfinite_message(rows_k, field), record=int(ids[k]), field=field)
@@ -191,6 +192,14 @@ def _check_region_rows(chunk: np.ndarray, start: np.ndarray, count: np.ndarray, 
                     f"outside the {int(chunk['width'][k])}x{int(chunk['height'][k])} image")
             report(path, f"{per_record[k]} of {count[k]} boxes {what}, first {example}", record=int(ids[k]),
                    field="boxes")
+
+
+def _nonfinite_rows(a: np.ndarray) -> np.ndarray:
+    """Rows of `a` holding a NaN or inf. float16 is checked on its bits (exponent all ones):
+    numpy's isfinite on float16 runs about 10x slower than this."""
+    if a.dtype == np.float16:
+        return np.max(a.view(np.uint16) & np.uint16(0x7FFF), axis=1) >= 0x7C00
+    return ~np.isfinite(a).all(axis=1)
 
 
 def _validate_index(idx_path: Path, header: dict[str, Any], ids: np.ndarray, duplicated: set[int], report) -> None:

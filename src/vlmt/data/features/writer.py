@@ -19,6 +19,7 @@ from vlmt.data.features.format import (
     BOXES_FILE,
     BOXES_LAYOUT,
     EMPTY,
+    FEATURE_DTYPES,
     FEATURES_FILE,
     FLOAT_DTYPE,
     FORMAT_NAME,
@@ -48,11 +49,16 @@ class FeatureStoreWriter:
     FeatureRecordError (a ValueError) naming the field.
     """
 
-    def __init__(self, path: str | os.PathLike, *, feature_dim: int, overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, *, feature_dim: int, overwrite: bool = False,
+                 dtype: str = "float32"):
         if isinstance(feature_dim, bool) or not isinstance(feature_dim, (int, np.integer)) or feature_dim < 1:
             raise ValueError(f"feature_dim must be a positive integer, got {feature_dim!r}")
+        if dtype not in FEATURE_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(FEATURE_DTYPES)}, got {dtype!r}")
         self.path = Path(path)
         self.feature_dim = int(feature_dim)
+        self.dtype = dtype
+        self._feature_dtype = FEATURE_DTYPES[dtype]
         self.overwrite = overwrite
         if self.path.exists() and not overwrite:
             raise StoreExistsError(self.path, "already exists; choose another path or overwrite it "
@@ -115,7 +121,8 @@ class FeatureStoreWriter:
     # -- adding
     def add(self, image_id: int, *, boxes: np.ndarray, features: np.ndarray, width: int, height: int) -> None:
         """Append one image. boxes (T, 4) and features (T, feature_dim) float32, T >= 1, finite;
-        boxes pixel xyxy, not inverted, inside width x height (within BOX_TOLERANCE pixels)."""
+        boxes pixel xyxy, not inverted, inside width x height (within BOX_TOLERANCE pixels). A
+        float16 store rounds the features to nearest and refuses values beyond float16's range."""
         if self._state != "open":
             raise RuntimeError(f"writer for {self.path} is {self._state}")
         try:
@@ -135,6 +142,12 @@ class FeatureStoreWriter:
         if len(boxes) != len(features):
             raise FeatureRecordError(key, "features", f"{len(features)} feature rows for {len(boxes)} boxes")
         _check_boxes(key, boxes, size["width"], size["height"])
+        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+            stored = features.astype(self._feature_dtype, copy=False)
+        if not np.isfinite(stored).all():
+            k = int(np.flatnonzero(~np.isfinite(stored).all(axis=1))[0])
+            raise FeatureRecordError(key, "features", f"region {k} has values beyond {self.dtype}'s range "
+                                                      f"(|x| > {float(np.finfo(self._feature_dtype).max):g})")
         slot = self._lookup(key)
         if slot >= 0:
             raise DuplicateImageError(key, "image_id", f"added twice (first as image number {slot})")
@@ -143,7 +156,7 @@ class FeatureStoreWriter:
         rec["image_id"], rec["start"], rec["count"] = key, self._num_regions, count
         rec["width"], rec["height"] = size["width"], size["height"]
         self._boxes.write(boxes.astype(FLOAT_DTYPE, copy=False).tobytes())
-        self._features.write(features.astype(FLOAT_DTYPE, copy=False).tobytes())
+        self._features.write(stored.tobytes())
         self._records.write(rec.tobytes())
         pos = -1 - slot
         assert self._index is not None  # open
@@ -174,7 +187,7 @@ class FeatureStoreWriter:
             "num_images": self._num_images,
             "num_regions": self._num_regions,
             "index_slots": 1 << self._bits,
-            "dtype": "float32",
+            "dtype": self.dtype,
             "byte_order": "little",
             "boxes": BOXES_LAYOUT,
             "record_fields": list(record_fields),

@@ -5,31 +5,51 @@ Karpathy layout: {dataset, images: [{filepath (COCO only), filename, imgid, spli
 sentids, sentences: [{tokens, raw, imgid, sentid}]}]}; split is train, restval, val or test.
 COCO layout: {info, licenses, images: [{id, file_name, width, height, ...}],
 annotations: [{id, image_id, caption}]}.
+
+Both are streamed record by record (`_stream.ArrayStream`): dataset_coco.json is about 150 MB of
+JSON, several times that once parsed whole.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 from vlmt.data.examples import CaptionedImage
-from vlmt.data.readers._common import Report, Skip, load_json, raise_problem, require, require_text, top_list
+from vlmt.data.readers._common import Report, Skip, raise_problem, require, require_text
+from vlmt.data.readers._stream import ArrayStream
 
 KARPATHY_SPLITS = ("train", "restval", "val", "test")
 KARPATHY_RE = re.compile(r"^dataset_[A-Za-z0-9]+\.json$")
 COCO_CAPTIONS_RE = re.compile(r"^captions_(\w+?)(\d{4})?\.json$")
 
 
+def _stream_list(path: Path, key: str, report: Report, skip: tuple[str, ...] = ()) -> Iterator[Any]:
+    """The records of the top-level list `key`, streamed; reports what `top_list` would: a top level
+    that is not an object, a missing key, a key that is not a list."""
+    stream = ArrayStream(path, key, skip=skip)
+    yield from stream
+    if stream.top_level_type != "object":
+        kind = {"list": "list"}.get(str(stream.top_level_type), "other")
+        report(path, f"top level must be a JSON object with {key!r}, got {kind}")
+    elif not stream.found:
+        if key in stream.header:
+            report(path, f"must be a list, got {type(stream.header[key]).__name__}", field=key)
+        else:
+            report(path, "missing", field=key)
+
+
 def read_karpathy(path: str | os.PathLike, *, report: Report = raise_problem) -> list[CaptionedImage]:
     """Images with their raw captions and tokens. `image_id` is `cocoid` when present (COCO), else
     the number in the file name (Flickr30k, e.g. 1000092795.jpg), else `imgid`."""
     path = Path(path)
-    data = load_json(path)
     out: list[CaptionedImage] = []
     seen_ids: set[int] = set()
     seen_sentids: set[int] = set()
-    for i, im in enumerate(top_list(data, "images", path, report)):
+    for i, im in enumerate(_stream_list(path, "images", report)):
         record = f"images[{i}]"
         try:
             imgid = require(im, "imgid", int, path, record, report)
@@ -61,7 +81,7 @@ def read_karpathy(path: str | os.PathLike, *, report: Report = raise_problem) ->
                 if not toks or not all(isinstance(t, str) and t for t in toks):
                     report(path, "must be a non-empty list of non-empty strings", record=srec, field="tokens")
                     raise Skip
-                tokens.append(tuple(toks))
+                tokens.append(tuple(map(sys.intern, toks)))  # 6 M tokens of a 30 k vocabulary
                 sentid = require(s, "sentid", int, path, srec, report)
                 if require(s, "imgid", int, path, srec, report) != imgid:
                     report(path, f"is {s['imgid']} but the image's imgid is {imgid}", record=srec, field="imgid")
@@ -90,12 +110,11 @@ def read_coco_captions(path: str | os.PathLike, *, split: str | None = None,
     name (captions_val2014.json -> val2014). Every annotation must name a listed image and every
     image must have a caption."""
     path = Path(path)
-    data = load_json(path)
     if split is None:
         m = COCO_CAPTIONS_RE.match(path.name)
         split = (m.group(1) + (m.group(2) or "")) if m else ""
     images: dict[int, str] = {}
-    for i, im in enumerate(top_list(data, "images", path, report)):
+    for i, im in enumerate(_stream_list(path, "images", report, skip=("annotations",))):
         record = f"images[{i}]"
         try:
             image_id = require(im, "id", int, path, record, report)
@@ -107,7 +126,7 @@ def read_coco_captions(path: str | os.PathLike, *, split: str | None = None,
             continue
     captions: dict[int, list[str]] = {i: [] for i in images}
     seen: set[int] = set()
-    for i, a in enumerate(top_list(data, "annotations", path, report)):
+    for i, a in enumerate(_stream_list(path, "annotations", report, skip=("images",))):
         record = f"annotations[{i}]"
         try:
             ann_id = require(a, "id", int, path, record, report)
