@@ -36,3 +36,23 @@ def test_atomic_outputs_get_the_permissions_of_an_ordinary_file(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_file_a_library_replaces_is_still_readable_by_others(tmp_path):
+    """safetensors writes a new file of mode 0o600 over the temporary one; the renamed result gets the
+    mode a plainly created file gets (a model folder people publish is readable by others)."""
+    import os
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from vlmt.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "w.safetensors") as tmp:
+            save_file({"x": np.zeros(3, dtype=np.float32)}, str(tmp))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+

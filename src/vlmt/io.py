@@ -51,6 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _umask_mode())  # a writer that replaced the file (safetensors does) made it 0o600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
