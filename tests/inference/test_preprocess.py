@@ -16,7 +16,7 @@ from PIL import Image
 
 import vlmt
 from vlmt.cli import main
-from vlmt.data.sources import resolve_source
+from vlmt.data.datasets.sources import resolve_source
 from vlmt.errors import InvalidInput
 from vlmt.training.build import rebuild
 

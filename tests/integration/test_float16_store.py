@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from vlmt import cli
+from vlmt.data.datasets.sources import resolve_source
 from vlmt.data.features.convert import convert
 from vlmt.data.features.store import FeatureStore
-from vlmt.data.sources import resolve_source
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import build_parts, load_experiment
 from vlmt.training.evaluate import evaluate_tasks

@@ -72,7 +72,10 @@ def picture(model_dirs) -> bytes:
     """A test picture of the tiny world, as uploaded bytes."""
     import json
 
+    from vlmt.config import from_dict
     from vlmt.serve.gallery import find_gallery
+    from vlmt.training.build import load_plugins
 
-    data = json.loads((model_dirs["tiny"] / "config.json").read_text())["experiment"]["data"]
-    return find_gallery(data).images[0].path.read_bytes()
+    load_plugins()
+    experiment = json.loads((model_dirs["tiny"] / "config.json").read_text())["experiment"]
+    return find_gallery(from_dict(experiment).data).images[0].path.read_bytes()

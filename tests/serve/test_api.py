@@ -55,12 +55,15 @@ def test_answer_matches_the_python_api(client, model_dirs, picture):
 
 
 def test_a_gallery_picture_runs_on_the_regions_of_the_feature_store(client, model_dirs):
+    from vlmt.config import from_dict
     from vlmt.data.features.store import FeatureStore
-    from vlmt.serve.gallery import data_folder, find_gallery
+    from vlmt.serve.gallery import find_gallery
 
-    data = json.loads((model_dirs["tiny"] / "config.json").read_text())["experiment"]["data"]
-    first = find_gallery(data).images[0]
-    stored = FeatureStore(data_folder(data) / "features").read(first.image_id)
+    data = from_dict(json.loads((model_dirs["tiny"] / "config.json").read_text())["experiment"]).data
+    gallery = find_gallery(data)
+    first = gallery.images[0]
+    assert gallery.features == gallery.folder / "features"
+    stored = FeatureStore(gallery.features).read(first.image_id)
     got = client.post("/api/answer", data={"gallery": "0", "question": "what color is the square?", "top_k": "3"})
     assert got.status_code == 200, got.text
     body = got.json()

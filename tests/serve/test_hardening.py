@@ -87,8 +87,8 @@ def test_pillow_refuses_a_huge_picture_when_opened_anywhere_in_the_server(served
 
 
 def test_the_word_vector_cache_is_bounded():
-    from vlmt.data.svlr_datasets import WordTable
     from vlmt.data.text.cache import TEXT_CACHE_SIZE
+    from vlmt.tasks.svlr_text import WordTable
 
     table = WordTable({}, 8, source="test", coverage=None, fallback=True)
     first = table.vector("word0").copy()
@@ -141,11 +141,11 @@ def test_health_has_the_version_and_the_checksums_of_the_weights(client, model_d
 
 
 def test_a_model_folder_cannot_point_the_gallery_outside_the_gallery_roots(model_dirs, tmp_path):
-    from vlmt.serve.gallery import data_folder
+    from vlmt.data.datasets import source_folder
 
     data = json.loads((model_dirs["tiny"] / "config.json").read_text())["experiment"]["data"]
     elsewhere = tmp_path / "elsewhere"
-    shutil.copytree(data_folder(data), elsewhere)  # pictures outside vlmt's cache
+    shutil.copytree(source_folder(data["root"]), elsewhere)  # pictures outside vlmt's cache
     model = tmp_path / "pointed"
     shutil.copytree(model_dirs["tiny"], model)
     config = json.loads((model / "config.json").read_text())

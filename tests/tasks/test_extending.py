@@ -18,13 +18,13 @@ from torch.nn import functional as F
 
 import vlmt
 from vlmt import config as C
-from vlmt.data.vl_datasets import question_tokens
 from vlmt.models.hierarchical import HierarchicalVL
 from vlmt.models.layers.summary import SummaryAttention
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text
 from vlmt.tasks.collate import gather_regions, index_batches, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
+from vlmt.tasks.vl_data import question_tokens
 from vlmt.training import build  # noqa: F401  (registers the shipped types tiny.yaml names)
 from vlmt.training.trainer import train
 

@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from vlmt.data.svlr_datasets import GenomeRegion, SVLRAssets, WordTable
 from vlmt.models.svlr import SVLR, SVLRConfig
 from vlmt.tasks.svlr_batches import RecognitionBatch, hypernym_labels
+from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask, attribute_loss, object_loss
+from vlmt.tasks.svlr_text import WordTable
 
 torch.set_num_threads(1)
 

@@ -131,8 +131,8 @@ def test_svlr_tasks_need_the_svlr_data_section(tiny_cfg):
 
 def test_a_holdout_run_selects_on_train_images_and_records_them_in_the_run(tiny_cfg, tmp_path):
     torch.set_num_threads(1)
-    cfg = _cfg(tiny_cfg, "data.vqa_splits={train: train2014, val: holdout, test: test2015}", "data.vqa_holdout=0.25",
-               "train.max_iters=2", "train.eval_every=2", "train.checkpoint_every=2")
+    cfg = _cfg(tiny_cfg, "data.vqa_mc.splits={train: train2014, val: holdout, test: test2015}",
+               "data.vqa_mc.holdout=0.25", "train.max_iters=2", "train.eval_every=2", "train.checkpoint_every=2")
     train(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "data.json").read_text())["vqa_holdout"]
     _, parts = rebuild(tmp_path / "run", "best")

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import save_model
 
 from vlmt import config as C
-from vlmt.data.svlr_datasets import WordTable
 from vlmt.data.synth.cache import ensure_world
 from vlmt.errors import DataError
+from vlmt.tasks.svlr_text import WordTable
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import build_from_model_folder, build_parts, save_model_folder
 

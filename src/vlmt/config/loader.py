@@ -164,6 +164,9 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
                 name = value.pop("type")
                 if name != reg.name_of(cls):
                     raise ctx.error(_join(path, "type"), f"must be {reg.name_of(cls)!r} here, got {name!r}")
+    upgrade = getattr(cls, "upgrade", None)
+    if callable(upgrade):  # a section that renamed keys reads the older files too
+        value = upgrade(value)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}

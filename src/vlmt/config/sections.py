@@ -6,7 +6,7 @@
     schedule: ScheduleConfig   optim: OptimConfig   train: TrainConfig
 
 The extensible sections are bases here; the families subclass them next to the code they configure
-(`vlmt.data.vl_datasets`, `vlmt.models.hierarchical`, `vlmt.tasks.vqa`, ...). A model config is
+(`vlmt.tasks.vl_data`, `vlmt.models.hierarchical`, `vlmt.tasks.vqa`, ...). A model config is
 also the model's constructor arguments: the sizes that come from the data (vocabulary, feature
 width, ...) are fields marked with `from_data()`, left unset in experiment files and filled in when
 the model is built, so the built model's config is complete and stored with its weights.
@@ -41,6 +41,11 @@ class DataConfig:
 
     def build(self, *, seed: int) -> Any:
         return None
+
+    def dataset_files(self) -> dict[str, Any]:
+        """The datasets the section reads: name (a kind of `vlmt.data.datasets`) -> its files
+        config. The gallery of a served model finds its test pictures through them."""
+        return {}
 
     @classmethod
     def load_assets(cls, folder: Path) -> Any:

@@ -243,7 +243,7 @@ COCO_RE = re.compile(r"^captions_\w+\.json$")
 
 def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
     """Validate everything found under `path` (recursively) and return the report. Genome images
-    are looked up in the feature stores as id + `genome_id_offset` (data.genome_id_offset)."""
+    are looked up in the feature stores as id + `genome_id_offset` (data.genome.id_offset)."""
     from vlmt.data.features.store import is_feature_store
 
     root = Path(path)

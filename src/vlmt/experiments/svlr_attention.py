@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlmt.data.svlr_datasets import SVLRData
 from vlmt.data.synth.question_objects import world_question_objects
 from vlmt.errors import DataError
 from vlmt.metrics.attention_agreement import GRID, centre_map, regions_to_map, spearman
+from vlmt.tasks.svlr_data import SVLRData
 from vlmt.tasks.svlr_vqa_mc import SVLRVQATask
 
 THRESHOLDS = tuple(round(float(t), 1) + 0.0 for t in np.arange(-1.0, 1.0001, 0.1))  # Fig. 7's x axis (the paper: 0..1)

@@ -85,7 +85,7 @@ class HierarchicalConfig(ModelConfig):
 
     def build(self, *, data: Any) -> HierarchicalVL:
         """The model for a data section that gives a vocabulary, region features and optional word
-        vectors (`vlmt.data.vl_datasets`, `type: vl_datasets`)."""
+        vectors (`vlmt.tasks.vl_data`, `type: vl_datasets`)."""
         config, vectors = self.with_data(data)
         return HierarchicalVL(config, word_vectors=vectors)
 

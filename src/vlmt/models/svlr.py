@@ -73,7 +73,7 @@ class SVLRConfig(ModelConfig):
 
     def build(self, *, data: Any) -> SVLR:
         """The model for a data section that gives word vectors, region features and the label sets
-        O and T with their word vectors (`vlmt.data.svlr_datasets`, `type: svlr_datasets`)."""
+        O and T with their word vectors (`vlmt.tasks.svlr_data`, `type: svlr_datasets`)."""
         needed = ("word_dim", "region_dim", "object_labels", "attribute_labels", "label_vectors")
         if not all(hasattr(data, key) for key in needed):
             raise ConfigError(f"model: SVLR needs the data section `type: svlr_datasets`, got {type(data).__name__}")

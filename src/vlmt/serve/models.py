@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vlmt import config as C
 from vlmt.data.features.proposals import load_image
 from vlmt.errors import ConfigError, VlmtError
 from vlmt.inference.model import TrainedModel, load
@@ -63,17 +64,15 @@ class ServedModel:
         return Picture(self.gallery_pixels(index), features, boxes)
 
 
-def gallery_regions(model: TrainedModel, gallery: Gallery, data: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+def gallery_regions(model: TrainedModel, gallery: Gallery) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features, boxes) of every gallery picture: the feature store's when the data has one that
     holds it with the model's feature width, else computed from the pixels."""
     store = None
-    if gallery.images:
+    if gallery.images and gallery.features is not None:
         from vlmt.data.features.store import FeatureStore
 
-        folder = gallery.images[0].path.parent
-        root = gallery.folder if gallery.folder is not None else folder.parent
         try:
-            store = FeatureStore(root / str(data.get("features") or "features"))
+            store = FeatureStore(gallery.features)
         except (VlmtError, OSError):
             store = None
     out = []
@@ -130,10 +129,10 @@ def load_models(paths: list[str | Path], *, device: str = "cpu", gallery_size: i
         for name, folder in model_folders(Path(path)):
             unique = name if name not in served else f"{name}-{len(served)}"
             model = load(folder, device=device)
-            gallery = find_gallery(model.info["experiment"].get("data", {}), limit=gallery_size, roots=roots)
-            data = model.info["experiment"].get("data", {})
+            data = C.from_dict(model.info["experiment"], source=f"{folder} (experiment)").data
+            gallery = find_gallery(data, limit=gallery_size, roots=roots)
             try:
-                regions = gallery_regions(model, gallery, data)
+                regions = gallery_regions(model, gallery)
             except VlmtError as e:  # e.g. no region extractor and no store: serve without a gallery
                 gallery, regions = Gallery(source=f"no gallery: {e}"), []
             served[unique] = ServedModel(unique, model, gallery, regions, sha256=weights_sha256(model, folder))

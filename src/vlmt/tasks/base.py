@@ -156,3 +156,15 @@ class EvalMode:
     def __exit__(self, *exc: object) -> None:
         for m, state in zip(self.modules, self.states):
             m.train(state)
+
+
+def family_data(data: Any, kinds: type | tuple[type, ...]) -> Any:
+    """The data of one model family a task reads: `data` itself when it is of one of the `kinds`,
+    else the first of its `parts` that is (a section holding several families' data, as the
+    composed model's), else None."""
+    if isinstance(data, kinds):
+        return data
+    for part in getattr(data, "parts", ()):
+        if isinstance(part, kinds):
+            return part
+    return None

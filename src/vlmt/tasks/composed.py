@@ -27,20 +27,20 @@ import torch
 from torch import Tensor
 
 from vlmt.config import register_task
-from vlmt.data.parts import data_part
-from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRAssets, SVLRData
-from vlmt.data.vl_datasets import VLAssets, VLData, caption_tokens, question_tokens
 from vlmt.errors import ConfigError
 from vlmt.models.composed import ComposedVL
 from vlmt.models.svlr import SVLRVQAInputs
-from vlmt.tasks.base import EvalMode
+from vlmt.tasks.base import EvalMode, family_data
 from vlmt.tasks.capabilities import Picture
 from vlmt.tasks.collate import item_batches, pad_tokens
 from vlmt.tasks.svlr_base import need_data
 from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch, recognition_batch, vqa_batch
+from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
+from vlmt.tasks.svlr_text import MCQuestion
 from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask
 from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
+from vlmt.tasks.vl_data import VLAssets, VLData, caption_tokens, question_tokens
 
 
 def need_composed(model: Any, name: str, layer: int) -> ComposedVL:
@@ -53,7 +53,7 @@ def need_composed(model: Any, name: str, layer: int) -> ComposedVL:
 
 
 def vl_assets(data: Any, name: str) -> VLAssets:
-    part = data_part(data, (VLData, VLAssets))
+    part = family_data(data, (VLData, VLAssets))
     if part is None:
         raise ConfigError(f"tasks.{name}: needs the data section `type: composed_datasets`, got {type(data).__name__}")
     return part.assets if isinstance(part, VLData) else part

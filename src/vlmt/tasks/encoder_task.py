@@ -19,12 +19,11 @@ import torch
 from torch import Tensor
 
 from vlmt.config import TaskConfig
-from vlmt.data.parts import data_part
-from vlmt.data.vl_datasets import VLAssets, VLData
 from vlmt.errors import ConfigError, InvalidInput
 from vlmt.models.encoders import Encoded, WordRegionEncoder, is_word_region_encoder
-from vlmt.tasks.base import TaskBase
+from vlmt.tasks.base import TaskBase, family_data
 from vlmt.tasks.collate import index_batches, pad_regions, pad_tokens
+from vlmt.tasks.vl_data import VLAssets, VLData
 
 
 @dataclass
@@ -49,7 +48,7 @@ class EncoderTaskConfig(TaskConfig):
         (or, for a model used without its data, that section's saved `VLAssets`) and a layer of an
         encoder of words and regions (`vlmt.models.encoders.WordRegionEncoder`: the hierarchical
         encoder, the composed one, or any model offering the same calls)."""
-        part = data_part(data, (VLData, VLAssets))  # the VL part of a composed section
+        part = family_data(data, (VLData, VLAssets))  # the VL part of a composed section
         if part is None:
             raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets (or composed_datasets), "
                               f"got {type(data).__name__}")

@@ -27,7 +27,6 @@ from torch.nn import functional as F
 from vlmt import pictures as P
 from vlmt.config import register_task
 from vlmt.data.text import align_words
-from vlmt.data.vl_datasets import caption_tokens
 from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.metrics.grounding import grounding_recall
 from vlmt.models.encoders import WordRegionEncoder
@@ -37,6 +36,7 @@ from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, evenly_
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.tasks.global_batch import global_mean
+from vlmt.tasks.vl_data import caption_tokens
 
 
 class GroundingTask(EncoderTask):

@@ -39,7 +39,6 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from vlmt.config import register_task
-from vlmt.data.vl_datasets import caption_tokens
 from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.metrics.retrieval import RetrievalMetrics, fold_metrics, retrieval_metrics
 from vlmt.models.encoders import CaptionCache, ImageCache, WordRegionEncoder
@@ -50,6 +49,7 @@ from vlmt.tasks.capabilities import Input, Runtime, capability, integer, text, t
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.tasks.rerank import reranked_scores, shortlist_mask
+from vlmt.tasks.vl_data import caption_tokens
 
 
 class RetrievalTask(EncoderTask):

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlmt.data.parts import data_part
-from vlmt.data.svlr_datasets import SVLRAssets, SVLRData
 from vlmt.errors import ConfigError
 from vlmt.models.svlr import SVLR
-from vlmt.tasks.base import TaskBase
+from vlmt.tasks.base import TaskBase, family_data
+from vlmt.tasks.svlr_data import SVLRAssets, SVLRData
 
 
 def need_data(data: Any, where: str) -> SVLRData | SVLRAssets:
     """`data`, checked to be the `svlr_datasets` section (or its saved assets, for a model used
     without its data)."""
-    part = data_part(data, (SVLRData, SVLRAssets))  # the SVLR part of a composed section
+    part = family_data(data, (SVLRData, SVLRAssets))  # the SVLR part of a composed section
     if part is None:
         raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets` (or composed_datasets), "
                           f"got {type(data).__name__}")

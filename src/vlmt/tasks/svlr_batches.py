@@ -16,9 +16,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlmt.data.svlr_datasets import GenomeRegion, MCQuestion, SVLRAssets, SVLRData
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.collate import pad_regions
+from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
+from vlmt.tasks.svlr_text import MCQuestion
 
 
 @dataclass

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from vlmt.data.svlr_datasets import MCQuestion
 from vlmt.models.svlr import SVLR
 from vlmt.pictures import new_figure, save_figure
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import evenly_spaced
 from vlmt.tasks.svlr_batches import vqa_batch
+from vlmt.tasks.svlr_text import MCQuestion
 
 
 @torch.no_grad()

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlmt.config import TaskConfig, register_task
-from vlmt.data.svlr_datasets import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.metrics import recognition as rec_metrics
 from vlmt.models.svlr import SVLR
 from vlmt.tasks.base import EvalMode
@@ -30,6 +29,7 @@ from vlmt.tasks.collate import item_batches
 from vlmt.tasks.global_batch import global_mean, global_sum
 from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
 from vlmt.tasks.svlr_batches import RecognitionBatch, hypernym_labels, recognition_batch
+from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 
 
 class SVLRRecognitionTask(SVLRTask):

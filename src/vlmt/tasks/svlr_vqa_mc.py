@@ -20,7 +20,6 @@ from torch import nn
 
 from vlmt.config import TaskConfig, register_task
 from vlmt.data.question_bins import NUM_BINS
-from vlmt.data.svlr_datasets import MCQuestion, SVLRAssets, SVLRData
 from vlmt.errors import ConfigError, InvalidInput
 from vlmt.metrics.vqa import breakdown
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
@@ -31,7 +30,9 @@ from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text, t
 from vlmt.tasks.collate import item_batches
 from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
 from vlmt.tasks.svlr_batches import VQAMCBatch, vqa_batch
+from vlmt.tasks.svlr_data import SVLRAssets, SVLRData
 from vlmt.tasks.svlr_pictures import draw_interpretable_inference, spread_examples
+from vlmt.tasks.svlr_text import MCQuestion
 
 
 class MultipleChoiceEvaluation(SVLRTask):

@@ -22,7 +22,6 @@ from torch.nn import functional as F
 from vlmt import pictures as P
 from vlmt.config import register_task
 from vlmt.data.answers import soft_scores
-from vlmt.data.vl_datasets import question_tokens
 from vlmt.errors import ConfigError, DataError, InvalidInput
 from vlmt.metrics.vqa import breakdown, evaluate_vqa
 from vlmt.models.encoders import WordRegionEncoder
@@ -31,6 +30,7 @@ from vlmt.tasks.base import EvalMode, move_to
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, evenly_spaced, integer, text
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
+from vlmt.tasks.vl_data import question_tokens
 
 
 class VQATask(EncoderTask):

@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from vlmt import config as C
-from vlmt.data import composed_datasets, svlr_datasets, vl_datasets  # noqa: F401  (registers data types)
 from vlmt.errors import ConfigError, VlmtError
 from vlmt.models import composed, hierarchical, svlr  # noqa: F401  (registers model types)
 from vlmt.seeding import seed_everything, stream_seed
-from vlmt.tasks import shipped  # noqa: F401  (registers the task types)
+from vlmt.tasks import shipped  # noqa: F401  (registers the task types and family data sections)
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.distributed import resolve_device
 from vlmt.training.schedules import (

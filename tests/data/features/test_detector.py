@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlmt.data.datasets.sources import parse_world_source, resolve_source
 from vlmt.data.features.detector import (
     DETECTOR_META,
     DetectorBox,
@@ -24,7 +25,6 @@ from vlmt.data.features.detector import (
 )
 from vlmt.data.features.proposals import load_image
 from vlmt.data.features.store import FeatureStore
-from vlmt.data.sources import parse_world_source, resolve_source
 from vlmt.data.synth.cache import ensure_world, world_dir
 from vlmt.data.synth.world import DEFAULT_PROPOSALS, SIZES, build, check_proposals, filename, generate
 from vlmt.errors import ConfigError, DataError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vlmt.data.sources import resolve_source
+from vlmt.data.datasets.sources import resolve_source
 from vlmt.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ composed_datasets`): the hierarchical model's datasets (VQA, captions, Flickr30k
       svlr: {word_dim: 64}          # any key of an svlr_datasets section but root
 
 Built, it is a `ComposedData` whose `parts` are a `VLData` and an `SVLRData`: the encoder's tasks
-read the first, the recognition and multiple-choice tasks the second (`vlmt.data.parts.data_part`).
+read the first, the recognition and multiple-choice tasks the second (`vlmt.tasks.base.family_data`).
 Its assets are both parts' assets, saved side by side (their files do not collide).
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmt.config import DataConfig, register_data
-from vlmt.data.svlr_datasets import SVLRAssets, SVLRData, SVLRDataConfig
-from vlmt.data.vl_datasets import VLAssets, VLData, VLDatasetsConfig
+from vlmt.tasks.svlr_data import SVLRAssets, SVLRData, SVLRDataConfig
+from vlmt.tasks.vl_data import VLAssets, VLData, VLDatasetsConfig
 
 
 @dataclass
@@ -74,6 +74,10 @@ class ComposedDataConfig(DataConfig):
             if part.root not in (type(part).root, self.root):
                 return f"{key}.root: both parts read data.root ({self.root!r}); set that instead of {part.root!r}"
         return self.vl.validate() or self.svlr.validate()
+
+    def dataset_files(self) -> dict[str, object]:
+        """Both parts' datasets (name -> files config), the encoder's first."""
+        return {**self.vl.dataset_files(), **self.svlr.dataset_files()}
 
     @classmethod
     def load_assets(cls, folder: Path) -> ComposedAssets:

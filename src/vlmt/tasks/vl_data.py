@@ -1,5 +1,7 @@
-"""The `vl_datasets` data section: VQA, Karpathy captions and Flickr30k Entities read once from one
-source, with the shared text pipeline and region features every vision-language task needs.
+"""The hierarchical family's data (`type: vl_datasets`): VQA, Karpathy captions and Flickr30k
+Entities read once from one source through their dataset modules (`vlmt.data.datasets`), and the
+preprocessing the family's tasks share: one vocabulary over their training text, the VQA answer
+pool, the grounding phrase lexicon, pretrained word vectors and the region feature stores.
 
     data:
       type: vl_datasets
@@ -21,6 +23,7 @@ store: a missing one is a DataError naming the dataset file, the record and the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,83 +34,22 @@ import torch
 
 from vlmt.config import DataConfig, register_data
 from vlmt.data.answers import AnswerPool, answer_pool_from_examples
+from vlmt.data.datasets import dataset_kind, resolve_source
+from vlmt.data.datasets.base import image_pattern_ok
+from vlmt.data.datasets.captions import CaptionFilesConfig, CaptionSplit
+from vlmt.data.datasets.entities import EntityFilesConfig, EntitySplit
+from vlmt.data.datasets.vqa import VQAFilesConfig, VQASplit
 from vlmt.data.examples import CaptionedImage, GroundedSentence, VQAExample
 from vlmt.data.features.store import FeatureStore
-from vlmt.data.readers import captions as captions_reader
-from vlmt.data.readers import flickr30k_entities as entities_reader
-from vlmt.data.readers.vqa import read_vqa
 from vlmt.data.splits import SplitImages, contamination_report
 from vlmt.data.text import Vocabulary, align_words, tokenize
 from vlmt.data.text.phrases import PhraseLexicon, phrase_lexicon
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import load_json, write_json
 
-log = logging.getLogger("vlmt.data")
+log = logging.getLogger("vlmt.data")  # the data build's lines, wherever its code sits
 
 DATASETS = ("vqa", "captions", "entities")
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class VQAFilesConfig:
-    """VQA v2 open-ended files. `{subtype}` in a file name is replaced by the split's subtype.
-
-    train_splits: the splits VQA trains on (["train", "val"] is the paper's test-server setting;
-    the contamination rule of Sec. 5.1 then applies). features / images: override the top-level
-    store and picture pattern for these images. namespace: which image ids are comparable
-    across datasets (COCO images are shared by VQA and COCO captions).
-    """
-
-    questions: str = "v2_OpenEnded_mscoco_{subtype}_questions.json"
-    annotations: str = "v2_mscoco_{subtype}_annotations.json"
-    subtypes: dict[str, str] = field(default_factory=lambda: {"train": "train2014", "val": "val2014",
-                                                              "test": "test2015"})
-    train_splits: list[str] = field(default_factory=lambda: ["train"])
-    features: str | None = None
-    images: str | None = None
-    namespace: str = "main"
-
-    def validate(self) -> str | None:
-        bad = [s for s in list(self.subtypes) + self.train_splits if s not in SPLITS]
-        if bad:
-            return f"unknown split name(s) {bad}; expected {', '.join(SPLITS)}"
-        if not self.train_splits:
-            return "train_splits: at least one split"
-        val, test = self.subtypes.get("val"), self.subtypes.get("test")
-        if val is not None and val == test:
-            return (f"subtypes: val and test are both {val!r}, so the checkpoint would be selected on the split "
-                    f"it reports (the trainer validates on val); give them different subtypes")
-        return None
-
-
-@dataclass
-class CaptionFilesConfig:
-    """A Karpathy split file (dataset_coco.json, dataset_flickr30k.json, ...).
-
-    file: its name under the root; null finds the one `dataset_*.json` there. Retrieval uses
-    the first `captions_per_image` captions of each evaluation image (5, the standard protocol).
-    include_restval: add COCO's restval images to training.
-    """
-
-    file: str | None = None
-    captions_per_image: int = 5
-    include_restval: bool = False
-    features: str | None = None
-    images: str | None = None
-    namespace: str = "main"
-
-    def validate(self) -> str | None:
-        return "captions_per_image must be >= 1" if self.captions_per_image < 1 else None
-
-
-@dataclass
-class EntityFilesConfig:
-    """A Flickr30k Entities folder (Sentences/, Annotations/, train.txt, val.txt, test.txt)."""
-
-    folder: str = "flickr30k_entities"
-    features: str | None = None
-    images: str | None = None
-    namespace: str = "main"
 
 
 @register_data("vl_datasets")
@@ -115,7 +57,7 @@ class EntityFilesConfig:
 class VLDatasetsConfig(DataConfig):
     """Where the datasets are and how their shared text and answer vocabularies are built.
 
-    root: source string for `vlmt.data.sources.resolve_source`. datasets: which of vqa,
+    root: source string for `vlmt.data.datasets.resolve_source`. datasets: which of vqa,
     captions, entities to load (null: those whose files exist). features: feature store folder
     under the root. images: picture path pattern with `{image_id}`. min_word_count: words seen
     fewer times in training text become <unk>. word_vectors: GloVe / word2vec file (the
@@ -147,53 +89,30 @@ class VLDatasetsConfig(DataConfig):
             return f"answer_more_than must be >= 0, got {self.answer_more_than}"
         for key, pattern in (("images", self.images), ("vqa.images", self.vqa.images),
                              ("captions.images", self.captions.images), ("entities.images", self.entities.images)):
-            if pattern is not None and not _image_pattern_ok(pattern):
+            if pattern is not None and not image_pattern_ok(pattern):
                 return (f"{key}: the pattern needs an '{{image_id}}' field (e.g. images/{{image_id}}.png), "
                         f"got {pattern!r}")
         return None
+
+    def dataset_files(self) -> dict[str, VQAFilesConfig | CaptionFilesConfig | EntityFilesConfig]:
+        """The datasets this section may read (name -> files config), each with the section's
+        store and picture pattern where it sets none."""
+        wanted = self.datasets if self.datasets is not None else DATASETS
+        return {name: dataclasses.replace(getattr(self, name), features=getattr(self, name).features or self.features,
+                                          images=getattr(self, name).images or self.images)
+                for name in DATASETS if name in wanted}
 
     @classmethod
     def load_assets(cls, folder: Path) -> VLAssets:
         return VLAssets.load(folder)
 
     def build(self, *, seed: int) -> VLData:
-        from vlmt.data.sources import resolve_source
-
         root = resolve_source(self.root, progress=lambda msg: log.info("data: %s", msg))
         if self.check_files:
             from vlmt.data.validate import require_valid_once
 
             require_valid_once(root)
         return VLData(self, root, seed=seed)
-
-
-def _image_pattern_ok(pattern: str) -> bool:
-    """True when `pattern` formats with an image id and depends on it."""
-    try:
-        return pattern.format(image_id=1) != pattern.format(image_id=2)
-    except (KeyError, IndexError, ValueError):
-        return False
-
-
-@dataclass
-class VQASplit:
-    """The questions of one split; `annotated` is False for test splits released without answers."""
-
-    path: Path
-    examples: list[VQAExample]
-    annotated: bool
-
-
-@dataclass
-class CaptionSplit:
-    path: Path
-    images: list[CaptionedImage]
-
-
-@dataclass
-class EntitySplit:
-    path: Path
-    sentences: list[GroundedSentence]
 
 
 def question_tokens(question: str) -> list[str]:
@@ -284,12 +203,9 @@ class VLData:
         self.captions: dict[str, CaptionSplit] = {}
         self.entities: dict[str, EntitySplit] = {}
         self._stores: dict[str, FeatureStore] = {}
-        if wanted is None or "vqa" in wanted:
-            self._read_vqa(required=wanted is not None)
-        if wanted is None or "captions" in wanted:
-            self._read_captions(required=wanted is not None)
-        if wanted is None or "entities" in wanted:
-            self._read_entities(required=wanted is not None)
+        for name in DATASETS:
+            if wanted is None or name in wanted:
+                self._read(name, required=wanted is not None)
         if not self.datasets:
             raise ConfigError(f"data.root: {cfg.root!r} ({self.root}) holds none of the datasets "
                               f"(VQA {cfg.vqa.questions}, captions dataset_*.json, {cfg.entities.folder}/)")
@@ -387,67 +303,15 @@ class VLData:
 
     # -- reading ----------------------------------------------------------------------------------
     def _vqa_path(self, kind: str, split: str) -> Path:
-        subtype = self.cfg.vqa.subtypes.get(split, split)
-        return self.root / getattr(self.cfg.vqa, kind).format(subtype=subtype)
+        return self.cfg.vqa.path(self.root, kind, split)
 
-    def _read_vqa(self, *, required: bool) -> None:
-        for split in self.cfg.vqa.subtypes:
-            questions = self._vqa_path("questions", split)
-            if not questions.is_file():
-                continue
-            annotations = self._vqa_path("annotations", split)
-            annotated = annotations.is_file()
-            examples = read_vqa(questions, annotations if annotated else None)
-            self.vqa[split] = VQASplit(questions, examples, annotated)
-        if self.vqa and "train" not in self.vqa:
-            raise DataError(self._vqa_path("questions", "train"), "VQA training questions not found")
-        if required and not self.vqa:
-            raise DataError(self._vqa_path("questions", "train"), "VQA questions not found (data.datasets names vqa)")
-        if self.vqa:
-            self._stores["vqa"] = self._open_store(self.cfg.vqa.features)
-
-    def _caption_file(self) -> Path | None:
-        if self.cfg.captions.file is not None:
-            path = self.root / self.cfg.captions.file
-            if not path.is_file():
-                raise DataError(path, "caption file not found (data.captions.file)")
-            return path
-        found = sorted(p for p in self.root.glob("dataset_*.json") if captions_reader.KARPATHY_RE.match(p.name))
-        if len(found) > 1:
-            raise ConfigError(f"data.captions.file: {self.root} holds several caption files "
-                              f"({', '.join(p.name for p in found)}); name one")
-        return found[0] if found else None
-
-    def _read_captions(self, *, required: bool) -> None:
-        path = self._caption_file()
-        if path is None:
-            if required:
-                raise DataError(self.root / "dataset_*.json", "no Karpathy caption file (data.datasets names captions)")
-            return
-        images = captions_reader.read_karpathy(path)
-        for split in SPLITS:
-            wanted = {split} | ({"restval"} if split == "train" and self.cfg.captions.include_restval else set())
-            chosen = [im for im in images if im.split in wanted]
-            if chosen:
-                self.captions[split] = CaptionSplit(path, chosen)
-        if "train" not in self.captions:
-            raise DataError(path, "no image of the train split")
-        self._stores["captions"] = self._open_store(self.cfg.captions.features)
-
-    def _read_entities(self, *, required: bool) -> None:
-        folder = self.root / self.cfg.entities.folder
-        if not (folder / "Sentences").is_dir():
-            if required:
-                raise DataError(folder / "Sentences",
-                                "Flickr30k Entities folder not found (data.datasets names entities)")
-            return
-        for split in SPLITS:
-            if (folder / f"{split}.txt").is_file():
-                self.entities[split] = EntitySplit(folder / "Sentences",
-                                                   entities_reader.read_flickr30k_entities(folder, split=split))
-        if "train" not in self.entities:
-            raise DataError(folder / "train.txt", "Flickr30k Entities training split not found")
-        self._stores["entities"] = self._open_store(self.cfg.entities.features)
+    def _read(self, name: str, *, required: bool) -> None:
+        """Read dataset `name` through its module (`vlmt.data.datasets`) and open its store."""
+        files = getattr(self.cfg, name)
+        splits = dataset_kind(name).read(self.root, files, required=required)
+        setattr(self, name, splits)
+        if splits:
+            self._stores[name] = self._open_store(files.features)
 
     def _open_store(self, override: str | None) -> FeatureStore:
         path = self.root / (override or self.cfg.features)
@@ -460,18 +324,7 @@ class VLData:
 
     def _image_ids(self, dataset: str) -> dict[str, list[tuple[int, Path, str]]]:
         """Per split: (image id, file, record) of every example of a dataset."""
-        out: dict[str, list[tuple[int, Path, str]]] = {}
-        if dataset == "vqa":
-            for split, vs in self.vqa.items():
-                out[split] = [(e.image_id, vs.path, f"question_id {e.question_id}") for e in vs.examples]
-        elif dataset == "captions":
-            for split, cs in self.captions.items():
-                out[split] = [(im.image_id, cs.path, f"image {im.filename}") for im in cs.images]
-        else:
-            for split, es in self.entities.items():
-                out[split] = [(g.image_id, es.path / f"{g.image_id}.txt", f"sentence {g.sentence_index}")
-                              for g in es.sentences]
-        return out
+        return dataset_kind(dataset).image_records(getattr(self, dataset))
 
     def _check_features(self) -> None:
         """Every image an example refers to must have region features (never skipped)."""

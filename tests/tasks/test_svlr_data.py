@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from vlmt.config import bundled_config
+from vlmt.data.datasets.genome import GenomeFilesConfig
+from vlmt.data.datasets.vqa_mc import VQAMCFilesConfig, holdout_images
 from vlmt.data.examples import VQAExample
-from vlmt.data.svlr_datasets import SVLRDataConfig, build_svlr_data, fallback_vector, holdout_images
 from vlmt.data.synth.cache import ensure_world
 from vlmt.errors import ConfigError, DataError
+from vlmt.tasks.svlr_data import SVLRDataConfig, build_svlr_data
+from vlmt.tasks.svlr_text import fallback_vector
 from vlmt.training.build import load_experiment
 
 
@@ -47,7 +50,8 @@ def test_genome_images_that_are_vqa_images_are_dropped_and_ids_split_without_a_f
     images[0]["coco_id"] = 1  # the same picture as VQA image 1
     _replace_json(root / "visual_genome" / "image_data.json", images)
     (root / "visual_genome" / "splits.json").unlink()
-    data = build_svlr_data(SVLRDataConfig(root=str(root), word_dim=8, genome_splits="visual_genome/splits.json"), root)
+    cfg = SVLRDataConfig(root=str(root), word_dim=8, genome=GenomeFilesConfig(splits="visual_genome/splits.json"))
+    data = build_svlr_data(cfg, root)
     assert data.summary["genome_images_dropped_as_vqa_overlap"] == 1
     used = {r.image_id for rs in data.genome.values() for r in rs}
     assert images[0]["image_id"] not in used
@@ -101,14 +105,14 @@ def test_holdout_takes_whole_images_by_hash_whatever_the_file_order():
 
 def test_the_paper_configs_holdout_is_the_papers_12072_questions_on_vqa_v1():
     paper = load_experiment(bundled_config("svlr_paper.yaml")).data
-    assert paper.vqa_splits == {"train": "train2014", "val": "holdout", "test": "val2014"}
+    assert paper.vqa_mc.splits == {"train": "train2014", "val": "holdout", "test": "val2014"}
     # VQA v1 train: 82,783 images, 3 questions each (248,349); the paper holds out 12,072 (Sec. 5.1)
-    assert 3 * len(holdout_images(_examples(82_783, 3), paper.vqa_holdout)) == 12_072
+    assert 3 * len(holdout_images(_examples(82_783, 3), paper.vqa_mc.holdout)) == 12_072
 
 
 def test_holdout_split_is_carved_from_train_disjoint_by_image_and_recorded(world):
-    cfg = SVLRDataConfig(root=str(world), word_dim=8, vqa_holdout=12,
-                         vqa_splits={"train": "train2014", "val": "holdout", "test": "test2015"})
+    cfg = SVLRDataConfig(root=str(world), word_dim=8, vqa_mc=VQAMCFilesConfig(
+        holdout=12, splits={"train": "train2014", "val": "holdout", "test": "test2015"}))
     data = build_svlr_data(cfg, world)
     full = build_svlr_data(SVLRDataConfig(root=str(world), word_dim=8), world)
     train_images = {q.image_id for q in data.vqa["train"]}
@@ -122,19 +126,19 @@ def test_holdout_split_is_carved_from_train_disjoint_by_image_and_recorded(world
     assert record["questions"] == sorted(q.question_id for q in data.vqa["val"])
     assert data.summary["vqa_holdout"] == {"from": "train2014", "images": len(val_images),
                                            "questions": len(data.vqa["val"])}
-    too_many = dataclasses.replace(cfg, vqa_holdout=len(full.vqa["train"]))
-    with pytest.raises(ConfigError, match="data.vqa_holdout"):
+    too_many = dataclasses.replace(cfg, vqa_mc=dataclasses.replace(cfg.vqa_mc, holdout=len(full.vqa["train"])))
+    with pytest.raises(ConfigError, match="data.vqa_mc.holdout"):
         build_svlr_data(too_many, world)
 
 
 @pytest.mark.parametrize("splits, holdout, message", [
     ({"train": "train2014", "val": "val2014", "test": "val2014"}, None, "val and test are both 'val2014'"),
-    ({"train": "train2014", "val": "holdout", "test": "val2014"}, None, "vqa_holdout: required"),
-    ({"train": "train2014", "val": "val2014", "test": "test2015"}, 100, "vqa_splits.val is not 'holdout'"),
+    ({"train": "train2014", "val": "holdout", "test": "val2014"}, None, "holdout: required"),
+    ({"train": "train2014", "val": "val2014", "test": "test2015"}, 100, "splits.val is not 'holdout'"),
     ({"train": "train2014", "val": "holdout", "test": "val2014"}, 1.5, "a fraction in \\(0, 1\\)"),
     ({"train": "holdout", "val": "val2014", "test": "test2015"}, None, "only val can be 'holdout'"),
 ])
 def test_a_selection_split_equal_to_the_test_split_and_bad_holdouts_are_refused(splits, holdout, message):
-    sets = [f"data.vqa_splits={json.dumps(splits)}"] + ([f"data.vqa_holdout={holdout}"] if holdout else [])
-    with pytest.raises(ConfigError, match=f"key 'data': .*{message}"):
+    sets = [f"data.vqa_mc.splits={json.dumps(splits)}"] + ([f"data.vqa_mc.holdout={holdout}"] if holdout else [])
+    with pytest.raises(ConfigError, match=f"key 'data.vqa_mc': .*{message}"):
         load_experiment(bundled_config("svlr_tiny.yaml"), sets)

@@ -12,8 +12,8 @@ import torch
 
 from vlmt import config as C
 from vlmt.data.synth.cache import ensure_world
-from vlmt.data.vl_datasets import VLData, VLDatasetsConfig
 from vlmt.errors import ConfigError, DataError
+from vlmt.tasks.vl_data import VLData, VLDatasetsConfig
 from vlmt.training.build import load_experiment
 
 

@@ -1,0 +1,90 @@
+"""Karpathy's caption splits of COCO or Flickr30k (one `dataset_*.json`): images with their
+captions and their split (train, restval, val, test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmt.data.datasets.base import SPLITS, DatasetKind, ImageRecords, TestImage, register_kind
+from vlmt.data.examples import CaptionedImage
+from vlmt.data.readers.captions import KARPATHY_RE, read_karpathy
+from vlmt.errors import ConfigError, DataError
+
+
+@dataclass
+class CaptionFilesConfig:
+    """A Karpathy split file (dataset_coco.json, dataset_flickr30k.json, ...).
+
+    file: its name under the root; null finds the one `dataset_*.json` there. Retrieval uses
+    the first `captions_per_image` captions of each evaluation image (5, the standard protocol).
+    include_restval: add COCO's restval images to training.
+    """
+
+    file: str | None = None
+    captions_per_image: int = 5
+    include_restval: bool = False
+    features: str | None = None
+    images: str | None = None
+    namespace: str = "main"
+
+    def validate(self) -> str | None:
+        return "captions_per_image must be >= 1" if self.captions_per_image < 1 else None
+
+
+@dataclass
+class CaptionSplit:
+    path: Path
+    images: list[CaptionedImage]
+
+
+def caption_file(root: Path, files: CaptionFilesConfig) -> Path | None:
+    """The caption file `files` names, else the one `dataset_*.json` under `root` (None: none)."""
+    if files.file is not None:
+        path = root / files.file
+        if not path.is_file():
+            raise DataError(path, "caption file not found (data.captions.file)")
+        return path
+    found = sorted(p for p in root.glob("dataset_*.json") if KARPATHY_RE.match(p.name))
+    if len(found) > 1:
+        raise ConfigError(f"data.captions.file: {root} holds several caption files "
+                          f"({', '.join(p.name for p in found)}); name one")
+    return found[0] if found else None
+
+
+def read(root: Path, files: CaptionFilesConfig, *, required: bool = False) -> dict[str, CaptionSplit]:
+    path = caption_file(root, files)
+    if path is None:
+        if required:
+            raise DataError(root / "dataset_*.json", "no Karpathy caption file (data.datasets names captions)")
+        return {}
+    images = read_karpathy(path)
+    splits: dict[str, CaptionSplit] = {}
+    for split in SPLITS:
+        wanted = {split} | ({"restval"} if split == "train" and files.include_restval else set())
+        chosen = [im for im in images if im.split in wanted]
+        if chosen:
+            splits[split] = CaptionSplit(path, chosen)
+    if "train" not in splits:
+        raise DataError(path, "no image of the train split")
+    return splits
+
+
+def image_records(splits: dict[str, CaptionSplit]) -> ImageRecords:
+    return {split: [(im.image_id, cs.path, f"image {im.filename}") for im in cs.images]
+            for split, cs in splits.items()}
+
+
+def test_images(root: Path, files: CaptionFilesConfig) -> list[TestImage]:
+    try:
+        path = caption_file(root, files)
+    except ConfigError:
+        return []
+    if path is None:
+        return []
+    return [TestImage(im.image_id, tuple(im.captions[: files.captions_per_image]))
+            for im in read_karpathy(path) if im.split == "test"]
+
+
+KIND = register_kind(DatasetKind("captions", "Karpathy caption splits", CaptionFilesConfig, read, image_records,
+                                 test_images))
