@@ -3,8 +3,8 @@ model's gallery reads): every form of a world source."""
 
 from __future__ import annotations
 
-from vlmt.data.synth.cache import world_dir
 from vlmt.data.datasets import source_folder
+from vlmt.data.synth.cache import world_dir
 
 
 def test_world_sources_name_their_cached_folder(tmp_path, monkeypatch):
