@@ -22,6 +22,7 @@ import torch
 from vlmt.config import bundled_config
 from vlmt.data.question_bins import NUM_BINS
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer
+from vlmt.models.heads.word_region import encode_vqa, recognition_scores
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs
 from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch
 from vlmt.tasks.svlr_recognition import attribute_loss, object_loss
@@ -77,11 +78,11 @@ def main() -> None:
                                         rec_cfg.batch_size, args.device)
 
     def vqa_loss(batch: VQAMCBatch) -> torch.Tensor:  # task svlr_vqa_mc: Eq. 8 on the scores of Eq. 3-7
-        scores = head(model.encode_vqa(batch.inputs), batch.inputs).scores
+        scores = head(encode_vqa(model, batch.inputs), batch.inputs).scores
         return answer_ranking_loss(scores, batch.correct, batch.inputs.choice_mask, margin=vqa_cfg.eta_ans)
 
     def recognition_loss(batch: RecognitionBatch) -> torch.Tensor:  # task svlr_recognition: Eq. 1 + Eq. 2
-        obj, atr = model.recognition_scores(batch.region_features, batch.region_mask,
+        obj, atr = recognition_scores(model, batch.region_features, batch.region_mask,
                                             extra_object_vectors=batch.extra_object_vectors)
         label_set = torch.zeros(obj.shape[1], dtype=torch.bool, device=obj.device)
         label_set[:cfg.num_objects] = True  # O; extra hypernym columns are positives only

@@ -26,6 +26,7 @@ from PIL import Image
 import vlmt
 from vlmt.cli import main
 from vlmt.errors import ConfigError, VlmtError
+from vlmt.models.heads.word_region import recognition_scores
 from vlmt.training.build import rebuild
 
 # runs in a fresh interpreter: loads a model folder, makes each call twice, prints the results
@@ -248,7 +249,7 @@ def test_load_and_evaluate_run_give_bit_identical_svlr_scores(svlr):
         expected = task.choice_scores(parts.model, vqa_batch(parts.data, [question]).inputs)[0]
         got = loaded.choose(question=question.question, choices=question.choices, regions=regions)
         assert {c["answer"]: c["score"] for c in got} == {c: float(expected[i]) for i, c in enumerate(question.choices)}
-        objects, _ = parts.model.recognition_scores(torch.from_numpy(regions))
+        objects, _ = recognition_scores(parts.model, torch.from_numpy(regions))
         ranked = loaded.recognize(regions=regions, top_k=1)
         assert [r["objects"][0]["label"] for r in ranked] == [parts.data.object_labels[i]
                                                              for i in objects.argmax(1).tolist()]

@@ -10,6 +10,7 @@ import torch
 
 from vlmt.config import bundled_config
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
+from vlmt.models.heads.word_region import encode_vqa, open_vocabulary_scores, recognition_scores, zero_shot_scores
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs, pad_ids
 from vlmt.tasks.svlr_recognition import attribute_loss, object_loss
 from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, answer_ranking_loss
@@ -35,7 +36,7 @@ class MultipleChoice:
                                          fusion_dim=fusion_dim)
 
     def __call__(self, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
-        return self.head(self.model.encode_vqa(inputs), inputs)
+        return self.head(encode_vqa(self.model, inputs), inputs)
 
     def train(self, mode: bool = True) -> MultipleChoice:
         self.model.train(mode)
@@ -138,16 +139,16 @@ def test_xavier_initialisation_and_no_scorer_biases():
 def test_recognition_scores_are_inner_products_with_g_of_labels():
     model = identity_model()
     regions = torch.tensor([[2.0, 0.0], [1.0, 3.0]])
-    obj, atr = model.recognition_scores(regions)
+    obj, atr = recognition_scores(model, regions)
     s = BN_SCALE**2  # f(R) = relu(R) * s in eval mode
     torch.testing.assert_close(obj, torch.tensor([[2.0, 0.0], [1.0, 3.0]]) * s)
     torch.testing.assert_close(atr, torch.tensor([[2.0], [4.0]]) * s)
     # open vocabulary: any word vector, here a word outside both label sets
-    o, a = model.open_vocabulary_scores(regions, torch.tensor([[0.5, 2.0]]))
+    o, a = open_vocabulary_scores(model, regions, torch.tensor([[0.5, 2.0]]))
     torch.testing.assert_close(o, torch.tensor([[1.0], [6.5]]) * s)
     torch.testing.assert_close(a, o)
     # extra columns (hypernyms outside O) are appended after the label set
-    obj2, _ = model.recognition_scores(regions, extra_object_vectors=torch.tensor([[1.0, 1.0]]))
+    obj2, _ = recognition_scores(model, regions, extra_object_vectors=torch.tensor([[1.0, 1.0]]))
     torch.testing.assert_close(obj2[:, 2], torch.tensor([2.0, 4.0]) * s)
 
 
@@ -155,23 +156,23 @@ def test_joint_multitask_recognition_uses_per_class_vectors_not_g():
     model = SVLR(small_config(recognition_vectors="per_class")).eval()
     regions = torch.randn(4, 6)
     f_o, f_a = model.embed_regions(regions)
-    obj, atr = model.recognition_scores(regions)
+    obj, atr = recognition_scores(model, regions)
     torch.testing.assert_close(obj, f_o @ model.object_class_vectors.T)
     torch.testing.assert_close(atr, f_a @ model.attribute_class_vectors.T)
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
-    torch.testing.assert_close(model.recognition_scores(regions)[0], obj)  # label words play no part
+    torch.testing.assert_close(recognition_scores(model, regions)[0], obj)  # label words play no part
     model.train()
-    obj, atr = model.recognition_scores(torch.randn(4, 6))
+    obj, atr = recognition_scores(model, torch.randn(4, 6))
     (obj.sum() + atr.sum()).backward()
     assert all(p.grad is None for p in model.g.parameters())  # g is not shared with recognition
     with pytest.raises(ValueError):
-        model.recognition_scores(regions, extra_object_vectors=torch.randn(1, 5))
+        recognition_scores(model, regions, extra_object_vectors=torch.randn(1, 5))
 
 
 def test_shared_recognition_trains_g():
     model = SVLR(small_config()).train()
     model.set_label_vectors(objects=torch.randn(3, 5), attributes=torch.randn(2, 5))
-    obj, atr = model.recognition_scores(torch.randn(4, 6))
+    obj, atr = recognition_scores(model, torch.randn(4, 6))
     (obj.sum() + atr.sum()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.g.parameters())
 
@@ -334,7 +335,7 @@ def test_padding_never_changes_results():
         torch.testing.assert_close(b.scores[:, :C], a.scores)
         torch.testing.assert_close(b.attention[:, :C, :T], a.attention)
         assert torch.all(b.attention[:, :, T:] == 0)
-        za, zb = model.eval().zero_shot_scores(inputs)[0], model.zero_shot_scores(wide)[0]
+        za, zb = zero_shot_scores(model.eval(), inputs)[0], zero_shot_scores(model, wide)[0]
         torch.testing.assert_close(zb[:, :C], za)
 
 
@@ -345,7 +346,7 @@ def test_zero_shot_eq9_by_hand():
     s = BN_SCALE**2
     # question noun "dog", no question adjective; choice 0 answer adjective "red", choice 1 answer noun "dog"
     inputs = hand_inputs([0], [], [[], [0]], [[1], []])
-    scores, attention = model.zero_shot_scores(inputs)
+    scores, attention = zero_shot_scores(model, inputs)
     # p_q(R) = f_o(R)·dog: R1 2s, R2 0
     # choice 0: p_a(R) = f_a(R)·red: R1 0, R2 3s; a'(R) = [2s + 0, 0 + 3s]
     a0 = softmax([2 * s, 3 * s])
@@ -369,7 +370,7 @@ def test_gradients_reach_every_parameter(mode):
     mc = MultipleChoice(model).train()
     inputs, _ = random_inputs(cfg)
     vqa = answer_ranking_loss(mc(inputs).scores, torch.tensor([0, 1, 2]), inputs.choice_mask)
-    objects, attributes = model.recognition_scores(torch.randn(6, 6))
+    objects, attributes = recognition_scores(model, torch.randn(6, 6))
     rec = object_loss(objects, torch.eye(6, 3, dtype=torch.bool)) + attribute_loss(
         attributes, torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 0]], dtype=torch.bool))
     (vqa + 0.1 * rec).backward()

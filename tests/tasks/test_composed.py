@@ -14,7 +14,6 @@ import vlmt
 from vlmt import config as C
 from vlmt.cli import main
 from vlmt.errors import ConfigError
-from vlmt.models.composed import ComposedVL
 from vlmt.training.build import build_parts, load_experiment, rebuild
 
 MC = ["--set", "tasks.mc={type: composed_vqa_mc, layer: 2, batch_size: 16, fusion_dim: 32, iterations: 150, "
@@ -60,7 +59,7 @@ def test_recognition_reads_the_layer_it_is_given():
         task = parts.tasks["recognition"]
         loss = task(parts.model, next(task.batches("train")))["loss"]
         loss.backward()
-        model: ComposedVL = parts.model
+        model = parts.model
         return {"regions": model.regions.proj.weight.grad is not None if hasattr(model.regions, "proj") else
                 any(p.grad is not None for p in model.regions.parameters()),
                 "layer 1": any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.layers[0].parameters()),

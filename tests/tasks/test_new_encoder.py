@@ -1,6 +1,7 @@
 """A new encoder written outside the package, without subclassing the hierarchical one: it offers
 the calls of `vlmt.models.encoders.WordRegionEncoder`, and the shipped VQA, retrieval and grounding
-tasks train on it, evaluate, and answer from `vlmt.load` unchanged. No file of vlmt changes."""
+tasks train on it, evaluate, and answer from `vlmt.load` unchanged; carrying SVLR's alignment
+(`with_alignment`), it also takes the composed SVLR tasks. No file of vlmt changes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from torch import Tensor, nn
 import vlmt
 from vlmt import config as C
 from vlmt.config import ModelConfig, from_data, register_model
-from vlmt.models.encoders import CaptionCache, Encoded, ImageCache, is_word_region_encoder
+from vlmt.models.composed import with_alignment
+from vlmt.models.encoders import CaptionCache, Encoded, ImageCache, alignment_of, is_word_region_encoder
+from vlmt.models.svlr import SVLRConfig
 from vlmt.training import build  # noqa: F401  (registers the shipped task types)
 from vlmt.training.trainer import train
 
@@ -110,3 +113,53 @@ def test_the_shipped_tasks_train_on_an_encoder_that_only_offers_the_protocol(tmp
     assert len(answers) == 3 and answers == model.answer(question="what color is the square?", regions=regions,
                                                          top_k=3)
     assert model.retrieve([], ["a red square"], regions=[(regions, None)]).shape == (1, 1)
+
+
+@register_model("mean_mixing_composed_test")
+@dataclass(frozen=True)
+class MeanMixingComposedConfig(MeanMixingConfig):
+    """The same encoder carrying SVLR's alignment over its region outputs: a composed model made by
+    configuration (`with_alignment`), no composed class."""
+
+    align_word_dim: int | None = from_data()
+    num_objects: int | None = from_data()
+    num_attributes: int | None = from_data()
+
+    def build(self, *, data: Any) -> MeanMixing:
+        vl, svlr = data.parts
+        config = dataclasses.replace(self, vocab_size=vl.vocab_size, padding_idx=vl.padding_idx,
+                                     region_feature_dim=vl.region_feature_dim, align_word_dim=svlr.word_dim,
+                                     num_objects=len(svlr.object_labels), num_attributes=len(svlr.attribute_labels))
+        model = config.create()
+        objects, attributes = svlr.label_vectors()
+        model.alignment.set_label_vectors(objects=torch.from_numpy(objects), attributes=torch.from_numpy(attributes))
+        return model
+
+    def create(self) -> MeanMixing:
+        aligner = SVLRConfig(embed_dim=8, word_hidden=8, region_hidden=16, word_dim=self.align_word_dim,
+                             region_dim=self.dim, num_objects=self.num_objects,
+                             num_attributes=self.num_attributes).create()
+        return with_alignment(MeanMixing(self), aligner)
+
+
+def test_svlr_tasks_train_on_a_new_encoder_that_carries_an_alignment(tmp_path):
+    torch.set_num_threads(1)
+    raw = C.read_yaml(CONFIG.with_name("composed_tiny.yaml"))
+    raw["model"] = {"type": "mean_mixing_composed_test", "dim": 16, "num_layers": 3}
+    raw["tasks"]["mc"] = {"type": "composed_vqa_mc", "layer": 1, "batch_size": 16, "fusion_dim": 16}
+    order = [name for name, task in raw["tasks"].items() if task.get("type") != "composed_zero_shot"]
+    for name in order:
+        raw["tasks"][name].update(iterations=20, step=20)
+    raw["schedule"]["stages"] = [order]
+    raw["train"].update(max_iters=20 * len(order), eval_every=20 * len(order), checkpoint_every=20 * len(order),
+                        progress=False)
+    summary = train(C.from_dict(raw, source="composed_tiny.yaml on a mean-mixing encoder"), tmp_path / "run")
+    assert {"recognition/object_accuracy", "mc/accuracy", "zero_shot/accuracy", "vqa/accuracy"} <= set(summary["val"])
+    model = vlmt.load(tmp_path / "run")
+    assert type(model.model) is MeanMixing and alignment_of(model.model) is model.model.alignment
+    regions = torch.rand(4, model.feature_dim).numpy()
+    for zero_shot in (False, True):
+        ranked = model.details("choose", question="what color is the square?", choices=["red", "blue"],
+                               regions=regions, zero_shot=zero_shot)
+        assert ranked["variant"] == ("zero_shot" if zero_shot else "multiple_choice")
+    assert len(model.recognize(regions=regions)) == 4

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from vlmt.models.heads.word_region import recognition_scores
 from vlmt.models.svlr import SVLR, SVLRConfig
 from vlmt.tasks.svlr_batches import RecognitionBatch, hypernym_labels
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets
@@ -176,7 +177,7 @@ def test_recognition_task_with_hypernym_columns():
     batch = RecognitionBatch(region_features=torch.randn(4, 6), object_targets=obj_t, attribute_targets=atr_t,
                              extra_object_vectors=extra)
     out = recognition_task(eta_obj=1.0, object_weight=0.5, attribute_weight=2.0)(model, batch)
-    obj, atr = model.recognition_scores(batch.region_features, extra_object_vectors=extra)
+    obj, atr = recognition_scores(model, batch.region_features, extra_object_vectors=extra)
     label_set = torch.tensor([True, True, True, False, False])
     expected_obj = loop_object_loss(obj.detach(), obj_t, label_set, 1.0)
     assert out["object_loss"].item() == pytest.approx(expected_obj, rel=1e-5)

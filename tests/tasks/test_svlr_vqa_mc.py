@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vlmt.errors import ConfigError
+from vlmt.models.heads.word_region import zero_shot_scores
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs
 from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
@@ -98,7 +99,7 @@ def test_zero_shot_task_scores_with_eq9_and_refuses_training():
     task = SVLRZeroShotTask(name="zero_shot", config=SVLRZeroShotConfig(), data=None)
     model.eval()
     with torch.no_grad():
-        expected, _ = model.zero_shot_scores(batch.inputs)
+        expected, _ = zero_shot_scores(model, batch.inputs)
         scores = task.choice_scores(model, batch.inputs)
     torch.testing.assert_close(scores, expected)
     assert scores[2, 3] == float("-inf")

@@ -1,11 +1,12 @@
 """Both papers on one encoder: the hierarchical Dense Co-attention encoder (H) with SVLR's aligned
 word-region embeddings (S) reading its region outputs.
 
-`ComposedVL` is a `HierarchicalVL` (so retrieval, VQA and grounding attach to it unchanged) that
-also holds `alignment`, an `SVLR` module whose region side takes the encoder's d-wide region
-outputs I_l instead of raw region features: g(w) maps word vectors and f_o, f_a map I_l into one
-space, and recognition, SVLR's multiple-choice attention (Eq. 3-4) and the zero-shot score (Eq. 9)
-are inner products there. Which layer l a task reads is the task's choice
+A composed model is configuration, not a class of its own: a `HierarchicalVL` (so retrieval, VQA
+and grounding attach to it unchanged) carrying `alignment`, an `SVLR` aligner whose region side
+takes the encoder's d-wide region outputs I_l instead of raw region features (`with_alignment`).
+g(w) maps word vectors and f_o, f_a map I_l into one space; recognition, SVLR's multiple-choice
+attention (Eq. 3-4) and the zero-shot score (Eq. 9) are the scorers of
+`vlmt.models.heads.word_region` over it. Which layer l a task reads is the task's choice
 (`vlmt.tasks.composed`); the alignment is shared by every task that uses it, as SVLR shares g,
 f_o and f_a between recognition and VQA.
 """
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from torch import Tensor
+from torch import nn
 
 from vlmt.config import from_data, register_model
 from vlmt.errors import ConfigError
+from vlmt.models.encoders import WordRegionAligner, is_word_region_aligner
 from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
 from vlmt.models.svlr import SVLR, RecognitionVectors, SVLRConfig
 
@@ -54,7 +56,7 @@ class ComposedConfig(HierarchicalConfig):
                           word_dim=self.align_word_dim, region_dim=self.dim, num_objects=self.num_objects,
                           num_attributes=self.num_attributes)
 
-    def build(self, *, data: Any) -> ComposedVL:
+    def build(self, *, data: Any) -> HierarchicalVL:
         """The model for a `composed_datasets` section: its VL part sizes the encoder, its SVLR part
         the alignment (word vectors and the label sets O and T)."""
         parts = getattr(data, "parts", (data,))  # read by attribute: models never import vlmt.data
@@ -66,30 +68,26 @@ class ComposedConfig(HierarchicalConfig):
         config, vectors = self.with_data(vl)
         config = dataclasses.replace(config, align_word_dim=svlr.word_dim, num_objects=len(svlr.object_labels),
                                      num_attributes=len(svlr.attribute_labels))
-        model = ComposedVL(config, word_vectors=vectors)
+        encoder = HierarchicalVL(config, word_vectors=vectors)  # drawn first, then the alignment
+        aligner = SVLR(config.alignment_config())
         objects, attributes = svlr.label_vectors()
-        model.alignment.set_label_vectors(objects=torch.from_numpy(objects), attributes=torch.from_numpy(attributes))
-        return model
+        aligner.set_label_vectors(objects=torch.from_numpy(objects), attributes=torch.from_numpy(attributes))
+        return with_alignment(encoder, aligner)
 
-    def create(self) -> ComposedVL:
-        return ComposedVL(self)
+    def create(self) -> HierarchicalVL:
+        """The encoder with SVLR's alignment over its region outputs (label vectors zero until set)."""
+        encoder = HierarchicalVL(self)
+        return with_alignment(encoder, SVLR(self.alignment_config()))
 
 
-class ComposedVL(HierarchicalVL):
-    """The hierarchical encoder and SVLR's alignment over its region outputs."""
+EncoderT = TypeVar("EncoderT", bound=nn.Module)
 
-    config: ComposedConfig
 
-    def __init__(self, config: ComposedConfig, *, word_vectors: Tensor | None = None):
-        super().__init__(config, word_vectors=word_vectors)
-        self.alignment = SVLR(config.alignment_config())
-
-    def regions_at(self, layer: int, region_features: Tensor, region_mask: Tensor, *,
-                   tokens: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
-        """I_layer (B, T, d): the region encoder's output for layer 0 (no words needed), else the
-        co-attention with the given words up to `layer`."""
-        if layer == 0:
-            return self.encode_images(region_features, region_mask).regions
-        if tokens is None or lengths is None:
-            raise ValueError(f"layer {layer} co-attends regions with words: tokens and lengths are needed")
-        return self(tokens, lengths, region_features, region_mask, depth=layer).regions
+def with_alignment(encoder: EncoderT, aligner: WordRegionAligner) -> EncoderT:
+    """`encoder` carrying `aligner` as its `alignment`, which the SVLR tasks find with
+    `vlmt.models.encoders.alignment_of` (the aligner's parameters come after the encoder's, in
+    the model's state and in the optimiser's groups)."""
+    if not is_word_region_aligner(aligner):
+        raise TypeError(f"with_alignment: {type(aligner).__name__} is not a WordRegionAligner module")
+    encoder.add_module("alignment", aligner)  # type: ignore[arg-type]
+    return encoder

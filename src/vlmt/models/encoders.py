@@ -105,3 +105,47 @@ class WordRegionEncoder(Protocol):
 def is_word_region_encoder(model: Any) -> bool:
     """Whether `model` offers what the tasks on words and regions read (`WordRegionEncoder`)."""
     return isinstance(model, torch.nn.Module) and isinstance(model, WordRegionEncoder)
+
+
+@runtime_checkable
+class WordRegionAligner(Protocol):
+    """Word and region embeddings in one space, as SVLR's g, f_o and f_a (S Sec. 3.1), with the
+    vectors its label sets are scored with: what the SVLR scorers (`vlmt.models.heads.word_region`)
+    and tasks read. `vlmt.models.svlr.SVLR` is one; a composed model carries one as `alignment`
+    over its encoder's region outputs."""
+
+    @property
+    def embed_dim(self) -> int:
+        """E, the width of the shared space."""
+        ...
+
+    @property
+    def labels_are_words(self) -> bool:
+        """Whether a label is scored with the word embedding of its word (any word can then be scored)."""
+        ...
+
+    def embed_words(self, vectors: Tensor) -> Tensor:
+        """g(w): word vectors (..., V) -> (..., E)."""
+        ...
+
+    def embed_regions(self, features: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(f_o(R), f_a(R)): region features (..., D) -> two (..., E); padded rows are zeros."""
+        ...
+
+    def label_embeddings(self) -> tuple[Tensor, Tensor]:
+        """The vectors the object labels O (K_o, E) and attribute labels T (K_a, E) are scored with."""
+        ...
+
+
+def is_word_region_aligner(model: Any) -> bool:
+    """Whether `model` offers what SVLR's scorers read (`WordRegionAligner`)."""
+    return isinstance(model, torch.nn.Module) and isinstance(model, WordRegionAligner)
+
+
+def alignment_of(model: Any) -> WordRegionAligner | None:
+    """The aligner a model scores words against regions with: the model itself (SVLR) or the one it
+    carries as `alignment` over an encoder's region outputs (the composed model); None if neither."""
+    if is_word_region_aligner(model):
+        return model
+    alignment = getattr(model, "alignment", None)
+    return alignment if is_word_region_aligner(alignment) else None

@@ -4,15 +4,16 @@ Equation numbers below are the paper's.
 
 - g(w): word vector -> FC -> ReLU -> FC                               (Sec. 3.1)
 - f_o(R), f_a(R): region feature -> FC + BN + ReLU -> FC (+ BN)       (Sec. 3.1)
-- recognition scores f_o(R)·g(w), f_a(R)·g(w) for any word vector     (Sec. 3.2.1)
-- the region attention of multiple-choice VQA (Eq. 3-4) and the label scores s_o(R), s_a(R) the
-  image vector is made of (Eq. 5): `encode_vqa`                       (Sec. 3.3)
-- zero-shot VQA score (Eq. 9), which has no parameters of its own   (Sec. 3.4)
-- the "Joint Multitask" baseline (Sec. 5.2): recognition scores use one learned vector per
-  label instead of g(label), so g is used by VQA only.
+- the vectors recognition scores its label sets O and T with: g(label word vector), or in the
+  "Joint Multitask" baseline (Sec. 5.2) one learned vector h_y per label, so g is used by VQA
+  only. The label word vectors are kept here, beside g, because recognition and multiple-choice
+  VQA (the s_o, s_a of Eq. 5) both read them.
 
-The answer scorer of Eq. 5-7 (W1, W2, W3 with batch norm) is the multiple-choice task's head
-(`vlmt.models.heads.multiple_choice`); the losses (Eq. 1, 2, 8) live with their tasks
+This module is an aligner (`vlmt.models.encoders.WordRegionAligner`): what is scored with those
+embeddings - recognition f_o(R)·g(w), the attention of multiple-choice VQA (Eq. 3-4) and the
+zero-shot score (Eq. 9) - are parameter-free heads over any aligner
+(`vlmt.models.heads.word_region`), and the answer scorer of Eq. 5-7 is the multiple-choice
+task's head (`vlmt.models.heads.multiple_choice`); the losses (Eq. 1, 2, 8) live with their tasks
 (`vlmt.tasks.svlr_recognition`, `vlmt.tasks.svlr_vqa_mc`).
 
 The model is "tensors in, tensors out": it never sees text. A batch carries a table of word
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 
 from vlmt.config import ModelConfig, from_data, register_model
 from vlmt.errors import ConfigError
-from vlmt.models.layers.masking import masked_max, masked_rows
+from vlmt.models.layers.masking import masked_rows
 
 RecognitionVectors = Literal["shared", "per_class"]
 
@@ -86,16 +87,6 @@ class SVLRConfig(ModelConfig):
 
     def create(self) -> SVLR:
         return SVLR(self)
-
-
-@dataclass
-class SVLRVQAEncoding:
-    """The encoder's side of multiple-choice VQA for P questions x C choices over T regions."""
-
-    attention: torch.Tensor  # (P, C, T) a(R) per (question, choice); 0 at padded regions
-    object_scores: torch.Tensor  # (P, T, K_o) s_o(R) over the label set O
-    attribute_scores: torch.Tensor  # (P, T, K_a) s_a(R) over the label set T
-    words: torch.Tensor  # (W, E) g of the batch's word table
 
 
 @dataclass
@@ -229,8 +220,8 @@ class RegionEmbedding(nn.Module):
 
 
 class SVLR(nn.Module):
-    """The shared SVLR module: g, f_o, f_a and the label sets' vectors, with the recognition,
-    attention and zero-shot scorers built on them."""
+    """The shared SVLR module: g, f_o, f_a and the label sets' vectors (an aligner: the scorers
+    built on them are `vlmt.models.heads.word_region`)."""
 
     object_label_vectors: torch.Tensor  # (K_o, V) buffer
     attribute_label_vectors: torch.Tensor  # (K_a, V) buffer
@@ -303,103 +294,13 @@ class SVLR(nn.Module):
             return self.object_class_vectors, self.attribute_class_vectors
         return self.g(self.object_label_vectors), self.g(self.attribute_label_vectors)
 
-    # ----- visual recognition (Sec. 3.2) ----------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        """E, the width of the shared space."""
+        return self.config.embed_dim
 
-    def recognition_scores(self, region_features: torch.Tensor, region_mask: torch.Tensor | None = None,
-                           *, extra_object_vectors: torch.Tensor | None = None
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object and attribute scores of regions over the label sets.
-
-        region_features (..., D) -> object scores (..., K_o [+ X]), attribute scores (..., K_a).
-        `extra_object_vectors` (X, V) appends columns scored with g (e.g. WordNet hypernyms of
-        the true labels that are outside O, needed by Eq. 1); shared mode only.
-        """
-        f_o, f_a = self.embed_regions(region_features, region_mask)
-        objects, attributes = self.label_embeddings()
-        if extra_object_vectors is not None and extra_object_vectors.shape[0] > 0:
-            if self.config.recognition_vectors == "per_class":
-                raise ValueError("per-class label vectors cannot score words outside the label set")
-            objects = torch.cat([objects, self.g(extra_object_vectors)], dim=0)
-        return f_o @ objects.T, f_a @ attributes.T
-
-    def open_vocabulary_scores(self, region_features: torch.Tensor, word_vectors: torch.Tensor,
-                               region_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """f_o(R)·g(w) and f_a(R)·g(w) for any words: (..., D), (W, V) -> (..., W), (..., W)."""
-        f_o, f_a = self.embed_regions(region_features, region_mask)
-        words = self.g(word_vectors)
-        return f_o @ words.T, f_a @ words.T
-
-    # ----- multiple-choice VQA (Sec. 3.3) ---------------------------------------------------
-
-    def _word_region_terms(self, f: torch.Tensor, words: torch.Tensor, index: torch.Tensor,
-                           mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best match of each region among some words: max_w f(R)·g(w).
-
-        f: (P, T, E); words: (W, E) = g(word table); index, mask: (P, [C,] L).
-        Returns (best (P, [C,] T), present (P, [C,]) with best = 0 where no word).
-        """
-        gw = words[index]  # (P, [C,] L, E)
-        if index.dim() == 2:
-            sims = torch.einsum("pte,ple->ptl", f, gw)  # (P, T, L)
-            return masked_max(sims, mask[:, None, :].expand_as(sims), dim=-1)[0], mask.any(-1)
-        sims = torch.einsum("pte,pcle->pctl", f, gw)  # (P, C, T, L)
-        return masked_max(sims, mask[:, :, None, :].expand_as(sims), dim=-1)[0], mask.any(-1)
-
-    @staticmethod
-    def _union_max(q: torch.Tensor, q_present: torch.Tensor, a: torch.Tensor, a_present: torch.Tensor
-                   ) -> torch.Tensor:
-        """max over question words and answer words: q (P, T), a (P, C, T) -> (P, C, T).
-
-        A side without words does not take part; with no words on either side the term is 0.
-        """
-        neg_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
-        q_b = torch.where(q_present[:, None, None], q[:, None, :], neg_inf)  # (P, 1, T)
-        a_b = torch.where(a_present[:, :, None], a, neg_inf)  # (P, C, T)
-        best = torch.maximum(q_b, a_b)
-        return torch.where(torch.isinf(best), torch.zeros_like(best), best)
-
-    def _regions_and_words(self, inputs: SVLRVQAInputs):
-        f_o, f_a = self.embed_regions(inputs.region_features, inputs.region_mask)  # (P, T, E) each
-        words = self.g(inputs.word_vectors)  # (W, E)
-        qn, qn_any = self._word_region_terms(f_o, words, inputs.question_nouns, inputs.question_noun_mask)
-        qj, qj_any = self._word_region_terms(f_a, words, inputs.question_adjectives, inputs.question_adjective_mask)
-        an, an_any = self._word_region_terms(f_o, words, inputs.answer_nouns, inputs.answer_noun_mask)
-        aj, aj_any = self._word_region_terms(f_a, words, inputs.answer_adjectives, inputs.answer_adjective_mask)
-        terms = dict(qn=qn, qn_any=qn_any, qj=qj, qj_any=qj_any, an=an, an_any=an_any, aj=aj, aj_any=aj_any)
-        return f_o, f_a, words, terms
-
-    def _attention(self, terms: dict, region_mask: torch.Tensor) -> torch.Tensor:
-        """Eq. 3-4: a'(R) = max_n f_o·g(n) + max_j f_a·g(j) over the (Q, A) pair's nouns N and
-        adjectives J; a(R) = softmax over the image's unpadded regions. -> (P, C, T)."""
-        nouns = self._union_max(terms["qn"], terms["qn_any"], terms["an"], terms["an_any"])
-        adjectives = self._union_max(terms["qj"], terms["qj_any"], terms["aj"], terms["aj_any"])
-        logits = (nouns + adjectives).masked_fill(~region_mask[:, None, :], float("-inf"))  # (P, C, T)
-        return torch.softmax(logits, dim=-1)
-
-    def encode_vqa(self, inputs: SVLRVQAInputs) -> SVLRVQAEncoding:
-        """What an answer scorer reads for every (question, choice) pair: the region attention a(R)
-        (Eq. 3-4), the label scores s_o(R), s_a(R) of every region (the terms of Eq. 5) and g of
-        the batch's word table."""
-        f_o, f_a, words, terms = self._regions_and_words(inputs)
-        attention = self._attention(terms, inputs.region_mask)  # (P, C, T)
-        objects, attributes = self.label_embeddings()
-        s_o = f_o @ objects.T  # (P, T, K_o)
-        s_a = f_a @ attributes.T  # (P, T, K_a)
-        return SVLRVQAEncoding(attention=attention, object_scores=s_o, attribute_scores=s_a, words=words)
-
-    # ----- zero-shot VQA (Sec. 3.4) ---------------------------------------------------------
-
-    def zero_shot_scores(self, inputs: SVLRVQAInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 9: S = sum_R a(R) min(p_q(R), p_a(R)); returns (scores (P, C), attention (P, C, T)).
-
-        p_q(R) = max over question nouns of f_o·g + max over question adjectives of f_a·g
-        (Eq. 3 with question words only); p_a(R) the same with the answer's words; a(R) is Eq. 4
-        over the whole (Q, A) pair. A missing word class adds 0. Padded choices score -inf.
-        Call in eval mode (BN running statistics) and under torch.no_grad() when only scoring.
-        """
-        _, _, _, t = self._regions_and_words(inputs)
-        attention = self._attention(t, inputs.region_mask)  # (P, C, T)
-        p_q = (t["qn"] + t["qj"])[:, None, :]  # (P, 1, T)
-        p_a = t["an"] + t["aj"]  # (P, C, T)
-        scores = (attention * torch.minimum(p_q, p_a)).sum(-1)  # padded regions have a(R) = 0
-        return scores.masked_fill(~inputs.choice_mask, float("-inf")), attention
+    @property
+    def labels_are_words(self) -> bool:
+        """Whether labels are scored with g of their word vector (Joint SVLR), so that any word can
+        be scored like a label; False for the per-class vectors of Joint Multitask."""
+        return self.config.recognition_vectors == "shared"

@@ -1,7 +1,8 @@
 """SVLR's tasks on the hierarchical encoder (`model: {type: composed}`, `data: {type:
 composed_datasets}`): the same losses and metrics as `svlr_recognition`, `svlr_vqa_mc` and
 `svlr_zero_shot`, with the regions R of every equation replaced by the encoder's region outputs
-I_l of the task's `layer` (`vlmt.models.composed`).
+I_l of the task's `layer`. A composed model is any encoder of words and regions
+(`WordRegionEncoder`) carrying an aligner as `alignment` (`vlmt.models.composed.with_alignment`).
 
 - `composed_recognition`: Visual Genome regions, Eq. 1 (objects, hypernym hinge) + Eq. 2
   (attributes, weighted BCE), scored f_o(I_l)·g(w), f_a(I_l)·g(w). A region is encoded with the
@@ -28,7 +29,8 @@ from torch import Tensor
 
 from vlmt.config import register_task
 from vlmt.errors import ConfigError
-from vlmt.models.composed import ComposedVL
+from vlmt.models.encoders import WordRegionAligner, alignment_of, is_word_region_encoder
+from vlmt.models.heads.word_region import encode_vqa, recognition_scores, zero_shot_scores
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode, family_data
 from vlmt.tasks.capabilities import Picture
@@ -43,13 +45,34 @@ from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
 from vlmt.tasks.vl_data import VLAssets, VLData, caption_tokens, question_tokens
 
 
-def need_composed(model: Any, name: str, layer: int) -> ComposedVL:
-    if not isinstance(model, ComposedVL):
-        raise ConfigError(f"tasks.{name}: needs model type composed (the hierarchical encoder with SVLR's "
-                          f"alignment), got {type(model).__name__}")
+def need_composed(model: Any, name: str, layer: int) -> Any:
+    """`model`, checked to be an encoder of words and regions carrying an aligner over its region
+    outputs (model type composed), with a layer `layer`."""
+    if not is_word_region_encoder(model) or alignment_of(model) is None:
+        raise ConfigError(f"tasks.{name}: needs model type composed (an encoder of words and regions with SVLR's "
+                          f"alignment over its region outputs), got {type(model).__name__}")
     if not 0 <= layer <= model.num_layers:
         raise ConfigError(f"tasks.{name}.layer: {layer} is outside the encoder's layers 0..{model.num_layers}")
     return model
+
+
+def aligner(model: Any) -> WordRegionAligner:
+    """The aligner a composed model carries (checked by `need_composed`)."""
+    found = alignment_of(model)
+    if found is None:
+        raise ConfigError(f"{type(model).__name__} carries no alignment of words and regions")
+    return found
+
+
+def regions_at(model: Any, layer: int, region_features: Tensor, region_mask: Tensor, *,
+               tokens: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+    """I_layer (B, T, d) of an encoder: the region encoder's output for layer 0 (no words needed),
+    else the co-attention with the given words up to `layer`."""
+    if layer == 0:
+        return model.encode_images(region_features, region_mask).regions
+    if tokens is None or lengths is None:
+        raise ValueError(f"layer {layer} co-attends regions with words: tokens and lengths are needed")
+    return model(tokens, lengths, region_features, region_mask, depth=layer).regions
 
 
 def vl_assets(data: Any, name: str) -> VLAssets:
@@ -92,7 +115,7 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
         self.vl = vl_assets(data, name)
         self.prompt_words = caption_tokens(config.prompt)
 
-    def checked_model(self, model: Any) -> ComposedVL:
+    def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)
 
     def _collate(self, regions: Sequence[GenomeRegion]) -> ComposedRecognitionBatch:  # type: ignore[override]
@@ -109,24 +132,24 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
         pick = torch.tensor([[where[r.image_id], r.row] for r in regions], dtype=torch.long)
         return ComposedRecognitionBatch(base, torch.from_numpy(features), mask, pick)
 
-    def encode_images(self, model: ComposedVL, features: Tensor, mask: Tensor) -> Tensor:
+    def encode_images(self, model: Any, features: Tensor, mask: Tensor) -> Tensor:
         """I_layer (B, T, d) of pictures' regions (with the prompt as words at layer >= 1)."""
         if self.config.layer == 0:
-            return model.regions_at(0, features, mask)
+            return regions_at(model, 0, features, mask)
         tokens, lengths = token_batch(self.vl, [self.prompt_words] * features.shape[0])
-        return model.regions_at(self.config.layer, features, mask, tokens=tokens.to(features.device),
+        return regions_at(model, self.config.layer, features, mask, tokens=tokens.to(features.device),
                                 lengths=lengths.to(features.device))
 
-    def _rows(self, model: ComposedVL, batch: ComposedRecognitionBatch) -> Tensor:
+    def _rows(self, model: Any, batch: ComposedRecognitionBatch) -> Tensor:
         regions = self.encode_images(model, batch.image_features, batch.image_mask)
         return regions[batch.pick[:, 0], batch.pick[:, 1]]  # (M, d)
 
-    def forward(self, model: ComposedVL, batch: ComposedRecognitionBatch) -> dict[str, Tensor]:  # type: ignore[override]
+    def forward(self, model: Any, batch: ComposedRecognitionBatch) -> dict[str, Tensor]:  # type: ignore[override]
         inner = dataclasses.replace(batch.recognition, region_features=self._rows(model, batch))
-        return super().forward(model.alignment, inner)
+        return super().forward(aligner(model), inner)
 
     @torch.no_grad()
-    def scores(self, model: ComposedVL, split: str, *, device: torch.device  # type: ignore[override]
+    def scores(self, model: Any, split: str, *, device: torch.device
                ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
         from vlmt.tasks.svlr_base import split_items
 
@@ -135,17 +158,17 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
         with EvalMode(model, self):
             for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
                 rows = self._rows(model, self._collate(chunk).to(device))
-                o, a = model.alignment.recognition_scores(rows)
+                o, a = recognition_scores(aligner(model), rows)
                 objs.append(o.float().cpu().numpy())
                 atrs.append(a.float().cpu().numpy())
         return np.concatenate(objs), np.concatenate(atrs), regions
 
     @torch.no_grad()
-    def scores_for_image(self, model: ComposedVL, features: Tensor) -> tuple[Tensor, Tensor]:
+    def scores_for_image(self, model: Any, features: Tensor) -> tuple[Tensor, Tensor]:
         with EvalMode(model, self):
             mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=features.device)
             rows = self.encode_images(model, features[None], mask)[0]
-            return model.alignment.recognition_scores(rows)
+            return recognition_scores(aligner(model), rows)
 
 
 @register_task("composed_recognition")
@@ -202,11 +225,11 @@ class ComposedQuestions:
         tokens, lengths = token_batch(self.vl, [question_tokens(q.question) for q in questions])
         return VQAMCBatch(inputs=ComposedVQAInputs(base.inputs, tokens, lengths), correct=base.correct)  # type: ignore[arg-type]
 
-    def checked_model(self, model: Any) -> ComposedVL:
+    def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)
 
-    def encoded(self, model: ComposedVL, inputs: ComposedVQAInputs) -> SVLRVQAInputs:
-        regions = model.regions_at(self.config.layer, inputs.svlr.region_features, inputs.svlr.region_mask,
+    def encoded(self, model: Any, inputs: ComposedVQAInputs) -> SVLRVQAInputs:
+        regions = regions_at(model, self.config.layer, inputs.svlr.region_features, inputs.svlr.region_mask,
                                    tokens=inputs.tokens, lengths=inputs.lengths)
         return dataclasses.replace(inputs.svlr, region_features=regions)
 
@@ -216,8 +239,8 @@ class ComposedVQATask(ComposedQuestions, SVLRVQATask):
 
     kind = "composed_vqa_mc"
 
-    def __init__(self, *, name: str, config: ComposedVQAConfig, data: Any, model: ComposedVL, seed: int):
-        super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"), model=model.alignment,
+    def __init__(self, *, name: str, config: ComposedVQAConfig, data: Any, model: Any, seed: int):
+        super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"), model=aligner(model),
                          seed=seed)
         self.vl = vl_assets(data, name)
 
@@ -226,9 +249,9 @@ class ComposedVQATask(ComposedQuestions, SVLRVQATask):
         hierarchical tasks' (Fig. 2)."""
         return []
 
-    def choice_scores(self, model: ComposedVL, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
+    def choice_scores(self, model: Any, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
         encoded = self.encoded(model, inputs)
-        return self.head(model.alignment.encode_vqa(encoded), encoded).scores
+        return self.head(encode_vqa(aligner(model), encoded), encoded).scores
 
 
 @register_task("composed_vqa_mc")
@@ -252,8 +275,8 @@ class ComposedZeroShotTask(ComposedQuestions, SVLRZeroShotTask):
         super().__init__(name=name, config=config, data=need_data(data, f"tasks.{name}"))
         self.vl = vl_assets(data, name)
 
-    def choice_scores(self, model: ComposedVL, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
-        return model.alignment.zero_shot_scores(self.encoded(model, inputs))[0]
+    def choice_scores(self, model: Any, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
+        return zero_shot_scores(aligner(model), self.encoded(model, inputs))[0]
 
 
 @register_task("composed_zero_shot")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlmt.errors import ConfigError
-from vlmt.models.svlr import SVLR
+from vlmt.models.encoders import WordRegionAligner, is_word_region_aligner
 from vlmt.tasks.base import TaskBase, family_data
 from vlmt.tasks.svlr_data import SVLRAssets, SVLRData
 
@@ -36,10 +36,11 @@ class SVLRTask(TaskBase):
         return super().data
 
 
-def need_model(model: Any, name: str) -> SVLR:
-    """`model`, checked to be SVLR's."""
-    if not isinstance(model, SVLR):
-        raise ConfigError(f"tasks.{name}: SVLR tasks need model type svlr, got {type(model).__name__}")
+def need_model(model: Any, name: str) -> WordRegionAligner:
+    """`model`, checked to be an aligner of words and regions (`WordRegionAligner`, as SVLR's)."""
+    if not is_word_region_aligner(model):
+        raise ConfigError(f"tasks.{name}: SVLR tasks need a model that aligns words with regions (model type svlr; "
+                          f"the composed model's are the composed_* tasks), got {type(model).__name__}")
     return model
 
 

@@ -22,7 +22,8 @@ from torch import nn
 
 from vlmt.config import TaskConfig, register_task
 from vlmt.metrics import recognition as rec_metrics
-from vlmt.models.svlr import SVLR
+from vlmt.models.encoders import WordRegionAligner
+from vlmt.models.heads.word_region import recognition_scores
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Runtime, capability, integer
 from vlmt.tasks.collate import item_batches
@@ -50,13 +51,13 @@ class SVLRRecognitionTask(SVLRTask):
     def _collate(self, regions: Sequence[GenomeRegion]) -> RecognitionBatch:
         return recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
 
-    def forward(self, model: SVLR, batch: RecognitionBatch) -> dict[str, torch.Tensor]:
+    def forward(self, model: WordRegionAligner, batch: RecognitionBatch) -> dict[str, torch.Tensor]:
         extra = batch.extra_object_vectors
-        k_o = model.config.num_objects
-        targets = batch.object_targets
-        if model.config.recognition_vectors == "per_class" and extra is not None:
+        targets = batch.object_targets  # (M, K_o + X): the label set O, then the X extra columns
+        k_o = targets.shape[1] - (extra.shape[0] if extra is not None else 0)
+        if not model.labels_are_words and extra is not None:
             extra, targets = None, targets[:, :k_o]  # h_y exist for O only: out-of-O hypernyms drop out
-        obj, atr = model.recognition_scores(batch.region_features, batch.region_mask, extra_object_vectors=extra)
+        obj, atr = recognition_scores(model, batch.region_features, batch.region_mask, extra_object_vectors=extra)
         label_set = torch.zeros(obj.shape[1], dtype=torch.bool, device=obj.device)
         label_set[:k_o] = True
         l_obj = object_loss(obj, targets, label_set=label_set, margin=self.config.eta_obj, row_mask=batch.region_mask)
@@ -75,7 +76,7 @@ class SVLRRecognitionTask(SVLRTask):
             yield self._collate(chunk)
 
     @torch.no_grad()
-    def scores(self, model: SVLR, split: str, *, device: torch.device
+    def scores(self, model: WordRegionAligner, split: str, *, device: torch.device
                ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
         """Object (R, K_o) and attribute (R, K_a) scores of every region of a split."""
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
@@ -83,12 +84,12 @@ class SVLRRecognitionTask(SVLRTask):
         with EvalMode(model, self):
             for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
                 feats = recognition_batch(self.data, chunk).region_features.to(device)
-                o, a = model.recognition_scores(feats)
+                o, a = recognition_scores(model, feats)
                 objs.append(o.float().cpu().numpy())
                 atrs.append(a.float().cpu().numpy())
         return np.concatenate(objs), np.concatenate(atrs), regions
 
-    def per_class_accuracy(self, model: SVLR, split: str, *, device: torch.device) -> dict[str, float]:
+    def per_class_accuracy(self, model: WordRegionAligner, split: str, *, device: torch.device) -> dict[str, float]:
         """Object label -> top-1 accuracy (percent) over the split's regions of that label."""
         obj, _, regions = self.scores(model, split, device=device)
         keep = [i for i, r in enumerate(regions) if r.objects]
@@ -103,7 +104,7 @@ class SVLRRecognitionTask(SVLRTask):
     def scores_for_image(self, model: Any, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Object (T, K_o) and attribute (T, K_a) scores of one picture's regions (T, D); eval mode."""
         with EvalMode(model, self):
-            return model.recognition_scores(features)
+            return recognition_scores(model, features)
 
     @capability("recognize", summary="the objects (f_o . g) and attributes (sigmoid of f_a . g) of every region",
                 inputs=(IMAGE, integer("top_k", 3, "labels per region")),

@@ -1,7 +1,7 @@
 """Task `svlr_vqa_mc` (S Sec. 3.3): multiple-choice VQA (VQA v1, 18 choices) with SVLR.
 
 Head: `MultipleChoiceScorer` (Eq. 5-7) over the encoder's region attention and label scores
-(`SVLR.encode_vqa`, Eq. 3-4). Loss: the margin ranking loss of the correct answer against every
+(`heads.word_region.encode_vqa`, Eq. 3-4). Loss: the margin ranking loss of the correct answer against every
 wrong choice (`answer_ranking_loss`, Eq. 8). Evaluation: the best-scoring choice of every
 question, scored with the official VQA multiple-choice accuracy (`vlmt.metrics.vqa_multiple_choice`):
 `accuracy`, `atype/<answer type>` and `qtype/<question type>`, in percent. The zero-shot task
@@ -23,8 +23,10 @@ from vlmt.data.question_bins import NUM_BINS
 from vlmt.errors import ConfigError, InvalidInput
 from vlmt.metrics.vqa import breakdown
 from vlmt.metrics.vqa_multiple_choice import evaluate_multiple_choice
+from vlmt.models.encoders import WordRegionAligner
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer, SVLRVQAOutput
-from vlmt.models.svlr import SVLR, SVLRVQAInputs
+from vlmt.models.heads.word_region import encode_vqa
+from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text, texts
 from vlmt.tasks.collate import item_batches
@@ -104,18 +106,21 @@ class MultipleChoiceEvaluation(SVLRTask):
 class SVLRVQATask(MultipleChoiceEvaluation):
     """Multiple-choice VQA: scores of Eq. 3-7, margin ranking loss Eq. 8."""
 
-    def __init__(self, *, name: str, config: SVLRVQAConfig, data: SVLRData | SVLRAssets, model: SVLR, seed: int):
+    def __init__(self, *, name: str, config: SVLRVQAConfig, data: SVLRData | SVLRAssets, model: WordRegionAligner,
+                 seed: int):
         super().__init__(name=name, config=config, data=data)
         self.seed = seed
-        self.head = MultipleChoiceScorer(num_labels=model.num_labels, embed_dim=model.config.embed_dim,
+        with torch.no_grad():
+            num_labels = sum(len(vectors) for vectors in model.label_embeddings())  # |O| + |T|, the width of f(I)
+        self.head = MultipleChoiceScorer(num_labels=num_labels, embed_dim=model.embed_dim,
                                          num_question_bins=NUM_BINS, fusion_dim=config.fusion_dim)
 
-    def outputs(self, model: SVLR, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
+    def outputs(self, model: WordRegionAligner, inputs: SVLRVQAInputs) -> SVLRVQAOutput:
         """Scores S(Q, I, A) of every (question, choice) pair with the attention and label scores
         behind them (Fig. 3-4)."""
-        return self.head(model.encode_vqa(inputs), inputs)
+        return self.head(encode_vqa(model, inputs), inputs)
 
-    def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
+    def choice_scores(self, model: WordRegionAligner, inputs: SVLRVQAInputs) -> torch.Tensor:
         return self.outputs(model, inputs).scores
 
     @capability("choose", summary="the choices of a multiple-choice question ranked (Eq. 7)",
@@ -128,7 +133,7 @@ class SVLRVQATask(MultipleChoiceEvaluation):
         """The choices ranked by the multiple-choice head (Eq. 7)."""
         return self.rank_choices(runtime, image, question, choices, regions=regions, boxes=boxes)
 
-    def pictures(self, model: SVLR, split: str, *, count: int, out: Path, peers: Mapping[str, Any]) -> list[Picture]:
+    def pictures(self, model: Any, split: str, *, count: int, out: Path, peers: Mapping[str, Any]) -> list[Picture]:
         """Fig. 4 of the SVLR paper for `count` questions the model answers correctly (topped up with
         wrong ones): the region relevance of the chosen answer and the top region's predictions."""
         if split not in self.data.vqa:
@@ -162,7 +167,7 @@ class SVLRVQATask(MultipleChoiceEvaluation):
                     out[q.question_id] = row[: self.data.store.region_count(q.image_id)].copy()
         return out
 
-    def forward(self, model: SVLR, batch: VQAMCBatch) -> dict[str, torch.Tensor]:
+    def forward(self, model: WordRegionAligner, batch: VQAMCBatch) -> dict[str, torch.Tensor]:
         scores = self.choice_scores(model, batch.inputs)
         loss = answer_ranking_loss(scores, batch.correct, batch.inputs.choice_mask, margin=self.config.eta_ans)
         accuracy = (predict_choices(scores.detach()) == batch.correct).float().mean()

@@ -1,5 +1,5 @@
 """Task `svlr_zero_shot` (S Sec. 3.4, Eq. 9): multiple-choice VQA answered by a model that never
-trained on VQA, S = sum_R a(R) min(p_q(R), p_a(R)) (`SVLR.zero_shot_scores`). Evaluation only: no
+trained on VQA, S = sum_R a(R) min(p_q(R), p_a(R)) (`heads.word_region.zero_shot_scores`). Evaluation only: no
 head, no loss; evaluated like `svlr_vqa_mc`.
 
 The zero-shot task has no loss: list the trained tasks in `schedule.order` and leave it out; the
@@ -15,7 +15,9 @@ import torch
 
 from vlmt.config import TaskConfig, register_task
 from vlmt.errors import ConfigError
-from vlmt.models.svlr import SVLR, SVLRVQAInputs
+from vlmt.models.encoders import WordRegionAligner
+from vlmt.models.heads.word_region import zero_shot_scores
+from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.capabilities import IMAGE, Runtime, capability, text, texts
 from vlmt.tasks.collate import item_batches
 from vlmt.tasks.svlr_base import need_data, need_model, split_items
@@ -26,8 +28,8 @@ from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
 class SVLRZeroShotTask(MultipleChoiceEvaluation):
     """Zero-shot multiple-choice VQA (Eq. 9): evaluation only, no parameters and no loss."""
 
-    def choice_scores(self, model: SVLR, inputs: SVLRVQAInputs) -> torch.Tensor:
-        return model.zero_shot_scores(inputs)[0]
+    def choice_scores(self, model: WordRegionAligner, inputs: SVLRVQAInputs) -> torch.Tensor:
+        return zero_shot_scores(model, inputs)[0]
 
     @capability("choose", summary="the choices of a multiple-choice question ranked zero-shot (Eq. 9)",
                 inputs=(IMAGE, text("question", "the question"), texts("choices", "the candidate answers")),
@@ -39,7 +41,7 @@ class SVLRZeroShotTask(MultipleChoiceEvaluation):
         """The choices ranked by the zero-shot score (Eq. 9): recognition alone, no VQA head."""
         return self.rank_choices(runtime, image, question, choices, regions=regions, boxes=boxes)
 
-    def forward(self, model: SVLR, batch: Any) -> dict[str, torch.Tensor]:
+    def forward(self, model: WordRegionAligner, batch: Any) -> dict[str, torch.Tensor]:
         raise ConfigError(f"tasks.{self.name}: the zero-shot task is evaluated, never trained; list the trained "
                           f"tasks in schedule.order and leave {self.name!r} out")
 

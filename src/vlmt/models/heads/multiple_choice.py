@@ -1,7 +1,7 @@
 """SVLR's multiple-choice answer scorer (S Sec. 3.3, Eq. 5-7).
 
 For each (question, choice) pair, from the encoder's region attention a(R) and label scores
-(`vlmt.models.svlr.SVLR.encode_vqa`):
+(`vlmt.models.heads.word_region.encode_vqa`):
 
     f(I) = sum_R a(R) [s_o(R); s_a(R)]                      image vector over O and T   (Eq. 5)
     q(Q) = [mean g(bin 1); ...; mean g(bin 4)],  a(A) = mean g(answer words)
@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vlmt.models.heads.word_region import SVLRVQAEncoding
 from vlmt.models.layers.masking import masked_mean, masked_rows
-from vlmt.models.svlr import SVLRVQAEncoding, SVLRVQAInputs
+from vlmt.models.svlr import SVLRVQAInputs
 
 
 @dataclass
