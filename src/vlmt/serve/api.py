@@ -29,7 +29,8 @@ from vlmt.errors import VlmtError
 from vlmt.serve import service
 from vlmt.serve.inputs import InputError, Limits, check_choices, check_text, check_top_k, decode_image
 from vlmt.serve.models import Picture, ServedModel
-from vlmt.tasks.capabilities import Input
+from vlmt.serve.schema import GALLERY, MODEL, form_schema, responses
+from vlmt.tasks.capabilities import IMAGE, Input, inputs_of, integer, text
 
 FORM_FIELDS = {"answer": ("image", "gallery", "question", "top_k", "model"),
                "ground": ("image", "gallery", "sentence", "model"),
@@ -104,6 +105,32 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                   "and multiple choice", docs_url="/api/docs", openapi_url="/api/openapi.json")
     pool = Pool(workers, queue, timeout)
     app.state.pool = pool
+
+    def declared_inputs(method: str) -> tuple[Input, ...]:
+        return inputs_of([o for sm in served.values() for o in sm.model.offers(method)])
+
+    # the retrieve route ranks the gallery (the Python call `rank`): its fields are its own
+    retrieve_fields = (IMAGE, GALLERY, text("caption", "instead of a picture: a caption whose gallery pictures to "
+                                                       "rank", required=False),
+                       integer("top_k", 5, "how many to list"),
+                       integer("k", 20, "candidates the full model re-scores when the model has a shortlist head"),
+                       MODEL)
+
+    def documented(method: str, *, repeated: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The OpenAPI description of a route (`vlmt.serve.schema`): its form fields from the inputs
+        its capability declares, its answer's shape, and whether a served model can answer it."""
+        if method == "retrieve":
+            inputs: tuple[Input, ...] = retrieve_fields
+            declared_by = "rank"
+        else:
+            own = [i for i in declared_inputs(method) if i.name in FORM_FIELDS[method]]
+            pictures = [i for i in own if i.kind == "image"]
+            inputs = (*pictures, *((GALLERY,) if pictures else ()), *(i for i in own if i.kind != "image"), MODEL)
+            declared_by = method
+        caps = [o.capability for sm in served.values() for o in sm.model.offers(declared_by)]
+        summary = caps[0].summary if caps else f"{method} (no served model answers it)"
+        return {"openapi_extra": form_schema(inputs, limits, repeated=repeated),
+                "responses": responses(method, summary), "summary": summary, "include_in_schema": bool(caps)}
     app.state.version = "unknown"
 
     @app.exception_handler(InputError)
@@ -190,7 +217,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"{field}: expected true or false, got {text[:20]!r}")
         return text in ("true", "1", "yes")
 
-    @app.post("/api/answer")
+    @app.post("/api/answer", **documented("answer"))
     async def answer(request: Request) -> Any:
         """Top answers of the VQA head, with the region and word attention behind them."""
         form = await read_form(request, "answer")
@@ -199,7 +226,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         top_k = check_top_k(form.get("top_k"), limits)
         return await pool.run(service.answer, sm, picture(form, sm), question, top_k)
 
-    @app.post("/api/ground")
+    @app.post("/api/ground", **documented("ground"))
     async def ground(request: Request) -> Any:
         """A box per noun phrase of the sentence."""
         form = await read_form(request, "ground")
@@ -207,7 +234,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         sentence = check_text(form.get("sentence"), limits, field="sentence")
         return await pool.run(service.ground, sm, picture(form, sm), sentence)
 
-    @app.post("/api/retrieve")
+    @app.post("/api/retrieve", **documented("retrieve"))
     async def retrieve(request: Request) -> Any:
         """With `image` (or `gallery`): the gallery's captions ranked; with `caption`: its pictures.
         `k`: candidates the full model re-scores when the model has a shortlist head (default 20)."""
@@ -225,7 +252,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         chosen = picture(form, sm)
         return await pool.run(lambda: service.retrieve_captions(sm, chosen, top_k, k=k))
 
-    @app.post("/api/recognize")
+    @app.post("/api/recognize", **documented("recognize"))
     async def recognize(request: Request) -> Any:
         """Objects and attributes of every region (SVLR)."""
         form = await read_form(request, "recognize")
@@ -233,7 +260,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         top_k = check_top_k(form.get("top_k"), limits, default=3)
         return await pool.run(service.recognize, sm, picture(form, sm), top_k)
 
-    @app.post("/api/choose")
+    @app.post("/api/choose", **documented("choose"))
     async def choose(request: Request) -> Any:
         """The choices ranked: the multiple-choice head (`zero_shot=false`), the zero-shot score
         (`zero_shot=true`), or, without the field, the model's default (its multiple-choice head when it
@@ -281,8 +308,14 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
     declared = {method: next(m for m in served.values() if method in m.methods).model.inputs(method)
                 for method in offered if method not in FORM_FIELDS}
     for method, inputs in declared.items():
+        caps = [o.capability for sm in served.values() for o in sm.model.offers(method)]
+        fields = tuple(i for i in inputs if i.kind not in ("image", "images"))
+        if any(i.kind == "image" for i in inputs):
+            fields = (IMAGE, GALLERY, *fields)
         app.add_api_route(f"/api/{method}", capability_route(method, inputs), methods=["POST"],
-                          summary=f"{method} (declared by a task)")
+                          summary=f"{method} (declared by a task): {caps[0].summary}",
+                          openapi_extra=form_schema((*fields, MODEL), limits),
+                          responses=responses(method, caps[0].summary, caps[0].returns))
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)

@@ -51,7 +51,8 @@ def answer(sm: ServedModel, picture: Picture, question: str, top_k: int) -> dict
             "words": words, "unknown_words": details["unknown_words"],
             "word_attention": _round(details["word_attention"][:len(words)]),
             "regions": [{"box": _round(b, 1), "attention": round(float(w), 4)}
-                        for b, w in zip(details["boxes"], details["region_attention"])]}
+                        for b, w in zip(details["boxes"], details["region_attention"])],
+            "warnings": details["warnings"]}
 
 
 def ground(sm: ServedModel, picture: Picture, sentence: str) -> dict[str, Any]:
