@@ -80,12 +80,13 @@ def test_answer_lists_its_declared_fields_with_types_defaults_and_help(spec):
     body = form(spec, "/api/answer")
     fields = body["properties"]
     assert list(fields) == ["image", "gallery", "question", "top_k", "model"]
-    assert fields["image"]["format"] == "binary" and "PNG" in fields["image"]["description"]
-    assert fields["question"]["type"] == "string" and fields["question"]["description"].startswith("the question")
-    assert fields["question"]["maxLength"] == LIMITS.max_text_chars
+    # image, gallery and question repeat for a batch (every question of every picture)
+    assert fields["image"]["items"]["format"] == "binary" and "PNG" in fields["image"]["description"]
+    assert fields["question"]["type"] == "array" and fields["question"]["description"].startswith("the question")
+    assert fields["question"]["items"] == {"type": "string", "minLength": 1, "maxLength": LIMITS.max_text_chars}
     assert fields["top_k"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 5,
                                "description": "how many answers"}
-    assert fields["gallery"]["type"] == "integer"
+    assert fields["gallery"]["items"]["type"] == "integer"
     assert body["required"] == ["question"]  # a picture is `image` or `gallery`
     errors = spec["paths"]["/api/answer"]["post"]["responses"]
     assert {"400", "413", "415", "504"} <= set(errors)
@@ -123,6 +124,9 @@ def test_the_answers_have_the_declared_shape(client, spec, picture):
             got = client.post("/api/retrieve", data=data, headers={"content-type": "application/x-www-form-urlencoded"})
         assert got.status_code == 200, got.text
         conforms(got.json(), answer_schema(spec, "/api/retrieve"), "/api/retrieve")
+    batch = client.post("/api/answer", files=image, data={"question": ["what color?", "how many?"], "gallery": "1"})
+    assert batch.status_code == 200 and len(batch.json()["results"]) == 4
+    conforms(batch.json(), answer_schema(spec, "/api/answer"), "batch")
     bad = client.post("/api/answer", files=image, data={})
     conforms(bad.json(), spec["paths"]["/api/answer"]["post"]["responses"]["400"]["content"]["application/json"]
              ["schema"], "error")

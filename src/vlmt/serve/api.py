@@ -175,7 +175,8 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"send a multipart form (fields: {', '.join(fields)}), "
                              f"not {kind or 'no content type'}", status=415)
         try:
-            form = await request.form(max_files=2, max_fields=len(fields) + 60,
+            form = await request.form(max_files=limits.max_pictures + 1,
+                                      max_fields=len(fields) + limits.max_batch + 60,
                                       max_part_size=limits.max_text_chars * 8 + 1024)
         except InputError:
             raise
@@ -186,10 +187,10 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             if key == "image":
                 if not isinstance(value, UploadFile):
                     raise InputError("image: expected a file upload (multipart), got a text field")
-                out[key] = await value.read(limits.max_upload_bytes + 1)
-            elif key == "choices":
+                out.setdefault(key, []).append(await value.read(limits.max_upload_bytes + 1))
+            elif key in ("choices", "gallery"):
                 out.setdefault(key, []).append(str(value))
-            elif key in out and key not in ("image", "gallery", "model"):  # a repeated field: a list of texts
+            elif key in out and key != "model":  # a repeated field: a list of texts
                 out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), str(value)]
             elif isinstance(value, UploadFile):
                 raise InputError(f"{key}: expected a text field, got a file")
@@ -200,14 +201,31 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"unknown field(s) {', '.join(unknown)}; {method} takes {', '.join(fields)}")
         return out
 
+    def pictures(form: dict[str, Any], sm: ServedModel) -> list[Picture]:
+        """The pictures of a request: its `image` files, then its `gallery` indices, in their order."""
+        files, indices = form.get("image") or [], form.get("gallery") or []
+        if not files and not indices:
+            return [Picture(decode_image(None, limits))]  # the missing-field error
+        if len(files) + len(indices) > limits.max_pictures:
+            raise InputError(f"{len(files) + len(indices)} pictures in one request; the limit is "
+                             f"{limits.max_pictures}", status=413)
+        out = [Picture(decode_image(data, limits, field=f"image {i + 1}" if len(files) > 1 else "image"))
+               for i, data in enumerate(files)]
+        for index in indices:
+            try:
+                out.append(sm.gallery_picture(int(index)))
+            except (ValueError, IndexError):
+                raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
+                                 f"{sm.name!r}, got {index[:20]!r}") from None
+        return out
+
     def picture(form: dict[str, Any], sm: ServedModel) -> Picture:
-        if "image" in form or "gallery" not in form:
-            return Picture(decode_image(form.get("image"), limits))
-        try:
-            return sm.gallery_picture(int(form["gallery"]))
-        except (ValueError, IndexError):
-            raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
-                             f"{sm.name!r}, got {form['gallery'][:20]!r}") from None
+        """The one picture of a request to a route that takes one."""
+        chosen = pictures(form, sm)
+        if len(chosen) > 1:
+            raise InputError(f"{len(chosen)} pictures sent (image and gallery fields); this call takes one "
+                             f"(several pictures: POST /api/answer)")
+        return chosen[0]
 
     def flag(value: str | None, field: str = "zero_shot") -> bool | None:
         if value is None or not value.strip():
@@ -217,14 +235,23 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"{field}: expected true or false, got {text[:20]!r}")
         return text in ("true", "1", "yes")
 
-    @app.post("/api/answer", **documented("answer"))
+    @app.post("/api/answer", **documented("answer", repeated=("image", "gallery", "question")))
     async def answer(request: Request) -> Any:
-        """Top answers of the VQA head, with the region and word attention behind them."""
+        """Top answers of the VQA head, with the region and word attention behind them. Several
+        pictures (`image` and `gallery` fields, repeated) and several questions (`question`, repeated):
+        every question of every picture, in one pass of the model, as `{"model", "results"}`."""
         form = await read_form(request, "answer")
         sm = service.pick_model(served, form.get("model"), "answer")
-        question = check_text(form.get("question"), limits, field="question")
+        asked = form.get("question")
+        questions = [check_text(q, limits, field="question") for q in (asked if isinstance(asked, list) else [asked])]
         top_k = check_top_k(form.get("top_k"), limits)
-        return await pool.run(service.answer, sm, picture(form, sm), question, top_k)
+        chosen = pictures(form, sm)
+        if len(chosen) * len(questions) > limits.max_batch:
+            raise InputError(f"{len(chosen)} pictures x {len(questions)} questions = {len(chosen) * len(questions)} "
+                             f"answers in one request; the limit is {limits.max_batch}", status=413)
+        if len(chosen) == 1 and len(questions) == 1:
+            return await pool.run(service.answer, sm, chosen[0], questions[0], top_k)
+        return await pool.run(service.answer_batch, sm, chosen, questions, top_k)
 
     @app.post("/api/ground", **documented("ground"))
     async def ground(request: Request) -> Any:

@@ -113,7 +113,8 @@ BATCH = _obj({
                      "one answer per (picture, question): every question asked of every picture, picture by "
                      "picture, each question in the order sent")})
 ANSWERS: dict[str, dict[str, Any]] = {
-    "answer": ONE_ANSWER,
+    "answer": {"oneOf": [ONE_ANSWER, BATCH], "description": "one picture and one question: one answer; several "
+               "pictures or questions: {model, results}"},
     "ground": _obj({"model": MODEL_NAME, "sentence": STRING, "regions_from": REGIONS_FROM,
                     "phrases": _list(_obj({"phrase": STRING, "box": BOX, "score": NUMBER}),
                                      "the best region of each noun phrase")}),
