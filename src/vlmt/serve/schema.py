@@ -133,7 +133,7 @@ ANSWERS: dict[str, dict[str, Any]] = {
                                         "every region's top_k objects and attributes")}),
     "choose": _obj({"model": MODEL_NAME, "question": STRING, "task": STRING,
                     "scorer": {"type": "string", "enum": ["multiple_choice", "zero_shot"]},
-                    "answers": _list(SCORED, "the choices, best first")}),
+                    "answers": _list(SCORED, "the choices, best first"), "warnings": WARNINGS}),
 }
 ERROR = {"description": "the request was not run: what was wrong, in words",
          "content": {"application/json": {"schema": _obj({"error": STRING})}}}

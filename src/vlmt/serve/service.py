@@ -125,7 +125,8 @@ def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str],
     except ConfigError as e:
         raise InputError(f"model {sm.name!r}: {e}") from None
     return {"model": sm.name, "question": question, "scorer": details["variant"], "task": details["task"],
-            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]]}
+            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
+            "warnings": details["warnings"]}
 
 
 def call(sm: ServedModel, method: str, picture: Picture | None, values: dict[str, Any]) -> dict[str, Any]:
