@@ -12,6 +12,7 @@ and frees the page's worker slot (its thread finishes in the background, as the 
 answer's warnings (words the model never saw, a picture far from the training pictures) show
 under it."""
 
+import html
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +34,8 @@ CACHE_SECONDS = 900  # the pictures the page drew, deleted by Gradio this long a
 
 
 # the methods with a tab of their own below; every other capability a task declares gets a plain tab of its inputs
-DRAWN = ("answer", "ground", "rank", "recognize", "choose")
+# ("retrieve", scoring given pictures against captions, is what the Retrieve tab does with the gallery: no tab of its own)
+DRAWN = ("answer", "ground", "rank", "retrieve", "recognize", "choose")
 
 
 def within(timeout: float | None, fn: Callable[..., Any], *args: Any) -> Any:
@@ -61,8 +63,8 @@ def within(timeout: float | None, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def warnings_text(warnings: list[str]) -> str:
-    """The page's line for an answer's warnings ("" for none)."""
-    return "**Read with care:** " + "; ".join(warnings) if warnings else ""
+    """The page's line for an answer's warnings ("" for none), escaped: "<unk>" is text, not a tag."""
+    return "**Read with care:** " + html.escape("; ".join(warnings), quote=False) if warnings else ""
 
 
 def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2,
