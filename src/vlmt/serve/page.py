@@ -34,7 +34,7 @@ CACHE_SECONDS = 900  # the pictures the page drew, deleted by Gradio this long a
 
 
 # the methods with a tab of their own below; every other capability a task declares gets a plain tab of its inputs
-# ("retrieve", scoring given pictures against captions, is what the Retrieve tab does with the gallery: no tab of its own)
+# (retrieve, scoring given pictures against captions, is what the Retrieve tab does with the gallery)
 DRAWN = ("answer", "ground", "rank", "retrieve", "recognize", "choose")
 
 
