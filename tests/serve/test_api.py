@@ -77,6 +77,26 @@ def test_a_gallery_picture_runs_on_the_regions_of_the_feature_store(client, mode
     assert upload.json()["regions_from"] == "pixel proposals" and len(upload.json()["regions"]) == 6
 
 
+def test_answer_takes_several_pictures_and_questions_in_one_request(client, picture):
+    questions = ["what color is the square?", "how many circles are there?"]
+    files = [("image", ("a.png", picture, "image/png")), ("image", ("b.png", png(64, 48), "image/png"))]
+    got = client.post("/api/answer", files=files, data={"question": questions, "gallery": ["0"], "top_k": "3"})
+    assert got.status_code == 200, got.text
+    results = got.json()["results"]
+    assert [(r["picture"], r["question"]) for r in results] == [(i, q) for i in range(3) for q in questions]
+    assert [r["regions_from"] for r in results[::2]] == ["pixel proposals", "pixel proposals", "feature store"]
+    for r in results:  # each as its own request answers it
+        one = {"files": {"image": files[r["picture"]][1]}} if r["picture"] < 2 else {}
+        alone = client.post("/api/answer", data={"question": r["question"], "top_k": "3",
+                                                 **({"gallery": "0"} if r["picture"] == 2 else {})}, **one).json()
+        assert [a["answer"] for a in alone["answers"]] == [a["answer"] for a in r["answers"]]
+        assert [a["score"] for a in alone["answers"]] == pytest.approx([a["score"] for a in r["answers"]], abs=1e-5)
+    too_many = client.post("/api/answer", data={"gallery": ["0"] * 2, "question": ["what color?"] * 40})
+    assert too_many.status_code == 413 and "the limit is 64" in too_many.json()["error"]
+    two = client.post("/api/ground", data={"gallery": ["0", "1"], "sentence": "the square"})
+    assert two.status_code == 400 and "this call takes one" in two.json()["error"]
+
+
 def test_ground_retrieve_recognize_and_choose_answer(client, picture):
     image = {"image": ("x.png", picture, "image/png")}
     ground = client.post("/api/ground", files=image, data={"sentence": "the red square left of the blue circle"})

@@ -124,6 +124,45 @@ def test_the_page_answers_a_question_about_an_uploaded_picture(server, picture, 
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)")
+def test_the_page_shows_the_warnings_an_answer_carries(server, picture, tmp_path):
+    """A question with a word the model never saw about a picture far from the training pictures'
+    shape: the page shows both warnings under the answers, as the API's answer lists them."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pixels = np.asarray(Image.open(io.BytesIO(picture)).convert("RGB"))
+    image = tmp_path / "wide.png"
+    Image.fromarray(np.ascontiguousarray(np.tile(pixels, (1, 3, 1)))).save(image)  # 384 x 128
+    shots = Path(os.environ.get("VLMT_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    question = "what color is the zorblax?"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(server + "/", wait_until="load", timeout=60_000)
+            page.wait_for_selector("#ask", timeout=60_000)
+            page.set_input_files("#picture input[type=file]", str(image))
+            page.wait_for_function("document.querySelector('#message').innerText.includes('Picture received')",
+                                   timeout=60_000)
+            page.locator("#question textarea, #question input").first.fill(question)
+            page.click("#ask")
+            page.wait_for_function("document.querySelector('#answer-warnings').innerText.includes('zorblax')",
+                                   timeout=60_000)
+            shown = page.inner_text("#answer-warnings")
+            page.screenshot(path=str(shots / "serve_warnings.png"), full_page=True)
+        finally:
+            browser.close()
+    api = httpx.post(f"{server}/api/answer", files={"image": ("wide.png", image.read_bytes(), "image/png")},
+                     data={"question": question}).json()["warnings"]
+    assert len(api) >= 2 and any("384 x 128" in w for w in api)
+    assert "Read with care" in shown and all(w.split(" (")[0] in shown for w in api)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)")
 def test_with_a_key_the_page_logs_in_answers_and_keeps_no_upload(model_dirs, picture, tmp_path):
     """The page behind an API key: a visitor with the key logs in, uploads, asks and sees the
     answers (the upload's file is gone once decoded); one without it gets neither the page's

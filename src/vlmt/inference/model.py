@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -156,25 +156,178 @@ class TrainedModel:
         return chosen
 
     @torch.no_grad()
-    def details(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def details(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Everything behind the answer of `method` (the task's full result), with "task" (the task
-        that answered) and "variant" (its scorer, where several can answer)."""
+        that answered), "variant" (its scorer, where several can answer) and "warnings".
+
+        A batch: a list of pictures (`image=[...]`, or `regions=[(features, boxes), ...]`) and/or a
+        list of texts for one text input (`question=[...]`) asks every text of every picture, and
+        gives a list (over the pictures or the texts) or a list of lists (picture by picture, then
+        text by text); see `details_many`."""
         candidates = self._offers.get(method, [])
         keys = {k for o in candidates for k in o.capability.when}
         selectors = {k: kwargs.pop(k) for k in list(kwargs) if k in keys}
         offer = self._offer(method, selectors)
+        batch = self._as_batch(offer, args, kwargs)
+        if batch is not None:
+            pictures, texts, shared = batch
+            return self._grid(method, pictures, texts, {**shared, **selectors})
         self._notes.warnings = []
         full = offer.run(self, *args, **kwargs)
-        warnings = list(self._notes.warnings)
+        return self._finish(full, list(self._notes.warnings))
+
+    @staticmethod
+    def _finish(full: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+        warnings = list(warnings)
         if full.get("unknown_words"):
             warnings.append(f"words the model never saw (read as <unk>): {', '.join(full['unknown_words'])}")
         return {**full, "warnings": warnings}
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """The Python value of `method` (what `model.<method>(...)` returns)."""
-        full = self.details(method, *args, **kwargs)
+        """The Python value of `method` (what `model.<method>(...)` returns); for a batch, a list (of
+        lists) of them, as `details` nests them."""
+        return self._values(method, self.details(method, *args, **kwargs))
+
+    def _values(self, method: str, full: Any) -> Any:
+        if isinstance(full, list):
+            return [self._values(method, f) for f in full]
         offer = next(o for o in self._offers[method] if o.task_name == full["task"])
         return offer.capability.result(full)
+
+    # -- batches ------------------------------------------------------------------------------------
+    def _as_batch(self, offer: Offer, args: tuple[Any, ...], kwargs: dict[str, Any]
+                  ) -> tuple[list[dict[str, Any]] | None, tuple[str, list[str]] | None, dict[str, Any]] | None:
+        """(pictures, (text input, texts), the other inputs) when a call is a batch, else None."""
+        import inspect
+
+        try:
+            bound = inspect.signature(getattr(offer.task, offer.capability.attribute)).bind(self, *args, **kwargs)
+        except TypeError:
+            return None  # the single call raises the task's own error
+        named = dict(list(bound.arguments.items())[1:])
+        kinds = {i.name: i.kind for i in offer.capability.inputs}
+        pictures: list[dict[str, Any]] | None = None
+        image, regions = named.get("image"), named.get("regions")
+        if kinds.get("image") != "image":  # a call over many pictures by itself (retrieve, rank)
+            image = regions = None
+        if isinstance(image, (list, tuple)):
+            if regions is not None:
+                raise InvalidInput("give a list of pictures as image=[...] or as regions=[(features, boxes), ...], "
+                                   "not both")
+            pictures = [{"image": im} for im in image]
+        elif isinstance(regions, (list, tuple)) and regions and isinstance(regions[0], (list, tuple)) \
+                and len(regions[0]) == 2 and np.ndim(regions[0][0]) == 2:
+            if named.get("boxes") is not None:
+                raise InvalidInput("regions=[(features, boxes), ...] carries each picture's boxes: leave boxes= out")
+            pictures = [{"regions": f, "boxes": b} for f, b in regions]
+        listed = [k for k, v in named.items() if kinds.get(k) == "text" and isinstance(v, (list, tuple))]
+        if len(listed) > 1:
+            raise InvalidInput(f"a batch lists one text input, not {' and '.join(listed)}")
+        if pictures is None and not listed:
+            return None
+        texts = (listed[0], [str(t) for t in named[listed[0]]]) if listed else None
+        if (pictures is not None and not pictures) or (texts is not None and not texts[1]):
+            raise InvalidInput("a batch needs at least one picture and one text")
+        shared = {k: v for k, v in named.items()
+                  if v is not None and k not in ("image", "regions", "boxes", *(listed[:1]))}
+        if pictures is None:  # one picture, several texts: the picture goes with every call
+            shared.update({k: named[k] for k in ("image", "regions", "boxes") if named.get(k) is not None})
+        return pictures, texts, shared
+
+    def _grid(self, method: str, pictures: list[dict[str, Any]] | None, texts: tuple[str, list[str]] | None,
+              shared: dict[str, Any]) -> list[Any]:
+        """Every text of every picture (`details`' batch), nested picture by picture, then text by text."""
+        one_picture: dict[str, Any] = {k: shared.pop(k) for k in ("image", "regions", "boxes") if k in shared}
+        picture_calls: list[dict[str, Any]] = pictures or [one_picture]
+        text_calls = [{texts[0]: t} for t in texts[1]] if texts else [{}]
+        flat = self.details_many(method, [{**p, **t} for p in picture_calls for t in text_calls], **shared)
+        if pictures is None or texts is None:
+            return flat
+        n = len(text_calls)
+        return [flat[i * n:(i + 1) * n] for i in range(len(picture_calls))]
+
+    @torch.no_grad()
+    def details_many(self, method: str, calls: Sequence[Mapping[str, Any]], *, batch_size: int = 32,
+                     **shared: Any) -> list[dict[str, Any]]:
+        """`details(method, **call, **shared)` for each call, in their order, faster than one by one:
+        each distinct picture's regions are found once (calls naming one picture path, array or
+        regions share them), `batch_size` pictures at a time through the detector and the region CNN,
+        and a task with a batched form (`Capability.batch`) answers `batch_size` calls per pass.
+        A call's picture is `image=` or `regions=` (with `boxes=`); an error names the call."""
+        candidates = self._offers.get(method, [])
+        keys = {k for o in candidates for k in o.capability.when}
+        selectors = {k: shared.pop(k) for k in list(shared) if k in keys}
+        offer = self._offer(method, selectors)
+        wants_picture = any(i.kind == "image" for i in offer.capability.inputs)
+        keyed: dict[Any, int] = {}  # a picture's key -> its index among the distinct pictures
+        order: list[int] = []
+        distinct: list[Mapping[str, Any]] = []
+        for call in calls:
+            if not wants_picture:
+                order.append(-1)
+                continue
+            image, regions = call.get("image"), call.get("regions")
+            key = ("regions", id(regions)) if regions is not None else \
+                ("path", str(image)) if isinstance(image, (str, Path)) else ("object", id(image))
+            if key not in keyed:
+                keyed[key] = len(distinct)
+                distinct.append(call)
+            order.append(keyed[key])
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]] = []
+        for start in range(0, len(distinct), batch_size):
+            found.extend(self._regions_many(distinct[start:start + batch_size], first=start, calls=order))
+        texts = {i.name for i in offer.capability.inputs if i.kind in ("text", "texts")}
+        common = {k: shared.pop(k) for k in list(shared) if k in texts}  # a text every call asks: each call's own
+        rest = [{**common, **{k: v for k, v in call.items() if k not in ("image", "regions", "boxes")}}
+                for call in calls]
+        batched = getattr(offer.task, offer.capability.batch) if offer.capability.batch and wants_picture else None
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(calls), batch_size if batched is not None else 1):
+            idx = range(start, min(start + (batch_size if batched is not None else 1), len(calls)))
+            try:
+                if batched is not None:
+                    names = dict.fromkeys(k for i in idx for k in rest[i])
+                    fulls = batched(self, [found[order[i]][:3] for i in idx],
+                                    **{k: [rest[i].get(k) for i in idx] for k in names}, **shared)
+                else:
+                    given = ({"image": found[order[idx[0]]][2], "regions": found[order[idx[0]]][0],
+                              "boxes": found[order[idx[0]]][1]} if wants_picture else {})
+                    self._notes.warnings = []
+                    fulls = [getattr(offer.task, offer.capability.attribute)(self, **given, **rest[idx[0]], **shared)]
+            except InvalidInput as e:
+                where = f"call {idx[0]}" if len(idx) == 1 else f"calls {idx[0]}-{idx[-1]}"
+                raise InvalidInput(f"{where}: {e}") from None
+            for i, full in zip(idx, fulls):
+                notes = found[order[i]][3] if wants_picture else []
+                results.append(self._finish({**full, "task": offer.task_name, "variant": offer.capability.variant},
+                                            notes))
+        return results
+
+    def _regions_many(self, pictures: Sequence[Mapping[str, Any]], *, first: int = 0, calls: Sequence[int] = ()
+                      ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]]:
+        """(features, boxes, pixels, warnings) of each picture (`image=` or `regions=`/`boxes=`), the
+        pictures found by one pass of the region CNN."""
+        out: list[Any] = [None] * len(pictures)
+        pending: list[tuple[int, np.ndarray, np.ndarray, float, np.ndarray, list[str]]] = []
+        for k, picture in enumerate(pictures):
+            try:
+                self._notes.warnings = []
+                if picture.get("regions") is not None or picture.get("image") is None:
+                    feats, box, pixels = self.regions(picture.get("image"), regions=picture.get("regions"),
+                                                      boxes=picture.get("boxes"))
+                    out[k] = (feats, box, pixels, list(self._notes.warnings))
+                    continue
+                pixels, resized, scale, box = self._boxes(self._pixels(picture["image"]))
+                pending.append((k, pixels, resized, scale, box, list(self._notes.warnings)))
+            except InvalidInput as e:
+                call = list(calls).index(first + k) if calls else first + k
+                raise InvalidInput(f"call {call}: {e}") from None
+        if pending:
+            assert self.extractor is not None  # _boxes refused a model without one
+            features = self.extractor.extract([p[2] for p in pending], [p[4] for p in pending])
+            for (k, pixels, _, scale, box, notes), feats in zip(pending, features):
+                out[k] = (feats, (box / scale).astype(np.float32), pixels, notes)
+        return out
 
     @property
     def has_shortlist(self) -> bool:
@@ -187,13 +340,7 @@ class TrainedModel:
         """(features (T, D), boxes (T, 4), pixels or None) of one image: given region features, or the
         pixel proposals of the picture with features from the model's region CNN."""
         dim = self.feature_dim
-        pixels = None
-        if image is not None:
-            pixels = image if isinstance(image, np.ndarray) and image.ndim == 3 else None
-            if pixels is None:
-                pixels = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image.convert("RGB"))
-            if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-                raise InvalidInput(f"image: expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")
+        pixels = self._pixels(image) if image is not None else None
         if regions is not None:
             feats = np.asarray(regions, dtype=np.float32)
             box = np.asarray(boxes if boxes is not None else np.zeros((len(feats), 4)), dtype=np.float32)
@@ -204,6 +351,30 @@ class TrainedModel:
             return feats, box, pixels
         if pixels is None:
             raise InvalidInput("give an image (path, PIL.Image or H x W x 3 uint8 array) or regions=... and boxes=...")
+        pixels, picture, scale, box = self._boxes(pixels)
+        features = self.extractor.extract([picture], [box])[0]  # type: ignore[union-attr]  # _boxes checked it
+        return features, (box / scale).astype(np.float32), pixels
+
+    @staticmethod
+    def _pixels(image: Any) -> np.ndarray:
+        """(H, W, 3) uint8 pixels of a path, a PIL image or an array."""
+        pixels = image if isinstance(image, np.ndarray) and image.ndim == 3 else None
+        if pixels is None:
+            if isinstance(image, (str, Path)):
+                pixels = load_image(image)
+            elif hasattr(image, "convert"):
+                pixels = np.asarray(image.convert("RGB"))
+            else:
+                raise InvalidInput(f"image: expected a path, a PIL.Image or an H x W x 3 uint8 array, got "
+                                   f"{type(image).__name__}")
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise InvalidInput(f"image: expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")
+        return pixels
+
+    def _boxes(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """(pixels, the picture resized as in training, the scale, its region boxes in the resized
+        picture) of a picture, found the way the training regions were (`preprocess`)."""
+        dim = self.feature_dim
         method = self.preprocess.get("regions")
         if method == "feature_store" or self.extractor is None:
             raise InvalidInput(f"{self.source}: this model was trained on region features read from a feature store "
@@ -217,8 +388,7 @@ class TrainedModel:
             if method == "oracle":
                 self._warn("the model trained on regions from the world's true boxes (an ablation); a new picture's "
                            "regions are pixel proposals, so it is answered from worse regions than a test picture")
-        features = self.extractor.extract([picture], [box])[0]
-        return features, (box / scale).astype(np.float32), pixels
+        return pixels, picture, scale, box
 
     def _warn(self, message: str) -> None:
         if getattr(self._notes, "warnings", None) is not None and message not in self._notes.warnings:

@@ -29,7 +29,8 @@ from vlmt.errors import VlmtError
 from vlmt.serve import service
 from vlmt.serve.inputs import InputError, Limits, check_choices, check_text, check_top_k, decode_image
 from vlmt.serve.models import Picture, ServedModel
-from vlmt.tasks.capabilities import Input
+from vlmt.serve.schema import GALLERY, MODEL, form_schema, responses
+from vlmt.tasks.capabilities import IMAGE, Input, inputs_of, integer, text
 
 FORM_FIELDS = {"answer": ("image", "gallery", "question", "top_k", "model"),
                "ground": ("image", "gallery", "sentence", "model"),
@@ -104,6 +105,32 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                   "and multiple choice", docs_url="/api/docs", openapi_url="/api/openapi.json")
     pool = Pool(workers, queue, timeout)
     app.state.pool = pool
+
+    def declared_inputs(method: str) -> tuple[Input, ...]:
+        return inputs_of([o for sm in served.values() for o in sm.model.offers(method)])
+
+    # the retrieve route ranks the gallery (the Python call `rank`): its fields are its own
+    retrieve_fields = (IMAGE, GALLERY, text("caption", "instead of a picture: a caption whose gallery pictures to "
+                                                       "rank", required=False),
+                       integer("top_k", 5, "how many to list"),
+                       integer("k", 20, "candidates the full model re-scores when the model has a shortlist head"),
+                       MODEL)
+
+    def documented(method: str, *, repeated: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The OpenAPI description of a route (`vlmt.serve.schema`): its form fields from the inputs
+        its capability declares, its answer's shape, and whether a served model can answer it."""
+        if method == "retrieve":
+            inputs: tuple[Input, ...] = retrieve_fields
+            declared_by = "rank"
+        else:
+            own = [i for i in declared_inputs(method) if i.name in FORM_FIELDS[method]]
+            pictures = [i for i in own if i.kind == "image"]
+            inputs = (*pictures, *((GALLERY,) if pictures else ()), *(i for i in own if i.kind != "image"), MODEL)
+            declared_by = method
+        caps = [o.capability for sm in served.values() for o in sm.model.offers(declared_by)]
+        summary = caps[0].summary if caps else f"{method} (no served model answers it)"
+        return {"openapi_extra": form_schema(inputs, limits, repeated=repeated),
+                "responses": responses(method, summary), "summary": summary, "include_in_schema": bool(caps)}
     app.state.version = "unknown"
 
     @app.exception_handler(InputError)
@@ -148,7 +175,8 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"send a multipart form (fields: {', '.join(fields)}), "
                              f"not {kind or 'no content type'}", status=415)
         try:
-            form = await request.form(max_files=2, max_fields=len(fields) + 60,
+            form = await request.form(max_files=limits.max_pictures + 1,
+                                      max_fields=len(fields) + limits.max_batch + 60,
                                       max_part_size=limits.max_text_chars * 8 + 1024)
         except InputError:
             raise
@@ -159,10 +187,10 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             if key == "image":
                 if not isinstance(value, UploadFile):
                     raise InputError("image: expected a file upload (multipart), got a text field")
-                out[key] = await value.read(limits.max_upload_bytes + 1)
-            elif key == "choices":
+                out.setdefault(key, []).append(await value.read(limits.max_upload_bytes + 1))
+            elif key in ("choices", "gallery"):
                 out.setdefault(key, []).append(str(value))
-            elif key in out and key not in ("image", "gallery", "model"):  # a repeated field: a list of texts
+            elif key in out and key != "model":  # a repeated field: a list of texts
                 out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), str(value)]
             elif isinstance(value, UploadFile):
                 raise InputError(f"{key}: expected a text field, got a file")
@@ -173,14 +201,31 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"unknown field(s) {', '.join(unknown)}; {method} takes {', '.join(fields)}")
         return out
 
+    def pictures(form: dict[str, Any], sm: ServedModel) -> list[Picture]:
+        """The pictures of a request: its `image` files, then its `gallery` indices, in their order."""
+        files, indices = form.get("image") or [], form.get("gallery") or []
+        if not files and not indices:
+            return [Picture(decode_image(None, limits))]  # the missing-field error
+        if len(files) + len(indices) > limits.max_pictures:
+            raise InputError(f"{len(files) + len(indices)} pictures in one request; the limit is "
+                             f"{limits.max_pictures}", status=413)
+        out = [Picture(decode_image(data, limits, field=f"image {i + 1}" if len(files) > 1 else "image"))
+               for i, data in enumerate(files)]
+        for index in indices:
+            try:
+                out.append(sm.gallery_picture(int(index)))
+            except (ValueError, IndexError):
+                raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
+                                 f"{sm.name!r}, got {index[:20]!r}") from None
+        return out
+
     def picture(form: dict[str, Any], sm: ServedModel) -> Picture:
-        if "image" in form or "gallery" not in form:
-            return Picture(decode_image(form.get("image"), limits))
-        try:
-            return sm.gallery_picture(int(form["gallery"]))
-        except (ValueError, IndexError):
-            raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
-                             f"{sm.name!r}, got {form['gallery'][:20]!r}") from None
+        """The one picture of a request to a route that takes one."""
+        chosen = pictures(form, sm)
+        if len(chosen) > 1:
+            raise InputError(f"{len(chosen)} pictures sent (image and gallery fields); this call takes one "
+                             f"(several pictures: POST /api/answer)")
+        return chosen[0]
 
     def flag(value: str | None, field: str = "zero_shot") -> bool | None:
         if value is None or not value.strip():
@@ -190,16 +235,25 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"{field}: expected true or false, got {text[:20]!r}")
         return text in ("true", "1", "yes")
 
-    @app.post("/api/answer")
+    @app.post("/api/answer", **documented("answer", repeated=("image", "gallery", "question")))
     async def answer(request: Request) -> Any:
-        """Top answers of the VQA head, with the region and word attention behind them."""
+        """Top answers of the VQA head, with the region and word attention behind them. Several
+        pictures (`image` and `gallery` fields, repeated) and several questions (`question`, repeated):
+        every question of every picture, in one pass of the model, as `{"model", "results"}`."""
         form = await read_form(request, "answer")
         sm = service.pick_model(served, form.get("model"), "answer")
-        question = check_text(form.get("question"), limits, field="question")
+        asked = form.get("question")
+        questions = [check_text(q, limits, field="question") for q in (asked if isinstance(asked, list) else [asked])]
         top_k = check_top_k(form.get("top_k"), limits)
-        return await pool.run(service.answer, sm, picture(form, sm), question, top_k)
+        chosen = pictures(form, sm)
+        if len(chosen) * len(questions) > limits.max_batch:
+            raise InputError(f"{len(chosen)} pictures x {len(questions)} questions = {len(chosen) * len(questions)} "
+                             f"answers in one request; the limit is {limits.max_batch}", status=413)
+        if len(chosen) == 1 and len(questions) == 1:
+            return await pool.run(service.answer, sm, chosen[0], questions[0], top_k)
+        return await pool.run(service.answer_batch, sm, chosen, questions, top_k)
 
-    @app.post("/api/ground")
+    @app.post("/api/ground", **documented("ground"))
     async def ground(request: Request) -> Any:
         """A box per noun phrase of the sentence."""
         form = await read_form(request, "ground")
@@ -207,7 +261,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         sentence = check_text(form.get("sentence"), limits, field="sentence")
         return await pool.run(service.ground, sm, picture(form, sm), sentence)
 
-    @app.post("/api/retrieve")
+    @app.post("/api/retrieve", **documented("retrieve"))
     async def retrieve(request: Request) -> Any:
         """With `image` (or `gallery`): the gallery's captions ranked; with `caption`: its pictures.
         `k`: candidates the full model re-scores when the model has a shortlist head (default 20)."""
@@ -225,7 +279,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         chosen = picture(form, sm)
         return await pool.run(lambda: service.retrieve_captions(sm, chosen, top_k, k=k))
 
-    @app.post("/api/recognize")
+    @app.post("/api/recognize", **documented("recognize"))
     async def recognize(request: Request) -> Any:
         """Objects and attributes of every region (SVLR)."""
         form = await read_form(request, "recognize")
@@ -233,7 +287,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         top_k = check_top_k(form.get("top_k"), limits, default=3)
         return await pool.run(service.recognize, sm, picture(form, sm), top_k)
 
-    @app.post("/api/choose")
+    @app.post("/api/choose", **documented("choose"))
     async def choose(request: Request) -> Any:
         """The choices ranked: the multiple-choice head (`zero_shot=false`), the zero-shot score
         (`zero_shot=true`), or, without the field, the model's default (its multiple-choice head when it
@@ -281,8 +335,14 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
     declared = {method: next(m for m in served.values() if method in m.methods).model.inputs(method)
                 for method in offered if method not in FORM_FIELDS}
     for method, inputs in declared.items():
+        caps = [o.capability for sm in served.values() for o in sm.model.offers(method)]
+        fields = tuple(i for i in inputs if i.kind not in ("image", "images"))
+        if any(i.kind == "image" for i in inputs):
+            fields = (IMAGE, GALLERY, *fields)
         app.add_api_route(f"/api/{method}", capability_route(method, inputs), methods=["POST"],
-                          summary=f"{method} (declared by a task)")
+                          summary=f"{method} (declared by a task): {caps[0].summary}",
+                          openapi_extra=form_schema((*fields, MODEL), limits),
+                          responses=responses(method, caps[0].summary, caps[0].returns))
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)

@@ -69,7 +69,7 @@ def create_app(served: dict[str, ServedModel], *, limits: Limits | None = None, 
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                   font_mono=["ui-monospace", "monospace"])
         login = (lambda _user, password: key_matches(password, api_key)) if api_key else None
-        api = gr.mount_gradio_app(api, build_page(served, limits=limits, workers=workers), path="/",
+        api = gr.mount_gradio_app(api, build_page(served, limits=limits, workers=workers, timeout=timeout), path="/",
                                   theme=theme, ssr_mode=False, max_file_size=limits.max_upload_bytes,
                                   footer_links=[], auth=login,
                                   auth_message="This vlmt server needs its API key: type it as the password "

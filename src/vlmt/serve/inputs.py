@@ -41,6 +41,8 @@ class Limits:
     max_text_chars: int = 500
     max_choices: int = 50
     max_top_k: int = 100
+    max_pictures: int = 16  # pictures in one request (POST /api/answer takes several)
+    max_batch: int = 64  # answers in one request: pictures x questions
 
 
 def decode_image(data: bytes | None, limits: Limits, *, field: str = "image") -> np.ndarray:

@@ -5,10 +5,17 @@ ask, ground, retrieve, recognize or choose. The same functions as the JSON API a
 An uploaded picture is decoded by the API's `decode_image` (the same formats and limits) as soon
 as it arrives, kept as pixels in the visitor's session, and its file deleted; the pictures the
 page draws are removed by Gradio after `CACHE_SECONDS`. None of the page's events is a public
-Gradio endpoint: programs use the JSON API (`/api/docs`)."""
+Gradio endpoint: programs use the JSON API (`/api/docs`).
 
+A model call of the page that takes longer than `timeout` seconds shows the API's 504 message
+and frees the page's worker slot (its thread finishes in the background, as the API's do). An
+answer's warnings (words the model never saw, a picture far from the training pictures) show
+under it."""
+
+import html
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
@@ -27,10 +34,41 @@ CACHE_SECONDS = 900  # the pictures the page drew, deleted by Gradio this long a
 
 
 # the methods with a tab of their own below; every other capability a task declares gets a plain tab of its inputs
-DRAWN = ("answer", "ground", "rank", "recognize", "choose")
+# (retrieve, scoring given pictures against captions, is what the Retrieve tab does with the gallery)
+DRAWN = ("answer", "ground", "rank", "retrieve", "recognize", "choose")
 
 
-def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2) -> gr.Blocks:
+def within(timeout: float | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)`, or an `InputError` (504) once `timeout` seconds have passed; the call runs in a
+    thread of its own, left to finish when it is late (Python cannot stop it)."""
+    if timeout is None:
+        return fn(*args)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=work, name="vlmt-page-call", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise InputError(f"the model did not answer within {timeout:g} s; try again, or with a smaller picture",
+                         status=504)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def warnings_text(warnings: list[str]) -> str:
+    """The page's line for an answer's warnings ("" for none), escaped: "<unk>" is text, not a tag."""
+    return "**Read with care:** " + html.escape("; ".join(warnings), quote=False) if warnings else ""
+
+
+def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2,
+               timeout: float | None = None) -> gr.Blocks:
     names = list(served)
     # method -> its declaration (by the first served model offering it): the tabs the served tasks ask for
     declared = {m: sm.model.capability(m) for sm in served.values() for m in reversed(sm.model.methods)}
@@ -58,13 +96,14 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
 
     def guarded(fn, outputs: int):
         """A handler whose bad input becomes the page's message (the API's words), its outputs cleared;
-        the message line is its last output."""
+        the message line is its last output; past `timeout` seconds, the API's 504 message."""
         def run(*args):
             try:
-                result = fn(*args)
+                result = within(timeout, fn, *args)
             except VlmtError as e:
                 return *([None] * outputs), f"**Could not do that:** {e}"
             return *(result if isinstance(result, tuple) else (result,)), ""
+        run.__name__ = getattr(fn, "__name__", "run")
         return run
 
     def heads_text(name: str) -> str:
@@ -121,7 +160,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         label = {a["answer"]: a["score"] for a in result["answers"]}
         top = max(result["word_attention"], default=0.0) or 1.0  # shaded relative to the most attended word
         words = [(w, round(a / top, 3)) for w, a in zip(result["words"], result["word_attention"])]
-        return label, service.attention_picture(pixels, result), words
+        return label, service.attention_picture(pixels, result), words, warnings_text(result["warnings"])
 
     def on_ground(name, pixels, picked, sentence):
         sm = service.pick_model(served, name, "ground")
@@ -164,7 +203,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         scores = np.array([a["score"] for a in result["answers"]])
         shares = np.exp(scores - scores.max())
         shares /= shares.sum()
-        return {a["answer"]: float(p) for a, p in zip(result["answers"], shares)}
+        return {a["answer"]: float(p) for a, p in zip(result["answers"], shares)}, warnings_text(result["warnings"])
 
     with gr.Blocks(title="vlmt", delete_cache=(CACHE_SECONDS // 3, CACHE_SECONDS)) as page:
         gr.Markdown(INTRO)
@@ -191,6 +230,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                                          elem_id="attention", height=300)
                     words = gr.HighlightedText(label="word attention (relative to the most attended word)",
                                                elem_id="words")
+                    answer_warnings = gr.Markdown("", elem_id="answer-warnings")
                 with tab("ground", "Ground"):
                     sentence = gr.Textbox(label="sentence", placeholder="the red square left of the blue circle")
                     ground = gr.Button("Ground", variant="primary", elem_id="ground")
@@ -213,6 +253,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                     zero_shot = gr.Checkbox(label="zero-shot (Eq. 9: region-word scores only)")
                     choose = gr.Button("Choose", variant="primary", elem_id="choose")
                     chosen = gr.Label(label="choices ranked")
+                    choice_warnings = gr.Markdown("", elem_id="choice-warnings")
                 generic = []  # (method, its input fields, its button, its answer) of every other capability
                 for method, cap in declared.items():
                     if method in DRAWN:
@@ -240,13 +281,15 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         def wire(trigger, fn, inputs, outputs):
             trigger(guarded(fn, len(outputs)), inputs=inputs, outputs=[*outputs, message], api_visibility="private")
 
-        wire(ask.click, on_ask, [model, shown, picked, question, top_k], [answers, attention, words])
-        wire(question.submit, on_ask, [model, shown, picked, question, top_k], [answers, attention, words])
+        asked = [answers, attention, words, answer_warnings]
+        wire(ask.click, on_ask, [model, shown, picked, question, top_k], asked)
+        wire(question.submit, on_ask, [model, shown, picked, question, top_k], asked)
         wire(ground.click, on_ground, [model, shown, picked, sentence], [grounded, phrase_rows])
         wire(find_captions.click, on_captions, [model, shown, picked, top_k], [caption_rows])
         wire(find_images.click, on_images, [model, caption, top_k], [found_images])
         wire(recognize.click, on_recognize, [model, shown, picked, top_k], [recognized, region_rows])
-        wire(choose.click, on_choose, [model, shown, picked, mc_question, mc_choices, zero_shot], [chosen])
+        wire(choose.click, on_choose, [model, shown, picked, mc_question, mc_choices, zero_shot],
+             [chosen, choice_warnings])
         for method, fields, button, answer in generic:
             wire(button.click, lambda *args, m=method: on_capability(m, *args), [model, shown, picked, *fields],
                  [answer])

@@ -45,13 +45,30 @@ def _round(values: Any, digits: int = 4) -> list[float]:
 
 def answer(sm: ServedModel, picture: Picture, question: str, top_k: int) -> dict[str, Any]:
     details = sm.model.details("answer", question=question, top_k=top_k, **picture.inputs())
+    return _answer(sm, picture, question, details)
+
+
+def answer_batch(sm: ServedModel, pictures: list[Picture], questions: list[str], top_k: int) -> dict[str, Any]:
+    """Every question of every picture in one pass of the model (`TrainedModel.details_many`): the
+    answers picture by picture, each question in its order, each with its picture's position."""
+    calls = [{**p.inputs(), "question": q} for p in pictures for q in questions]
+    found = sm.model.details_many("answer", calls, top_k=top_k, batch_size=len(calls))
+    results = []
+    for k, details in enumerate(found):
+        i, j = divmod(k, len(questions))
+        results.append({**_answer(sm, pictures[i], questions[j], details), "picture": i})
+    return {"model": sm.name, "results": results}
+
+
+def _answer(sm: ServedModel, picture: Picture, question: str, details: dict[str, Any]) -> dict[str, Any]:
     words = details["words"]
     return {"model": sm.name, "question": question, "regions_from": regions_from(picture),
             "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
             "words": words, "unknown_words": details["unknown_words"],
             "word_attention": _round(details["word_attention"][:len(words)]),
             "regions": [{"box": _round(b, 1), "attention": round(float(w), 4)}
-                        for b, w in zip(details["boxes"], details["region_attention"])]}
+                        for b, w in zip(details["boxes"], details["region_attention"])],
+            "warnings": details["warnings"]}
 
 
 def ground(sm: ServedModel, picture: Picture, sentence: str) -> dict[str, Any]:
@@ -108,7 +125,8 @@ def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str],
     except ConfigError as e:
         raise InputError(f"model {sm.name!r}: {e}") from None
     return {"model": sm.name, "question": question, "scorer": details["variant"], "task": details["task"],
-            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]]}
+            "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
+            "warnings": details["warnings"]}
 
 
 def call(sm: ServedModel, method: str, picture: Picture | None, values: dict[str, Any]) -> dict[str, Any]:

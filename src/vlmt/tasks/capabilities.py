@@ -26,6 +26,9 @@ A task may also draw its pictures (`vlmt visualize`) with a method
 that writes PNGs into the folder `out` for `count` examples of `split`; `peers` are the run's other
 tasks, so one picture can show several decoders side by side (Fig. 2 of the hierarchical paper).
 
+A capability whose calls can share a pass of the model names the task's method that runs a batch
+(`batch="answer_batch"`); `vlmt.load(...).details_many` uses it, and calls one by one otherwise.
+
 Several tasks may offer one method (SVLR's multiple-choice head and the zero-shot scorer both
 `choose`): the lowest `priority` answers, and `when` names inputs that pick one explicitly
 (`choose(..., zero_shot=True)`). The result says which answered (`variant`).
@@ -94,6 +97,9 @@ class Capability:
     priority: int = 0  # among tasks offering `method`, the lowest answers unless `when` picks another
     variant: str = ""  # which scorer answered, when several can (e.g. "multiple_choice", "zero_shot")
     tab: str = ""  # the title of the page's tab for it ("" for none)
+    # the task's method answering many calls in one pass: (runtime, pictures [(features, boxes, pixels)],
+    # **{each other input: its values, one per call}, **shared inputs) -> full results ("" for none: one by one)
+    batch: str = ""
     attribute: str = ""  # the task's method that runs it (set by `capability`)
 
     def selectors(self) -> tuple[Input, ...]:

@@ -163,7 +163,7 @@ class VQATask(EncoderTask):
                 returns="[{answer, score in [0, 1]}], best first (details: words, unknown_words, boxes, "
                         "region_attention, word_attention)",
                 example='model.answer("picture.png", "what color is the square?", top_k=5)',
-                result=lambda full: full["answers"], tab="Ask (VQA)")
+                result=lambda full: full["answers"], tab="Ask (VQA)", batch="answer_batch")
     @torch.no_grad()
     def answer(self, runtime: Runtime, image: Any = None, question: str = "", *, top_k: int = 5,
                regions: Any = None, boxes: Any = None) -> dict[str, Any]:
@@ -183,6 +183,29 @@ class VQATask(EncoderTask):
                 "answers": [{"answer": self.pool.answers[a], "score": float(scores[a])} for a in order],
                 "boxes": box, "region_attention": maps["regions"][0].cpu().numpy(),
                 "word_attention": maps["words"][0].cpu().numpy(), "pixels": pixels}
+
+    @torch.no_grad()
+    def answer_batch(self, runtime: Runtime, pictures: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                     question: Sequence[str], *, top_k: int = 5) -> list[dict[str, Any]]:
+        """`answer` for many (picture, question) pairs in one pass of the encoder: `pictures[i]` is the
+        (features, boxes, pixels) of the picture of `question[i]`; the results in the pairs' order."""
+        if top_k < 1:
+            raise InvalidInput(f"top_k: must be >= 1, got {top_k}")
+        words = [question_tokens(q) for q in question]
+        unknown = [self.tokens(w, runtime.device, what="question")[2] for w in words]
+        tokens, lengths = self.sentence_batch(words, runtime.device)
+        features, mask = self.region_batch([p[0] for p in pictures], runtime.device)
+        logits, maps = self.explain(runtime.model, {"tokens": tokens, "lengths": lengths,
+                                                    "region_features": features, "region_mask": mask})
+        scores = torch.sigmoid(logits).float().cpu()
+        out = []
+        for i, ((feats, box, pixels), q) in enumerate(zip(pictures, question)):
+            order = scores[i].argsort(descending=True)[:top_k].tolist()
+            out.append({"question": q, "words": words[i], "unknown_words": unknown[i],
+                        "answers": [{"answer": self.pool.answers[a], "score": float(scores[i, a])} for a in order],
+                        "boxes": box, "region_attention": maps["regions"][i, :len(feats)].cpu().numpy(),
+                        "word_attention": maps["words"][i, :len(words[i])].cpu().numpy(), "pixels": pixels})
+        return out
 
     @torch.no_grad()
     def pictures(self, model: WordRegionEncoder, split: str, *, count: int, out: Path, peers: Mapping[str, Any]
