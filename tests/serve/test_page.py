@@ -25,7 +25,7 @@ def served(model_dirs):
 def events(served, timeout: float | None) -> dict:
     """The page's event handlers by name, as Gradio calls them."""
     page = build_page(served, limits=Limits(), timeout=timeout)
-    return {f.fn.__name__: f.fn for f in page.fns.values() if f.fn is not None}
+    return {f.fn.event: f.fn for f in page.fns.values() if hasattr(f.fn, "event")}
 
 
 def test_a_page_call_past_the_timeout_shows_the_504_message_and_returns(served):
