@@ -94,3 +94,26 @@ def test_bad_precomputed_regions_are_4xx_errors_naming_what(client, world, model
     no_store = TestClient(create_app(load_models([model_dirs["tiny"]], log=lambda _: None), page=False))
     refused = no_store.post("/api/answer", data={"store_id": str(ids[0]), "question": QUESTION})
     assert refused.status_code == 400 and "vlmt serve --store" in refused.json()["error"]
+
+
+def test_a_model_trained_on_stored_features_is_served_from_regions_and_refuses_pictures(world, picture, tmp_path):
+    import shutil
+
+    from vlmt.cli import main
+    from vlmt.data.datasets.sources import resolve_source
+
+    stored = tmp_path / "stored"  # the tiny world with features from its store alone (as converted bottom-up ones)
+    shutil.copytree(resolve_source("world:tiny"), stored, ignore=shutil.ignore_patterns("region_extractor", "images"))
+    run = tmp_path / "run"
+    assert main(["train", "tiny", "--out", str(run), "--set", f"data.root={stored}", "--set", "train.max_iters=20",
+                 "--set", "train.progress=false"]) == 0
+    client = TestClient(create_app(load_models([run], log=lambda _: None), page=False, store=stored / "features"))
+    refused = client.post("/api/answer", files={"image": ("x.png", picture, "image/png")}, data={"question": QUESTION})
+    assert refused.status_code == 400
+    assert "precomputed region features" in refused.json()["error"] and str(tmp_path) not in refused.json()["error"]
+    image_id = world[1][0]
+    got = client.post("/api/answer", data={"store_id": str(image_id), "question": QUESTION, "top_k": "3"})
+    assert got.status_code == 200, got.text
+    record = FeatureStore(stored / "features").read(image_id)
+    expected = vlmt.load(run).answer(question=QUESTION, regions=record.features, boxes=record.boxes, top_k=3)
+    assert [a["answer"] for a in got.json()["answers"]] == [a["answer"] for a in expected]

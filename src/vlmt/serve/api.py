@@ -233,6 +233,11 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             except (ValueError, IndexError):
                 raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
                                  f"{sm.name!r}, got {index[:20]!r}") from None
+        if files and (sm.model.preprocess.get("regions") == "feature_store" or sm.model.extractor is None):
+            raise InputError(f"image: model {sm.name!r} was trained on precomputed region features and cannot find "
+                             f"regions in a picture; send them instead: regions (a file of bottom-up TSV lines, "
+                             f"features of width {sm.model.feature_dim}) or store_id (an image id of the server's "
+                             f"feature store)")
         for data in tsv_files:
             out.extend(Picture(None, f, b, source="bottom-up TSV") for f, b in decode_regions_tsv(data, limits))
         for text_id in stored:
