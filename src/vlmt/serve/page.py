@@ -151,6 +151,11 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
                 same = stored.pixels is not None and stored.pixels.shape == np.asarray(pixels).shape
                 if same and (stored.pixels == pixels).all():
                     return stored
+        model = served[name].model
+        if model.preprocess.get("regions") == "feature_store" or model.extractor is None:
+            raise InputError(f"model {name!r} was trained on precomputed region features and cannot find regions in "
+                             f"an uploaded picture: click a test picture (its stored regions), or send the regions "
+                             f"to the JSON API (regions or store_id; see /api/docs)")
         return Picture(check_pixels(pixels, limits))
 
     def on_ask(name, pixels, picked, question, top_k):
