@@ -50,7 +50,7 @@ def test_a_folder_with_two_questions_gives_the_answers_one_call_each_gives(tiny,
         argv += ["--question", q]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "8 answers (4 pictures)" in err and "answer/s" in err or "it/s" in err or "8/8" in err  # the bar
+    assert "8 answers (4 pictures)" in err and "8/8" in err  # the summary and the progress bar
     got = rows(out)
     pictures = sorted(tiny["pictures"].iterdir())
     assert [(Path(r["image"]).name, r["question"]) for r in got] == [(p.name, q) for p in pictures for q in QUESTIONS]
@@ -133,3 +133,29 @@ def test_precomputed_regions_from_a_feature_store_or_a_bottom_up_tsv(tiny, tmp_p
     assert main(["predict", str(tiny["model"]), "--input", str(requests), "--out", str(out), "--tsv", str(tsv)]) != 0
     err = capsys.readouterr().err
     assert "line 1" in err and "field 'image_id'" in err and "999999" in err
+
+
+def test_a_model_trained_on_stored_features_answers_image_ids_and_refuses_pictures(tiny, tmp_path, capsys):
+    from vlmt.data.datasets.sources import resolve_source
+
+    stored = tmp_path / "stored"  # the tiny world with features from its store alone (as converted bottom-up ones)
+    shutil.copytree(resolve_source("world:tiny"), stored, ignore=shutil.ignore_patterns("region_extractor", "images"))
+    run = tmp_path / "run"
+    assert main(["train", "tiny", "--out", str(run), "--set", f"data.root={stored}", "--set", "train.max_iters=20",
+                 "--set", "train.progress=false"]) == 0
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(json.dumps({"image_id": tiny["ids"][0], "question": QUESTIONS[0]}) + "\n"
+                        + json.dumps({"image": str(sorted(tiny["pictures"].iterdir())[0]), "question": QUESTIONS[0]})
+                        + "\n")
+    out = tmp_path / "answers.jsonl"
+    capsys.readouterr()
+    assert main(["predict", str(run), "--input", str(requests), "--out", str(out), "--store",
+                 str(stored / "features")]) != 0
+    err = capsys.readouterr().err
+    assert "line 2" in err and "field 'image'" in err and "precomputed region features" in err and not out.exists()
+    requests.write_text(json.dumps({"image_id": tiny["ids"][0], "question": QUESTIONS[0]}) + "\n")
+    assert main(["predict", str(run), "--input", str(requests), "--out", str(out), "--store", str(stored / "features"),
+                 "--no-progress"]) == 0
+    features, boxes = vlmt.load(run).regions_from_store(stored / "features", tiny["ids"][0])
+    expected = vlmt.load(run).answer(question=QUESTIONS[0], regions=features, boxes=boxes, top_k=5)
+    assert [a["answer"] for a in rows(out)[0]["answers"]] == [a["answer"] for a in expected]

@@ -25,7 +25,7 @@ def served(model_dirs):
 def events(served, timeout: float | None) -> dict:
     """The page's event handlers by name, as Gradio calls them."""
     page = build_page(served, limits=Limits(), timeout=timeout)
-    return {f.fn.__name__: f.fn for f in page.fns.values() if f.fn is not None}
+    return {f.fn.event: f.fn for f in page.fns.values() if hasattr(f.fn, "event")}
 
 
 def test_a_page_call_past_the_timeout_shows_the_504_message_and_returns(served):
@@ -61,3 +61,19 @@ def test_within_runs_the_call_and_hands_back_its_result_or_error():
     with pytest.raises(InputError) as late:
         within(0.05, time.sleep, 2.0)
     assert late.value.status == 504
+
+
+def test_an_upload_to_a_model_trained_on_stored_features_is_refused_in_words(served, tmp_path):
+    import shutil
+
+    from vlmt.cli import main
+    from vlmt.data.datasets.sources import resolve_source
+
+    stored = tmp_path / "stored"  # the tiny world with features from its store alone (as converted bottom-up ones)
+    shutil.copytree(resolve_source("world:tiny"), stored, ignore=shutil.ignore_patterns("region_extractor", "images"))
+    assert main(["train", "tiny", "--out", str(tmp_path / "run"), "--set", f"data.root={stored}",
+                 "--set", "train.max_iters=10", "--set", "train.progress=false"]) == 0
+    both = {**load_models([tmp_path / "run"], log=lambda _: None), **served}
+    ask = events(both, 60.0)["on_ask"]
+    message = ask("run", served["tiny"].gallery_pixels(0), None, "what color is the square?", 3)[-1]
+    assert "precomputed region features" in message and "store_id" in message and str(tmp_path) not in message

@@ -79,14 +79,16 @@ def conforms(value: Any, schema: dict[str, Any], where: str = "answer") -> None:
 def test_answer_lists_its_declared_fields_with_types_defaults_and_help(spec):
     body = form(spec, "/api/answer")
     fields = body["properties"]
-    assert list(fields) == ["image", "gallery", "question", "top_k", "model"]
+    assert list(fields) == ["image", "gallery", "regions", "store_id", "question", "top_k", "model"]
     # image, gallery and question repeat for a batch (every question of every picture)
     assert fields["image"]["items"]["format"] == "binary" and "PNG" in fields["image"]["description"]
     assert fields["question"]["type"] == "array" and fields["question"]["description"].startswith("the question")
     assert fields["question"]["items"] == {"type": "string", "minLength": 1, "maxLength": LIMITS.max_text_chars}
     assert fields["top_k"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 5,
                                "description": "how many answers"}
-    assert fields["gallery"]["items"]["type"] == "integer"
+    assert fields["gallery"]["items"] == {"type": "integer", "minimum": 0}
+    assert fields["regions"]["items"]["format"] == "binary" and "bottom-up TSV" in fields["regions"]["description"]
+    assert fields["store_id"]["items"]["type"] == "integer" and "--store" in fields["store_id"]["description"]
     assert body["required"] == ["question"]  # a picture is `image` or `gallery`
     errors = spec["paths"]["/api/answer"]["post"]["responses"]
     assert {"400", "413", "415", "504"} <= set(errors)

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery-root", action="append", default=[], metavar="FOLDER",
                         help="a folder the models' test pictures may come from (repeatable; vlmt's cache of "
                              "worlds is always allowed)")
+    parser.add_argument("--store", metavar="FOLDER", default=None,
+                        help="a feature store (`vlmt data convert`) whose image ids requests may name (store_id) "
+                             "instead of a picture: for a model trained on precomputed region features")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     key = args.api_key if args.api_key is not None else os.environ.get("VLMT_API_KEY")
     if key is not None and len(key.strip()) < 8:
         raise ConfigError("--api-key / VLMT_API_KEY: use a key of 8 characters or more")
+    store = Path(args.store).expanduser() if args.store else None
+    if store is not None and not store.is_dir():
+        raise ConfigError(f"--store {store}: no such folder")
     roots = [Path(r).expanduser() for r in args.gallery_root]
     for root in roots:
         if not root.is_dir():
@@ -62,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     serve(args.models, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
           gallery=args.gallery, page=not args.no_page, limits=Limits(max_upload_bytes=int(args.max_upload_mb * 2**20)),
           api_key=key.strip() if key else None, insecure=args.insecure, timeout=args.timeout, device=args.device,
-          gallery_roots=roots)
+          gallery_roots=roots, store=store)
     return 0

@@ -377,7 +377,7 @@ class TrainedModel:
         dim = self.feature_dim
         method = self.preprocess.get("regions")
         if method == "feature_store" or self.extractor is None:
-            raise InvalidInput(f"{self.source}: this model was trained on region features read from a feature store "
+            raise InvalidInput("this model was trained on region features read from a feature store "
                                f"(e.g. bottom-up features), which it cannot compute from a picture; pass the picture's "
                                f"regions=(T, {dim}) features and boxes=(T, 4) instead (or `regions_from_store`)")
         picture, scale = self._resized(pixels)

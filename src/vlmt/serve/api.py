@@ -27,16 +27,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlmt.errors import VlmtError
 from vlmt.serve import service
-from vlmt.serve.inputs import InputError, Limits, check_choices, check_text, check_top_k, decode_image
+from vlmt.serve.inputs import (
+    InputError,
+    Limits,
+    check_choices,
+    check_text,
+    check_top_k,
+    decode_image,
+    decode_regions_tsv,
+)
 from vlmt.serve.models import Picture, ServedModel
-from vlmt.serve.schema import GALLERY, MODEL, form_schema, responses
+from vlmt.serve.schema import GALLERY, MODEL, REGIONS, STORE_ID, form_schema, responses
 from vlmt.tasks.capabilities import IMAGE, Input, inputs_of, integer, text
 
-FORM_FIELDS = {"answer": ("image", "gallery", "question", "top_k", "model"),
-               "ground": ("image", "gallery", "sentence", "model"),
-               "retrieve": ("image", "gallery", "caption", "top_k", "k", "model"),
-               "recognize": ("image", "gallery", "top_k", "model"),
-               "choose": ("image", "gallery", "question", "choices", "zero_shot", "model")}
+# a picture is an `image` file, a `gallery` index, a `regions` file of bottom-up TSV lines or a `store_id`
+# of the server's feature store (`vlmt serve --store`)
+PICTURE_FIELDS = ("image", "gallery", "regions", "store_id")
+FORM_FIELDS = {"answer": (*PICTURE_FIELDS, "question", "top_k", "model"),
+               "ground": (*PICTURE_FIELDS, "sentence", "model"),
+               "retrieve": (*PICTURE_FIELDS, "caption", "top_k", "k", "model"),
+               "recognize": (*PICTURE_FIELDS, "top_k", "model"),
+               "choose": (*PICTURE_FIELDS, "question", "choices", "zero_shot", "model")}
 
 
 class BodyLimit:
@@ -100,7 +111,9 @@ class Pool:
 
 
 def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int = 2, queue: int = 64,
-               timeout: float | None = None) -> FastAPI:
+               timeout: float | None = None, store: Any = None) -> FastAPI:
+    """The JSON API over the served models; `store` (a `FeatureStore`, or None) is the feature store
+    whose image ids a request may name (`store_id`) instead of sending a picture."""
     app = FastAPI(title="vlmt", description="Trained vlmt models: VQA, grounding, retrieval, SVLR recognition "
                   "and multiple choice", docs_url="/api/docs", openapi_url="/api/openapi.json")
     pool = Pool(workers, queue, timeout)
@@ -110,8 +123,8 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         return inputs_of([o for sm in served.values() for o in sm.model.offers(method)])
 
     # the retrieve route ranks the gallery (the Python call `rank`): its fields are its own
-    retrieve_fields = (IMAGE, GALLERY, text("caption", "instead of a picture: a caption whose gallery pictures to "
-                                                       "rank", required=False),
+    retrieve_fields = (IMAGE, GALLERY, REGIONS, STORE_ID,
+                       text("caption", "instead of a picture: a caption to rank the gallery for", required=False),
                        integer("top_k", 5, "how many to list"),
                        integer("k", 20, "candidates the full model re-scores when the model has a shortlist head"),
                        MODEL)
@@ -125,7 +138,8 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         else:
             own = [i for i in declared_inputs(method) if i.name in FORM_FIELDS[method]]
             pictures = [i for i in own if i.kind == "image"]
-            inputs = (*pictures, *((GALLERY,) if pictures else ()), *(i for i in own if i.kind != "image"), MODEL)
+            inputs = (*pictures, *((GALLERY, REGIONS, STORE_ID) if pictures else ()),
+                      *(i for i in own if i.kind != "image"), MODEL)
             declared_by = method
         caps = [o.capability for sm in served.values() for o in sm.model.offers(declared_by)]
         summary = caps[0].summary if caps else f"{method} (no served model answers it)"
@@ -159,6 +173,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         sha256 of their weights) and the server's limits."""
         return {"status": "ok", "version": app.state.version, "ready": True,
                 "models": {name: m.describe() for name, m in served.items()},
+                "feature_store": {"images": len(store)} if store is not None else None,
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
                            "max_text_chars": limits.max_text_chars, "timeout_s": timeout},
                 "workers": workers, "waiting": pool.waiting}
@@ -184,11 +199,11 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"the form could not be read: {e}") from None
         out: dict[str, Any] = {}
         for key, value in form.multi_items():
-            if key == "image":
+            if key in ("image", "regions"):
                 if not isinstance(value, UploadFile):
-                    raise InputError("image: expected a file upload (multipart), got a text field")
+                    raise InputError(f"{key}: expected a file upload (multipart), got a text field")
                 out.setdefault(key, []).append(await value.read(limits.max_upload_bytes + 1))
-            elif key in ("choices", "gallery"):
+            elif key in ("choices", "gallery", "store_id"):
                 out.setdefault(key, []).append(str(value))
             elif key in out and key != "model":  # a repeated field: a list of texts
                 out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), str(value)]
@@ -204,10 +219,11 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
     def pictures(form: dict[str, Any], sm: ServedModel) -> list[Picture]:
         """The pictures of a request: its `image` files, then its `gallery` indices, in their order."""
         files, indices = form.get("image") or [], form.get("gallery") or []
-        if not files and not indices:
+        tsv_files, stored = form.get("regions") or [], form.get("store_id") or []
+        if not files and not indices and not tsv_files and not stored:
             return [Picture(decode_image(None, limits))]  # the missing-field error
-        if len(files) + len(indices) > limits.max_pictures:
-            raise InputError(f"{len(files) + len(indices)} pictures in one request; the limit is "
+        if len(files) + len(indices) + len(stored) > limits.max_pictures:
+            raise InputError(f"{len(files) + len(indices) + len(stored)} pictures in one request; the limit is "
                              f"{limits.max_pictures}", status=413)
         out = [Picture(decode_image(data, limits, field=f"image {i + 1}" if len(files) > 1 else "image"))
                for i, data in enumerate(files)]
@@ -217,7 +233,32 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             except (ValueError, IndexError):
                 raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
                                  f"{sm.name!r}, got {index[:20]!r}") from None
+        if files and (sm.model.preprocess.get("regions") == "feature_store" or sm.model.extractor is None):
+            raise InputError(f"image: model {sm.name!r} was trained on precomputed region features and cannot find "
+                             f"regions in a picture; send them instead: regions (a file of bottom-up TSV lines, "
+                             f"features of width {sm.model.feature_dim}) or store_id (an image id of the server's "
+                             f"feature store)")
+        for data in tsv_files:
+            out.extend(Picture(None, f, b, source="bottom-up TSV") for f, b in decode_regions_tsv(data, limits))
+        for text_id in stored:
+            out.append(stored_picture(text_id))
+        if len(out) > limits.max_pictures:
+            raise InputError(f"{len(out)} pictures in one request; the limit is {limits.max_pictures}", status=413)
         return out
+
+    def stored_picture(text_id: str) -> Picture:
+        """The regions the server's feature store holds for an image id (never its path: the client
+        names an id, the operator the store)."""
+        if store is None:
+            raise InputError("store_id: this server has no feature store (the operator names one with "
+                             "`vlmt serve --store FOLDER`); send the regions as a bottom-up TSV line (regions)")
+        try:
+            record = store.read(int(text_id))
+        except ValueError:
+            raise InputError(f"store_id: expected an image id (a whole number), got {text_id[:20]!r}") from None
+        except KeyError:
+            raise InputError(f"store_id: the server's feature store has no image {int(text_id)}", status=404) from None
+        return Picture(None, record.features, record.boxes, source="feature store")
 
     def picture(form: dict[str, Any], sm: ServedModel) -> Picture:
         """The one picture of a request to a route that takes one."""
@@ -235,7 +276,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"{field}: expected true or false, got {text[:20]!r}")
         return text in ("true", "1", "yes")
 
-    @app.post("/api/answer", **documented("answer", repeated=("image", "gallery", "question")))
+    @app.post("/api/answer", **documented("answer", repeated=("image", "gallery", "regions", "store_id", "question")))
     async def answer(request: Request) -> Any:
         """Top answers of the VQA head, with the region and word attention behind them. Several
         pictures (`image` and `gallery` fields, repeated) and several questions (`question`, repeated):
@@ -269,10 +310,10 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         sm = service.pick_model(served, form.get("model"), "retrieve")
         top_k = check_top_k(form.get("top_k"), limits)
         k = check_top_k(form.get("k"), Limits(max_top_k=10_000), default=20)
-        has_picture = "image" in form or "gallery" in form
+        has_picture = any(f in form for f in PICTURE_FIELDS)
         if has_picture == ("caption" in form):
-            raise InputError("retrieve: send either a picture (image or gallery) to rank captions, or a caption to "
-                             "rank pictures")
+            raise InputError("retrieve: send either a picture (image, gallery, regions or store_id) to rank captions, "
+                             "or a caption to rank pictures")
         if "caption" in form:
             caption = check_text(form["caption"], limits, field="caption")
             return await pool.run(lambda: service.retrieve_images(sm, caption, top_k, k=k))
@@ -300,7 +341,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         return await pool.run(service.choose, sm, picture(form, sm), question, choices, zero_shot)
 
     def capability_route(method: str, inputs: tuple[Input, ...]) -> Callable[[Request], Any]:
-        fields = tuple(i.name for i in inputs if i.kind not in ("image", "images")) + ("image", "gallery", "model")
+        fields = tuple(i.name for i in inputs if i.kind not in ("image", "images")) + (*PICTURE_FIELDS, "model")
 
         async def route(request: Request) -> Any:
             form = await read_form(request, method, fields)
@@ -338,7 +379,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         caps = [o.capability for sm in served.values() for o in sm.model.offers(method)]
         fields = tuple(i for i in inputs if i.kind not in ("image", "images"))
         if any(i.kind == "image" for i in inputs):
-            fields = (IMAGE, GALLERY, *fields)
+            fields = (IMAGE, GALLERY, REGIONS, STORE_ID, *fields)
         app.add_api_route(f"/api/{method}", capability_route(method, inputs), methods=["POST"],
                           summary=f"{method} (declared by a task): {caps[0].summary}",
                           openapi_extra=form_schema((*fields, MODEL), limits),

@@ -45,16 +45,22 @@ def version() -> str:
 
 def create_app(served: dict[str, ServedModel], *, limits: Limits | None = None, workers: int = 2,
                page: bool = True, api_key: str | None = None, timeout: float | None = None,
-               queue: int = 64) -> Any:
+               queue: int = 64, store: str | Path | None = None) -> Any:
     """The ASGI app: the API under /api, the page at / (unless `page` is False), the metrics at
     /metrics, wrapped in the access log, the key check, the body limit and the page's upload check
-    (`vlmt.serve.middleware`)."""
+    (`vlmt.serve.middleware`). `store`: a feature store whose image ids requests may name
+    (`store_id`) instead of sending a picture."""
     from vlmt.serve.api import BodyLimit, create_api
     from vlmt.serve.middleware import KeyCheck, Metrics, Observe, UploadCheck, key_matches
 
     limits = limits or Limits()
     set_decoding_limits(limits)
-    api = create_api(served, limits=limits, workers=workers, queue=queue, timeout=timeout)
+    features = None
+    if store is not None:
+        from vlmt.data.features.store import FeatureStore
+
+        features = FeatureStore(store)
+    api = create_api(served, limits=limits, workers=workers, queue=queue, timeout=timeout, store=features)
     api.state.version = version()
     pool = api.state.pool
     if page:
@@ -96,7 +102,7 @@ def is_loopback(host: str) -> bool:
 def serve(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, workers: int = 2,
           threads: int = 1, gallery: int = 48, page: bool = True, limits: Limits | None = None,
           api_key: str | None = None, insecure: bool = False, timeout: float | None = 60.0,
-          device: str = "cpu", gallery_roots: list[Path] | None = None) -> None:
+          device: str = "cpu", gallery_roots: list[Path] | None = None, store: Path | None = None) -> None:
     """Serve the models until interrupted: the port opens at once, `/api/ready` says when every
     model is loaded (`vlmt.serve.middleware.Loading`)."""
     try:
@@ -126,7 +132,8 @@ def serve(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860,
     def build() -> Any:
         served = load_models(paths, device=device, gallery_size=gallery, gallery_roots=gallery_roots,
                              log=lambda m: print(m, file=sys.stderr))
-        app = create_app(served, limits=limits, workers=workers, page=page, api_key=api_key, timeout=timeout)
+        app = create_app(served, limits=limits, workers=workers, page=page, api_key=api_key, timeout=timeout,
+                         store=store)
         print(f"ready: {', '.join(served)} at http://{host}:{port}/", file=sys.stderr)
         return app
 

@@ -9,13 +9,15 @@ asked to try its other readers (EPS would run Ghostscript on the upload).
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vlmt.errors import VlmtError
+from vlmt.errors import DataError, VlmtError
 
 
 class InputError(VlmtError):
@@ -145,3 +147,34 @@ def check_choices(values: list[str] | str | None, limits: Limits) -> list[str]:
     for item in items:
         check_text(item, limits, field="choices")
     return items
+
+
+def decode_regions_tsv(data: bytes, limits: Limits, *, field: str = "regions") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features (T, D), boxes (T, 4)) of each line of an uploaded bottom-up TSV file (the fields
+    image_id, image_w, image_h, num_boxes, boxes, features; base64 float32), read by the same reader
+    as `vlmt data convert`; a bad line is a 400 naming the line and the field."""
+    from vlmt.data.features.convert import read_tsv
+
+    if not data.strip():
+        raise InputError(f"{field}: the uploaded file is empty; send bottom-up TSV lines (image_id, image_w, "
+                         f"image_h, num_boxes, boxes, features)")
+    if len(data) > limits.max_upload_bytes:
+        raise InputError(f"{field}: the file is {len(data):,} bytes; the limit is {limits.max_upload_bytes:,}",
+                         status=413)
+    fd, name = tempfile.mkstemp(prefix="vlmt-regions-", suffix=".tsv")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        out = []
+        for record in read_tsv(name):
+            out.append((np.asarray(record.features, np.float32), np.asarray(record.boxes, np.float32)))
+            if len(out) > limits.max_pictures:
+                raise InputError(f"{field}: more than {limits.max_pictures} lines (pictures) in one request",
+                                 status=413)
+        return out
+    except DataError as e:  # said without the temporary file's name: the client's file, its line and field
+        where = "".join(f", {part}" for part in (f"record {e.record}" if e.record is not None else "",
+                                                 f"field {e.field!r}" if e.field else "") if part)
+        raise InputError(f"{field} (bottom-up TSV){where}: {e.reason}") from None
+    finally:
+        os.unlink(name)

@@ -23,11 +23,13 @@ from vlmt.training import checkpoint as ckpt
 class Picture:
     """A picture to run a model on: its pixels and, for a gallery picture, the regions the dataset's
     feature store holds for it (the regions the model was evaluated on); None for an upload, whose
-    regions come from the pixel proposals."""
+    regions come from the pixel proposals. Precomputed regions a client sends (a bottom-up TSV line,
+    an id of the server's feature store) have no pixels."""
 
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     features: np.ndarray | None = None
     boxes: np.ndarray | None = None
+    source: str = ""  # where its regions came from when not its pixels or the gallery's store
 
     def inputs(self) -> dict[str, Any]:
         """Keyword arguments of the TrainedModel methods for this picture."""

@@ -103,7 +103,7 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             except VlmtError as e:
                 return *([None] * outputs), f"**Could not do that:** {e}"
             return *(result if isinstance(result, tuple) else (result,)), ""
-        run.__name__ = getattr(fn, "__name__", "run")
+        run.event = getattr(fn, "__name__", "")  # type: ignore[attr-defined]  # not __name__: Gradio names routes by it
         return run
 
     def heads_text(name: str) -> str:
@@ -148,8 +148,14 @@ def build_page(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             mine = [i for i, im in enumerate(served[name].gallery.images) if im.path == path]
             if mine:
                 stored = served[name].gallery_picture(mine[0])
-                if stored.pixels.shape == np.asarray(pixels).shape and (stored.pixels == pixels).all():
+                same = stored.pixels is not None and stored.pixels.shape == np.asarray(pixels).shape
+                if same and (stored.pixels == pixels).all():
                     return stored
+        model = served[name].model
+        if model.preprocess.get("regions") == "feature_store" or model.extractor is None:
+            raise InputError(f"model {name!r} was trained on precomputed region features and cannot find regions in "
+                             f"an uploaded picture: click a test picture (its stored regions), or send the regions "
+                             f"to the JSON API (regions or store_id; see /api/docs)")
         return Picture(check_pixels(pixels, limits))
 
     def on_ask(name, pixels, picked, question, top_k):

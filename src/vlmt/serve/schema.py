@@ -18,6 +18,11 @@ from vlmt.tasks.capabilities import Input
 # the fields every route that takes a picture has besides its capability's inputs
 GALLERY = Input("gallery", "int", "instead of `image`: the index of a test picture of the model's gallery "
                 "(GET /api/health says how many it has); it runs on the regions its feature store holds")
+REGIONS = Input("regions", "image", "instead of a picture: precomputed regions, a file of bottom-up TSV lines "
+                "(image_id, image_w, image_h, num_boxes, boxes, features: base64 float32), one picture a line, "
+                "features of the model's width")
+STORE_ID = Input("store_id", "int", "instead of a picture: an image id of the feature store the server was started "
+                 "with (`vlmt serve --store`); its regions")
 MODEL = Input("model", "text", "the served model to ask (GET /api/health lists them); default: the first "
               "one that can answer this call")
 
@@ -32,17 +37,20 @@ def _number(minimum: int = 1, maximum: int | None = None) -> dict[str, Any]:
 def field_schema(item: Input, limits: Limits, *, repeated: bool = False) -> dict[str, Any]:
     """The JSON schema of one form field; `repeated`: the field may be sent several times (a batch)."""
     text = {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars}
-    if item.kind in ("image", "images"):
-        one: dict[str, Any] = {"type": "string", "format": "binary",
-                               "description": f"a picture file ({FORMAT_NAMES}), at most "
-                                              f"{limits.max_upload_bytes:,} bytes and {limits.max_pixels:,} pixels"}
+    if item.name == "regions":
+        one: dict[str, Any] = {"type": "string", "format": "binary", "description": item.help}
+    elif item.kind in ("image", "images"):
+        one = {"type": "string", "format": "binary",
+               "description": f"a picture file ({FORMAT_NAMES}), at most "
+                              f"{limits.max_upload_bytes:,} bytes and {limits.max_pixels:,} pixels"}
         repeated = repeated or item.kind == "images"
     elif item.kind == "text":
         one = dict(text)
     elif item.kind == "texts":
         one, repeated = dict(text), True
     elif item.kind == "int":
-        one = _number(0 if item.default == 0 else 1, limits.max_top_k if item.name == "top_k" else None)
+        one = _number(0 if item.default == 0 or item.name in ("gallery", "store_id") else 1,
+                      limits.max_top_k if item.name == "top_k" else None)
         if item.default is not None:
             one["default"] = item.default
     else:  # bool: true/false, left out for the model's default
@@ -91,7 +99,7 @@ BOX = {"type": "array", "items": NUMBER, "minItems": 4, "maxItems": 4,
        "description": "[x1, y1, x2, y2] in the picture's pixels"}
 SCORED = _obj({"answer": STRING, "score": NUMBER})
 LABELS = _list(_obj({"label": STRING, "score": NUMBER}))
-REGIONS_FROM = {"type": "string", "enum": ["pixel proposals", "feature store"],
+REGIONS_FROM = {"type": "string", "enum": ["pixel proposals", "feature store", "bottom-up TSV"],
                 "description": "where the picture's regions came from"}
 WARNINGS = _list(STRING, "what the answer should be read with: the question's words the model never saw, a picture "
                          "far from the training pictures' size or shape")

@@ -36,6 +36,8 @@ def pick_model(served: dict[str, ServedModel], name: str | None, method: str) ->
 
 
 def regions_from(picture: Picture) -> str:
+    if picture.source:
+        return picture.source
     return "feature store" if picture.features is not None else "pixel proposals"
 
 
