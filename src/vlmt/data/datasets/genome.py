@@ -8,10 +8,13 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
+
+import numpy as np
 
 from vlmt.data.datasets.base import SPLITS, DatasetKind, ImageRecords, TestImage, register_kind
 from vlmt.data.examples import GenomeImage
-from vlmt.data.readers.visual_genome import read_visual_genome
+from vlmt.data.readers.visual_genome import GenomeTable, read_genome_table
 from vlmt.errors import DataError
 
 
@@ -38,17 +41,43 @@ class GenomeFilesConfig:
 
 @dataclass
 class GenomeSplit:
+    """The images of one split: rows of the release's `GenomeTable` (shared by the splits), in
+    file order."""
+
     path: Path  # objects.json
-    images: list[GenomeImage]  # in file order
+    table: GenomeTable
+    rows: np.ndarray  # (n,) int64 image rows of `table`
     id_offset: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def store_keys(self) -> np.ndarray:
+        """(n,) int64 keys of the split's images in the feature store."""
+        return self.table.image_ids[self.rows] + self.id_offset
 
     def store_key(self, image: GenomeImage) -> int:
         """The image's key in the feature store."""
         return image.image_id + self.id_offset
 
+    @property
+    def images(self) -> list[GenomeImage]:
+        """The split's images as objects (a world's; a full-size split is read through `table`)."""
+        return [self.table.image(int(r)) for r in self.rows]
 
-def split_of_images(path: Path | None, images: list[GenomeImage]) -> dict[int, str]:
-    """image id -> split, from the splits file when there is one, else by CRC32(image id)."""
+    def drop_coco(self, coco_ids: Iterable[int]) -> int:
+        """Leave out the images whose coco_id is one of `coco_ids` (the SVLR overlap rule,
+        `vlmt.data.readers.visual_genome.drop_vqa_overlap`); returns how many were left out."""
+        ids = np.fromiter(coco_ids, dtype=np.int64)
+        linked = self.table.coco_ids[self.rows]
+        gone = (linked >= 0) & np.isin(linked, ids)
+        self.rows = self.rows[~gone]
+        return int(gone.sum())
+
+
+def split_of_images(path: Path | None, images: Iterable[GenomeImage | int]) -> dict[int, str]:
+    """image id -> split, from the splits file when there is one, else by CRC32(image id)
+    (`images`: the images or their ids)."""
     if path is not None and path.is_file():
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -67,8 +96,9 @@ def split_of_images(path: Path | None, images: list[GenomeImage]) -> dict[int, s
         return out
     out = {}
     for im in images:  # 85 / 5 / 10 by a hash of the id: stable whatever the file order
-        h = zlib.crc32(str(im.image_id).encode()) % 100
-        out[im.image_id] = "train" if h < 85 else ("val" if h < 90 else "test")
+        image_id = im if isinstance(im, int) else im.image_id
+        h = zlib.crc32(str(image_id).encode()) % 100
+        out[image_id] = "train" if h < 85 else ("val" if h < 90 else "test")
     return out
 
 
@@ -77,18 +107,18 @@ def read(root: Path, files: GenomeFilesConfig, *, required: bool = True) -> dict
     objects = root / files.objects
     if not required and not objects.is_file():
         return {}
-    images = read_visual_genome(root / files.image_data, objects, root / files.attributes if files.attributes else None)
-    split_of = split_of_images(root / files.splits if files.splits else None, images)
-    splits = {s: GenomeSplit(objects, [], files.id_offset) for s in SPLITS}
-    for im in images:
-        split = split_of.get(im.image_id)
-        if split is not None:
-            splits[split].images.append(im)
-    return splits
+    table = read_genome_table(root / files.image_data, objects,
+                              root / files.attributes if files.attributes else None)
+    ids = table.image_ids.tolist()
+    split_of = split_of_images(root / files.splits if files.splits else None, ids)
+    code = {s: k for k, s in enumerate(SPLITS)}
+    codes = np.array([code.get(split_of.get(i, ""), -1) for i in ids], dtype=np.int8)
+    return {s: GenomeSplit(objects, table, np.flatnonzero(codes == k).astype(np.int64), files.id_offset)
+            for s, k in code.items()}
 
 
 def image_records(splits: dict[str, GenomeSplit]) -> ImageRecords:
-    return {split: [(gs.store_key(im), gs.path, f"image_id {im.image_id}") for im in gs.images]
+    return {split: [(key, gs.path, f"image_id {key - gs.id_offset}") for key in gs.store_keys().tolist()]
             for split, gs in splits.items()}
 
 

@@ -164,6 +164,17 @@ class FeatureStore:
     def __getitem__(self, image_id: object) -> RegionFeatures:
         return self.read(image_id)
 
+    def boxes(self, image_id: object) -> np.ndarray:
+        """(T, 4) float32 boxes of one image (a read-only view of the map), without touching its
+        features: matching annotated boxes to regions then never pages in the feature file."""
+        key, rec = self._record(image_id)
+        start, count = int(rec["start"]), int(rec["count"])
+        if count <= 0 or start < 0 or start + count > self.num_regions:
+            raise DataError(self.path / RECORDS_FILE, f"damaged record: regions {start}..{start + count - 1} of "
+                                                      f"{self.num_regions} (run validate())", record=key,
+                            field="count")
+        return self._maps()["boxes"][start:start + count]
+
     def region_count(self, image_id: object) -> int:
         """T of one image, without touching its features."""
         return int(self._record(image_id)[1]["count"])
