@@ -275,8 +275,9 @@ class SVLRDataConfig(DataConfig):
     match_iou: a Genome object takes the store box of its image with the highest IoU, which must
     reach this value (objects below it are counted in the summary and not used).
     drop_vqa_overlap: Genome images that are VQA images are never trained on (the paper's rule).
-    check_files: run `vlmt data validate` on the root first, so training refuses data that does
-    not validate, with the same messages.
+    check_files: validate the files this section reads (its two datasets' files and its feature
+    store, with the checks and messages of `vlmt data validate`) first, so training refuses data
+    that does not validate; other files under the root are not read.
     """
 
     root: str = "world:default"
@@ -334,7 +335,7 @@ class SVLRDataConfig(DataConfig):
         if self.check_files:
             from vlmt.data.validate import require_valid_once
 
-            require_valid_once(root, genome_id_offset=self.genome.id_offset)
+            require_valid_once(root, datasets=self.dataset_files(), stores=[root / self.features])
         return _build_cached(json.dumps(asdict(self), sort_keys=True), str(root.resolve()))
 
 

@@ -64,8 +64,9 @@ class VLDatasetsConfig(DataConfig):
     embedding, frozen unless the model section sets freeze_word_vectors: false; null: learned).
     answer_more_than: pool = training answers seen more than N times.
     allow_contamination: train even when a task trains on images another task is tested on.
-    check_files: run `vlmt data validate` on the root first, so training refuses data that does
-    not validate, with the same messages.
+    check_files: validate the files this section reads (its datasets' files and feature stores,
+    with the checks and messages of `vlmt data validate`) first, so training refuses data that
+    does not validate; other files under the root are not read.
     """
 
     root: str = "world:tiny"
@@ -111,7 +112,9 @@ class VLDatasetsConfig(DataConfig):
         if self.check_files:
             from vlmt.data.validate import require_valid_once
 
-            require_valid_once(root)
+            datasets = self.dataset_files()
+            stores = {root / (getattr(files, "features", None) or self.features) for files in datasets.values()}
+            require_valid_once(root, datasets=datasets, stores=sorted(stores))
         return VLData(self, root, seed=seed)
 
 

@@ -12,10 +12,22 @@ from typing import Iterable
 
 import numpy as np
 
-from vlmt.data.datasets.base import SPLITS, DatasetKind, ImageRecords, TestImage, register_kind
+from vlmt.data.datasets.base import (
+    SPLITS,
+    CheckContext,
+    CheckUnit,
+    DatasetKind,
+    FileFormat,
+    Found,
+    ImageRecords,
+    TestImage,
+    register_format,
+    register_kind,
+)
 from vlmt.data.examples import GenomeImage
-from vlmt.data.readers.visual_genome import GenomeTable, read_genome_table
-from vlmt.errors import DataError
+from vlmt.data.readers._common import collector
+from vlmt.data.readers.visual_genome import GenomeTable, read_genome_table, scan_visual_genome
+from vlmt.errors import DataError, format_problem
 
 
 @dataclass
@@ -126,4 +138,48 @@ def test_images(root: Path, files: GenomeFilesConfig) -> list[TestImage]:
     return []  # recognition is asked of regions, not pictures: the gallery takes VQA's or captions' pictures
 
 
-KIND = register_kind(DatasetKind("genome", "Visual Genome", GenomeFilesConfig, read, image_records, test_images))
+def find(folder: Path, subfolders: list[str], names: list[str]) -> Found:
+    """image_data.json with objects.json (and attributes.json) beside it; either of those two
+    without image_data.json is a unit too (its check reports it)."""
+    files = {"image_data.json", "objects.json", "attributes.json"} & set(names)
+    if "image_data.json" in files:
+        attributes = folder / "attributes.json"
+        return Found([CheckUnit("genome", folder / "image_data.json",
+                                (folder / "objects.json", attributes if attributes.exists() else None))], files)
+    return Found([CheckUnit("genome", folder / n, (), (("orphan", True),)) for n in sorted(files)], files)
+
+
+def check(unit: CheckUnit, ctx: CheckContext) -> None:
+    """Scan the three files (ids and counts only: a full-size release in a few hundred MB)."""
+    if unit.option("orphan"):
+        ctx.problems.append(format_problem(unit.path, "needs image_data.json beside it (Visual Genome)"))
+        return
+    objects, attributes = unit.files
+    assert objects is not None, "a Genome unit names its objects file"
+    if not objects.exists():
+        ctx.problems.append(format_problem(objects, f"missing: {unit.path.name} needs {objects.name} beside it"))
+        return
+    problems, collect = collector()
+    images, n = scan_visual_genome(unit.path, objects, attributes, report=collect)
+    ctx.problems += problems
+    if not problems:
+        overlap = sum(im.coco_id in ctx.vqa_image_ids for im in images if im.coco_id is not None)
+        ctx.summaries.append(f"Visual Genome {unit.path.parent.name}/: {len(images)} images, {n} objects, "
+                             f"{overlap} images also in VQA (left out of training by the overlap rule)")
+    offset = unit.option("id_offset", ctx.genome_id_offset)
+    ctx.refers(unit.path, [(im.image_id + offset, f"image_id {im.image_id}") for im in images])
+
+
+def config_units(root: Path, files: GenomeFilesConfig) -> list[CheckUnit]:
+    image_data = root / files.image_data
+    if not image_data.is_file():
+        return []
+    attributes = root / files.attributes if files.attributes else None
+    return [CheckUnit("genome", image_data, (root / files.objects,
+                                             attributes if attributes is not None and attributes.is_file() else None),
+                      (("id_offset", files.id_offset),))]
+
+
+register_format(FileFormat("genome", find, check, stage=2))  # after VQA: its summary counts the shared images
+KIND = register_kind(DatasetKind("genome", "Visual Genome", GenomeFilesConfig, read, image_records, test_images,
+                                 config_units))
