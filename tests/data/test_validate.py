@@ -422,6 +422,9 @@ def test_training_validates_only_the_files_its_data_section_reads(tmp_path, caps
     assert rc == 0 and "Traceback" not in err and (out / "checkpoints").is_dir(), err
     log = (out / "train.log").read_text(encoding="utf-8")
     assert "validating" in log and "genome_extra" not in log
+    # the build says what it does, in plain lines (no progress-bar control characters)
+    assert "data: reading vqa: done, " in log and "data: vocabulary from the training text: done" in log, log
+    assert "\r" not in log and "\x1b" not in log
 
     reads_it = SVLRDataConfig(root=str(root), tagger="lexicon", lemmatizer="rules", question_parser="heuristic",
                               genome=GenomeFilesConfig(image_data="genome_extra/image_data.json",

@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence, overload
+from typing import Iterable, Iterator, Literal, Sequence, TypeVar, overload
 
 import numpy as np
 
@@ -54,6 +54,7 @@ from vlmt.data.datasets import resolve_source, vqa_mc
 from vlmt.data.datasets.genome import GenomeFilesConfig
 from vlmt.data.datasets.vqa_mc import VQAMCFilesConfig
 from vlmt.data.features.store import FeatureStore
+from vlmt.data.readers.progress import Progress
 from vlmt.data.readers.visual_genome import GenomeTable
 from vlmt.data.text import HypernymMap, load_word_vectors
 from vlmt.errors import ConfigError, DataError
@@ -61,6 +62,7 @@ from vlmt.io import load_json, write_json
 from vlmt.tasks.svlr_text import MCQuestion, MCQuestions, SVLRText, WordTable, fallback_vector
 
 log = logging.getLogger("vlmt.data.svlr")
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- examples
@@ -482,6 +484,12 @@ class _RegionsBuilder:
                              col(self.hypernyms, np.int32), hypernym_sets)
 
 
+def _counted(items: Iterable[T], progress: Progress) -> Iterator[T]:
+    for item in items:
+        yield item
+        progress.update()
+
+
 def _norm(label: str) -> str:
     return " ".join(label.lower().split())
 
@@ -495,12 +503,18 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     store = FeatureStore(store_path)
 
     # ---- VQA multiple choice (read first: its image ids define the Genome overlap)
-    mc = vqa_mc.read(root, cfg.vqa_mc)
+    with Progress(log, "data: reading VQA multiple choice") as p:
+        mc = vqa_mc.read(root, cfg.vqa_mc)
+        p.close(", ".join(f"{split} {len(ms.examples):,}" for split, ms in mc.items()) + " questions")
     holdout = vqa_mc.holdout_record(cfg.vqa_mc, mc)
     vqa_images = {ex.image_id for ms in mc.values() for ex in ms.examples}
 
     # ---- Visual Genome (columns: a full-size release is 3.8 M objects)
-    genome_splits = genome_dataset.read(root, cfg.genome)
+    with Progress(log, "data: reading Visual Genome") as p:
+        genome_splits = genome_dataset.read(root, cfg.genome)
+        whole = genome_splits["train"].table
+        p.close(f"{whole.num_images:,} images, {whole.num_objects:,} objects; "
+                + ", ".join(f"{split} {len(gs):,}" for split, gs in genome_splits.items()) + " images")
     dropped = 0
     if cfg.drop_vqa_overlap:
         for gs in genome_splits.values():
@@ -533,12 +547,16 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     labeller = _RegionLabels(gtable, name_norm, atr_norm, object_labels, attribute_labels, hyp)
     genome: dict[str, Sequence[GenomeRegion]] = {}
     unmatched = unlabelled = 0
+    matching = Progress(log, "data: Genome objects matched to store boxes", total=sum(len(gs) for gs in
+                                                                                     genome_splits.values()),
+                        unit="images")
     for im_split, gs in genome_splits.items():
         regions = _RegionsBuilder()
         for r, key in zip(gs.rows.tolist(), gs.store_keys().tolist()):
             if key not in store:
                 raise DataError(store_path, f"Genome image has no region features (store key {key})",
                                 record=f"image_id {key - gs.id_offset}")
+            matching.update()
             lo, hi = int(gtable.image_starts[r]), int(gtable.image_starts[r + 1])
             labelled = []
             for k in range(lo, hi):
@@ -558,11 +576,14 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
                 else:
                     regions.add(key, row, iou, *labels)
         genome[im_split] = regions.finish(labeller.hypernym_sets)
+    matching.close(", ".join(f"{split} {len(g):,}" for split, g in genome.items()) + " regions")
     # ---- text: lexicon, bins, word vectors
     text = SVLRText(object_labels=object_labels, attribute_labels=attribute_labels, hypernyms=hyp,
                     lemmatizer=cfg.lemmatizer, tagger=cfg.tagger, question_parser=cfg.question_parser)
 
     vqa: dict[str, MCQuestions] = {}
+    tagging = Progress(log, "data: questions and choices tagged and binned",
+                       total=sum(len(ms.examples) for ms in mc.values()), unit="questions")
     for split in list(mc):
         ms = mc.pop(split)  # its examples go once its columns are made
         for ex in ms.examples:
@@ -570,7 +591,8 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
                 raise DataError(store_path, "VQA image has no region features", record=f"image_id {ex.image_id}")
         vqa[split] = text.questions(
             (ex.question_id, ex.image_id, ex.question, ex.choices or (), right, ex.question_type or "",
-             ex.answer_type or "", ex.answers) for ex, right in zip(ms.examples, ms.correct))
+             ex.answer_type or "", ex.answers) for ex, right in _counted(zip(ms.examples, ms.correct), tagging))
+    tagging.close()
 
     tokens: set[str] = set()
     for term in [*object_labels, *attribute_labels, *text.noun_words]:
