@@ -381,3 +381,53 @@ def test_genome_ids_are_looked_up_under_their_namespace(tmp_path, capsys):
     assert "image_data.json: record image_id 3: field 'image_id': image 1000000003" in err, err
     _store(root / "features2", [offset + 3])
     assert validate_dir(root, genome_id_offset=offset).ok
+
+
+def _world_with_unread_genome(tmp_path: Path) -> Path:
+    """The tiny world's files (linked) plus a second Genome release whose image has no features."""
+    import os
+
+    from vlmt.data.synth.cache import ensure_world
+
+    world = ensure_world("tiny")
+    root = tmp_path / "root"
+    root.mkdir()
+    for p in sorted(world.rglob("*")):  # folders made, files linked (the walk enters no linked folder)
+        if p.is_dir():
+            (root / p.relative_to(world)).mkdir()
+        else:
+            os.symlink(p, root / p.relative_to(world))
+    extra = root / "genome_extra"
+    extra.mkdir()
+    (extra / "image_data.json").write_text(json.dumps([{"image_id": 987654321, "width": 100, "height": 80}]))
+    (extra / "objects.json").write_text(json.dumps([{"image_id": 987654321, "objects": [
+        {"object_id": 1, "x": 1, "y": 2, "w": 10, "h": 20, "names": ["dog"]}]}]))
+    return root
+
+
+def test_training_validates_only_the_files_its_data_section_reads(tmp_path, capsys):
+    """A folder whose Genome files have no features fails `vlmt data validate`, but does not stop
+    training a config that never reads Genome; a config that reads them is refused, naming them."""
+    from vlmt.data.datasets.genome import GenomeFilesConfig
+    from vlmt.tasks.svlr_data import SVLRDataConfig
+
+    root = _world_with_unread_genome(tmp_path)
+    report = validate_dir(root)
+    assert any("genome_extra/image_data.json: record image_id 987654321" in p and "no region features" in p
+               for p in report.problems), report.problems
+    out = tmp_path / "run"
+    rc = main(["train", "tiny", "--out", str(out), "--set", f"data.root={root}", "--set", "train.max_iters=2",
+               "--set", "train.eval_every=2", "--set", "train.checkpoint_every=2"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "Traceback" not in err and (out / "checkpoints").is_dir(), err
+    log = (out / "train.log").read_text(encoding="utf-8")
+    assert "validating" in log and "genome_extra" not in log
+    # the build says what it does, in plain lines (no progress-bar control characters)
+    assert "data: reading vqa: done, " in log and "data: vocabulary from the training text: done" in log, log
+    assert "\r" not in log and "\x1b" not in log
+
+    reads_it = SVLRDataConfig(root=str(root), tagger="lexicon", lemmatizer="rules", question_parser="heuristic",
+                              genome=GenomeFilesConfig(image_data="genome_extra/image_data.json",
+                                                       objects="genome_extra/objects.json", attributes=None))
+    with pytest.raises(DataError, match=r"genome_extra/image_data\.json: record image_id 987654321.*no region"):
+        reads_it.build(seed=0)

@@ -142,3 +142,52 @@ def test_a_selection_split_equal_to_the_test_split_and_bad_holdouts_are_refused(
     sets = [f"data.vqa_mc.splits={json.dumps(splits)}"] + ([f"data.vqa_mc.holdout={holdout}"] if holdout else [])
     with pytest.raises(ConfigError, match=f"key 'data.vqa_mc': .*{message}"):
         load_experiment(bundled_config("svlr_tiny.yaml"), sets)
+
+
+def test_the_built_columns_give_the_regions_and_questions_one_at_a_time_reading_gives(world):
+    """The build keeps regions and questions as columns (`GenomeRegions`, `MCQuestions`); each
+    item they hand out equals what matching one object and tagging one question at a time gives."""
+    import numpy as np
+
+    from vlmt.data.datasets import genome as genome_dataset
+    from vlmt.data.datasets import vqa_mc
+    from vlmt.tasks.svlr_data import GenomeRegions
+
+    cfg = SVLRDataConfig(root=str(world), check_files=False, tagger="lexicon", lemmatizer="rules",
+                         question_parser="heuristic")
+    data = build_svlr_data(cfg, world)
+    text = data.assets.reader()
+    for split, built in data.vqa.items():
+        ms = vqa_mc.read(world, cfg.vqa_mc)[split]
+        want = [text.question(ex.question, ex.choices or (), question_id=ex.question_id, image_id=ex.image_id,
+                              correct=c, question_type=ex.question_type or "", answer_type=ex.answer_type or "",
+                              answers=ex.answers) for ex, c in zip(ms.examples, ms.correct)]
+        assert list(built) == want and built[-1] == want[-1] and built[1:3] == want[1:3]
+    # regions: the first labelled objects of the train split, matched one at a time
+    o_index = {w: i for i, w in enumerate(data.object_labels)}
+    train = genome_dataset.read(world, cfg.genome)["train"]
+    vqa_images = {q.image_id for qs in data.vqa.values() for q in qs}
+    train.drop_coco(vqa_images)
+    regions = data.genome["train"]
+    assert isinstance(regions, GenomeRegions) and len(regions) > 100
+    k = 0
+    for im in train.images[:20]:
+        boxes = data.store.boxes(train.store_key(im))
+        for o in im.objects:
+            objs = tuple(sorted({o_index[n.lower()] for n in o.names if n.lower() in o_index}))
+            if not objs:
+                continue
+            r = regions[k]
+            area = (o.box[2] - o.box[0]) * (o.box[3] - o.box[1])
+            x1, y1 = np.maximum(o.box[0], boxes[:, 0]), np.maximum(o.box[1], boxes[:, 1])
+            x2, y2 = np.minimum(o.box[2], boxes[:, 2]), np.minimum(o.box[3], boxes[:, 3])
+            inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+            ious = inter / np.maximum(area + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter, 1e-9)
+            assert (r.image_id, r.objects, r.row, r.iou) == (train.store_key(im), objs, int(ious.argmax()),
+                                                            float(ious.max()))
+            k += 1
+    assert k > 10
+    copy = GenomeRegions.of(list(regions))
+    assert len(copy) == len(regions) and copy[5] == regions[5] and copy[-1] == regions[-1]
+    with pytest.raises(IndexError):
+        regions[len(regions)]

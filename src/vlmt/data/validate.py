@@ -1,20 +1,25 @@
-"""Find every dataset file and feature store under a folder, parse them with the readers and
-cross-check them. Used by `vlmt data validate` and by training, which refuses data that does not
-validate (`require_valid`), so both print the same one-line messages (file, record, field)."""
+"""Find every dataset file and feature store under a folder (or take those a data section reads),
+parse them with the readers and cross-check them. Used by `vlmt data validate` and by training,
+which refuses data that does not validate (`require_valid`), so both print the same one-line
+messages (file, record, field).
+
+The formats are the dataset modules' (`vlmt.data.datasets.base.FORMATS`: each registers how it
+finds its files in a folder and how it checks them); this module walks the folder, checks the
+feature stores first (the other checks ask which images have features), runs the formats' checks
+and then the cross-check that every image a file refers to has region features.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
-from vlmt.data.readers import captions, easy_vqa, flickr30k_entities, visual_genome, vqa
-from vlmt.data.readers._common import collector
+from vlmt.data.datasets import FORMATS, dataset_kind
+from vlmt.data.datasets.base import CheckContext, CheckUnit
 from vlmt.errors import DataError, format_problem
 
 log = logging.getLogger("vlmt.data.validate")  # a training run's train.log and terminal show it
@@ -36,20 +41,13 @@ class Report:
         return not self.problems
 
 
-@dataclass
-class _Dataset:
-    """Image ids a dataset file refers to, for the feature cross-check."""
-
-    file: Path
-    image_ids: list[tuple[int, str]]  # (image id, record) pairs
-
-
-def _guard(report: Report, path: Path, fn: Callable[[], None]) -> None:
+def _guard(report: CheckContext, path: Path, fn: Callable[[], None], also: Iterable[Path | None] = ()) -> None:
     """Run one dataset's check; a fatal `DataError` (e.g. unparsable JSON) becomes one problem line,
     and so does content so malformed that a reader trips over it. Logs what it checks and how long
     it took (a full-size release takes minutes: a training run says so as it goes)."""
     started, problems, summaries = time.perf_counter(), len(report.problems), len(report.summaries)
-    size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.glob("*")) if p.is_file())
+    files = [p for q in (path, *also) if q is not None for p in ([q] if q.is_file() else q.glob("*"))]
+    size = sum(p.stat().st_size for p in files if p.is_file())
     log.info("validating %s (%.0f MB) ...", path, size / 1e6)
     try:
         fn()
@@ -62,134 +60,7 @@ def _guard(report: Report, path: Path, fn: Callable[[], None]) -> None:
     log.info("  %s (%.1f s)", what, time.perf_counter() - started)
 
 
-def _annotation_name(questions: Path) -> str | None:
-    m = vqa.QUESTIONS_RE.match(questions.name)
-    if not m:
-        return None
-    prefix = "v2_" if questions.name.startswith("v2_") else ""
-    return f"{prefix}{m.group(2)}_{m.group(3)}_annotations.json"
-
-
-def _check_vqa(report: Report, questions: Path, datasets: list[_Dataset], stores: list) -> None:
-    problems, collect = collector()
-    ann_name = _annotation_name(questions)
-    annotations = questions.parent / ann_name if ann_name else None
-    if annotations is not None and not annotations.exists():
-        annotations = None
-    has_image = (lambda i: any(i in s for s in stores)) if stores else None
-    examples = vqa.read_vqa(questions, annotations, report=collect, has_image=has_image)
-    report.problems += problems
-    if not problems:
-        kind = "multiple choice" if examples and examples[0].choices is not None else "open-ended"
-        images = {e.image_id for e in examples}
-        with_answers = "with annotations" if annotations else "questions only"
-        report.summaries.append(f"VQA {kind} {questions.name}: {len(examples)} questions, {len(images)} images, "
-                                f"{with_answers}")
-    datasets.append(_Dataset(questions, [(e.image_id, f"question_id {e.question_id}") for e in examples]))
-
-
-def _check_karpathy(report: Report, path: Path, datasets: list[_Dataset]) -> None:
-    problems, collect = collector()
-    images = captions.read_karpathy(path, report=collect)
-    report.problems += problems
-    if not problems:
-        counts = {s: sum(im.split == s for im in images) for s in captions.KARPATHY_SPLITS}
-        n = sum(len(im.captions) for im in images)
-        report.summaries.append(f"captions {path.name}: {len(images)} images, {n} sentences, splits "
-                                + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    datasets.append(_Dataset(path, [(im.image_id, f"image {im.filename}") for im in images]))
-
-
-def _check_coco(report: Report, path: Path, datasets: list[_Dataset]) -> None:
-    problems, collect = collector()
-    images = captions.read_coco_captions(path, report=collect)
-    report.problems += problems
-    if not problems:
-        n = sum(len(im.captions) for im in images)
-        report.summaries.append(f"COCO captions {path.name}: {len(images)} images, {n} captions")
-    datasets.append(_Dataset(path, [(im.image_id, f"image id {im.image_id}") for im in images]))
-
-
-def _check_entities(report: Report, root: Path, datasets: list[_Dataset]) -> None:
-    problems, collect = collector()
-    ids = flickr30k_entities.image_ids(root)
-    for xml in (root / "Annotations").glob("*.xml"):
-        if not (root / "Sentences" / f"{xml.stem}.txt").exists():
-            collect(xml, "has no sentence file in Sentences/", field="filename")
-    sentences = []
-    for image_id in ids:
-        sentences += flickr30k_entities.read_image(root, image_id, report=collect)
-    split_of: dict[int, str] = {}
-    for split in flickr30k_entities.SPLITS:
-        path = root / f"{split}.txt"
-        if not path.exists():
-            continue
-        try:
-            split_ids = flickr30k_entities.read_split(root, split)
-        except DataError as e:
-            problems.append(str(e))
-            continue
-        for n, image_id in enumerate(split_ids, start=1):
-            if image_id in split_of:
-                collect(path, f"image {image_id} is also in {split_of[image_id]}.txt", record=f"entry {n}",
-                        field="image id")
-            elif image_id not in ids:
-                collect(path, f"image {image_id} has no Sentences/{image_id}.txt", record=f"entry {n}",
-                        field="image id")
-            split_of[image_id] = split
-    for other in root.glob("*.txt"):
-        if other.stem not in flickr30k_entities.SPLITS:
-            collect(other, f"unknown split name {other.stem!r}; expected train, val or test", field="split")
-    report.problems += problems
-    if not problems:
-        phrases = sum(len(s.phrases) for s in sentences)
-        multi = sum(len(p.boxes) > 1 for s in sentences for p in s.phrases)
-        report.summaries.append(f"Flickr30k Entities {root.name}/: {len(ids)} images, {len(sentences)} sentences, "
-                                f"{phrases} phrases ({multi} with several boxes)")
-    datasets.append(_Dataset(root / "Sentences", [(i, f"image {i}") for i in ids]))
-
-
-def _check_genome(report: Report, folder: Path, datasets: list[_Dataset], vqa_image_ids: set[int],
-                  id_offset: int = 0) -> None:
-    problems, collect = collector()
-    objects = folder / "objects.json"
-    attributes = folder / "attributes.json"
-    if not objects.exists():
-        collect(objects, "missing: image_data.json needs objects.json beside it")
-        report.problems += problems
-        return
-    images, n = visual_genome.scan_visual_genome(folder / "image_data.json", objects,
-                                                 attributes if attributes.exists() else None, report=collect)
-    report.problems += problems
-    if not problems:
-        overlap = sum(im.coco_id in vqa_image_ids for im in images if im.coco_id is not None)
-        report.summaries.append(f"Visual Genome {folder.name}/: {len(images)} images, {n} objects, "
-                                f"{overlap} images also in VQA (left out of training by the overlap rule)")
-    datasets.append(_Dataset(folder / "image_data.json",
-                             [(im.image_id + id_offset, f"image_id {im.image_id}") for im in images]))
-
-
-def _check_easy_vqa(report: Report, root: Path, datasets: list[_Dataset]) -> None:
-    problems, collect = collector()
-    for split in easy_vqa.SPLITS:
-        if not (root / split / "questions.json").exists():
-            continue
-        examples = easy_vqa.read_easy_vqa(split, root=root, report=collect)
-        missing = [e for e in examples if not easy_vqa.image_path(split, e.image_id, root=root).exists()]
-        for e in missing[:MAX_MISSING_PER_FILE]:
-            collect(root / split / "questions.json",
-                    f"image {e.image_id - easy_vqa.SPLIT_OFFSET[split]}.png is missing",
-                    record=f"[{e.question_id - easy_vqa.SPLIT_OFFSET[split]}]", field="image_id")
-        if len(missing) > MAX_MISSING_PER_FILE:
-            collect(root / split / "questions.json", f"... and {len(missing) - MAX_MISSING_PER_FILE} more questions "
-                    "whose image is missing", field="image_id")
-        if not problems:
-            report.summaries.append(f"easy-VQA {split}: {len(examples)} questions, "
-                                    f"{len({e.image_id for e in examples})} images")
-    report.problems += problems
-
-
-def _check_store(report: Report, path: Path, stores: list) -> None:
+def _check_store(report: CheckContext, path: Path) -> None:
     from vlmt.data.features.store import FeatureStore
     from vlmt.data.features.validate import validate_store
 
@@ -197,15 +68,15 @@ def _check_store(report: Report, path: Path, stores: list) -> None:
     report.problems += problems
     if not problems:
         store = FeatureStore(path)
-        stores.append(store)
+        report.stores.append(store)
         report.summaries.append(f"feature store {path.name}/: {len(store)} images, {store.feature_dim}-d features"
                                 + (f" ({store.dtype})" if store.dtype != "float32" else ""))
 
 
-def _check_features(report: Report, datasets: Iterable[_Dataset], stores: list) -> None:
+def _check_features(report: CheckContext) -> None:
     """With feature stores present, every image a dataset refers to must have features."""
-    for ds in datasets:
-        missing = [(i, rec) for i, rec in ds.image_ids if not any(i in s for s in stores)]
+    for file, image_ids in report.image_refs:
+        missing = [(i, rec) for i, rec in image_ids if not report.has_image(i)]
         seen: set[int] = set()
         for image_id, rec in missing:
             if image_id in seen:
@@ -213,11 +84,11 @@ def _check_features(report: Report, datasets: Iterable[_Dataset], stores: list) 
             seen.add(image_id)
             if len(seen) > MAX_MISSING_PER_FILE:
                 break
-            report.problems.append(format_problem(ds.file, f"image {image_id} has no region features in any feature "
+            report.problems.append(format_problem(file, f"image {image_id} has no region features in any feature "
                                                   "store found", record=rec, field="image_id"))
         rest = len({i for i, _ in missing}) - MAX_MISSING_PER_FILE
         if rest > 0:
-            report.problems.append(format_problem(ds.file, f"... and {rest} more images without region features",
+            report.problems.append(format_problem(file, f"... and {rest} more images without region features",
                                                   field="image_id"))
 
 
@@ -237,8 +108,21 @@ def capped(problems: list[str], limit: int = MAX_PROBLEMS_PER_FILE) -> list[str]
     return out
 
 
-KARPATHY_RE = captions.KARPATHY_RE
-COCO_RE = re.compile(r"^captions_\w+\.json$")
+def _run(root: Path, units: Iterable[CheckUnit], store_dirs: Iterable[Path], *, genome_id_offset: int = 0,
+         others: list[Path] | None = None, problems: list[str] | None = None) -> Report:
+    """Check the stores, then every unit through its format (by stage), then the features."""
+    ctx = CheckContext(genome_id_offset=genome_id_offset, problems=list(problems or []))
+    for d in store_dirs:  # first: the other checks ask which images have features
+        _guard(ctx, d, lambda d=d: _check_store(ctx, d))  # type: ignore[misc]
+    for unit in sorted(units, key=lambda u: FORMATS[u.format].stage):  # stable: the walk's order within a stage
+        fmt = FORMATS[unit.format]
+        _guard(ctx, unit.path, lambda fmt=fmt, unit=unit: fmt.check(unit, ctx), unit.files)  # type: ignore[misc]
+    if ctx.stores or list(store_dirs):
+        _check_features(ctx)
+    report = Report(root, problems=capped(ctx.problems), summaries=ctx.summaries, unrecognised=others or [])
+    if not report.summaries and not report.problems:
+        report.problems.append(format_problem(root, "no dataset file or feature store found"))
+    return report
 
 
 def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
@@ -247,14 +131,11 @@ def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Repor
     from vlmt.data.features.store import is_feature_store
 
     root = Path(path)
-    report = Report(root)
     if not root.is_dir():
-        report.problems.append(format_problem(root, "not a directory"))
-        return report
-    datasets: list[_Dataset] = []
-    stores: list = []
-    store_dirs, entity_dirs, genome_dirs, easy_dirs = [], [], [], []
-    vqa_questions, annotation_files, others = [], [], []
+        return Report(root, problems=[format_problem(root, "not a directory")])
+    units: list[CheckUnit] = []
+    store_dirs: list[Path] = []
+    others: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         d = Path(dirpath)
         if is_feature_store(d):
@@ -262,60 +143,40 @@ def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Repor
             dirnames[:] = []
             continue
         dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-        if (d / "Sentences").is_dir() and (d / "Annotations").is_dir():
-            entity_dirs.append(d)
-            dirnames[:] = [n for n in dirnames if n not in ("Sentences", "Annotations")]
-            continue
-        if (d / "answers.txt").exists() and any((d / s / "questions.json").exists() for s in easy_vqa.SPLITS):
-            easy_dirs.append(d)
-            dirnames[:] = []
-            continue
-        for name in sorted(filenames):
-            p = d / name
-            if name.startswith("."):
-                continue
-            if vqa.QUESTIONS_RE.match(name):
-                vqa_questions.append(p)
-            elif vqa.ANNOTATIONS_RE.match(name):
-                annotation_files.append(p)
-            elif KARPATHY_RE.match(name):
-                _guard(report, p, functools.partial(_check_karpathy, report, p, datasets))
-            elif COCO_RE.match(name):
-                _guard(report, p, functools.partial(_check_coco, report, p, datasets))
-            elif name == "image_data.json":
-                genome_dirs.append(d)
-            elif name in ("objects.json", "attributes.json"):
-                if not (d / "image_data.json").exists():
-                    report.problems.append(format_problem(p, "needs image_data.json beside it (Visual Genome)"))
-            else:
-                others.append(p)
-    paired = {q.parent / n for q in vqa_questions if (n := _annotation_name(q))}
-    for a in annotation_files:
-        if a not in paired:
-            report.problems.append(format_problem(a, "annotations without their questions file"))
-    for d in store_dirs:  # first: the other checks ask which images have features
-        _guard(report, d, functools.partial(_check_store, report, d, stores))
-    for q in vqa_questions:
-        _guard(report, q, functools.partial(_check_vqa, report, q, datasets, stores))
-    vqa_images = {i for ds in datasets if vqa.QUESTIONS_RE.match(ds.file.name) for i, _ in ds.image_ids}
-    for d in genome_dirs:
-        _guard(report, d, functools.partial(_check_genome, report, d, datasets, vqa_images, genome_id_offset))
-    for d in entity_dirs:
-        _guard(report, d, functools.partial(_check_entities, report, d, datasets))
-    for d in easy_dirs:
-        _guard(report, d, functools.partial(_check_easy_vqa, report, d, datasets))
-    if store_dirs:
-        _check_features(report, datasets, stores)
-    report.problems = capped(report.problems)
-    report.unrecognised = others
-    if not report.summaries and not report.problems:
-        report.problems.append(format_problem(root, "no dataset file or feature store found"))
-    return report
+        names = sorted(n for n in filenames if not n.startswith("."))
+        claimed: set[str] = set()
+        skip: set[str] = set()
+        whole = False
+        for fmt in FORMATS.values():
+            found = fmt.find(d, dirnames, names)
+            units += found.units
+            claimed |= found.claimed
+            skip |= found.skip
+            whole = whole or found.whole
+        dirnames[:] = [] if whole else [n for n in dirnames if n not in skip]
+        others += [d / n for n in names if n not in claimed]
+    return _run(root, units, store_dirs, genome_id_offset=genome_id_offset, others=others)
 
 
-def require_valid(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
-    """Validate `path`; raise `DataError` listing every problem (same lines as the CLI) if any."""
-    report = validate_dir(path, genome_id_offset=genome_id_offset)
+def validate_datasets(root: str | os.PathLike, datasets: Mapping[str, Any], stores: Iterable[str | os.PathLike],
+                      ) -> Report:
+    """Validate only what a data section reads: the files of `datasets` (dataset name -> files
+    config, `DataConfig.dataset_files()`) under `root` and the feature stores `stores`."""
+    root = Path(root)
+    units = [u for name, files in datasets.items() for u in dataset_kind(name).check_units(root, files)]
+    store_dirs = list(dict.fromkeys(Path(s) for s in stores))
+    missing = [format_problem(s, "region feature store not found") for s in store_dirs if not s.is_dir()]
+    return _run(root, units, [s for s in store_dirs if s.is_dir()], problems=missing)
+
+
+def require_valid(path: str | os.PathLike, *, genome_id_offset: int = 0, datasets: Mapping[str, Any] | None = None,
+                  stores: Iterable[str | os.PathLike] = ()) -> Report:
+    """Validate `path` (all of it, or with `datasets` only those datasets' files and `stores`);
+    raise `DataError` listing every problem (same lines as the CLI) if any."""
+    if datasets is None:
+        report = validate_dir(path, genome_id_offset=genome_id_offset)
+    else:
+        report = validate_datasets(path, datasets, stores)
     if not report.ok:
         raise DataError(path, f"{len(report.problems)} problem(s) in the data:\n" + "\n".join(report.problems))
     return report
@@ -324,10 +185,13 @@ def require_valid(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Repo
 _VALIDATED: set[str] = set()
 
 
-def require_valid_once(path: str | os.PathLike, *, genome_id_offset: int = 0) -> None:
-    """`require_valid` for a training or evaluation process: each folder is checked once per
-    process (several data sections and rebuilds may read the same folder)."""
-    key = f"{Path(path).resolve()}|{genome_id_offset}"
+def require_valid_once(path: str | os.PathLike, *, genome_id_offset: int = 0,
+                       datasets: Mapping[str, Any] | None = None, stores: Iterable[str | os.PathLike] = ()) -> None:
+    """`require_valid` for a training or evaluation process: each folder (and selection of its
+    datasets) is checked once per process (several data sections and rebuilds may read the same)."""
+    store_paths = sorted(str(Path(s).resolve()) for s in stores)
+    what = "" if datasets is None else repr(sorted((k, repr(v)) for k, v in datasets.items())) + repr(store_paths)
+    key = f"{Path(path).resolve()}|{genome_id_offset}|{what}"
     if key not in _VALIDATED:
-        require_valid(path, genome_id_offset=genome_id_offset)
+        require_valid(path, genome_id_offset=genome_id_offset, datasets=datasets, stores=store_paths)
         _VALIDATED.add(key)

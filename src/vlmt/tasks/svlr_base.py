@@ -3,7 +3,7 @@ and the checks of data and model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from vlmt.errors import ConfigError
 from vlmt.models.encoders import WordRegionAligner, is_word_region_aligner
@@ -44,8 +44,9 @@ def need_model(model: Any, name: str) -> WordRegionAligner:
     return model
 
 
-def split_items(table: dict[str, list], split: str, what: str) -> list:
-    """The non-empty examples of `split`; ConfigError naming `what` otherwise."""
+def split_items(table: Mapping[str, Sequence[Any]], split: str, what: str) -> Any:
+    """The non-empty examples of `split` (a list, or the data's column table of them);
+    ConfigError naming `what` otherwise."""
     if split not in table:
         raise ConfigError(f"{what}: no split {split!r} (have {', '.join(table)})")
     items = table[split]

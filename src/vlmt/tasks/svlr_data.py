@@ -38,28 +38,31 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
+from array import array
 from collections import Counter
+from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence, TypeVar, overload
 
 import numpy as np
 
 from vlmt.config import DataConfig, register_data
 from vlmt.data.datasets import genome as genome_dataset
 from vlmt.data.datasets import resolve_source, vqa_mc
-from vlmt.data.datasets.base import SPLITS
 from vlmt.data.datasets.genome import GenomeFilesConfig
 from vlmt.data.datasets.vqa_mc import VQAMCFilesConfig
-from vlmt.data.examples import GenomeImage
 from vlmt.data.features.store import FeatureStore
-from vlmt.data.readers.visual_genome import drop_vqa_overlap
+from vlmt.data.readers.progress import Progress
+from vlmt.data.readers.visual_genome import GenomeTable
 from vlmt.data.text import HypernymMap, load_word_vectors
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import load_json, write_json
-from vlmt.tasks.svlr_text import MCQuestion, SVLRText, WordTable, fallback_vector
+from vlmt.tasks.svlr_text import MCQuestion, MCQuestions, SVLRText, WordTable, fallback_vector
 
 log = logging.getLogger("vlmt.data.svlr")
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- examples
@@ -75,6 +78,56 @@ class GenomeRegion:
     objects: tuple[int, ...]            # indices into the object label set O (names in O)
     hypernyms: tuple[str, ...]          # hypernyms of the region's names (in O or not)
     attributes: tuple[int, ...]         # indices into the attribute label set T
+
+
+class GenomeRegions(SequenceABC):
+    """One split's `GenomeRegion`s as columns (a full-size split is 3 M regions): indexing builds
+    the region asked for; a slice gives a list."""
+
+    def __init__(self, image_ids: np.ndarray, rows: np.ndarray, ious: np.ndarray, object_offsets: np.ndarray,
+                 objects: np.ndarray, attribute_offsets: np.ndarray, attributes: np.ndarray,
+                 hypernym_ids: np.ndarray, hypernym_sets: Sequence[tuple[str, ...]]):
+        self.image_ids, self.rows, self.ious = image_ids, rows, ious
+        self.object_offsets, self.objects = object_offsets, objects
+        self.attribute_offsets, self.attributes = attribute_offsets, attributes
+        self.hypernym_ids, self.hypernym_sets = hypernym_ids, list(hypernym_sets)
+
+    @classmethod
+    def of(cls, regions: Sequence[GenomeRegion]) -> GenomeRegions:
+        """The columns of a list of regions."""
+        builder = _RegionsBuilder()
+        sets: dict[tuple[str, ...], int] = {}
+        for r in regions:
+            builder.add(r.image_id, r.row, r.iou, r.objects, sets.setdefault(r.hypernyms, len(sets)), r.attributes)
+        return builder.finish(list(sets))
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def _one(self, i: int) -> GenomeRegion:
+        o, a = self.object_offsets, self.attribute_offsets
+        return GenomeRegion(int(self.image_ids[i]), int(self.rows[i]), float(self.ious[i]),
+                            tuple(self.objects[o[i]:o[i + 1]].tolist()),
+                            self.hypernym_sets[self.hypernym_ids[i]],
+                            tuple(self.attributes[a[i]:a[i + 1]].tolist()))
+
+    @overload
+    def __getitem__(self, i: int) -> GenomeRegion: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[GenomeRegion]: ...
+
+    def __getitem__(self, i: int | slice) -> GenomeRegion | list[GenomeRegion]:
+        if isinstance(i, slice):
+            return [self._one(k) for k in range(*i.indices(len(self)))]
+        n = len(self)
+        k = operator.index(i)
+        if not -n <= k < n:
+            raise IndexError(f"region {i} of {n}")
+        return self._one(k % n if n else k)
+
+    def __repr__(self) -> str:
+        return f"GenomeRegions({len(self)} regions)"
 
 
 @dataclass
@@ -149,8 +202,8 @@ class SVLRData:
     assets: SVLRAssets                      # labels, word vectors, hypernyms, the text pipeline
     object_frequency: dict[str, int]        # Genome train regions per object name (all names)
     attribute_frequency: dict[str, int]
-    genome: dict[str, list[GenomeRegion]]
-    vqa: dict[str, list[MCQuestion]]
+    genome: dict[str, Sequence[GenomeRegion]]   # per split (a `GenomeRegions` when built)
+    vqa: dict[str, Sequence[MCQuestion]]   # per split (an `MCQuestions` when built)
     summary: dict = field(default_factory=dict)
     images: str | None = None
     holdout: dict | None = None             # what `vqa_splits.val: holdout` took from train (`holdout_record`)
@@ -224,8 +277,9 @@ class SVLRDataConfig(DataConfig):
     match_iou: a Genome object takes the store box of its image with the highest IoU, which must
     reach this value (objects below it are counted in the summary and not used).
     drop_vqa_overlap: Genome images that are VQA images are never trained on (the paper's rule).
-    check_files: run `vlmt data validate` on the root first, so training refuses data that does
-    not validate, with the same messages.
+    check_files: validate the files this section reads (its two datasets' files and its feature
+    store, with the checks and messages of `vlmt data validate`) first, so training refuses data
+    that does not validate; other files under the root are not read.
     """
 
     root: str = "world:default"
@@ -283,7 +337,7 @@ class SVLRDataConfig(DataConfig):
         if self.check_files:
             from vlmt.data.validate import require_valid_once
 
-            require_valid_once(root, genome_id_offset=self.genome.id_offset)
+            require_valid_once(root, datasets=self.dataset_files(), stores=[root / self.features])
         return _build_cached(json.dumps(asdict(self), sort_keys=True), str(root.resolve()))
 
 
@@ -298,15 +352,142 @@ def _build_cached(config_json: str, root: str) -> SVLRData:
 # --------------------------------------------------------------------------- building
 
 
-def _iou_many(box: Sequence[float], boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
+def _iou_matrix(boxes: np.ndarray, store_boxes: np.ndarray) -> np.ndarray:
+    """(K, T) float32 IoU of K annotated boxes (float64 x1, y1, x2, y2) with an image's T store
+    boxes (float32), computed as one annotated box at a time against float32 store boxes
+    would be (coordinates in float32, the annotated box's area in float64 then float32)."""
+    b = boxes.astype(np.float32)
+    s = store_boxes[None, :, :]
+    x1 = np.maximum(b[:, None, 0], s[..., 0])
+    y1 = np.maximum(b[:, None, 1], s[..., 1])
+    x2 = np.minimum(b[:, None, 2], s[..., 2])
+    y2 = np.minimum(b[:, None, 3], s[..., 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(np.float32)[:, None]
+    areas = (s[..., 2] - s[..., 0]) * (s[..., 3] - s[..., 1])
+    return inter / np.maximum(area + areas - inter, np.float32(1e-9))
+
+
+def _normalised_ids(strings: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(the distinct normalised strings in first-seen order, each string's index among them)."""
+    index: dict[str, int] = {}
+    ids = np.array([index.setdefault(_norm(w), len(index)) for w in strings], dtype=np.int64)
+    return list(index), ids
+
+
+def _object_rows(image_starts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The object rows of image rows `rows`, in order."""
+    starts, ends = image_starts[rows], image_starts[rows + 1]
+    lengths = ends - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(rows) else np.zeros(0, np.int64)
+    return (np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)).astype(np.int64)
+
+
+def _label_counts(offsets: np.ndarray, values: np.ndarray, norm: tuple[list[str], np.ndarray],
+                  objects: np.ndarray) -> dict[str, int]:
+    """Normalised label -> the number of `objects` that carry it (once per object), in the order
+    labels are first met."""
+    words, norm_of = norm
+    if not words or not len(objects):
+        return {}
+    lo, hi = offsets[objects], offsets[objects + 1]
+    lengths = hi - lo
+    owner = np.repeat(objects, lengths)
+    entries = np.repeat(lo - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + \
+        np.arange(int(lengths.sum()), dtype=np.int64)
+    label = norm_of[values[entries]]
+    counts = np.bincount(np.unique(owner * len(words) + label) % len(words), minlength=len(words))
+    return {words[w]: int(counts[w]) for w in _first_seen(label).tolist()}
+
+
+def _first_seen(sequence: np.ndarray) -> np.ndarray:
+    """The distinct values of `sequence` in the order they first occur."""
+    uniq, first = np.unique(sequence, return_index=True)
+    return uniq[np.argsort(first, kind="stable")]
+
+
+class _RegionLabels:
+    """The labels of Genome object k (`__call__`): (indices in O, the id of its hypernym tuple in
+    `hypernym_sets`, indices in T), or None when it has none (no name or attribute in the label
+    sets and no hypernym in O). Worked out once per distinct name list and attribute list."""
+
+    def __init__(self, table: GenomeTable, names: tuple[list[str], np.ndarray],
+                 attributes: tuple[list[str], np.ndarray], object_labels: list[str], attribute_labels: list[str],
+                 hyp: HypernymMap | None):
+        self.table = table
+        self.o_index = {w: i for i, w in enumerate(object_labels)}
+        a_index = {w: i for i, w in enumerate(attribute_labels)}
+        self.words, self.norm_of_name = names[0], names[1].tolist()
+        self.attribute_of = [a_index.get(attributes[0][n], -1) for n in attributes[1].tolist()]
+        self.hyp = hyp
+        self.hypernym_sets: list[tuple[str, ...]] = []
+        self._hypernym_id: dict[tuple[str, ...], int] = {}
+        self._by_names: dict[tuple[int, ...], tuple[tuple[int, ...], int, bool]] = {}
+        self._by_attributes: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._name_offsets = table.name_offsets.tolist()
+        self._attribute_offsets = table.attribute_offsets.tolist()
+
+    def _names(self, key: tuple[int, ...]) -> tuple[tuple[int, ...], int, bool]:
+        names = {self.words[self.norm_of_name[i]] for i in key}
+        objs = tuple(sorted(self.o_index[n] for n in names if n in self.o_index))
+        hyps = tuple(dict.fromkeys(h for n in sorted(names) for h in (self.hyp.hypernyms(n) if self.hyp else [])
+                                   if h not in names))
+        hid = self._hypernym_id.setdefault(hyps, len(self._hypernym_id))
+        if hid == len(self.hypernym_sets):
+            self.hypernym_sets.append(hyps)
+        return objs, hid, any(h in self.o_index for h in hyps)
+
+    def __call__(self, k: int) -> tuple[tuple[int, ...], int, tuple[int, ...]] | None:
+        t = self.table
+        key = tuple(t.name_ids[self._name_offsets[k]:self._name_offsets[k + 1]].tolist())
+        named = self._by_names.get(key)
+        if named is None:
+            named = self._by_names[key] = self._names(key)
+        akey = tuple(t.attribute_ids[self._attribute_offsets[k]:self._attribute_offsets[k + 1]].tolist())
+        atrs = self._by_attributes.get(akey)
+        if atrs is None:
+            atrs = self._by_attributes[akey] = tuple(sorted({self.attribute_of[i] for i in akey}
+                                                            - {-1}))
+        objs, hid, hyp_in_o = named
+        if not objs and not atrs and not hyp_in_o:
+            return None
+        return objs, hid, atrs
+
+
+class _RegionsBuilder:
+    """Collects one split's regions into the columns of `GenomeRegions`."""
+
+    def __init__(self) -> None:
+        self.keys, self.rows, self.ious = array("q"), array("i"), array("f")
+        self.obj_offsets, self.obj_ids = array("q", [0]), array("i")
+        self.atr_offsets, self.atr_ids = array("q", [0]), array("i")
+        self.hypernyms = array("i")
+
+    def add(self, key: int, row: int, iou: float, objects: tuple[int, ...], hypernyms: int,
+            attributes: tuple[int, ...]) -> None:
+        self.keys.append(key)
+        self.rows.append(row)
+        self.ious.append(iou)
+        self.obj_ids.extend(objects)
+        self.obj_offsets.append(len(self.obj_ids))
+        self.atr_ids.extend(attributes)
+        self.atr_offsets.append(len(self.atr_ids))
+        self.hypernyms.append(hypernyms)
+
+    def finish(self, hypernym_sets: list[tuple[str, ...]]) -> GenomeRegions:
+        def col(a: array, dtype: type) -> np.ndarray:
+            return np.array(a, dtype=dtype)
+
+        return GenomeRegions(col(self.keys, np.int64), col(self.rows, np.int32), col(self.ious, np.float32),
+                             col(self.obj_offsets, np.int64), col(self.obj_ids, np.int32),
+                             col(self.atr_offsets, np.int64), col(self.atr_ids, np.int32),
+                             col(self.hypernyms, np.int32), hypernym_sets)
+
+
+def _counted(items: Iterable[T], progress: Progress) -> Iterator[T]:
+    for item in items:
+        yield item
+        progress.update()
 
 
 def _norm(label: str) -> str:
@@ -322,24 +503,28 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     store = FeatureStore(store_path)
 
     # ---- VQA multiple choice (read first: its image ids define the Genome overlap)
-    mc = vqa_mc.read(root, cfg.vqa_mc)
+    with Progress(log, "data: reading VQA multiple choice") as p:
+        mc = vqa_mc.read(root, cfg.vqa_mc)
+        p.close(", ".join(f"{split} {len(ms.examples):,}" for split, ms in mc.items()) + " questions")
     holdout = vqa_mc.holdout_record(cfg.vqa_mc, mc)
     vqa_images = {ex.image_id for ms in mc.values() for ex in ms.examples}
 
-    # ---- Visual Genome
-    genome_splits = genome_dataset.read(root, cfg.genome)
-    dropped: list[GenomeImage] = []
+    # ---- Visual Genome (columns: a full-size release is 3.8 M objects)
+    with Progress(log, "data: reading Visual Genome") as p:
+        genome_splits = genome_dataset.read(root, cfg.genome)
+        whole = genome_splits["train"].table
+        p.close(f"{whole.num_images:,} images, {whole.num_objects:,} objects; "
+                + ", ".join(f"{split} {len(gs):,}" for split, gs in genome_splits.items()) + " images")
+    dropped = 0
     if cfg.drop_vqa_overlap:
         for gs in genome_splits.values():
-            gs.images, gone = drop_vqa_overlap(gs.images, vqa_images)
-            dropped += gone
-    train_images = genome_splits["train"].images
-    obj_freq: Counter[str] = Counter()
-    atr_freq: Counter[str] = Counter()
-    for im in train_images:
-        for o in im.objects:
-            obj_freq.update({_norm(n) for n in o.names})
-            atr_freq.update({_norm(a) for a in o.attributes})
+            dropped += gs.drop_coco(vqa_images)
+    gtable = genome_splits["train"].table
+    name_norm = _normalised_ids(gtable.names)
+    atr_norm = _normalised_ids(gtable.attributes)
+    train_objects = _object_rows(gtable.image_starts, genome_splits["train"].rows)
+    obj_freq = _label_counts(gtable.name_offsets, gtable.name_ids, name_norm, train_objects)
+    atr_freq = _label_counts(gtable.attribute_offsets, gtable.attribute_ids, atr_norm, train_objects)
     if not obj_freq:
         raise DataError(root / cfg.genome.objects, "no object in the Genome training split")
     # most frequent first; ties by name so the label order does not depend on file order
@@ -348,8 +533,6 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     if not attribute_labels:
         raise DataError(root / (cfg.genome.attributes or cfg.genome.objects),
                         "no attribute in the Genome training split")
-    o_index = {w: i for i, w in enumerate(object_labels)}
-    a_index = {w: i for i, w in enumerate(attribute_labels)}
 
     if cfg.hypernyms is None:
         hyp = None
@@ -361,54 +544,62 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     else:
         hyp = HypernymMap.from_file(root / cfg.hypernyms)
 
-    genome: dict[str, list[GenomeRegion]] = {s: [] for s in SPLITS}
+    labeller = _RegionLabels(gtable, name_norm, atr_norm, object_labels, attribute_labels, hyp)
+    genome: dict[str, Sequence[GenomeRegion]] = {}
     unmatched = unlabelled = 0
+    matching = Progress(log, "data: Genome objects matched to store boxes", total=sum(len(gs) for gs in
+                                                                                     genome_splits.values()),
+                        unit="images")
     for im_split, gs in genome_splits.items():
-        for im in gs.images:
-            key = gs.store_key(im)
+        regions = _RegionsBuilder()
+        for r, key in zip(gs.rows.tolist(), gs.store_keys().tolist()):
             if key not in store:
                 raise DataError(store_path, f"Genome image has no region features (store key {key})",
-                                record=f"image_id {im.image_id}")
-            boxes = store.read(key).boxes
-            for o in im.objects:
-                names = {_norm(n) for n in o.names}
-                objs = tuple(sorted(o_index[n] for n in names if n in o_index))
-                atrs = tuple(sorted({a_index[_norm(a)] for a in o.attributes if _norm(a) in a_index}))
-                hyps = tuple(dict.fromkeys(h for n in sorted(names) for h in (hyp.hypernyms(n) if hyp else [])
-                                           if h not in names))
-                if not objs and not atrs and not any(h in o_index for h in hyps):
+                                record=f"image_id {key - gs.id_offset}")
+            matching.update()
+            lo, hi = int(gtable.image_starts[r]), int(gtable.image_starts[r + 1])
+            labelled = []
+            for k in range(lo, hi):
+                labels = labeller(k)
+                if labels is None:
                     unlabelled += 1
-                    continue
-                ious = _iou_many(o.box, boxes)
-                row = int(np.argmax(ious))
-                if ious[row] < cfg.match_iou:
+                else:
+                    labelled.append((k, labels))
+            if not labelled:
+                continue
+            ious = _iou_matrix(gtable.boxes[[k for k, _ in labelled]], store.boxes(key))
+            rows = ious.argmax(axis=1)
+            best = ious[np.arange(len(rows)), rows]
+            for (_, labels), row, iou in zip(labelled, rows.tolist(), best.tolist()):
+                if iou < cfg.match_iou:
                     unmatched += 1
-                    continue
-                genome[im_split].append(GenomeRegion(key, row, float(ious[row]), objs, hyps, atrs))
-
+                else:
+                    regions.add(key, row, iou, *labels)
+        genome[im_split] = regions.finish(labeller.hypernym_sets)
+    matching.close(", ".join(f"{split} {len(g):,}" for split, g in genome.items()) + " regions")
     # ---- text: lexicon, bins, word vectors
     text = SVLRText(object_labels=object_labels, attribute_labels=attribute_labels, hypernyms=hyp,
                     lemmatizer=cfg.lemmatizer, tagger=cfg.tagger, question_parser=cfg.question_parser)
 
-    vqa: dict[str, list[MCQuestion]] = {}
-    for split, ms in mc.items():
-        out = []
-        for ex, correct in zip(ms.examples, ms.correct):
-            out.append(text.question(ex.question, ex.choices or (), question_id=ex.question_id,
-                                     image_id=ex.image_id, correct=correct, question_type=ex.question_type or "",
-                                     answer_type=ex.answer_type or "", answers=ex.answers))
+    vqa: dict[str, MCQuestions] = {}
+    tagging = Progress(log, "data: questions and choices tagged and binned",
+                       total=sum(len(ms.examples) for ms in mc.values()), unit="questions")
+    for split in list(mc):
+        ms = mc.pop(split)  # its examples go once its columns are made
+        for ex in ms.examples:
             if ex.image_id not in store:
                 raise DataError(store_path, "VQA image has no region features", record=f"image_id {ex.image_id}")
-        vqa[split] = out
+        vqa[split] = text.questions(
+            (ex.question_id, ex.image_id, ex.question, ex.choices or (), right, ex.question_type or "",
+             ex.answer_type or "", ex.answers) for ex, right in _counted(zip(ms.examples, ms.correct), tagging))
+    tagging.close()
 
     tokens: set[str] = set()
     for term in [*object_labels, *attribute_labels, *text.noun_words]:
         tokens.update(term.split())
     for qs in vqa.values():
-        for q in qs:
-            for group in (*q.bins, q.nouns, q.adjectives, *q.choice_words, *q.choice_nouns, *q.choice_adjectives):
-                for term in group:
-                    tokens.update(term.split())
+        for term in set(qs.terms()):
+            tokens.update(term.split())
     token_list = sorted(tokens)
     if cfg.word_vectors:
         wv = load_word_vectors(root / cfg.word_vectors, token_list, file_format=cfg.word_vectors_format,
@@ -425,7 +616,7 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
         "genome_regions": {s: len(v) for s, v in genome.items()},
         "genome_objects_unmatched": unmatched,
         "genome_objects_unlabelled": unlabelled,
-        "genome_images_dropped_as_vqa_overlap": len(dropped),
+        "genome_images_dropped_as_vqa_overlap": dropped,
         "vqa_questions": {s: len(v) for s, v in vqa.items()},
         **({"vqa_holdout": {"from": holdout["from"], "images": len(holdout["images"]),
                             "questions": len(holdout["questions"])}} if holdout else {}),
@@ -441,5 +632,5 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     assets = SVLRAssets(object_labels=object_labels, attribute_labels=attribute_labels, words=words, hypernyms=hyp,
                         feature_dim=store.feature_dim, text_settings=text.settings(), text=text)
     return SVLRData(root=root, store=store, assets=assets, object_frequency=dict(obj_freq),
-                    attribute_frequency=dict(atr_freq), genome=genome, vqa=vqa, summary=summary, images=cfg.images,
-                    holdout=holdout)
+                    attribute_frequency=dict(atr_freq), genome=genome, vqa=dict(vqa), summary=summary,
+                    images=cfg.images, holdout=holdout)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import zlib
+from array import array
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence, overload
 
 import numpy as np
 
@@ -40,6 +43,83 @@ class MCQuestion:
     choice_nouns: tuple[tuple[str, ...], ...]
     choice_adjectives: tuple[tuple[str, ...], ...]
 
+
+class _Table:
+    """Strings -> dense ids, first seen first."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def add(self, values: Iterable[str], out: array) -> None:
+        ids = self.ids
+        for v in values:
+            k = ids.get(v)
+            if k is None:
+                k = ids[v] = len(ids)
+            out.append(k)
+
+    def one(self, value: str) -> int:
+        return self.ids.setdefault(value, len(self.ids))
+
+    def strings(self) -> list[str]:
+        return list(self.ids)
+
+
+_QUESTION_PARTS = 6  # the term lists of a question: its 4 bins, its nouns, its adjectives
+
+
+class MCQuestions(SequenceABC):
+    """One split's `MCQuestion`s as columns (VQA v1 has 370 K questions of 18 choices): ids in
+    numpy arrays, strings in shared tables (each distinct choice tagged once); indexing builds the
+    question asked for, a slice gives a list. Made by `SVLRText.questions`."""
+
+    def __init__(self, columns: dict[str, np.ndarray], questions: list[str], strings: list[str], terms: list[str],
+                 choices: list[str], choice_tags: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]):
+        self._c = columns
+        self._questions, self._strings, self._terms = questions, strings, terms
+        self._choices, self._choice_tags = choices, choice_tags
+
+    def __len__(self) -> int:
+        return len(self._questions)
+
+    def terms(self) -> list[str]:
+        """Every term of the questions' bins, nouns and adjectives and of their choices' words,
+        nouns and adjectives (with repeats)."""
+        return [*self._terms, *(t for tags in self._choice_tags for part in tags for t in part)]
+
+    def _one(self, i: int) -> MCQuestion:
+        c, s, t = self._c, self._strings, self._terms
+        a0, a1 = c["answer_offsets"][i:i + 2].tolist()
+        k0, k1 = c["choice_offsets"][i:i + 2].tolist()
+        bounds = c["term_offsets"][i * _QUESTION_PARTS:(i + 1) * _QUESTION_PARTS + 1].tolist()
+        ids = c["term_ids"][bounds[0]:bounds[-1]].tolist()
+        parts = [tuple(t[k] for k in ids[lo - bounds[0]:hi - bounds[0]]) for lo, hi in zip(bounds, bounds[1:])]
+        tags = [self._choice_tags[k] for k in c["choice_ids"][k0:k1].tolist()]
+        return MCQuestion(
+            question_id=int(c["question_ids"][i]), image_id=int(c["image_ids"][i]), question=self._questions[i],
+            question_type=s[c["question_types"][i]], answer_type=s[c["answer_types"][i]],
+            answers=tuple(s[k] for k in c["answer_ids"][a0:a1].tolist()),
+            choices=tuple(self._choices[k] for k in c["choice_ids"][k0:k1].tolist()), correct=int(c["correct"][i]),
+            bins=tuple(parts[:4]), nouns=parts[4], adjectives=parts[5],
+            choice_words=tuple(x[0] for x in tags), choice_nouns=tuple(x[1] for x in tags),
+            choice_adjectives=tuple(x[2] for x in tags))
+
+    @overload
+    def __getitem__(self, i: int) -> MCQuestion: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[MCQuestion]: ...
+
+    def __getitem__(self, i: int | slice) -> MCQuestion | list[MCQuestion]:
+        if isinstance(i, slice):
+            return [self._one(k) for k in range(*i.indices(len(self)))]
+        n, k = len(self), operator.index(i)
+        if not -n <= k < n:
+            raise IndexError(f"question {i} of {n}")
+        return self._one(k % n)
+
+    def __repr__(self) -> str:
+        return f"MCQuestions({len(self)} questions)"
 
 
 def fallback_vector(word: str, dim: int, *, seed: int = 0) -> np.ndarray:
@@ -191,6 +271,50 @@ class SVLRText:
             bins=tuple(tuple(b) for b in bins.as_lists()), nouns=nouns, adjectives=adjs,
             choice_words=tuple(c[0] for c in choice), choice_nouns=tuple(c[1] for c in choice),
             choice_adjectives=tuple(c[2] for c in choice))
+
+
+    def questions(self, items: Iterable[tuple[int, int, str, Sequence[str], int, str, str, Sequence[str]]]
+                  ) -> MCQuestions:
+        """Many questions, as `question` makes each, into columns: `items` are (question_id,
+        image_id, question, choices, correct, question_type, answer_type, answers)."""
+        strings, terms, choices = _Table(), _Table(), _Table()
+        tags: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
+        qids, images, correct, qtypes, atypes = array("q"), array("q"), array("i"), array("i"), array("i")
+        answer_offsets, answer_ids = array("q", [0]), array("i")
+        choice_offsets, choice_ids = array("q", [0]), array("i")
+        term_offsets, term_ids = array("q", [0]), array("i")
+        texts: list[str] = []
+        for question_id, image_id, question, options, right, question_type, answer_type, answers in items:
+            toks, nouns, adjs = self._tag_text(question)  # not through the bounded cache: each question once
+            bins = self.binner(question, toks)
+            for part in (*bins.as_lists(), nouns, adjs):
+                terms.add(part, term_ids)
+                term_offsets.append(len(term_ids))
+            for option in options:
+                k = choices.one(option)
+                if k == len(tags):
+                    tags.append(self.tag(option))
+                choice_ids.append(k)
+            choice_offsets.append(len(choice_ids))
+            strings.add(answers, answer_ids)
+            answer_offsets.append(len(answer_ids))
+            qids.append(question_id)
+            images.append(image_id)
+            correct.append(right)
+            qtypes.append(strings.one(question_type))
+            atypes.append(strings.one(answer_type))
+            texts.append(question)
+        columns: dict[str, np.ndarray] = {
+                   "question_ids": np.array(qids, dtype=np.int64), "image_ids": np.array(images, dtype=np.int64),
+                   "correct": np.array(correct, dtype=np.int32), "question_types": np.array(qtypes, dtype=np.int32),
+                   "answer_types": np.array(atypes, dtype=np.int32),
+                   "answer_offsets": np.array(answer_offsets, dtype=np.int64),
+                   "answer_ids": np.array(answer_ids, dtype=np.int32),
+                   "choice_offsets": np.array(choice_offsets, dtype=np.int64),
+                   "choice_ids": np.array(choice_ids, dtype=np.int32),
+                   "term_offsets": np.array(term_offsets, dtype=np.int64),
+                   "term_ids": np.array(term_ids, dtype=np.int32)}
+        return MCQuestions(columns, texts, strings.strings(), terms.strings(), choices.strings(), tags)
 
 
 def _tool(name: str) -> tuple[str, str | None]:

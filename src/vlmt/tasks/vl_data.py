@@ -41,6 +41,7 @@ from vlmt.data.datasets.entities import EntityFilesConfig, EntitySplit
 from vlmt.data.datasets.vqa import VQAFilesConfig, VQASplit
 from vlmt.data.examples import CaptionedImage, GroundedSentence, VQAExample
 from vlmt.data.features.store import FeatureStore
+from vlmt.data.readers.progress import Progress
 from vlmt.data.splits import SplitImages, contamination_report
 from vlmt.data.text import Vocabulary, align_words, tokenize
 from vlmt.data.text.phrases import PhraseLexicon, phrase_lexicon
@@ -64,8 +65,9 @@ class VLDatasetsConfig(DataConfig):
     embedding, frozen unless the model section sets freeze_word_vectors: false; null: learned).
     answer_more_than: pool = training answers seen more than N times.
     allow_contamination: train even when a task trains on images another task is tested on.
-    check_files: run `vlmt data validate` on the root first, so training refuses data that does
-    not validate, with the same messages.
+    check_files: validate the files this section reads (its datasets' files and feature stores,
+    with the checks and messages of `vlmt data validate`) first, so training refuses data that
+    does not validate; other files under the root are not read.
     """
 
     root: str = "world:tiny"
@@ -111,7 +113,9 @@ class VLDatasetsConfig(DataConfig):
         if self.check_files:
             from vlmt.data.validate import require_valid_once
 
-            require_valid_once(root)
+            datasets = self.dataset_files()
+            stores = {root / (getattr(files, "features", None) or self.features) for files in datasets.values()}
+            require_valid_once(root, datasets=datasets, stores=sorted(stores))
         return VLData(self, root, seed=seed)
 
 
@@ -209,9 +213,13 @@ class VLData:
         if not self.datasets:
             raise ConfigError(f"data.root: {cfg.root!r} ({self.root}) holds none of the datasets "
                               f"(VQA {cfg.vqa.questions}, captions dataset_*.json, {cfg.entities.folder}/)")
-        self._check_features()
-        self._check_contamination()
-        vocab = Vocabulary.build(self._training_tokens(), min_count=cfg.min_word_count)
+        with Progress(log, "data: checking that every image has region features", quiet=True):
+            self._check_features()
+        with Progress(log, "data: checking that no task trains on another's test images", quiet=True):
+            self._check_contamination()
+        texts = self._training_texts()
+        with Progress(log, "data: vocabulary from the training text", total=texts, unit="texts") as p:
+            vocab = Vocabulary.build(self._counted(self._training_tokens(), p), min_count=cfg.min_word_count)
         self.word_vectors = self._load_word_vectors(vocab)
         answers: AnswerPool | None = None
         if "vqa" in self.datasets:
@@ -308,7 +316,15 @@ class VLData:
     def _read(self, name: str, *, required: bool) -> None:
         """Read dataset `name` through its module (`vlmt.data.datasets`) and open its store."""
         files = getattr(self.cfg, name)
-        splits = dataset_kind(name).read(self.root, files, required=required)
+        progress = Progress(log, f"data: reading {name}")
+        try:
+            splits = dataset_kind(name).read(self.root, files, required=required)
+        except BaseException:
+            progress.abandon()
+            raise
+        counts = {split: len(getattr(held, "examples", None) or getattr(held, "images", None)
+                             or getattr(held, "sentences", None) or ()) for split, held in splits.items()}
+        progress.close(", ".join(f"{split} {n:,}" for split, n in counts.items()) or "not found")
         setattr(self, name, splits)
         if splits:
             self._stores[name] = self._open_store(files.features)
@@ -375,6 +391,18 @@ class VLData:
     @staticmethod
     def sentence_tokens(sentence: GroundedSentence) -> list[str]:
         return list(align_words(sentence.sentence, "caption").tokens)
+
+    def _training_texts(self) -> int:
+        """How many texts `_training_tokens` yields."""
+        vqa = sum(len(self.vqa_split(s).examples) for s in self.cfg.vqa.train_splits) if self.vqa else 0
+        captions = sum(len(im.captions) for im in self.captions["train"].images) if self.captions else 0
+        return vqa + captions + (len(self.entities["train"].sentences) if self.entities else 0)
+
+    @staticmethod
+    def _counted(items, progress: Progress):
+        for item in items:
+            yield item
+            progress.update()
 
     def _training_tokens(self):
         for split in self.cfg.vqa.train_splits if self.vqa else ():

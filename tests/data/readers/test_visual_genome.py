@@ -74,3 +74,56 @@ def test_streamed_reading_and_the_id_only_scan_agree_and_name_every_bad_field(tm
     (tmp_path / "objects.json").write_text(json.dumps({"objects": []}))
     with pytest.raises(DataError, match="top level must be a JSON list, got dict"):
         vg.read_visual_genome(tmp_path / "image_data.json", tmp_path / "objects.json")
+
+
+def test_the_column_table_holds_what_the_object_reader_reads(fixtures, tmp_path):
+    """`read_genome_table` and `read_visual_genome` agree image by image, also where the release
+    repeats an image entry or an object id, and where attributes.json replaces objects.json's."""
+    d = fixtures / "visual_genome"
+    table = vg.read_genome_table(d / "image_data.json", d / "objects.json", d / "attributes.json")
+    want = _read(d)
+    assert table.num_images == len(want)
+    for i, im in enumerate(want):
+        got = table.image(i)
+        assert (got.image_id, got.width, got.height, got.coco_id) == (im.image_id, im.width, im.height, im.coco_id)
+        assert [(o.object_id, o.box, o.names, o.attributes) for o in got.objects] == \
+            [(o.object_id, o.box, o.names, o.attributes) for o in im.objects]
+
+    (tmp_path / "image_data.json").write_text(json.dumps([{"image_id": 5, "width": 100, "height": 80},
+                                                          {"image_id": 6, "width": 100, "height": 80}]))
+    obj = {"object_id": 1, "x": 1, "y": 2, "w": 10, "h": 20, "names": ["dog"], "attributes": ["old"]}
+    (tmp_path / "objects.json").write_text(json.dumps([
+        {"image_id": 6, "objects": [obj, dict(obj, object_id=2, names=["cat"])]},
+        {"image_id": 5, "objects": [dict(obj, object_id=3, names=["cow", " ox "])]},
+        {"image_id": 6, "objects": [dict(obj, object_id=4), dict(obj, names=["puppy"], x=3)]}]))
+    (tmp_path / "attributes.json").write_text(json.dumps([
+        {"image_id": 6, "attributes": [dict(obj, object_id=2, attributes=["black"])]},
+        {"image_id": 6, "attributes": [dict(obj, object_id=2, attributes=["small", "black"]),
+                                       dict(obj, object_id=4, attributes=[])]}]))
+    files = [tmp_path / n for n in ("image_data.json", "objects.json", "attributes.json")]
+    table = vg.read_genome_table(*files)
+    want = vg.read_visual_genome(*files)
+    got = [table.image(i) for i in range(table.num_images)]
+    assert [[(o.object_id, o.box, o.names, o.attributes) for o in im.objects] for im in got] == \
+        [[(o.object_id, o.box, o.names, o.attributes) for o in im.objects] for im in want]
+    # object 1 of image 6 keeps its first place with its last content; 2 has the last attribute entry
+    assert [(o.object_id, o.names, o.attributes) for o in got[1].objects] == \
+        [(1, ("puppy",), ("old",)), (2, ("cat",), ("small", "black")), (4, ("dog",), ())]
+    assert got[0].objects[0].names == ("cow", "ox")
+
+
+def test_the_column_table_reports_an_attribute_of_an_unknown_object_as_the_object_reader_does(tmp_path):
+    from vlmt.data.readers._common import collector
+
+    (tmp_path / "image_data.json").write_text(json.dumps([{"image_id": 1, "width": 100, "height": 80}]))
+    obj = {"object_id": 10, "x": 1, "y": 2, "w": 10, "h": 20, "names": ["dog"]}
+    (tmp_path / "objects.json").write_text(json.dumps([{"image_id": 1, "objects": [obj]}]))
+    (tmp_path / "attributes.json").write_text(json.dumps([{"image_id": 1, "attributes": [
+        dict(obj, attributes=["brown"]), dict(obj, object_id=99, attributes=["red"])]}]))
+    files = [tmp_path / n for n in ("image_data.json", "objects.json", "attributes.json")]
+    seen = []
+    for read in (vg.read_visual_genome, vg.read_genome_table):
+        problems, report = collector()
+        read(*files, report=report)
+        seen.append(problems)
+    assert seen[0] == seen[1] and len(seen[0]) == 1 and "object 99 is not in objects.json" in seen[0][0]

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from vlmt.data.datasets import captions, easy_vqa, entities, genome, vqa, vqa_mc  # noqa: F401  (registers the kinds)
-from vlmt.data.datasets.base import KINDS, SPLITS, DatasetKind, TestImage
+from vlmt.data.datasets.base import FORMATS, KINDS, SPLITS, DatasetKind, TestImage
 from vlmt.data.datasets.sources import resolve_source, source_folder, source_name
 
-__all__ = ["KINDS", "SPLITS", "DatasetKind", "TestImage", "dataset_kind", "files_config", "find_test_images",
+__all__ = ["FORMATS", "KINDS", "SPLITS", "DatasetKind", "TestImage", "dataset_kind", "files_config", "find_test_images",
            "resolve_source", "source_folder", "source_name"]
 
 

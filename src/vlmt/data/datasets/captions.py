@@ -3,13 +3,28 @@ captions and their split (train, restval, val, test)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmt.data.datasets.base import SPLITS, DatasetKind, ImageRecords, TestImage, register_kind
+from vlmt.data.datasets.base import (
+    SPLITS,
+    CheckContext,
+    CheckUnit,
+    DatasetKind,
+    FileFormat,
+    Found,
+    ImageRecords,
+    TestImage,
+    register_format,
+    register_kind,
+)
 from vlmt.data.examples import CaptionedImage
-from vlmt.data.readers.captions import KARPATHY_RE, read_karpathy
+from vlmt.data.readers._common import collector
+from vlmt.data.readers.captions import KARPATHY_RE, KARPATHY_SPLITS, read_coco_captions, read_karpathy
 from vlmt.errors import ConfigError, DataError
+
+COCO_RE = re.compile(r"^captions_\w+\.json$")  # COCO's own caption files (captions_train2014.json, ...)
 
 
 @dataclass
@@ -86,5 +101,47 @@ def test_images(root: Path, files: CaptionFilesConfig) -> list[TestImage]:
             for im in read_karpathy(path) if im.split == "test"]
 
 
+def find_karpathy(folder: Path, subfolders: list[str], names: list[str]) -> Found:
+    found = [n for n in names if KARPATHY_RE.match(n)]
+    return Found([CheckUnit("karpathy", folder / n) for n in found], set(found))
+
+
+def check_karpathy(unit: CheckUnit, ctx: CheckContext) -> None:
+    problems, collect = collector()
+    images = read_karpathy(unit.path, report=collect)
+    ctx.problems += problems
+    if not problems:
+        counts = {s: sum(im.split == s for im in images) for s in KARPATHY_SPLITS}
+        n = sum(len(im.captions) for im in images)
+        ctx.summaries.append(f"captions {unit.path.name}: {len(images)} images, {n} sentences, splits "
+                             + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    ctx.refers(unit.path, [(im.image_id, f"image {im.filename}") for im in images])
+
+
+def find_coco(folder: Path, subfolders: list[str], names: list[str]) -> Found:
+    found = [n for n in names if COCO_RE.match(n)]
+    return Found([CheckUnit("coco_captions", folder / n) for n in found], set(found))
+
+
+def check_coco(unit: CheckUnit, ctx: CheckContext) -> None:
+    problems, collect = collector()
+    images = read_coco_captions(unit.path, report=collect)
+    ctx.problems += problems
+    if not problems:
+        n = sum(len(im.captions) for im in images)
+        ctx.summaries.append(f"COCO captions {unit.path.name}: {len(images)} images, {n} captions")
+    ctx.refers(unit.path, [(im.image_id, f"image id {im.image_id}") for im in images])
+
+
+def config_units(root: Path, files: CaptionFilesConfig) -> list[CheckUnit]:
+    try:
+        path = caption_file(root, files)
+    except (ConfigError, DataError):
+        return []  # the build says which file to name, or that it is missing
+    return [CheckUnit("karpathy", path)] if path is not None else []
+
+
+register_format(FileFormat("karpathy", find_karpathy, check_karpathy))
+register_format(FileFormat("coco_captions", find_coco, check_coco))
 KIND = register_kind(DatasetKind("captions", "Karpathy caption splits", CaptionFilesConfig, read, image_records,
-                                 test_images))
+                                 test_images, config_units))

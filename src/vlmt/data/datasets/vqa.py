@@ -8,10 +8,22 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmt.data.datasets.base import SPLITS, DatasetKind, ImageRecords, TestImage, register_kind
+from vlmt.data.datasets.base import (
+    SPLITS,
+    CheckContext,
+    CheckUnit,
+    DatasetKind,
+    FileFormat,
+    Found,
+    ImageRecords,
+    TestImage,
+    register_format,
+    register_kind,
+)
 from vlmt.data.examples import VQAExample
-from vlmt.data.readers.vqa import read_vqa
-from vlmt.errors import DataError
+from vlmt.data.readers._common import collector
+from vlmt.data.readers.vqa import ANNOTATIONS_RE, QUESTIONS_RE, read_vqa
+from vlmt.errors import DataError, format_problem
 
 
 @dataclass
@@ -93,4 +105,66 @@ def test_images(root: Path, files: VQAFilesConfig) -> list[TestImage]:
     return [TestImage(i) for i in test_image_ids(path)] if path.is_file() else []
 
 
-KIND = register_kind(DatasetKind("vqa", "VQA v2 open-ended", VQAFilesConfig, read, image_records, test_images))
+def annotation_name(questions: Path) -> str | None:
+    """The official name of a questions file's annotations file (None: not an official name)."""
+    m = QUESTIONS_RE.match(questions.name)
+    if not m:
+        return None
+    prefix = "v2_" if questions.name.startswith("v2_") else ""
+    return f"{prefix}{m.group(2)}_{m.group(3)}_annotations.json"
+
+
+def find(folder: Path, subfolders: list[str], names: list[str]) -> Found:
+    """Questions files (open-ended or multiple choice) with their annotations beside them; an
+    annotations file without its questions file is a unit too (its check reports it)."""
+    units, claimed = [], set()
+    paired = set()
+    for name in names:
+        if QUESTIONS_RE.match(name):
+            ann = annotation_name(folder / name)
+            partner = folder / ann if ann and (folder / ann).exists() else None
+            units.append(CheckUnit("vqa", folder / name, (partner,)))
+            claimed.add(name)
+            if ann:
+                paired.add(ann)
+    for name in names:
+        if ANNOTATIONS_RE.match(name):
+            claimed.add(name)
+            if name not in paired:
+                units.append(CheckUnit("vqa", folder / name, (), (("orphan", True),)))
+    return Found(units, claimed)
+
+
+def check(unit: CheckUnit, ctx: CheckContext) -> None:
+    """Read a questions file with its annotations (VQA v2 open-ended or v1 multiple choice)."""
+    if unit.option("orphan"):
+        ctx.problems.append(format_problem(unit.path, "annotations without their questions file"))
+        return
+    questions, annotations = unit.path, (unit.files or (None,))[0]
+    problems, collect = collector()
+    examples = read_vqa(questions, annotations, report=collect, has_image=ctx.has_image if ctx.stores else None)
+    ctx.problems += problems
+    if not problems:
+        kind = "multiple choice" if examples and examples[0].choices is not None else "open-ended"
+        images = {e.image_id for e in examples}
+        with_answers = "with annotations" if annotations else "questions only"
+        ctx.summaries.append(f"VQA {kind} {questions.name}: {len(examples)} questions, {len(images)} images, "
+                             f"{with_answers}")
+    ctx.vqa_image_ids.update(e.image_id for e in examples)
+    ctx.refers(questions, [(e.image_id, f"question_id {e.question_id}") for e in examples])
+
+
+def config_units(root: Path, files: VQAFilesConfig) -> list[CheckUnit]:
+    """The questions files of `files` that exist, each with its annotations when they exist."""
+    units = []
+    for split in files.subtypes:
+        questions = files.path(root, "questions", split)
+        if questions.is_file():
+            annotations = files.path(root, "annotations", split)
+            units.append(CheckUnit("vqa", questions, (annotations if annotations.is_file() else None,)))
+    return units
+
+
+FORMAT = register_format(FileFormat("vqa", find, check))
+KIND = register_kind(DatasetKind("vqa", "VQA v2 open-ended", VQAFilesConfig, read, image_records, test_images,
+                                 config_units))

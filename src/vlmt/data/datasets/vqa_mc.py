@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from vlmt.data.datasets.base import SPLITS, DatasetKind, ImageRecords, TestImage, register_kind
+from vlmt.data.datasets.base import SPLITS, CheckUnit, DatasetKind, ImageRecords, TestImage, register_kind
 from vlmt.data.datasets.vqa import test_image_ids
 from vlmt.data.examples import VQAExample
 from vlmt.data.readers.vqa import read_vqa
@@ -160,5 +160,17 @@ def test_images(root: Path, files: VQAMCFilesConfig) -> list[TestImage]:
     return [TestImage(i) for i in test_image_ids(path)] if path.is_file() else []
 
 
+def config_units(root: Path, files: VQAMCFilesConfig) -> list[CheckUnit]:
+    """The questions files of `files` (checked by the VQA format), with their annotations."""
+    units = []
+    for split, subtype in files.splits.items():
+        if subtype == HOLDOUT:
+            continue
+        questions, annotations = files.path(root, "questions", split), files.path(root, "annotations", split)
+        if questions.is_file():
+            units.append(CheckUnit("vqa", questions, (annotations if annotations.is_file() else None,)))
+    return units
+
+
 KIND = register_kind(DatasetKind("vqa_mc", "VQA v1 multiple choice", VQAMCFilesConfig, read, image_records,
-                                 test_images))
+                                 test_images, config_units))

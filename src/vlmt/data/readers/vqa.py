@@ -84,7 +84,7 @@ def read_questions(path: str | os.PathLike, *, report: Report = raise_problem) -
                     report(path, f"must be {NUM_CHOICES} non-empty strings, got {len(raw)} items",
                            record=record, field="multiple_choices")
                     raise Skip
-                choices = tuple(raw)
+                choices = tuple(map(sys.intern, raw))  # 18 per question, from a few thousand answers
         except Skip:
             continue
         if qid in out:
