@@ -77,6 +77,54 @@ def test_store_holds_the_detector_boxes_and_no_true_box(detector_world):
         np.testing.assert_allclose(store.read(i).boxes, b, atol=1e-4)
 
 
+def test_the_region_cnn_learned_from_the_detector_boxes_of_genome_training_pictures(detector_world):
+    """The detector world's region CNN is trained on what the detector finds in the Genome-like
+    training pictures (each box labelled by its best true box), and on nothing of the main splits."""
+    from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
+    from vlmt.data.synth import taxonomy as tx
+    from vlmt.data.synth.world import extractor_training_data
+
+    folder, w, detector = detector_world
+    manifest = json.loads((folder / "world.json").read_text())
+    assert "detector's boxes" in manifest["proposals"]["region_cnn_trained_on"]
+    load = lambda i: load_image(folder / "images" / filename(i))  # noqa: E731
+    pictures, regions = extractor_training_data(folder, w, load, detector)
+    train = w.genome_ids("train")
+    assert len(pictures) == len(train) and {r.image for r in regions} <= set(range(len(train)))
+    found, _ = detector.detect_batch(pictures)
+    from vlmt.data.readers.visual_genome import read_visual_genome
+
+    vg = folder / "visual_genome"  # the true boxes as the files hold them (whole pixels)
+    genome = {im.image_id: im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json",
+                                                            vg / "attributes.json")}
+    from_detector = 0
+    for r in regions:
+        truth = np.array([o.box for o in genome[train[r.image]].objects], np.float32)
+        is_true = (np.abs(truth - np.array(r.box, np.float32)).max(1) < 1e-3).any()
+        is_found = (np.abs(found[r.image] - np.array(r.box, np.float32)).max(1) < 1e-3).any()
+        assert is_true or is_found
+        from_detector += int(is_found and not is_true)
+        best = box_iou(torch.tensor([r.box]), torch.from_numpy(truth))[0]
+        if r.object < 0:
+            assert float(best.max()) < 0.3
+        else:
+            assert float(best.max()) >= 0.5
+            assert tx.SHAPES[r.object] == genome[train[r.image]].objects[int(best.argmax())].names[0]
+    assert from_detector > len(regions) / 2
+    with torch.random.fork_rng():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            again = train_region_extractor(pictures, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
+                                           feature_dim=SIZES["tiny"].feature_dim,
+                                           epochs=SIZES["tiny"].extractor_epochs, seed=0)
+        finally:
+            torch.set_num_threads(threads)
+    saved = RegionExtractor.load(folder / "region_extractor")
+    for (k, a), b in zip(saved.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_detect_on_a_new_picture_is_the_world_path(detector_world):
     folder, w, detector = detector_world
     i = w.main_ids("val")[0]
