@@ -148,7 +148,8 @@ def test_the_option_round_trips_through_the_cache(detector_world):
     assert parse_world_source("world:tiny:0:detector") == ("tiny", 0, "detector")
     assert parse_world_source("world:tiny:detector") == ("tiny", 0, "detector")
     assert parse_world_source("world:tiny:2") == ("tiny", 2, None)
-    assert check_proposals(None) == DEFAULT_PROPOSALS
+    assert check_proposals(None) == DEFAULT_PROPOSALS == "detector"
+    assert resolve_source("world:tiny") == folder  # the default world is the detector world
     stamp = (folder / "world.json").stat().st_mtime_ns
     assert ensure_world("tiny", 0, proposals="detector") == folder
     assert (folder / "world.json").stat().st_mtime_ns == stamp  # reused, not regenerated
@@ -234,3 +235,29 @@ def test_nms_and_iou():
     assert nms(boxes, scores, 0.5).tolist() == [3, 2]  # 0 and 1 overlap box 3 by more than 0.5
     assert nms(boxes, scores, 0.95).tolist() == [3, 0, 1, 2]
     assert recall_at_iou([np.array([[0, 0, 10, 10], [50, 50, 60, 60]])], [boxes.numpy()]) == (1, 2)
+
+
+def test_the_oracle_ablation_stores_the_true_boxes(tmp_path):
+    """`--proposals oracle`, the ablation: every true box is a stored region (and the probe reads
+    its features), unlike the default world."""
+    from vlmt.data.synth.probe import object_region_features, probe_world
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        manifest = generate("tiny", tmp_path / "oracle", seed=0, proposals="oracle")
+    finally:
+        torch.set_num_threads(threads)
+    assert manifest["proposals"]["method"] == "oracle" and manifest["proposals"]["true_boxes_in_features"]
+    assert "--proposals oracle" in (tmp_path / "oracle" / "README.md").read_text()
+    w = build(SIZES["tiny"], 0)
+    store = FeatureStore(tmp_path / "oracle" / "features")
+    for image_id, scene in w.scenes.items():
+        stored = store.read(image_id).boxes
+        for o in scene.objects:
+            assert np.abs(stored - np.array(o.box, np.float32)).max(1).min() < 1e-3
+    acc = probe_world(tmp_path / "oracle", "tiny")  # the exact boxes: size is read off their geometry
+    assert acc["shape"] > 0.35 and acc["colour"] > 0.5 and acc["size"] > 0.8, acc
+    feats, labels, missed = object_region_features(w, store, w.main_ids("test"))
+    assert missed == 0 and len(feats) == len(labels["shape"]) == sum(len(w.scenes[i].objects)
+                                                                     for i in w.main_ids("test"))

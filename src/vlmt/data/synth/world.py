@@ -19,7 +19,8 @@ Proposals (stage 6) come one of two ways (`PROPOSAL_METHODS`):
   regions come from a detector trained on Visual Genome; no split's true boxes enter any
   feature (the detector learns only from the Genome-like training split).
 - "oracle": every image's true boxes, jittered copies and random boxes
-  (`vlmt.data.synth.proposals`); test features then contain the test annotations. For ablation.
+  (`vlmt.data.synth.proposals`); test features then contain the test annotations. For ablation
+  only: name it (`world:<size>:<seed>:oracle`, `--proposals oracle`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ GENOME_ID_OFFSET = 1_000_000
 DATASET_NAME = "synth"
 PROPOSAL_METHODS = ("oracle", "detector")
 # how a world's regions are proposed when nothing says otherwise (`world:<size>`, `vlmt data synth`)
-DEFAULT_PROPOSALS = "oracle"
+DEFAULT_PROPOSALS = "detector"
 DETECTOR_STEPS = 400  # detector updates of 16 pictures, the same for every size (about a minute of one core)
 
 
