@@ -96,12 +96,18 @@ CITATIONS = {
 }
 LICENSE = "mit"  # the repository's LICENSE (pyproject.toml declares MIT)
 
-# task type -> the Hugging Face task tag closest to it
-_TASK_TAGS = {"vqa": "visual-question-answering", "grounding": "phrase-grounding",
-              "retrieval": "image-text-retrieval", "svlr_recognition": "object-recognition",
-              "svlr_vqa_mc": "visual-question-answering", "svlr_zero_shot": "zero-shot-visual-question-answering",
-              "composed_recognition": "object-recognition", "composed_vqa_mc": "visual-question-answering",
-              "composed_zero_shot": "zero-shot-visual-question-answering"}
+# a declared call (`vlmt.tasks.capabilities`) -> the Hugging Face task tag closest to it
+_CALL_TAGS = {"answer": "visual-question-answering", "ground": "phrase-grounding",
+              "retrieve": "image-text-retrieval", "rank": "image-text-retrieval",
+              "recognize": "object-recognition", "choose": "visual-question-answering"}
+
+
+def _task_tags(tasks: dict[str, Any]) -> dict[str, str]:
+    """Task name -> its tag, from the first call the task declares ("other" for none we know)."""
+    out: dict[str, str] = {}
+    for name, cap in iter_capabilities(tasks):
+        out.setdefault(name, _CALL_TAGS.get(cap.method, "other"))
+    return out
 
 
 # keys of the evaluation's output that count or time things rather than score the model
@@ -139,12 +145,12 @@ def _step(info: dict[str, Any]) -> str:
     return f", step {step}" if step is not None else ""
 
 
-def front_matter(info: dict[str, Any]) -> dict[str, Any]:
+def front_matter(info: dict[str, Any], tasks: dict[str, Any]) -> dict[str, Any]:
     """The card's YAML metadata (Hugging Face model card keys): library, license, tags, datasets,
     and the metrics with the split they were measured on (`model-index`)."""
-    kinds = list(dict.fromkeys(info["tasks"].values()))
+    task_tags = _task_tags(tasks)
     tags = ["vlmt", "pytorch", "vision-language", info["model_type"]]
-    tags += list(dict.fromkeys(_TASK_TAGS.get(k, k) for k in kinds))
+    tags += [t for t in dict.fromkeys(task_tags.values()) if t != "other"]
     if _world(info) is not None:
         tags.append("synthetic-data")
     dataset = _dataset_name(info)
@@ -155,8 +161,7 @@ def front_matter(info: dict[str, Any]) -> dict[str, Any]:
         scores = [{"type": key, "name": key, "value": round(float(v), 4)} for key, v in values.items()
                   if "/" not in key and key not in _NOT_METRICS and isinstance(v, (int, float))]
         if scores:
-            kind = info["tasks"].get(task, task)
-            results.append({"task": {"type": _TASK_TAGS.get(kind, kind), "name": task},
+            results.append({"task": {"type": task_tags.get(task, "other"), "name": task},
                             "dataset": {"name": dataset, "type": dataset, "split": split},
                             "metrics": scores})
     if results:
@@ -254,7 +259,7 @@ def model_card(info: dict[str, Any], run_dir: Path, tasks: dict[str, Any]) -> st
     exp = info["experiment"]
     task_list = ", ".join(f"`{name}` ({kind})" for name, kind in info["tasks"].items())
     data = exp.get("data", {})
-    lines = ["---", yaml.safe_dump(front_matter(info), sort_keys=False, width=1000).rstrip(), "---", "",
+    lines = ["---", yaml.safe_dump(front_matter(info, tasks), sort_keys=False, width=1000).rstrip(), "---", "",
              f"# {info['model_type']} model ({run_dir.name}{_step(info)})", "",
              f"A `{info['model_type']}` model trained by vlmt {info['vlmt_version']} with the tasks {task_list}, "
              f"on the data section `{info['data_type']}` with root `{data.get('root', '-')}`.", "",
