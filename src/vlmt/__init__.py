@@ -11,7 +11,8 @@ tasks, a trainer and official metrics.
     model = vlmt.load("models/tiny")                      # ... or a run folder
     model.answer("picture.png", "what color is the square?")
 
-The functions import what they need on first use, so `import vlmt` stays light (docs/python_api.md).
+The functions (and `vlmt.TrainedModel`) import what they need on first use, so `import vlmt` stays
+light (docs/python_api.md). `__all__` lists the whole API.
 """
 
 from __future__ import annotations
@@ -21,10 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 from vlmt.version import __version__
 
-__all__ = ["__version__", "evaluate", "export", "load", "train"]
+# the whole public API: `from vlmt import *` gives these names and no others
+__all__ = ["TrainedModel", "__version__", "evaluate", "export", "load", "train"]
 
 if TYPE_CHECKING:
     from vlmt.inference.model import TrainedModel
+
+
+def __getattr__(name: str) -> Any:
+    """`vlmt.TrainedModel` (what `load` returns), imported on first use so `import vlmt` stays light."""
+    if name == "TrainedModel":
+        from vlmt.inference.model import TrainedModel
+
+        return TrainedModel
+    raise AttributeError(f"module 'vlmt' has no attribute {name!r}")
 
 
 def load(path: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> TrainedModel:

@@ -123,8 +123,8 @@ def check_ranked(answers: list[dict], k: int, pool: list[str]) -> None:
 def test_exported_tiny_model_answers_in_a_new_process_without_run_world_or_cache(tiny, tmp_path):
     model_dir = tiny["model"]
     assert sorted(p.name for p in model_dir.iterdir()) == [
-        "README.md", "answers.json", "config.json", "model.safetensors", "region_extractor", "vl_assets.json",
-        "vocab.json"]
+        "README.md", "answers.json", "config.json", "detector", "model.safetensors", "region_extractor",
+        "vl_assets.json", "vocab.json"]
     card = (model_dir / "README.md").read_text()
     assert "vlmt.load(" in card and "## Metrics (test split)" in card and "| vqa | accuracy |" in card
     pool = json.loads((model_dir / "answers.json").read_text())["answers"]

@@ -30,12 +30,14 @@ def _cfg(raw: dict, *overrides: str) -> C.ExperimentConfig:
 
 
 def test_data_section_matches_genome_boxes_and_builds_label_sets(tiny_cfg):
-    data = _cfg(tiny_cfg).data.build(seed=0)
-    # every world object is one of the proposals (Genome files round boxes to whole pixels), so the
-    # IoU rule finds its own box
+    cfg = _cfg(tiny_cfg).data
+    data = cfg.build(seed=0)
+    # the default world's regions are the detector's: each Genome object takes its stored box of
+    # highest IoU, kept when it reaches match_iou; the tiny detector covers all but a few (seed 0:
+    # 139 matched, 3 unmatched, the lowest IoU kept 0.505)
     regions = [r for rs in data.genome.values() for r in rs]
-    assert regions and min(r.iou for r in regions) > 0.8
-    assert data.summary["genome_objects_unmatched"] == 0
+    assert regions and min(r.iou for r in regions) >= cfg.match_iou
+    assert data.summary["genome_objects_unmatched"] <= 0.05 * len(regions)
     # label sets: most frequent first, hypernyms outside O come along for Eq. 1
     freq = [data.object_frequency[w] for w in data.object_labels]
     assert freq == sorted(freq, reverse=True)

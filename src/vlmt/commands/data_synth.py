@@ -11,7 +11,7 @@ EXAMPLES = """\
   vlmt data synth --size tiny --out worlds/tiny
   vlmt data synth --size default --seed 1 --out worlds/default-1 --json
   vlmt data synth --size default-test1000 --out worlds/default-test1000
-  vlmt data synth --size default --proposals detector --out worlds/default-detector"""
+  vlmt data synth --size default --proposals oracle --out worlds/default-oracle"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proposals", choices=("detector", "oracle"), default=None,
                         help="how the feature store's regions are found: detector (boxes a detector trained on "
                              "the Genome-like split finds in the pixels) or oracle (true boxes, jittered copies "
-                             "and random boxes; for ablation). Default: oracle")
+                             "and random boxes; an ablation only). Default: detector")
     parser.add_argument("--json", action="store_true", help="print the manifest as one JSON object on stdout")
 
 

@@ -120,6 +120,14 @@ class TrainedModel:
         """Task name -> task type of every task the model was trained with."""
         return dict(self.info["tasks"])
 
+    def save(self, path: str | Path) -> Path:
+        """Write this model as an exported folder at `path` (a new folder, written whole or not at
+        all: config.json, the weights, its assets, region CNN and detector, a model card), as
+        `vlmt export` writes one; `vlmt.load(path)` answers as this model does. Returns the folder."""
+        from vlmt.inference.export import save_loaded
+
+        return save_loaded(self, path)
+
     def describe_heads(self) -> str:
         return ", ".join(f"{name} ({kind})" for name, kind in self.heads.items()) or "none"
 

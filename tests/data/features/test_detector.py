@@ -77,6 +77,54 @@ def test_store_holds_the_detector_boxes_and_no_true_box(detector_world):
         np.testing.assert_allclose(store.read(i).boxes, b, atol=1e-4)
 
 
+def test_the_region_cnn_learned_from_the_detector_boxes_of_genome_training_pictures(detector_world):
+    """The detector world's region CNN is trained on what the detector finds in the Genome-like
+    training pictures (each box labelled by its best true box), and on nothing of the main splits."""
+    from vlmt.data.features.extractor import RegionExtractor, train_region_extractor
+    from vlmt.data.synth import taxonomy as tx
+    from vlmt.data.synth.world import extractor_training_data
+
+    folder, w, detector = detector_world
+    manifest = json.loads((folder / "world.json").read_text())
+    assert "detector's boxes" in manifest["proposals"]["region_cnn_trained_on"]
+    load = lambda i: load_image(folder / "images" / filename(i))  # noqa: E731
+    pictures, regions = extractor_training_data(folder, w, load, detector)
+    train = w.genome_ids("train")
+    assert len(pictures) == len(train) and {r.image for r in regions} <= set(range(len(train)))
+    found, _ = detector.detect_batch(pictures)
+    from vlmt.data.readers.visual_genome import read_visual_genome
+
+    vg = folder / "visual_genome"  # the true boxes as the files hold them (whole pixels)
+    genome = {im.image_id: im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json",
+                                                            vg / "attributes.json")}
+    from_detector = 0
+    for r in regions:
+        truth = np.array([o.box for o in genome[train[r.image]].objects], np.float32)
+        is_true = (np.abs(truth - np.array(r.box, np.float32)).max(1) < 1e-3).any()
+        is_found = (np.abs(found[r.image] - np.array(r.box, np.float32)).max(1) < 1e-3).any()
+        assert is_true or is_found
+        from_detector += int(is_found and not is_true)
+        best = box_iou(torch.tensor([r.box]), torch.from_numpy(truth))[0]
+        if r.object < 0:
+            assert float(best.max()) < 0.3
+        else:
+            assert float(best.max()) >= 0.5
+            assert tx.SHAPES[r.object] == genome[train[r.image]].objects[int(best.argmax())].names[0]
+    assert from_detector > len(regions) / 2
+    with torch.random.fork_rng():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            again = train_region_extractor(pictures, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
+                                           feature_dim=SIZES["tiny"].feature_dim,
+                                           epochs=SIZES["tiny"].extractor_epochs, seed=0)
+        finally:
+            torch.set_num_threads(threads)
+    saved = RegionExtractor.load(folder / "region_extractor")
+    for (k, a), b in zip(saved.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_detect_on_a_new_picture_is_the_world_path(detector_world):
     folder, w, detector = detector_world
     i = w.main_ids("val")[0]
@@ -100,7 +148,8 @@ def test_the_option_round_trips_through_the_cache(detector_world):
     assert parse_world_source("world:tiny:0:detector") == ("tiny", 0, "detector")
     assert parse_world_source("world:tiny:detector") == ("tiny", 0, "detector")
     assert parse_world_source("world:tiny:2") == ("tiny", 2, None)
-    assert check_proposals(None) == DEFAULT_PROPOSALS
+    assert check_proposals(None) == DEFAULT_PROPOSALS == "detector"
+    assert resolve_source("world:tiny") == folder  # the default world is the detector world
     stamp = (folder / "world.json").stat().st_mtime_ns
     assert ensure_world("tiny", 0, proposals="detector") == folder
     assert (folder / "world.json").stat().st_mtime_ns == stamp  # reused, not regenerated
@@ -186,3 +235,29 @@ def test_nms_and_iou():
     assert nms(boxes, scores, 0.5).tolist() == [3, 2]  # 0 and 1 overlap box 3 by more than 0.5
     assert nms(boxes, scores, 0.95).tolist() == [3, 0, 1, 2]
     assert recall_at_iou([np.array([[0, 0, 10, 10], [50, 50, 60, 60]])], [boxes.numpy()]) == (1, 2)
+
+
+def test_the_oracle_ablation_stores_the_true_boxes(tmp_path):
+    """`--proposals oracle`, the ablation: every true box is a stored region (and the probe reads
+    its features), unlike the default world."""
+    from vlmt.data.synth.probe import object_region_features, probe_world
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        manifest = generate("tiny", tmp_path / "oracle", seed=0, proposals="oracle")
+    finally:
+        torch.set_num_threads(threads)
+    assert manifest["proposals"]["method"] == "oracle" and manifest["proposals"]["true_boxes_in_features"]
+    assert "--proposals oracle" in (tmp_path / "oracle" / "README.md").read_text()
+    w = build(SIZES["tiny"], 0)
+    store = FeatureStore(tmp_path / "oracle" / "features")
+    for image_id, scene in w.scenes.items():
+        stored = store.read(image_id).boxes
+        for o in scene.objects:
+            assert np.abs(stored - np.array(o.box, np.float32)).max(1).min() < 1e-3
+    acc = probe_world(tmp_path / "oracle", "tiny")  # the exact boxes: size is read off their geometry
+    assert acc["shape"] > 0.35 and acc["colour"] > 0.5 and acc["size"] > 0.8, acc
+    feats, labels, missed = object_region_features(w, store, w.main_ids("test"))
+    assert missed == 0 and len(feats) == len(labels["shape"]) == sum(len(w.scenes[i].objects)
+                                                                     for i in w.main_ids("test"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from vlmt.data.features.extractor import (
@@ -87,3 +88,32 @@ def test_genome_training_regions_label_true_jittered_and_background_boxes():
     assert len(background) == 2
     assert all(_box_iou(r.box, o.box) < 0.3 for r in background for o in im.objects)
     assert all(0 <= r.box[0] < r.box[2] <= 100 and 0 <= r.box[1] < r.box[3] <= 80 for r in regions)
+
+
+def test_proposal_training_regions_label_each_box_by_its_best_true_box():
+    from vlmt.data.examples import GenomeImage, GenomeObject
+    from vlmt.data.features.extractor import proposal_training_regions
+
+    im = GenomeImage(1, 100, 100, objects=(
+        GenomeObject(1, (10.0, 10.0, 30.0, 30.0), ("star",), attributes=("red", "shiny")),
+        GenomeObject(2, (60.0, 60.0, 90.0, 90.0), ("zebra",)),  # a name outside the labels
+    ))
+    props = np.array([
+        [11, 11, 30, 30],   # IoU 0.90 with the star -> star, red
+        [10, 10, 30, 22],   # IoU 0.60 -> star
+        [10, 10, 30, 18],   # IoU 0.40 -> neither: unused
+        [60, 60, 90, 88],   # IoU 0.93 with the zebra -> unnamed object: unused, never background
+        [0, 40, 50, 55],    # touches nothing -> background
+        [5, 5, 5, 40],      # empty -> unused
+    ], np.float32)
+    regions = proposal_training_regions([im], [props], ["star", "circle"], ["red", "blue"])
+    got = [(r.box, r.object, r.attributes) for r in regions]
+    assert got == [((10.0, 10.0, 30.0, 30.0), 0, (0,)),  # the true box of the named object
+                   ((11.0, 11.0, 30.0, 30.0), 0, (0,)), ((10.0, 10.0, 30.0, 22.0), 0, (0,)),
+                   ((0.0, 40.0, 50.0, 55.0), -1, ())]
+    without = proposal_training_regions([im], [props], ["star"], ["red"], with_true_boxes=False)
+    assert [r.box for r in without] == [g[0] for g in got[1:]]
+    with pytest.raises(ValueError, match="1 images but 2 proposal arrays"):
+        proposal_training_regions([im], [props, props], ["star"], ["red"])
+    with pytest.raises(ValueError, match="background_iou <= foreground_iou"):
+        proposal_training_regions([im], [props], ["star"], ["red"], foreground_iou=0.2, background_iou=0.3)

@@ -153,8 +153,8 @@ def test_splits_are_disjoint_and_every_image_has_features(tiny_world):
         r = store[i]
         assert r.boxes.shape == (16, 4) and r.features.shape == (16, store.feature_dim)
         assert np.isfinite(r.features).all()
-        for o in world.scenes[i].objects:  # the true boxes are among the proposals
-            assert max(iou(o.box, tuple(b)) for b in r.boxes) > 0.99
+        for o in world.scenes[i].objects:  # the default world's regions are the detector's: no true box
+            assert max(iou(o.box, tuple(b)) for b in r.boxes) < 0.999
         assert (out / "images" / f"{i}.png").exists()
 
 
@@ -179,8 +179,15 @@ def test_rarity_targets():
 
 
 def test_linear_probe_recovers_shape_and_colour_from_region_features(tiny_world):
-    """Tiny world (32 Genome images for the CNN, 100 probe regions): far above chance (0.1); the
-    default world reaches ~0.97 / 0.98 (benchmarks/synth_world.py)."""
+    """Tiny world (32 Genome images for the CNN, ~100 probe regions): far above chance (0.1, 0.1,
+    0.33). Each object's region is the detector's box of it, whose size is estimated: seed 0
+    measured shape 0.37, colour 0.70, size 0.74 on 27 test regions (the oracle world, whose region
+    is the exact box, reaches size 1.0 and keeps the 0.8 floor in test_detector.py); the default
+    world's figures are in docs/synthetic_world.md (benchmarks/synth_world.py)."""
     out, _ = tiny_world
     acc = probe_world(out, "tiny")
-    assert acc["shape"] > 0.35 and acc["colour"] > 0.5 and acc["size"] > 0.8, acc
+    assert acc["shape"] > 0.35 and acc["colour"] > 0.5 and acc["size"] > 0.6, acc
+    # the tiny detector (32 training pictures) covers 128 of the 159 main objects at IoU >= 0.5 (seed 0:
+    # 74 of 100 train, 54 of 59 val + test); the default world's covers 97 % (docs/synthetic_world.md)
+    total = acc["num_train_regions"] + acc["num_test_regions"] + acc["objects_without_a_region"]
+    assert acc["objects_without_a_region"] <= 0.25 * total, acc

@@ -181,6 +181,63 @@ def genome_training_regions(images: Sequence, object_names: Sequence[str], attri
     return regions
 
 
+# Labelling a proposal by its best-overlapping annotated object (`proposal_training_regions`): at
+# least FOREGROUND_IOU -> that object; below BACKGROUND_IOU with every object -> background; in
+# between -> not used (a box covering part of an object is neither a clean positive nor a clean
+# negative). 0.5 is the detectors' positive threshold (and the recall / grounding criterion here);
+# 0.3 is the background rule `genome_training_regions` already uses for its random boxes.
+FOREGROUND_IOU = 0.5
+BACKGROUND_IOU = 0.3
+
+
+def proposal_training_regions(images: Sequence, proposals: Sequence[np.ndarray], object_names: Sequence[str],
+                              attribute_names: Sequence[str], *, foreground_iou: float = FOREGROUND_IOU,
+                              background_iou: float = BACKGROUND_IOU,
+                              with_true_boxes: bool = True) -> list[RegionExample]:
+    """Training regions from a detector's own boxes on Visual Genome-style images (`GenomeImage`s,
+    with `proposals[n]` the (T, 4) pixel boxes the detector gave image n), so the region CNN learns
+    to name objects from the boxes it will be given, as a detector's classification head learns
+    from its proposals. Each proposal takes the object it overlaps most: IoU >= `foreground_iou`
+    -> that object's first name and attributes (skipped when the name is not in `object_names`);
+    IoU < `background_iou` with every object -> background; otherwise skipped. With
+    `with_true_boxes`, every named object's own box is added too (as two-stage detectors add the
+    annotated boxes to the proposals they train on). Indexed like `images`."""
+    if len(images) != len(proposals):
+        raise ValueError(f"{len(images)} images but {len(proposals)} proposal arrays")
+    if not 0.0 <= background_iou <= foreground_iou <= 1.0:
+        raise ValueError(f"need 0 <= background_iou <= foreground_iou <= 1, got {background_iou}, {foreground_iou}")
+    obj_index = {n: k for k, n in enumerate(object_names)}
+    att_index = {a: k for k, a in enumerate(attribute_names)}
+    regions: list[RegionExample] = []
+    for n, (im, props) in enumerate(zip(images, proposals)):
+        labels: list[tuple[int, tuple[int, ...]] | None] = []
+        for o in im.objects:
+            if o.names and o.names[0] in obj_index:
+                atts = tuple(sorted({att_index[a] for a in o.attributes if a in att_index}))
+                labels.append((obj_index[o.names[0]], atts))
+            else:
+                labels.append(None)
+        if with_true_boxes:
+            for o, lab in zip(im.objects, labels):
+                if lab is not None:
+                    x1, y1, x2, y2 = (float(v) for v in o.box)
+                    regions.append(RegionExample(n, (x1, y1, x2, y2), lab[0], lab[1]))
+        for p in np.asarray(props, dtype=np.float32).reshape(-1, 4):
+            box = (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                continue
+            ious = [_box_iou(box, o.box) for o in im.objects]
+            best = int(np.argmax(ious)) if ious else -1
+            top = ious[best] if ious else 0.0
+            if top < background_iou:
+                regions.append(RegionExample(n, box, -1))
+            elif top >= foreground_iou and labels[best] is not None:
+                lab = labels[best]
+                assert lab is not None
+                regions.append(RegionExample(n, box, lab[0], lab[1]))
+    return regions
+
+
 def _crops_and_geometry(images: Sequence[np.ndarray], image_idx: np.ndarray, boxes: np.ndarray,
                         size: int, batch_images: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops and geometry for boxes spread over many images, in chunks of images to bound memory."""

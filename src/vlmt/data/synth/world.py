@@ -7,8 +7,10 @@ seed skips what is already there, so an interrupted run resumes):
 2. render images/<id>.png
 3. language: VQA v2 + v1 multiple-choice files, Karpathy captions, Flickr30k Entities
 4. Visual Genome files for the disjoint Genome-like images, and the hypernym file
-5. train the region CNN on Genome-like training regions (`region_extractor/`), and with
-   `proposals="detector"` the detector on the Genome-like training boxes (`detector/`)
+5. with `proposals="detector"`, train the detector on the Genome-like training boxes
+   (`detector/`); then the region CNN on Genome-like training regions (`region_extractor/`):
+   the true boxes and jittered copies (oracle), or the detector's own boxes on those pictures
+   labelled by the true box they overlap most (detector)
 6. proposals for every image + features into the feature store (`features/`)
 7. `world.json` (what was made, counts, rarity statistics) and `README.md`
 
@@ -17,7 +19,8 @@ Proposals (stage 6) come one of two ways (`PROPOSAL_METHODS`):
   regions come from a detector trained on Visual Genome; no split's true boxes enter any
   feature (the detector learns only from the Genome-like training split).
 - "oracle": every image's true boxes, jittered copies and random boxes
-  (`vlmt.data.synth.proposals`); test features then contain the test annotations. For ablation.
+  (`vlmt.data.synth.proposals`); test features then contain the test annotations. For ablation
+  only: name it (`world:<size>:<seed>:oracle`, `--proposals oracle`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vlmt.data.features.extractor import BACKGROUND_IOU, FOREGROUND_IOU
 from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth import writers
 from vlmt.data.synth.language import Caption, Question, captions, questions
@@ -50,7 +54,7 @@ GENOME_ID_OFFSET = 1_000_000
 DATASET_NAME = "synth"
 PROPOSAL_METHODS = ("oracle", "detector")
 # how a world's regions are proposed when nothing says otherwise (`world:<size>`, `vlmt data synth`)
-DEFAULT_PROPOSALS = "oracle"
+DEFAULT_PROPOSALS = "detector"
 DETECTOR_STEPS = 400  # detector updates of 16 pictures, the same for every size (about a minute of one core)
 
 
@@ -218,18 +222,25 @@ def detector_training_data(out: Path, w: World, load: Callable[[int], np.ndarray
     return [load(im.image_id) for im in genome], objects
 
 
-def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarray]):
+def extractor_training_data(out: Path, w: World, load: Callable[[int], np.ndarray], detector=None):
     """(images, regions) for the region CNN, read back from the written Visual Genome files
-    through the dataset reader (the path real Visual Genome data takes), training split only."""
-    from vlmt.data.features.extractor import genome_training_regions
+    through the dataset reader (the path real Visual Genome data takes), training split only.
+    Without a detector: every object's true box, a jittered copy and random background boxes
+    (`genome_training_regions`, the oracle world). With one: the boxes `detector` finds in those
+    pictures, each labelled by the true box it overlaps most, plus the true boxes
+    (`proposal_training_regions`), so the CNN learns from the boxes it will be given."""
+    from vlmt.data.features.extractor import genome_training_regions, proposal_training_regions
     from vlmt.data.readers.visual_genome import read_visual_genome
 
     vg = out / "visual_genome"
     train = set(w.genome_ids("train"))
     genome = [im for im in read_visual_genome(vg / "image_data.json", vg / "objects.json", vg / "attributes.json")
               if im.image_id in train]
-    regions = genome_training_regions(genome, tx.SHAPES, tx.ADJECTIVES, seed=w.seed)
-    return [load(im.image_id) for im in genome], regions
+    pictures = [load(im.image_id) for im in genome]
+    if detector is None:
+        return pictures, genome_training_regions(genome, tx.SHAPES, tx.ADJECTIVES, seed=w.seed)
+    boxes, _ = detector.detect_batch(pictures)
+    return pictures, proposal_training_regions(genome, boxes, tx.SHAPES, tx.ADJECTIVES)
 
 
 def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals: str | None = None,
@@ -290,21 +301,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: threads cost more than they give on few cores
     try:
-        t = time.perf_counter()
-        ext_dir = out / "region_extractor"
         load = lambda i: _load_image(images_dir / filename(i))  # noqa: E731
-        log: list = []
-        if (ext_dir / RegionExtractor.META).exists():
-            extractor = RegionExtractor.load(ext_dir)
-        else:
-            imgs, regions = extractor_training_data(out, w, load)
-            extractor = train_region_extractor(imgs, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
-                                               feature_dim=size.feature_dim, epochs=size.extractor_epochs,
-                                               seed=seed, log=log)
-            extractor.save(ext_dir)
-        timings["train_extractor"] = time.perf_counter() - t
-        say(f"region CNN ready ({len(log)} epochs trained)")
-
         detector: ObjectDetector | None = None
         if method == "detector":
             t = time.perf_counter()
@@ -319,6 +316,20 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals
                 detector.save(det_dir)
             timings["train_detector"] = time.perf_counter() - t
             say(f"detector ready ({size.proposals} boxes per picture)")
+
+        t = time.perf_counter()
+        ext_dir = out / "region_extractor"
+        log: list = []
+        if (ext_dir / RegionExtractor.META).exists():
+            extractor = RegionExtractor.load(ext_dir)
+        else:
+            imgs, regions = extractor_training_data(out, w, load, detector)
+            extractor = train_region_extractor(imgs, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
+                                               feature_dim=size.feature_dim, epochs=size.extractor_epochs,
+                                               seed=seed, log=log)
+            extractor.save(ext_dir)
+        timings["train_extractor"] = time.perf_counter() - t
+        say(f"region CNN ready ({len(log)} epochs trained)")
 
         t = time.perf_counter()
         store_path = out / "features"
@@ -355,6 +366,10 @@ def proposals_of(method: str, detector=None) -> dict:
     """What world.json records about how the feature store's regions were found."""
     if method == "detector" and detector is not None:
         return {**detector.settings(), "trained_on": "Genome-like training split (boxes and names)",
+                "region_cnn_trained_on": "the detector's boxes on the Genome-like training split, each "
+                                         f"labelled by the true box it overlaps most (IoU >= {FOREGROUND_IOU}: "
+                                         f"that object; < {BACKGROUND_IOU}: background; else unused), "
+                                         "plus the true boxes",
                 "true_boxes_in_features": False, "files": f"{DETECTOR_DIR}/"}
     return {"method": "oracle", "true_boxes_in_features": True,
             "what": "every true box, one jittered copy of each, random boxes (ablation only)"}
