@@ -19,7 +19,7 @@ def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
     blocks = python_blocks(DOC.read_text(encoding="utf-8"))
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102  (the doc's own code)
@@ -28,6 +28,7 @@ def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys):
     assert "config.json" in out[2] and "model.safetensors" in out[2] and "README.md" in out[2]
     assert out[3] == "{'retrieval': 'retrieval', 'vqa': 'vqa', 'grounding': 'grounding'}"
     assert "(2, 2)" in out
+    assert out.count("2") == 2  # the batches: two questions of one picture, one question of two pictures
     assert (tmp_path / "models" / "tiny" / "config.json").is_file() and (tmp_path / "runs" / "svlr").is_dir()
     top = namespace["svlr"].choose("square.png", "what color is the square?", namespace["choices"])
     assert sorted(c["answer"] for c in top) == sorted(namespace["choices"])

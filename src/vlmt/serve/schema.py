@@ -99,7 +99,7 @@ BOX = {"type": "array", "items": NUMBER, "minItems": 4, "maxItems": 4,
        "description": "[x1, y1, x2, y2] in the picture's pixels"}
 SCORED = _obj({"answer": STRING, "score": NUMBER})
 LABELS = _list(_obj({"label": STRING, "score": NUMBER}))
-REGIONS_FROM = {"type": "string", "enum": ["pixel proposals", "feature store", "bottom-up TSV"],
+REGIONS_FROM = {"type": "string", "enum": ["detector", "pixel proposals", "feature store", "bottom-up TSV"],
                 "description": "where the picture's regions came from"}
 WARNINGS = _list(STRING, "what the answer should be read with: the question's words the model never saw, a picture "
                          "far from the training pictures' size or shape")

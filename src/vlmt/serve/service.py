@@ -35,10 +35,14 @@ def pick_model(served: dict[str, ServedModel], name: str | None, method: str) ->
                      + "; ".join(f"{n} ({m.model.describe_heads()})" for n, m in served.items()), status=404)
 
 
-def regions_from(picture: Picture) -> str:
+def regions_from(picture: Picture, sm: ServedModel) -> str:
+    """Where a picture's regions came from: what the client sent, the gallery's feature store, or the
+    model's own way of finding regions in pixels (its detector, else the pixel proposals)."""
     if picture.source:
         return picture.source
-    return "feature store" if picture.features is not None else "pixel proposals"
+    if picture.features is not None:
+        return "feature store"
+    return "detector" if sm.model.preprocess.get("regions") == "detector" and sm.model.detector else "pixel proposals"
 
 
 def _round(values: Any, digits: int = 4) -> list[float]:
@@ -64,7 +68,7 @@ def answer_batch(sm: ServedModel, pictures: list[Picture], questions: list[str],
 
 def _answer(sm: ServedModel, picture: Picture, question: str, details: dict[str, Any]) -> dict[str, Any]:
     words = details["words"]
-    return {"model": sm.name, "question": question, "regions_from": regions_from(picture),
+    return {"model": sm.name, "question": question, "regions_from": regions_from(picture, sm),
             "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
             "words": words, "unknown_words": details["unknown_words"],
             "word_attention": _round(details["word_attention"][:len(words)]),
@@ -78,7 +82,7 @@ def ground(sm: ServedModel, picture: Picture, sentence: str) -> dict[str, Any]:
         phrases = sm.model.ground(sentence=sentence, **picture.inputs())
     except ConfigError as e:
         raise InputError(str(e)) from None
-    return {"model": sm.name, "sentence": sentence, "regions_from": regions_from(picture),
+    return {"model": sm.name, "sentence": sentence, "regions_from": regions_from(picture, sm),
             "phrases": [{"phrase": p["phrase"], "box": _round(p["box"], 1), "score": round(p["score"], 4)}
                         for p in phrases]}
 
@@ -110,7 +114,7 @@ def retrieve_images(sm: ServedModel, caption: str, top_k: int, *, k: int | None 
 
 def recognize(sm: ServedModel, picture: Picture, top_k: int) -> dict[str, Any]:
     regions = sm.model.recognize(top_k=top_k, **picture.inputs())
-    return {"model": sm.name, "regions_from": regions_from(picture), "regions": [
+    return {"model": sm.name, "regions_from": regions_from(picture, sm), "regions": [
         {"box": _round(r["box"], 1),
          "objects": [{"label": o["label"], "score": round(o["score"], 4)} for o in r["objects"]],
          "attributes": [{"label": a["label"], "score": round(a["score"], 4)} for a in r["attributes"]]}
