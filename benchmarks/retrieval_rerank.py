@@ -61,9 +61,13 @@ def _paired(exhaustive: dict[str, np.ndarray], two_stage: dict[str, np.ndarray],
     own = np.repeat(np.arange(n_img), c)  # caption j's image
     covered = {"i2t": mask.reshape(n_img, n_img, c)[np.arange(n_img), np.arange(n_img)].any(axis=1),
                "t2i": mask[own, np.arange(n_img * c)]}
-    return {"r1_queries": {d: {"lost": int((exhaustive[d] & ~two_stage[d]).sum()),
-                               "gained": int((~exhaustive[d] & two_stage[d]).sum()),
-                               "of": int(exhaustive[d].size)} for d in ("i2t", "t2i")},
+    lost = {d: int((exhaustive[d] & ~two_stage[d]).sum()) for d in ("i2t", "t2i")}
+    correct = {d: int(exhaustive[d].sum()) for d in ("i2t", "t2i")}
+    return {"r1_queries": {d: {"lost": lost[d], "gained": int((~exhaustive[d] & two_stage[d]).sum()),
+                               "of": int(exhaustive[d].size), "correct_exhaustively": correct[d],
+                               # the share of the exhaustive model's correct queries that two stages lose
+                               "lost_share": 100.0 * lost[d] / correct[d] if correct[d] else 0.0}
+                           for d in ("i2t", "t2i")},
             "true_item_rescored": {d: 100.0 * float(covered[d].mean()) for d in ("i2t", "t2i")}}
 
 
@@ -152,7 +156,8 @@ def main() -> None:
     for r in result["rerank"]:
         q, hit = r["r1_queries"], r["true_item_rescored"]
         print(f"k={r['k']}: R@1 queries lost / gained: " + ", ".join(
-            f"{d} {q[d]['lost']} / {q[d]['gained']} of {q[d]['of']}" for d in q)
+            f"{d} {q[d]['lost']} / {q[d]['gained']} of {q[d]['of']} ({q[d]['lost_share']:.1f} % of the "
+            f"{q[d]['correct_exhaustively']} right exhaustively lost)" for d in q)
             + "; true item re-scored: " + ", ".join(f"{d} {hit[d]:.1f} %" for d in hit))
 
 

@@ -85,6 +85,21 @@ def test_markdown_and_html_reports_hold_tables_curves_and_pictures(demo_out):
         assert "_curves.png" in md
 
 
+def test_report_puts_the_retrieval_ceiling_beside_the_models(demo_out):
+    from vlmt.tasks.retrieval_ceiling import world_ceiling
+
+    out, report, _ = demo_out
+    ceiling = world_ceiling("tiny", 0)
+    for side in ("i2t", "t2i"):
+        for k, v in ceiling.recall["generated"][side].items():
+            assert report["retrieval_ceiling"]["generated"][side][k] == pytest.approx(v, abs=0.005)
+    assert report["retrieval_ceiling"]["images"] == 8
+    md = (out / "report.md").read_text()
+    r1 = report["retrieval_ceiling"]["generated"]["i2t"]["r1"]
+    assert f"| retrieval ceiling | image -> caption (oracle) | {r1:.1f} |" in md
+    assert md.count("| retrieval ceiling | caption -> image (oracle) |") == 2  # hierarchical and composed
+
+
 def test_progress_names_each_stage_with_time_left(demo_out):
     _, _, err = demo_out
     lines = [line for line in err.splitlines() if line.startswith("[")]

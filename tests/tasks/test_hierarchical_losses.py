@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vlmt.tasks.grounding import box_iou, grounding_loss, grounding_targets
-from vlmt.tasks.retrieval import retrieval_loss, retrieval_pairs
+from vlmt.tasks.retrieval import retrieval_loss, retrieval_pairs, retrieval_softmax_loss
 from vlmt.tasks.vqa import vqa_loss
 
 
@@ -43,6 +43,45 @@ def test_retrieval_pairs_draw_partners_uniformly():
         counts += torch.bincount(cap[4:5], minlength=4).float()  # partner of example 0
     assert counts[0] == 0
     assert (counts[1:] > 150).all()
+
+
+def test_retrieval_pairs_with_several_negatives_draw_distinct_other_examples():
+    ids = torch.tensor([10, 11, 12, 13, 14])
+    img, cap, target = retrieval_pairs(ids, generator=torch.Generator().manual_seed(0), negatives=3)
+    assert img.shape == (5 + 2 * 15,)
+    assert img[5:20].tolist() == [b for b in range(5) for _ in range(3)]  # each image, 3 other captions
+    assert cap[20:].tolist() == [b for b in range(5) for _ in range(3)]   # each caption, 3 other images
+    for b in range(5):
+        assert len(set(cap[5 + 3 * b:8 + 3 * b].tolist()) | {b}) == 4  # distinct, never itself
+        assert len(set(img[20 + 3 * b:23 + 3 * b].tolist()) | {b}) == 4
+    assert target.tolist() == [1.0] * 5 + [0.0] * 30
+    # one negative is the default pairing, draw for draw
+    one = retrieval_pairs(ids, generator=torch.Generator().manual_seed(4), negatives=1)
+    default = retrieval_pairs(ids, generator=torch.Generator().manual_seed(4))
+    assert all(torch.equal(a, b) for a, b in zip(one, default))
+    with pytest.raises(ValueError, match="negatives"):
+        retrieval_pairs(ids, negatives=6)
+
+
+def test_retrieval_softmax_loss_is_cross_entropy_over_each_positive_and_its_negatives():
+    # B = 2, n = 2: positives, then 2 negative captions per image, then 2 negative images per caption
+    logits = torch.tensor([2.0, 0.0, 1.0, -1.0, 0.5, 0.5, 0.0, 3.0, -2.0, 1.0], requires_grad=True)
+    target = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    loss = retrieval_softmax_loss(logits, target, negatives=2)
+    ce = torch.nn.functional.cross_entropy
+    captions = ce(torch.tensor([[2.0, 1.0, -1.0], [0.0, 0.5, 0.5]]), torch.tensor([0, 0]))
+    images = ce(torch.tensor([[2.0, 0.0, 3.0], [0.0, -2.0, 1.0]]), torch.tensor([0, 0]))
+    assert loss.item() == pytest.approx(0.5 * (captions + images).item(), rel=1e-6)
+    loss.backward()
+    assert (logits.grad[:2] < 0).all() and (logits.grad[2:] > 0).all()
+    # a partner of the same image counts as a positive, not as a competitor
+    target[2] = 1.0
+    both = retrieval_softmax_loss(logits.detach(), target, negatives=2)
+    first = -math.log((math.exp(2.0) + math.exp(1.0)) / (math.exp(2.0) + math.exp(1.0) + math.exp(-1.0)))
+    second = ce(torch.tensor([[0.0, 0.5, 0.5]]), torch.tensor([0])).item()
+    assert both.item() == pytest.approx(0.5 * (0.5 * (first + second) + images.item()), rel=1e-6)
+    with pytest.raises(ValueError, match="pairs of one batch"):
+        retrieval_softmax_loss(torch.zeros(9), torch.zeros(9), negatives=2)
 
 
 def test_retrieval_loss_balances_positives_and_negatives():

@@ -24,9 +24,42 @@ def _iterations(run_dir: Path) -> str:
             f"{summary['seconds']:.0f} s of training")
 
 
+def retrieval_ceiling(size: str, seed: int) -> dict[str, Any]:
+    """The retrieval ceiling of the demo's world on its test split (`vlmt.tasks.retrieval_ceiling`):
+    expected Recall@K of the truth oracle under both readings, as report.json holds it."""
+    from vlmt.tasks.retrieval_ceiling import world_ceiling
+
+    c = world_ceiling(size, seed)
+    recall = {reading: {side: {k: round(v, 2) for k, v in ks.items()} for side, ks in sides.items()}
+              for reading, sides in c.recall.items()}
+    return {"images": c.images, "captions": c.captions, **recall,
+            "images_per_caption": c.images_per_caption["generated"]}
+
+
+def _ceiling_rows(ceiling: dict[str, Any] | None) -> list[list[Any]]:
+    if not ceiling:
+        return []
+    g = ceiling["generated"]
+    return [["retrieval ceiling", "image -> caption (oracle)", *(g["i2t"][k] for k in ("r1", "r5", "r10"))],
+            ["retrieval ceiling", "caption -> image (oracle)", *(g["t2i"][k] for k in ("r1", "r5", "r10"))]]
+
+
+def _ceiling_note(ceiling: dict[str, Any] | None) -> list[Block]:
+    if not ceiling:
+        return []
+    return [Paragraph(
+        f"The retrieval ceiling rows are an oracle that knows every test picture's true scene and matches a "
+        f"caption to the pictures it is true of (`vlmt.tasks.retrieval_ceiling`, the generator's reading: a "
+        f"singular phrase names exactly one object); ties are broken at random and the recall is its "
+        f"expected value. A test caption is true of {ceiling['images_per_caption']:.1f} of the "
+        f"{ceiling['images']} test pictures on average, so no retriever that only knows what a caption says "
+        f"can rank its own picture first every time (docs/hierarchical.md, \"The ceiling\").")]
+
+
 def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], not_built: str) -> list[Block]:
     """The report's content."""
     h, s = report["hierarchical"], report["svlr"]
+    ceiling = report.get("retrieval_ceiling")
     blocks: list[Block] = [Paragraph(
         f"`vlmt demo --size {report['size']}` on the synthetic world (seed {report['seed']}): "
         f"{report['seconds']:.0f} s in all. Every number is a percentage on the world's test split; "
@@ -47,8 +80,10 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
         ["VQA", "accuracy", h["vqa"]["accuracy"], None, None],
         ["retrieval", "image -> caption", *(h["retrieval"]["i2t"][k] for k in ("r1", "r5", "r10"))],
         ["retrieval", "caption -> image", *(h["retrieval"]["t2i"][k] for k in ("r1", "r5", "r10"))],
+        *_ceiling_rows(ceiling),
         ["grounding", "phrase -> box (IoU >= 0.5)", h["grounding"]["r1"], h["grounding"]["r5"], h["grounding"]["r10"]],
     ]))
+    blocks.extend(_ceiling_note(ceiling))
     blocks.append(Heading("SVLR"))
     blocks.append(Table(["training", "task", "metric", "value"], [
         ["joint", "multiple-choice VQA", "accuracy", s["vqa_mc"]["accuracy"]],
@@ -67,6 +102,7 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
             ["VQA", "accuracy", c["vqa"]["accuracy"], None, None],
             ["retrieval", "image -> caption", *(c["retrieval"]["i2t"][k] for k in ("r1", "r5", "r10"))],
             ["retrieval", "caption -> image", *(c["retrieval"]["t2i"][k] for k in ("r1", "r5", "r10"))],
+            *_ceiling_rows(ceiling),
             ["grounding", "phrase -> box (IoU >= 0.5)", c["grounding"]["r1"], c["grounding"]["r5"],
              c["grounding"]["r10"]],
             ["recognition", "object accuracy", c["recognition"]["object_accuracy"], None, None],
@@ -89,5 +125,10 @@ def demo_blocks(report: dict[str, Any], result: Any, *, parts: Sequence[Any], no
 
 def write_demo_report(out: Path, report: dict[str, Any], result: Any, *, parts: Sequence[Any],
                       not_built: str) -> tuple[Path, Path]:
+    """Write report.md / report.html. Adds `report["retrieval_ceiling"]` (the world's retrieval
+    ceiling on the test split, beside the models' numbers) when it is missing, so report.json,
+    written after, holds it too."""
+    if "retrieval_ceiling" not in report:
+        report["retrieval_ceiling"] = retrieval_ceiling(report["size"], report["seed"])
     return write_report(out, demo_blocks(report, result, parts=parts, not_built=not_built),
                         title="vlmt demo report")

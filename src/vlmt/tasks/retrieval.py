@@ -121,16 +121,20 @@ class RetrievalTask(EncoderTask):
         return self.shortlist
 
     def forward(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        image_index, caption_index, target = retrieval_pairs(batch["image_ids"])  # (3B,) each
+        n = self.config.negatives
+        image_index, caption_index, target = retrieval_pairs(batch["image_ids"], negatives=n)  # (B + 2nB,) each
         pairs = {"tokens": batch["tokens"][caption_index], "lengths": batch["lengths"][caption_index],
                  "region_features": batch["region_features"][image_index],
                  "region_mask": batch["region_mask"][image_index]}
         logits = self.logits(model, pairs)
-        loss = retrieval_loss(logits, target)
-        with torch.no_grad():  # how often a positive outscores its two negatives
+        if self.config.loss == "softmax":
+            loss = retrieval_softmax_loss(logits, target, negatives=n)
+        else:
+            loss = retrieval_loss(logits, target)
+        with torch.no_grad():  # how often a positive outscores all its negatives
             b = batch["image_ids"].shape[0]
-            pos, neg_caption, neg_image = logits[:b], logits[b:2 * b], logits[2 * b:]
-            margin = ((pos > neg_caption) & (pos > neg_image)).float().mean()
+            pos, neg_caption, neg_image = logits[:b], logits[b:b + b * n], logits[b + b * n:]
+            margin = ((pos > neg_caption.view(b, n).amax(1)) & (pos > neg_image.view(b, n).amax(1))).float().mean()
         out = {"loss": loss, "ranked": margin}
         if self.shortlist is not None and self.config.shortlist_weight > 0:
             images, captions = self.shortlist_embeddings(model, batch)
@@ -349,11 +353,19 @@ class RetrievalTask(EncoderTask):
                        "caption": caption}
 
 
+RETRIEVAL_LOSSES = ("bce", "softmax")
+
+
 @register_task("retrieval")
 @dataclass
 class RetrievalTaskConfig(EncoderTaskConfig):
     """Image-caption retrieval on the data section's caption file; the head reads encoder layer
     `layer` (paper: 3).
+
+    negatives, loss (training; the paper gives neither): each positive is scored against
+    `negatives` mismatched captions and as many mismatched images from the batch
+    (`retrieval_pairs`), with the balanced binary cross-entropy `bce` (`retrieval_loss`) or the
+    sampled softmax `softmax` (`retrieval_softmax_loss`).
 
     pair_batch: image x caption pairs per encoder pass when scoring all pairs; caption_block:
     captions whose caches are held at once during evaluation. val_images: score only the first N
@@ -371,6 +383,8 @@ class RetrievalTaskConfig(EncoderTaskConfig):
     stream_offset: ClassVar[int] = 2  # its batch order's seed offset, as documented results were drawn
 
     layer: int = 3
+    negatives: int = 1
+    loss: str = "bce"
     pair_batch: int = 256
     caption_block: int = 1000
     val_images: int | None = None
@@ -384,6 +398,10 @@ class RetrievalTaskConfig(EncoderTaskConfig):
     def validate(self) -> str | None:
         if self.pair_batch < 1 or self.caption_block < 1:
             return "pair_batch and caption_block must be >= 1"
+        if not 1 <= self.negatives < self.batch_size:
+            return f"negatives must be between 1 and batch_size - 1 ({self.batch_size - 1}), got {self.negatives}"
+        if self.loss not in RETRIEVAL_LOSSES:
+            return f"loss must be one of {', '.join(RETRIEVAL_LOSSES)}, got {self.loss!r}"
         if self.val_images is not None and self.val_images < 1:
             return f"val_images must be >= 1 or null, got {self.val_images}"
         if self.shortlist_dim < 0 or self.shortlist_weight < 0 or self.shortlist_temperature <= 0:
@@ -429,36 +447,42 @@ def shortlist_embeddings(model: WordRegionEncoder, head: ShortlistHead, batch: d
 
 
 def retrieval_pairs(
-    image_ids: Tensor, *, generator: torch.Generator | None = None
+    image_ids: Tensor, *, generator: torch.Generator | None = None, negatives: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pairs to score for a batch of B matched (image, caption) examples.
 
-    Returns (image_index, caption_index, target), each (3B,): the B positives, then for each
-    example a caption of another example (negative caption for its image) and an image of another
-    example (negative image for its caption). Partners are drawn uniformly from the examples
-    whose image id differs; a target is 1 exactly when the two share an image id, so an example
-    whose every partner shows the same image keeps a (correctly labelled) positive pair.
+    Returns (image_index, caption_index, target), each (B + 2nB,) for n = `negatives`: the B
+    positives, then for each example n captions of other examples (negative captions for its
+    image, example-major), then for each example n images of other examples (negative images for
+    its caption). Partners are drawn uniformly without replacement from the examples whose image
+    id differs (then other examples of the same image, then the example itself); a target is 1
+    exactly when the two share an image id, so an example whose partners show the same image
+    keeps (correctly labelled) positive pairs. n = 1 is the default pairing (3B pairs).
     """
     ids = image_ids.reshape(-1)
     b = ids.shape[0]
+    if not 1 <= negatives <= max(b, 1):
+        raise ValueError(f"negatives must be between 1 and the batch size {b}, got {negatives}")
     index = torch.arange(b, device=ids.device)
-    neg_caption = _partners(ids, generator)
-    neg_image = _partners(ids, generator)
-    image_index = torch.cat([index, index, neg_image])
-    caption_index = torch.cat([index, neg_caption, index])
+    neg_caption = _partners(ids, generator, negatives).reshape(-1)
+    neg_image = _partners(ids, generator, negatives).reshape(-1)
+    own = index.repeat_interleave(negatives)
+    image_index = torch.cat([index, own, neg_image])
+    caption_index = torch.cat([index, neg_caption, own])
     target = (ids[image_index] == ids[caption_index]).float()
     return image_index, caption_index, target
 
 
-def _partners(ids: Tensor, generator: torch.Generator | None) -> Tensor:
-    """For each example, a uniformly drawn other example, preferring a different image id."""
+def _partners(ids: Tensor, generator: torch.Generator | None, count: int = 1) -> Tensor:
+    """(B, count): for each example, `count` different examples drawn uniformly, preferring a
+    different image id, then another example of the same image, then itself."""
     b = ids.shape[0]
     different = ids[:, None] != ids[None, :]  # (B, B)
     not_self = ~torch.eye(b, dtype=torch.bool, device=ids.device)
-    # priority 2: other image; 1: other example of the same image; 0: itself (B = 1 only)
+    # priority 2: other image; 1: other example of the same image; 0: itself
     priority = different.float() + not_self.float()
     noise = torch.rand(b, b, generator=generator).to(ids.device)  # uniform within a priority
-    return (priority + noise).argmax(dim=1)
+    return (priority + noise).topk(count, dim=1).indices
 
 
 def retrieval_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -471,6 +495,33 @@ def retrieval_loss(logits: Tensor, target: Tensor) -> Tensor:
     positive = target > 0.5
     parts = [per_pair[sel].mean() for sel in (positive, ~positive) if bool(sel.any())]
     return torch.stack(parts).mean()
+
+
+def retrieval_softmax_loss(logits: Tensor, target: Tensor, *, negatives: int) -> Tensor:
+    """Sampled softmax over the relevance logits of `retrieval_pairs` (an option; the paper does
+    not give its retrieval loss): each positive competes with its image's n negative captions and,
+    separately, with its caption's n negative images; minus the log of the softmax mass on the
+    pairs whose target is 1, averaged over examples, the two directions averaged.
+
+    Why: a pair-wise binary loss learns whether a caption is true of a picture, but on the world a
+    caption is true of several pictures (docs/hierarchical.md, "The ceiling"); ranking needs the
+    score of the true pair to exceed those of its competitors, which a softmax over them trains
+    directly (it learns the log-odds of the pair against the others, as in-batch contrastive
+    losses do)."""
+    total = logits.shape[0]
+    b = total // (1 + 2 * negatives)
+    if logits.shape != target.shape or b * (1 + 2 * negatives) != total:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} are not "
+                         f"B + 2 x {negatives} x B pairs of one batch")
+    logits, positive = logits.float(), target > 0.5
+    pos = logits[:b, None]
+    losses = []
+    for lo in (b, b + b * negatives):  # negative captions, then negative images
+        scores = torch.cat([pos, logits[lo:lo + b * negatives].view(b, negatives)], dim=1)
+        keep = torch.cat([positive[:b, None], positive[lo:lo + b * negatives].view(b, negatives)], dim=1)
+        log_pos = torch.logsumexp(scores.masked_fill(~keep, float("-inf")), dim=1)
+        losses.append((torch.logsumexp(scores, dim=1) - log_pos).mean())
+    return 0.5 * (losses[0] + losses[1])
 
 
 def shortlist_loss(image_embeddings: Tensor, caption_embeddings: Tensor, image_ids: Tensor, *,
