@@ -123,7 +123,7 @@ PARTS: tuple[Part, ...] = (
          estimate_s={"tiny": 14.0, "default": 150.0}),
 )
 
-WORLD_ESTIMATE_S = {"tiny": 8.0, "default": 80.0}   # when the world has to be generated (detector regions: 77 s measured)
+WORLD_ESTIMATE_S = {"tiny": 8.0, "default": 80.0}  # generating the world (its detector: 77 s measured)
 STARTUP_ESTIMATE_S = {"tiny": 8.0, "default": 10.0}  # starting the worker processes
 REPORT_ESTIMATE_S = {"tiny": 1.0, "default": 2.0}
 
