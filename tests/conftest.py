@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+import pytest
 
 _made: list[str] = []
 
@@ -24,3 +27,13 @@ def pytest_configure(config):  # noqa: ARG001
 def pytest_unconfigure(config):  # noqa: ARG001
     for folder in _made:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_world_folder() -> Path:
+    """`world:tiny` (seed 0, detector regions) in the session's cache, generated on first use: the
+    world the shipped tiny configs read. Tests that need a generated world share this one (a world
+    takes most of a minute to generate); only tests of generation itself generate their own."""
+    from vlmt.data.synth.cache import ensure_world
+
+    return ensure_world("tiny", 0)

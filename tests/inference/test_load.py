@@ -75,9 +75,11 @@ def load_elsewhere(model_dir: Path, calls: list, where: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def private_cache(tmp_path_factory) -> Iterator[Path]:
-    """A cache of this module's own, so taking the world away does not disturb other tests."""
+def private_cache(tmp_path_factory, tiny_world_folder) -> Iterator[Path]:
+    """A cache of this module's own, so taking the world away does not disturb other tests; it
+    starts with a copy of the session's tiny world (generating one takes most of a minute)."""
     cache = tmp_path_factory.mktemp("cache")
+    shutil.copytree(tiny_world_folder, cache / "worlds" / tiny_world_folder.name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VLMT_CACHE", str(cache))
         torch.set_num_threads(1)

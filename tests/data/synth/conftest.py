@@ -1,15 +1,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from vlmt.data.synth.world import SIZES, build, generate
+from vlmt.data.synth.world import SIZES, build
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory):
-    """The tiny world generated once for the whole session: (folder, in-memory World)."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("world") / "tiny"
-    generate("tiny", out, seed=0)
-    return out, build(SIZES["tiny"], 0)
+def tiny_world(tiny_world_folder):
+    """The session's tiny world (the one `world:tiny` configs read): (folder, in-memory World)."""
+    return tiny_world_folder, build(SIZES["tiny"], 0)

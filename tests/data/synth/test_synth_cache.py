@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from vlmt.data.synth.cache import ensure_world, world_dir
 
 
-def test_ensure_world_generates_once_then_reuses(tmp_path, monkeypatch):
-    monkeypatch.setenv("VLMT_CACHE", str(tmp_path))
-    folder = ensure_world("tiny", seed=3)
+def test_ensure_world_names_its_cache_folder_and_reuses_a_complete_world(tiny_world_folder):
+    cache = Path(os.environ["VLMT_CACHE"])  # the session's cache, where tiny_world_folder was generated
     # the default world (detector regions) keeps the "-detector" name: oracle caches keep theirs
-    assert folder == world_dir("tiny", 3) == tmp_path / "worlds" / "tiny-seed3-detector"
-    manifest = json.loads((folder / "world.json").read_text())
-    stamp = (folder / "world.json").stat().st_mtime_ns
-    assert ensure_world("tiny", seed=3) == folder
-    assert (folder / "world.json").stat().st_mtime_ns == stamp  # reused, not rewritten
+    assert tiny_world_folder == world_dir("tiny", 0) == cache / "worlds" / "tiny-seed0-detector"
+    manifest = json.loads((tiny_world_folder / "world.json").read_text())
+    stamp = (tiny_world_folder / "world.json").stat().st_mtime_ns
+    assert ensure_world("tiny", seed=0) == tiny_world_folder
+    assert (tiny_world_folder / "world.json").stat().st_mtime_ns == stamp  # reused, not rewritten
     assert manifest["size"] == "tiny"

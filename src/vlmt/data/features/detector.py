@@ -31,6 +31,7 @@ from torch import nn
 
 from vlmt.errors import DataError
 from vlmt.io import atomic_path, write_json
+from vlmt.seeding import seeded
 
 DETECTOR_WEIGHTS = "detector.safetensors"
 DETECTOR_META = "detector.json"
@@ -358,7 +359,8 @@ def train_detector(images: Sequence[np.ndarray], objects: Sequence[Sequence[Dete
     if config.num_classes != len(class_names):
         raise ValueError(f"config has {config.num_classes} classes, {len(class_names)} names given")
     gen = torch.Generator().manual_seed(seed)
-    model = DetectorNet(config, generator=gen)
+    with seeded(seed):  # nn.Conv2d's own initialisation draws from the global generator first
+        model = DetectorNet(config, generator=gen)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for k, im in enumerate(images):
         by_shape.setdefault(check_image(im).shape, []).append(k)
