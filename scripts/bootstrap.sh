@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs vlmt with its test extras; safe to run again (it skips what is done).
+# Creates .venv and installs vlmt with its test extras (VLMT_EXTRAS, default dev; "none": vlmt alone,
+# what `./run demo` needs); safe to run again (it skips what is done, and adds extras a later call asks for).
 #
 # torch is chosen so that no machine downloads more than it needs:
 #   1. a torch wheel already on this machine (pip's configured find-links) is used as is;
@@ -34,6 +35,10 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-  "${pip[@]}" install -e ".[$EXTRAS]"
+  if [[ $EXTRAS == none ]]; then
+    "${pip[@]}" install -e .
+  else
+    "${pip[@]}" install -e ".[$EXTRAS]"
+  fi
   touch "$stamp"
 fi

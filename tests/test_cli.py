@@ -67,3 +67,19 @@ def test_help_shows_the_examples(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "examples:\n  vlmt train tiny --out runs/tiny\n  vlmt export runs/tiny --out models/tiny" in out
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`vlmt --help | head -1`: the reader leaves early; vlmt stops without a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails, as after `head` has exited
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vlmt", "--help"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -59,6 +60,19 @@ def _resolve(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `vlmt`; returns the process exit code."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`vlmt ... | head`): stop quietly with the shell's SIGPIPE status, as
+        # other command-line tools do; stdout goes to devnull so the interpreter's last flush is quiet
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_top_level_help())
