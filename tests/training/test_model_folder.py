@@ -117,3 +117,30 @@ def test_a_broken_model_folder_names_the_file(world, tmp_path):
     (folder / "config.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(DataError, match=r"config.json.*not a vlmt model description"):
         build_from_model_folder(folder)
+
+
+def test_a_saved_word_table_is_the_same_bytes_in_every_process_and_older_tables_still_load(tmp_path):
+    """safetensors writes its metadata map in a per-process random order: the table keeps one key."""
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np; from pathlib import Path; from vlmt.tasks.svlr_text import WordTable; "
+              "t = WordTable({'red': np.ones(3, np.float32), 'cube': np.zeros(3, np.float32)}, 3, source='s', "
+              "coverage=0.5, fallback=True); t.save(Path(sys.argv[1]))")
+    written = []
+    for k in range(3):
+        (tmp_path / str(k)).mkdir()
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / str(k))], check=True, timeout=120)
+        written.append((tmp_path / str(k) / WordTable.FILE).read_bytes())
+    assert written[0] == written[1] == written[2]
+    table = WordTable.load(tmp_path / "0")
+    assert table.tokens() == ["red", "cube"] and table.fallback and table.coverage == 0.5 and table.source == "s"
+    from safetensors.numpy import save_file  # a table as vlmt 0.1.0 wrote it: one metadata key per field
+
+    old = tmp_path / "old"
+    old.mkdir()
+    save_file({"vectors": np.eye(2, 3, dtype=np.float32)}, str(old / WordTable.FILE),
+              metadata={"words": '["red", "cube"]', "source": "s", "fallback": "False", "coverage": "0.5"})
+    table = WordTable.load(old)
+    assert table.tokens() == ["red", "cube"] and not table.fallback and table.coverage == 0.5
+    np.testing.assert_array_equal(table.vector("cube"), [0, 1, 0])

@@ -141,6 +141,7 @@ class WordTable:
     collected has one too (a new question's words); otherwise such a word has no vector."""
 
     FILE = "word_vectors.safetensors"
+    META = "vlmt_word_table"  # the metadata key holding the words, source, fallback flag and coverage
 
     def __init__(self, token_vectors: dict[str, np.ndarray], dim: int, *, source: str, coverage: float | None,
                  fallback: bool = False):
@@ -188,9 +189,11 @@ class WordTable:
         matrix = np.stack([self._tokens[w] for w in words]) if words else np.zeros((0, self.dim), np.float32)
         path = folder / self.FILE
         with atomic_path(path) as tmp:
+            # one metadata key: safetensors writes its metadata map in a random order per process, so
+            # several keys made identical tables differ byte for byte
+            table = {"words": words, "source": self.source, "fallback": self.fallback, "coverage": self.coverage}
             save_file({"vectors": np.ascontiguousarray(matrix, dtype=np.float32)}, str(tmp),
-                      metadata={"words": json.dumps(words), "source": self.source, "fallback": str(self.fallback),
-                                "coverage": json.dumps(self.coverage)})
+                      metadata={self.META: json.dumps(table, sort_keys=True)})
         return path
 
     @classmethod
@@ -202,16 +205,20 @@ class WordTable:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata()
                 matrix = f.get_tensor("vectors")
-            words = json.loads(meta["words"])
-            fallback = meta["fallback"] == "True"
+            if packed := meta.get(cls.META):
+                meta = json.loads(packed)
+            else:  # written by vlmt <= 0.1.0: one metadata key per field, values as strings
+                meta = {"words": json.loads(meta["words"]), "source": meta.get("source", str(path)),
+                        "fallback": meta["fallback"] == "True", "coverage": json.loads(meta.get("coverage", "null"))}
+            words, fallback = meta["words"], bool(meta["fallback"])
         except FileNotFoundError:
             raise DataError(path, "file not found") from None
         except Exception as e:  # safetensors raises its own error types for damaged files
             raise DataError(path, f"not a word-vector table: {e}") from None
         if len(words) != len(matrix):
             raise DataError(path, f"{len(words)} words for {len(matrix)} vectors")
-        return cls(dict(zip(words, matrix)), int(matrix.shape[1]), source=meta.get("source", str(path)),
-                   coverage=json.loads(meta.get("coverage", "null")), fallback=fallback)
+        return cls(dict(zip(words, matrix)), int(matrix.shape[1]), source=meta.get("source") or str(path),
+                   coverage=meta.get("coverage"), fallback=fallback)
 
 
 # --------------------------------------------------------------------------- text and assets
