@@ -246,6 +246,21 @@ def test_store_covering_every_image_is_clean(tmp_path, capsys):
     assert rc == 0 and "feature store features/: 3 images, 4-d features" in err
 
 
+def test_symlinked_dataset_and_store_folders_are_followed_once(tmp_path, capsys):
+    elsewhere = tmp_path / "disk"
+    shutil.copytree(FIXTURES / "vqa", elsewhere / "vqa")
+    _store(elsewhere / "features", [1, 262148, 393225])
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "vqa").symlink_to(elsewhere / "vqa", target_is_directory=True)
+    (root / "features").symlink_to(elsewhere / "features", target_is_directory=True)
+    (root / "again").symlink_to(root, target_is_directory=True)  # a loop: read once, not forever
+    rc, err = _validate(root, capsys)
+    assert rc == 0, err
+    assert "feature store features/: 3 images, 4-d features" in err
+    assert len([line for line in err.splitlines() if line.startswith("VQA")]) == 3  # the three question files
+
+
 def test_images_without_features_are_named(tmp_path, capsys):
     root = _vqa_only(tmp_path / "d")
     _store(root / "features", [1, 262148])

@@ -136,8 +136,16 @@ def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Repor
     units: list[CheckUnit] = []
     store_dirs: list[Path] = []
     others: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    visited: set[tuple[int, int]] = set()
+    # symlinked folders are followed (datasets and stores often live on another disk, linked in);
+    # a folder reached twice through links is read once
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         d = Path(dirpath)
+        st = d.stat()
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
         if is_feature_store(d):
             store_dirs.append(d)
             dirnames[:] = []
