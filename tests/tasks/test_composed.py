@@ -99,8 +99,8 @@ def test_an_exported_composed_model_answers_recognizes_and_chooses_like_the_run(
             # bit for bit: the same batch through the run's and the loaded model's modules (a promise)
             assert torch.equal(task.choice_scores(parts.model, batch.inputs), twin.choice_scores(loaded.model,
                                                                                                   batch.inputs))
-        question = parts.data.svlr.vqa["test"][0]
-        regions = parts.data.svlr.store.read(question.image_id).features
+        question = parts.data.family("svlr").vqa["test"][0]
+        regions = parts.data.family("svlr").store.read(question.image_id).features
         expected = parts.tasks["mc"].choice_scores(parts.model, parts.tasks["mc"].batch_of([question]).inputs)[0]
         got = loaded.choose(question=question.question, choices=question.choices, regions=regions, zero_shot=False)
         assert {c["answer"]: c["score"] for c in got} == pytest.approx(
