@@ -47,7 +47,7 @@ KARPATHY = {"test": 5_000, "val": 5_000}  # of val2014; the rest of val2014 is r
 FLICKR_IMAGES, FLICKR_SENTENCES, FLICKR_HELD = 31_783, 158_915, 1_000  # val and test: 1,000 images each
 GENOME_IMAGES, GENOME_OBJECTS, GENOME_MAX_ID, GENOME_WITH_COCO = 108_077, 3_800_000, 2_417_997, 51_208
 COCO_MAX_ID = 581_929
-GENOME_OFFSET = 1_000_000_000  # data.genome.id_offset: Genome keys in the shared SVLR store
+GENOME_OFFSET = 1_000_000_000  # data.datasets.genome.id_offset: Genome keys in the shared SVLR store
 REGIONS, FEATURE_DIM = 36, 2048
 H100_DENSE_TFLOPS = 989.0  # H100 SXM dense bf16 tensor-core peak, TFLOP/s
 H100_UTILISATION = 0.30    # assumed model FLOP utilisation for these small-batch models
@@ -355,10 +355,11 @@ def apparent_bytes(path: Path) -> int:
 
 # ----------------------------------------------------------------------------- stages (child processes)
 
-HIER_SETS = ["data.captions.file=dataset_coco.json", "data.entities.features=features_flickr30k",
-             "data.entities.namespace=flickr30k", "data.check_files=false", "train.device=cpu"]
-SVLR_SETS = [f"data.genome.id_offset={GENOME_OFFSET}", "data.check_files=false", "data.tagger=lexicon",
-             "data.lemmatizer=rules", "data.question_parser=heuristic", "train.device=cpu"]
+HIER_SETS = ["data.datasets.captions.file=dataset_coco.json", "data.datasets.entities.features=features_flickr30k",
+             "data.datasets.entities.namespace=flickr30k", "data.check_files=false", "train.device=cpu"]
+SVLR_SETS = [f"data.datasets.genome.id_offset={GENOME_OFFSET}", "data.check_files=false",
+             "data.families.svlr.tagger=lexicon", "data.families.svlr.lemmatizer=rules",
+             "data.families.svlr.question_parser=heuristic", "train.device=cpu"]
 CONFIGS = {"hierarchical_paper": ("hier", HIER_SETS), "svlr_paper": ("svlr", SVLR_SETS)}
 
 
@@ -416,7 +417,8 @@ def load(config: str, root: Path, extra: list[str] = ()):
 def stage_build(config: str, root: Path) -> dict[str, Any]:
     cfg = load(config, root)
     t = time.perf_counter()
-    data = cfg.data.build(seed=0)
+    built = cfg.data.build(seed=0)
+    data = [built.family(name) for name in cfg.data.families][-1]  # the config's family (one per paper config)
     seconds = round(time.perf_counter() - t, 1)
     summary = getattr(data, "summary", None)
     return {"seconds": seconds, "cpu_seconds": cpu_seconds(), "peak_mb": peak_mb(),

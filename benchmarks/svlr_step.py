@@ -67,8 +67,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     paper = load_experiment(bundled_config("svlr_paper.yaml"))
     vqa_cfg, rec_cfg = paper.tasks["vqa"], paper.tasks["recognition"]
-    cfg = dataclasses.replace(paper.model, word_dim=paper.data.word_dim, region_dim=REGION_DIM,
-                              num_objects=paper.data.num_objects, num_attributes=paper.data.num_attributes)
+    sizes = paper.data.families["svlr"]
+    cfg = dataclasses.replace(paper.model, word_dim=sizes.word_dim, region_dim=REGION_DIM,
+                              num_objects=sizes.num_objects, num_attributes=sizes.num_attributes)
     model = SVLR(cfg).to(args.device).train()
     model.set_label_vectors(objects=torch.randn(cfg.num_objects, cfg.word_dim, device=args.device),
                             attributes=torch.randn(cfg.num_attributes, cfg.word_dim, device=args.device))

@@ -15,7 +15,7 @@ from PIL import Image
 from vlmt.cli import main
 
 CONFIG = {
-    "data": {"type": "vl_datasets", "root": None, "datasets": ["vqa"], "answer_more_than": 0},
+    "data": {"type": "datasets", "root": None, "datasets": {"vqa": {}}, "families": {"vl": {"answer_more_than": 0}}},
     "model": {"type": "hierarchical", "dim": 16, "num_layers": 1, "heads": 2, "null_slots": 1,
               "fc_dropout": 0.0, "lstm_dropout": 0.0, "word_dim": 8},
     "tasks": {"vqa": {"type": "vqa", "batch_size": 16, "layer": 1, "iterations": 30, "step": 30}},

@@ -130,3 +130,52 @@ def test_shipped_configs_load():
 
     for path in sorted((REPO / "configs").glob("*.yaml")):
         load_experiment(path)
+
+
+def test_an_alias_reads_a_former_type_as_its_successor():
+    registry = C.Registry("example")
+
+    @registry.register("new")
+    @dataclass
+    class New:
+        size: int = 1
+
+    registry.alias("old", "new", lambda raw: {"size": raw.get("width", 1) * 2})
+    registry.alias("older", "old", lambda raw: {"width": raw.get("w", 1)})
+    assert registry.resolve("older") == "new" and registry.resolve("new") == "new" and "old" not in registry
+    assert registry.upgrade("older", {"w": 3}) == ("new", {"size": 6})
+    with pytest.raises(ValueError, match="already registered"):
+        registry.alias("new", "old", dict)
+
+
+@dataclass
+class Small:
+    n: int = 0
+
+
+def pick_entry(key: str) -> type:
+    if key != "small":
+        raise KeyError(f"no entry type {key!r} (known: small)")
+    return Small
+
+
+@dataclass
+class Holder:
+    entries: dict = C.keyed(pick_entry)
+
+
+@dataclass
+class Outer:
+    holder: Holder
+
+
+def test_a_keyed_field_picks_each_entrys_dataclass_by_its_key():
+    from vlmt.config.loader import _build_dataclass, _Ctx
+
+    built = _build_dataclass(Outer, {"holder": {"entries": {"small": {"n": 2}}}}, "", _Ctx("x.yaml"))
+    assert built.holder.entries == {"small": Small(2)}
+    assert C.to_dict(built) == {"holder": {"entries": {"small": {"n": 2}}}}
+    with pytest.raises(ConfigError, match=r"x.yaml: key 'holder.entries.big': no entry type 'big' \(known: small\)"):
+        _build_dataclass(Outer, {"holder": {"entries": {"big": {}}}}, "", _Ctx("x.yaml"))
+    with pytest.raises(ConfigError, match=r"key 'holder.entries.small.n': expected int"):
+        _build_dataclass(Outer, {"holder": {"entries": {"small": {"n": "two"}}}}, "", _Ctx("x.yaml"))

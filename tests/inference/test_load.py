@@ -178,7 +178,7 @@ def test_exported_svlr_model_recognizes_and_chooses_in_a_new_process(svlr, tmp_p
 
 
 EASY_CONFIG = {
-    "data": {"type": "vl_datasets", "root": None, "datasets": ["vqa"], "answer_more_than": 0},
+    "data": {"type": "datasets", "root": None, "datasets": {"vqa": {}}, "families": {"vl": {"answer_more_than": 0}}},
     "model": {"type": "hierarchical", "dim": 16, "num_layers": 1, "heads": 2, "null_slots": 1,
               "fc_dropout": 0.0, "lstm_dropout": 0.0, "word_dim": 8},
     "tasks": {"vqa": {"type": "vqa", "batch_size": 16, "layer": 1, "iterations": 30, "step": 30}},
@@ -244,16 +244,17 @@ def test_load_and_evaluate_run_give_bit_identical_svlr_scores(svlr):
             # bit for bit: the same batch through the run's and the loaded model's modules (a promise)
             assert torch.equal(task.choice_scores(parts.model, batch.inputs), twin.choice_scores(loaded.model,
                                                                                                     batch.inputs))
-        question = parts.data.vqa["test"][0]
-        regions = parts.data.store.read(question.image_id).features
+        data = parts.data.family("svlr")
+        question = data.vqa["test"][0]
+        regions = data.store.read(question.image_id).features
         from vlmt.tasks.svlr_batches import vqa_batch
 
-        expected = task.choice_scores(parts.model, vqa_batch(parts.data, [question]).inputs)[0]
+        expected = task.choice_scores(parts.model, vqa_batch(data, [question]).inputs)[0]
         got = loaded.choose(question=question.question, choices=question.choices, regions=regions)
         assert {c["answer"]: c["score"] for c in got} == {c: float(expected[i]) for i, c in enumerate(question.choices)}
         objects, _ = recognition_scores(parts.model, torch.from_numpy(regions))
         ranked = loaded.recognize(regions=regions, top_k=1)
-        assert [r["objects"][0]["label"] for r in ranked] == [parts.data.object_labels[i]
+        assert [r["objects"][0]["label"] for r in ranked] == [data.object_labels[i]
                                                              for i in objects.argmax(1).tolist()]
 
 

@@ -56,7 +56,7 @@ def test_every_test_picture_uploaded_as_png_is_answered_as_evaluate_run_answers_
     for e in examples:
         png = tmp_path / f"{e.image_id}.png"
         if not png.exists():  # a fresh PNG of the picture, as a user would upload it
-            Image.open(parts.data.image_path(e.image_id, "vqa")).convert("RGB").save(png)
+            Image.open(parts.data.family("vl").image_path(e.image_id, "vqa")).convert("RGB").save(png)
         answered = loaded.answer(png, e.question, top_k=1)[0]["answer"]
         assert answered == predicted[e.question_id], (e.question_id, e.question)
 

@@ -139,7 +139,7 @@ def test_predictions_in_official_formats_rescore_to_the_same_metrics(trained, tm
 
 
 def test_selecting_on_val_that_vqa_trains_on_is_refused(tmp_path, capsys):
-    train_val = ["--set", "data.vqa.train_splits=[train, val]", "--set", "train.max_iters=2",
+    train_val = ["--set", "data.datasets.vqa.train_splits=[train, val]", "--set", "train.max_iters=2",
                  "--set", "train.eval_every=2", "--set", "train.checkpoint_every=2"]
     assert cli.main(["train", CONFIG, "--out", str(tmp_path / "a"), *QUIET, *train_val]) == 1
     err = capsys.readouterr().err

@@ -390,7 +390,8 @@ def test_defaults_and_the_paper_config_hold_the_papers_settings():
     vqa, rec = paper.tasks["vqa"], paper.tasks["recognition"]
     assert (rec.batch_size, vqa.batch_size, rec.eta_obj, vqa.eta_ans) == (200, 50, 1.0, 1.0)
     assert (vqa.loss_weight, rec.loss_weight) == (1.0, 0.1)  # VR -> VQA (Sec. 5.2)
-    assert (paper.data.num_objects, paper.data.num_attributes) == (1000, 1000)  # W1 in R^{2500 x 2000}
+    svlr = paper.data.families["svlr"]
+    assert (svlr.num_objects, svlr.num_attributes) == (1000, 1000)  # W1 in R^{2500 x 2000}
     assert paper.train.keep_best == "per_task"  # Sec. 5.1: VQA on the hold-out, recognition on Genome val
     head = MultipleChoice(SVLR(small_config(embed_dim=300, num_objects=1000, num_attributes=1000)), 2500).head
     assert head.w1.weight.shape == (2500, 2000) and head.w2.weight.shape == (2500, 1500)

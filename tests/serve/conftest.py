@@ -14,7 +14,7 @@ from vlmt.cli import main
 COMPOSED_MC = ["--set", "tasks.mc={type: composed_vqa_mc, layer: 2, batch_size: 16, fusion_dim: 32, iterations: 20, "
                "step: 20}", "--set", "schedule.stages=[[retrieval, vqa, grounding, recognition, mc]]"]
 EASY_CONFIG = {
-    "data": {"type": "vl_datasets", "root": None, "datasets": ["vqa"], "answer_more_than": 0},
+    "data": {"type": "datasets", "root": None, "datasets": {"vqa": {}}, "families": {"vl": {"answer_more_than": 0}}},
     "model": {"type": "hierarchical", "dim": 16, "num_layers": 1, "heads": 2, "null_slots": 1,
               "fc_dropout": 0.0, "lstm_dropout": 0.0, "word_dim": 8},
     "tasks": {"vqa": {"type": "vqa", "batch_size": 16, "layer": 1, "iterations": 10, "step": 10}},

@@ -42,13 +42,14 @@ def test_composed_tiny_trains_and_evaluates_every_task_of_both_papers(run, capsy
     assert summary["step"] == 600  # 150 updates of each of the four trained tasks
 
 
-def test_the_config_round_trips_with_its_nested_parts():
+def test_the_config_round_trips_with_each_familys_options():
     cfg = load_experiment("composed_world")
     again = C.from_dict(C.to_dict(cfg), source="round trip")
-    assert again == cfg and again.data.vl.answer_more_than == 8 and again.data.svlr.word_dim == 64
+    families = again.data.families
+    assert again == cfg and families["vl"].answer_more_than == 8 and families["svlr"].word_dim == 64
     raw = C.to_dict(cfg)
-    raw["data"]["vl"]["root"] = "elsewhere"
-    with pytest.raises(ConfigError, match="vl.root: both parts read data.root"):
+    raw["data"]["families"]["vl"]["root"] = "elsewhere"  # the root is the section's, not a family's
+    with pytest.raises(ConfigError, match="data.families.vl.root': unknown key"):
         C.from_dict(raw, source="bad")
 
 
@@ -99,8 +100,8 @@ def test_an_exported_composed_model_answers_recognizes_and_chooses_like_the_run(
             # bit for bit: the same batch through the run's and the loaded model's modules (a promise)
             assert torch.equal(task.choice_scores(parts.model, batch.inputs), twin.choice_scores(loaded.model,
                                                                                                   batch.inputs))
-        question = parts.data.svlr.vqa["test"][0]
-        regions = parts.data.svlr.store.read(question.image_id).features
+        question = parts.data.family("svlr").vqa["test"][0]
+        regions = parts.data.family("svlr").store.read(question.image_id).features
         expected = parts.tasks["mc"].choice_scores(parts.model, parts.tasks["mc"].batch_of([question]).inputs)[0]
         got = loaded.choose(question=question.question, choices=question.choices, regions=regions, zero_shot=False)
         assert {c["answer"]: c["score"] for c in got} == pytest.approx(

@@ -145,7 +145,7 @@ def test_a_task_defined_outside_the_package_trains_its_own_head_on_the_encoder(t
     assert "tasks.answer_type.head.out.weight" in weights
     assert not any(k.startswith("model.") and "answer_type" in k for k in weights)
     # it learned: the answer type follows from the question's words, far above the majority type
-    types = [e.answer_type for e in cfg.data.build(seed=0).vqa_split("val").examples]
+    types = [e.answer_type for e in cfg.data.build(seed=0).family("vl").vqa_split("val").examples]
     majority = 100.0 * max(types.count(t) for t in TYPES) / len(types)
     accuracy = summary["val"]["answer_type/accuracy"]
     assert accuracy > max(90.0, majority + 20.0), (accuracy, majority)

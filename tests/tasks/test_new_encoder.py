@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 import vlmt
 from vlmt import config as C
-from vlmt.config import ModelConfig, from_data, register_model
+from vlmt.config import ModelConfig, family_of, from_data, register_model
 from vlmt.models.composed import with_alignment
 from vlmt.models.encoders import CaptionCache, Encoded, ImageCache, alignment_of, is_word_region_encoder
 from vlmt.models.svlr import SVLRConfig
@@ -37,6 +37,7 @@ class MeanMixingConfig(ModelConfig):
     padding_idx: int = from_data(0)
 
     def build(self, *, data: Any) -> MeanMixing:
+        data = family_of(data, "vl")  # the sizes of the vl family's data, built on first use
         return MeanMixing(dataclasses.replace(self, vocab_size=data.vocab_size, padding_idx=data.padding_idx,
                                               region_feature_dim=data.region_feature_dim))
 
@@ -126,7 +127,7 @@ class MeanMixingComposedConfig(MeanMixingConfig):
     num_attributes: int | None = from_data()
 
     def build(self, *, data: Any) -> MeanMixing:
-        vl, svlr = data.parts
+        vl, svlr = family_of(data, "vl"), family_of(data, "svlr")
         config = dataclasses.replace(self, vocab_size=vl.vocab_size, padding_idx=vl.padding_idx,
                                      region_feature_dim=vl.region_feature_dim, align_word_dim=svlr.word_dim,
                                      num_objects=len(svlr.object_labels), num_attributes=len(svlr.attribute_labels))

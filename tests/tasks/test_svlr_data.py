@@ -1,4 +1,4 @@
-"""The `svlr_datasets` data section on files in the official formats: the VQA overlap rule,
+"""The `svlr` data family on files in the official formats: the VQA overlap rule,
 the split rule without a split file, the model-selection hold-out carved from train, and clear
 errors for unusable records and configs."""
 
@@ -104,10 +104,10 @@ def test_holdout_takes_whole_images_by_hash_whatever_the_file_order():
 
 
 def test_the_paper_configs_holdout_is_the_papers_12072_questions_on_vqa_v1():
-    paper = load_experiment(bundled_config("svlr_paper.yaml")).data
-    assert paper.vqa_mc.splits == {"train": "train2014", "val": "holdout", "test": "val2014"}
+    paper = load_experiment(bundled_config("svlr_paper.yaml")).data.datasets["vqa_mc"]
+    assert paper.splits == {"train": "train2014", "val": "holdout", "test": "val2014"}
     # VQA v1 train: 82,783 images, 3 questions each (248,349); the paper holds out 12,072 (Sec. 5.1)
-    assert 3 * len(holdout_images(_examples(82_783, 3), paper.vqa_mc.holdout)) == 12_072
+    assert 3 * len(holdout_images(_examples(82_783, 3), paper.holdout)) == 12_072
 
 
 def test_holdout_split_is_carved_from_train_disjoint_by_image_and_recorded(world):
@@ -127,7 +127,7 @@ def test_holdout_split_is_carved_from_train_disjoint_by_image_and_recorded(world
     assert data.summary["vqa_holdout"] == {"from": "train2014", "images": len(val_images),
                                            "questions": len(data.vqa["val"])}
     too_many = dataclasses.replace(cfg, vqa_mc=dataclasses.replace(cfg.vqa_mc, holdout=len(full.vqa["train"])))
-    with pytest.raises(ConfigError, match="data.vqa_mc.holdout"):
+    with pytest.raises(ConfigError, match="data.datasets.vqa_mc.holdout"):
         build_svlr_data(too_many, world)
 
 
@@ -139,8 +139,9 @@ def test_holdout_split_is_carved_from_train_disjoint_by_image_and_recorded(world
     ({"train": "holdout", "val": "val2014", "test": "test2015"}, None, "only val can be 'holdout'"),
 ])
 def test_a_selection_split_equal_to_the_test_split_and_bad_holdouts_are_refused(splits, holdout, message):
-    sets = [f"data.vqa_mc.splits={json.dumps(splits)}"] + ([f"data.vqa_mc.holdout={holdout}"] if holdout else [])
-    with pytest.raises(ConfigError, match=f"key 'data.vqa_mc': .*{message}"):
+    sets = [f"data.datasets.vqa_mc.splits={json.dumps(splits)}"] + (
+        [f"data.datasets.vqa_mc.holdout={holdout}"] if holdout else [])
+    with pytest.raises(ConfigError, match=f"key 'data.datasets.vqa_mc': .*{message}"):
         load_experiment(bundled_config("svlr_tiny.yaml"), sets)
 
 

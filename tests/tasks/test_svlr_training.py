@@ -31,12 +31,12 @@ def _cfg(raw: dict, *overrides: str) -> C.ExperimentConfig:
 
 def test_data_section_matches_genome_boxes_and_builds_label_sets(tiny_cfg):
     cfg = _cfg(tiny_cfg).data
-    data = cfg.build(seed=0)
+    data = cfg.build(seed=0).family("svlr")
     # the default world's regions are the detector's: each Genome object takes its stored box of
     # highest IoU, kept when it reaches match_iou; the tiny detector covers all but a few (seed 0:
     # 139 matched, 3 unmatched, the lowest IoU kept 0.505)
     regions = [r for rs in data.genome.values() for r in rs]
-    assert regions and min(r.iou for r in regions) >= cfg.match_iou
+    assert regions and min(r.iou for r in regions) >= cfg.options("svlr").match_iou
     assert data.summary["genome_objects_unmatched"] <= 0.05 * len(regions)
     # label sets: most frequent first, hypernyms outside O come along for Eq. 1
     freq = [data.object_frequency[w] for w in data.object_labels]
@@ -55,7 +55,8 @@ def test_data_section_matches_genome_boxes_and_builds_label_sets(tiny_cfg):
 
 
 def test_top_n_label_sets(tiny_cfg):
-    data = _cfg(tiny_cfg, "data.num_objects=3", "data.num_attributes=4").data.build(seed=0)
+    data = _cfg(tiny_cfg, "data.families.svlr.num_objects=3", "data.families.svlr.num_attributes=4"
+                ).data.build(seed=0).family("svlr")
     assert len(data.object_labels) == 3 and len(data.attribute_labels) == 4
 
 
@@ -127,14 +128,15 @@ def test_svlr_tasks_need_the_svlr_data_section(tiny_cfg):
     raw = C.apply_overrides(tiny_cfg, [])
     raw["data"] = {"type": "none"}
     cfg = C.from_dict(raw, source="svlr_tiny.yaml")
-    with pytest.raises(ConfigError, match="svlr_datasets"):
+    with pytest.raises(ConfigError, match="svlr family's data"):
         cfg.model.build(data=cfg.data.build(seed=0))
 
 
 def test_a_holdout_run_selects_on_train_images_and_records_them_in_the_run(tiny_cfg, tmp_path):
     torch.set_num_threads(1)
-    cfg = _cfg(tiny_cfg, "data.vqa_mc.splits={train: train2014, val: holdout, test: test2015}",
-               "data.vqa_mc.holdout=0.25", "train.max_iters=2", "train.eval_every=2", "train.checkpoint_every=2")
+    cfg = _cfg(tiny_cfg, "data.datasets.vqa_mc.splits={train: train2014, val: holdout, test: test2015}",
+               "data.datasets.vqa_mc.holdout=0.25", "train.max_iters=2", "train.eval_every=2",
+               "train.checkpoint_every=2")
     train(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "data.json").read_text())["vqa_holdout"]
     _, parts = rebuild(tmp_path / "run", "best")

@@ -1,4 +1,4 @@
-"""The vl_datasets data section on the tiny synthetic world: what it loads, what it refuses."""
+"""The `vl` data family on the tiny synthetic world: what it loads, what it refuses."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from vlmt import config as C
+from vlmt.data.datasets.vqa import VQAFilesConfig
+from vlmt.data.section import DatasetsConfig
 from vlmt.data.synth.cache import ensure_world
 from vlmt.errors import ConfigError, DataError
-from vlmt.tasks.vl_data import VLData, VLDatasetsConfig
+from vlmt.tasks.vl_data import DATASETS, VLData
 from vlmt.training.build import load_experiment
 
 
@@ -22,11 +24,15 @@ def world() -> Path:
     return ensure_world("tiny", 0)
 
 
-def build(**fields) -> VLData:
-    cfg = C.from_dict({"data": {"type": "vl_datasets", **fields}, "model": {"type": "hierarchical"},
-                       "tasks": {"vqa": {}}}).data
-    assert isinstance(cfg, VLDatasetsConfig)
-    return cfg.build(seed=0)
+def build(*, root: str, datasets: dict | None = None, images: str | None = None, **options) -> VLData:
+    """The `vl` family's data of a `datasets` section on `root`: `datasets` (kind -> files; default
+    the family's three, each left out when its files are absent) and the family's `options`."""
+    section = {"type": "datasets", "root": root, "datasets": datasets or {name: {} for name in DATASETS},
+               "missing": "skip" if datasets is None else "error", "families": {"vl": options},
+               **({"images": images} if images else {})}
+    cfg = C.from_dict({"data": section, "model": {"type": "hierarchical"}, "tasks": {"vqa": {}}}).data
+    assert isinstance(cfg, DatasetsConfig)
+    return cfg.build(seed=0).family("vl")
 
 
 def vqa_only_folder(world: Path, dest: Path) -> Path:
@@ -68,7 +74,7 @@ def test_a_vqa_only_source_needs_no_captions_and_names_what_a_task_lacks(world, 
     with pytest.raises(ConfigError, match="tasks.retrieval: needs the captions dataset"):
         data.require("captions", "retrieval")
     with pytest.raises(DataError, match="dataset_"):
-        build(root=str(root), answer_more_than=1, datasets=["vqa", "captions"])
+        build(root=str(root), answer_more_than=1, datasets={"vqa": {}, "captions": {}})
 
 
 def test_an_image_missing_from_the_store_names_the_file_and_the_id(world, tmp_path):
@@ -93,10 +99,10 @@ def test_an_image_missing_from_the_store_names_the_file_and_the_id(world, tmp_pa
 def test_training_on_images_another_task_tests_on_is_refused(world):
     # VQA "val" pointed at the test images, and trained on: Sec. 5.1 forbids it
     subtypes = {"train": "train2014", "val": "test2015"}
+    vqa_val_on_test = {"vqa": {"subtypes": subtypes, "train_splits": ["train", "val"]}, "captions": {}, "entities": {}}
     with pytest.raises(ConfigError, match="contamination"):
-        build(root=str(world), answer_more_than=1, vqa={"subtypes": subtypes, "train_splits": ["train", "val"]})
-    data = build(root=str(world), answer_more_than=1, allow_contamination=True,
-                 vqa={"subtypes": subtypes, "train_splits": ["train", "val"]})
+        build(root=str(world), answer_more_than=1, datasets=vqa_val_on_test)
+    data = build(root=str(world), answer_more_than=1, allow_contamination=True, datasets=vqa_val_on_test)
     assert data.vqa["val"].path.name.endswith("test2015_questions.json")
 
 
@@ -104,7 +110,7 @@ def test_bad_config_values_are_config_errors(world):
     with pytest.raises(ConfigError, match="images"):
         build(root=str(world), images="images/x.png")
     with pytest.raises(ConfigError, match="unknown split"):
-        build(root=str(world), vqa={"train_splits": ["training"]})
+        build(root=str(world), datasets={"vqa": {"train_splits": ["training"]}})
     with pytest.raises(ConfigError, match="no such folder"):
         build(root=str(world / "nope"))
 
@@ -117,9 +123,10 @@ def test_shipped_configs_are_valid(name):
 
 
 def test_image_patterns_may_format_the_id():
-    ok = VLDatasetsConfig(images="coco/COCO_val2014_{image_id:012d}.jpg")
+    ok = DatasetsConfig(images="coco/COCO_val2014_{image_id:012d}.jpg")
     assert ok.validate() is None
-    assert VLDatasetsConfig(images="images/{other}.png").validate() is not None
+    assert DatasetsConfig(images="images/{other}.png").validate() is not None
+    assert "datasets.vqa.images" in DatasetsConfig(datasets={"vqa": VQAFilesConfig(images="x.png")}).validate()
 
 
 def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
@@ -127,8 +134,8 @@ def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
 
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\n")
-    cfg = C.from_dict({"data": {"type": "vl_datasets", "root": str(world), "answer_more_than": 1,
-                                "word_vectors": str(vectors)},
+    cfg = C.from_dict({"data": {"type": "datasets", "root": str(world), "datasets": {"vqa": {}},
+                                "families": {"vl": {"answer_more_than": 1, "word_vectors": str(vectors)}}},
                        "model": {"type": "hierarchical", "dim": 16, "num_layers": 2, "word_dim": 300},
                        "tasks": {"vqa": {"layer": 2}}})
     model = build_parts(cfg, torch.device("cpu")).model
@@ -136,12 +143,12 @@ def test_word_vectors_give_a_frozen_embedding_of_their_width(world, tmp_path):
     embedding = model.language.embedding.weight
     assert embedding.shape[1] == 5 and not embedding.requires_grad
     # the rows follow the vocabulary: "picture" gets its vector from the file
-    data_vocab = cfg.data.build(seed=0).vocab
+    data_vocab = cfg.data.build(seed=0).family("vl").vocab
     assert embedding[data_vocab.index("picture")].tolist() == [0, 0, 1, 0, 0]
 
 
 def test_a_vqa_selection_split_equal_to_the_test_split_is_refused():
     # the trainer selects the best checkpoint on val: val == test would report the selection split
-    with pytest.raises(ConfigError, match="key 'data.vqa': subtypes: val and test are both 'val2014'"):
+    with pytest.raises(ConfigError, match="key 'data.datasets.vqa': subtypes: val and test are both 'val2014'"):
         load_experiment(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml",
-                        ["data.vqa.subtypes={train: train2014, val: val2014, test: val2014}"])
+                        ["data.datasets.vqa.subtypes={train: train2014, val: val2014, test: val2014}"])

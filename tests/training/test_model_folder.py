@@ -39,8 +39,9 @@ def test_hierarchical_model_with_word_vectors_rebuilds_without_its_data(world, t
     vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\nunused 0 0 0 1 0\n")
     data_root = tmp_path / "world"
     shutil.copytree(world, data_root)
-    cfg = C.from_dict({"data": {"type": "vl_datasets", "root": str(data_root), "answer_more_than": 1,
-                                "word_vectors": str(vectors)},
+    cfg = C.from_dict({"data": {"type": "datasets", "root": str(data_root),
+                                "datasets": {"vqa": {}, "captions": {}, "entities": {}},
+                                "families": {"vl": {"answer_more_than": 1, "word_vectors": str(vectors)}}},
                        "model": {"type": "hierarchical", "dim": 16, "num_layers": 2, "heads": 2, "word_dim": 300},
                        "tasks": {"vqa": {"layer": 2}, "grounding": {"layer": 1}}})
     folder = tmp_path / "model"
@@ -53,10 +54,12 @@ def test_hierarchical_model_with_word_vectors_rebuilds_without_its_data(world, t
     assert rebuilt.model.config == parts.model.config and rebuilt.model.config.freeze_word_vectors
     embedding = rebuilt.model.language.embedding.weight
     assert torch.equal(embedding, parts.model.language.embedding.weight) and not embedding.requires_grad
-    assert embedding[rebuilt.data.vocab.index("picture")].tolist() == [0, 0, 1, 0, 0]
-    assert rebuilt.data.vocab.tokens == parts.data.vocab.tokens
+    saved_vl, built_vl = rebuilt.data.family("vl"), parts.data.family("vl")
+    assert embedding[saved_vl.vocab.index("picture")].tolist() == [0, 0, 1, 0, 0]
+    assert saved_vl.vocab.tokens == built_vl.vocab.tokens
     assert rebuilt.tasks["vqa"].pool.answers == parts.tasks["vqa"].pool.answers
-    assert rebuilt.data.phrases.to_dict() == parts.data.assets.phrases.to_dict()
+    assert saved_vl.phrases.to_dict() == built_vl.assets.phrases.to_dict()
+    assert list(rebuilt.data.families) == ["vl"]  # the family the run built, and only it
     for key, value in parts.objective.state_dict().items():
         assert torch.equal(rebuilt.objective.state_dict()[key], value), key
     assert not rebuilt.tasks["vqa"].has_examples
@@ -65,8 +68,8 @@ def test_hierarchical_model_with_word_vectors_rebuilds_without_its_data(world, t
 def test_fine_tuned_word_vectors_stay_trainable_in_the_rebuilt_model(world, tmp_path):
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("what 1 0 0 0 0\nis 0 1 0 0 0\npicture 0 0 1 0 0\n")
-    cfg = C.from_dict({"data": {"type": "vl_datasets", "root": str(world), "answer_more_than": 1,
-                                "word_vectors": str(vectors)},
+    cfg = C.from_dict({"data": {"type": "datasets", "root": str(world), "datasets": {"vqa": {}},
+                                "families": {"vl": {"answer_more_than": 1, "word_vectors": str(vectors)}}},
                        "model": {"type": "hierarchical", "dim": 16, "num_layers": 1, "heads": 2,
                                  "freeze_word_vectors": False},
                        "tasks": {"vqa": {"layer": 1}}})
@@ -80,16 +83,18 @@ def test_fine_tuned_word_vectors_stay_trainable_in_the_rebuilt_model(world, tmp_
 
 
 def test_svlr_assets_keep_only_the_word_vector_rows_the_model_uses(world, tmp_path):
-    base = {"data": {"type": "svlr_datasets", "root": str(world), "word_dim": 8},
+    base = {"data": {"type": "datasets", "root": str(world), "datasets": {"vqa_mc": {}, "genome": {}},
+                     "families": {"svlr": {"word_dim": 8}}},
             "model": {"type": "svlr", "embed_dim": 8, "word_hidden": 8, "region_hidden": 16},
             "tasks": {"recognition": {"type": "svlr_recognition"}, "vqa": {"type": "svlr_vqa_mc", "fusion_dim": 8}}}
-    used = build_parts(C.from_dict(base), torch.device("cpu")).data.words.tokens()
+    used = build_parts(C.from_dict(base), torch.device("cpu")).data.family("svlr").words.tokens()
     rng = np.random.default_rng(0)
     vectors = tmp_path / "vectors.txt"
     extra = ["zebra", "xylophone", "quasar"]
     rows = {w: rng.normal(size=8).round(4) for w in [*used, *extra]}
     vectors.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in rows.items()))
-    cfg = C.from_dict({**base, "data": {**base["data"], "word_vectors": str(vectors)}})
+    cfg = C.from_dict({**base, "data": {**base["data"], "families": {"svlr": {"word_dim": 8,
+                                                                               "word_vectors": str(vectors)}}}})
     folder = tmp_path / "model"
     parts = saved(cfg, folder)
     table = WordTable.load(folder)
@@ -98,12 +103,13 @@ def test_svlr_assets_keep_only_the_word_vector_rows_the_model_uses(world, tmp_pa
     assert "zebra" not in table and (folder / "word_vectors.safetensors").stat().st_size < vectors.stat().st_size
     vectors.unlink()
     _, rebuilt = build_from_model_folder(folder)
-    assert rebuilt.data.object_labels == parts.data.object_labels
-    assert rebuilt.data.attribute_labels == parts.data.attribute_labels
-    for a, b in zip(rebuilt.data.label_vectors(), parts.data.assets.label_vectors()):
+    saved_svlr, built_svlr = rebuilt.data.family("svlr"), parts.data.family("svlr")
+    assert saved_svlr.object_labels == built_svlr.object_labels
+    assert saved_svlr.attribute_labels == built_svlr.attribute_labels
+    for a, b in zip(saved_svlr.label_vectors(), built_svlr.assets.label_vectors()):
         assert np.array_equal(a, b)
-    question = parts.data.vqa["test"][0]
-    again = rebuilt.data.reader().question(question.question, list(question.choices))
+    question = built_svlr.vqa["test"][0]
+    again = saved_svlr.reader().question(question.question, list(question.choices))
     assert (again.bins, again.nouns, again.choice_words) == (question.bins, question.nouns, question.choice_words)
 
 

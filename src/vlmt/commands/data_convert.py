@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "float32 (boxes stay float32)")
     parser.add_argument("--id-offset", type=int, default=0, metavar="N",
                         help="store every image under its id + N (e.g. Visual Genome beside COCO in one store: "
-                             "N = data.genome.id_offset)")
+                             "N = data.datasets.genome.id_offset)")
     parser.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
 

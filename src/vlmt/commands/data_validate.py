@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", help="folder holding dataset files and/or feature stores (searched recursively)")
     parser.add_argument("--genome-id-offset", type=int, default=0, metavar="N",
                         help="Visual Genome image i has its region features under id i + N in the store "
-                             "(data.genome.id_offset; Genome's ids collide with COCO's without one)")
+                             "(data.datasets.genome.id_offset; Genome's ids collide with COCO's without one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with problems and summaries")
 
 

@@ -29,10 +29,13 @@ from vlmt.config.sections import (
                                   TaskConfig,
                                   TrainConfig,
                                   data_fields,
+                                  family_of,
                                   from_data,
+                                  keyed,
 )
 
 __all__ = ["DATA", "MODELS", "TASKS", "Registry", "register_data", "register_model", "register_task",
            "DataConfig", "ExperimentConfig", "ModelConfig", "NoData", "OptimConfig", "ScheduleConfig", "TaskConfig",
-           "TrainConfig", "data_fields", "from_data", "apply_overrides", "bundled_config", "config_path", "configs_dir",
-           "diff", "dump_yaml", "from_dict", "load_config", "read_yaml", "save_config", "shipped_configs", "to_dict"]
+           "TrainConfig", "data_fields", "family_of", "from_data", "keyed", "apply_overrides", "bundled_config",
+           "config_path", "configs_dir", "diff", "dump_yaml", "from_dict", "load_config", "read_yaml", "save_config",
+           "shipped_configs", "to_dict"]

@@ -24,6 +24,7 @@ import yaml
 
 from vlmt.config.registry import DATA, MODELS, TASKS, Registry
 from vlmt.config.sections import (
+    KEYED,
     DataConfig,
     ExperimentConfig,
     ModelConfig,
@@ -153,6 +154,11 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
         name = value.pop("type", default)
         if name is None:
             raise ctx.error(_join(path, "type"), f"missing; one of: {', '.join(registry.names())}")
+        if isinstance(name, str):  # a former type reads as its successor (`Registry.alias`)
+            try:
+                name, value = registry.upgrade(name, value)
+            except (ValueError, TypeError, AttributeError) as e:
+                raise ctx.error(path, f"(type {name}) {e}") from None
         if name not in registry:
             hint = did_you_mean(str(name), registry.names())
             raise ctx.error(_join(path, "type"),
@@ -178,7 +184,11 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
         if key not in fields:
             hint = did_you_mean(str(key), list(fields))
             raise ctx.error(_join(path, key), f"unknown key{hint}")
-        kwargs[key] = _convert(item, hints[key], _join(path, key), ctx)
+        value_type = fields[key].metadata.get(KEYED)
+        if value_type is not None:
+            kwargs[key] = _convert_keyed(item, value_type, _join(path, key), ctx)
+        else:
+            kwargs[key] = _convert(item, hints[key], _join(path, key), ctx)
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ctx.error(_join(path, name), "missing (required)")
@@ -192,6 +202,22 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
         if problem:
             raise ctx.error(path, problem)
     return obj
+
+
+def _convert_keyed(value: Any, value_type: Any, path: str, ctx: _Ctx) -> dict[str, Any]:
+    """A `keyed()` field: a mapping whose entries are the dataclasses their keys pick."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ctx.error(path, f"expected a mapping, got {_describe(value)}")
+    out = {}
+    for key, item in value.items():
+        try:
+            tp = value_type(str(key))
+        except KeyError as e:
+            raise ctx.error(_join(path, key), str(e.args[0]) if e.args else f"unknown key {key!r}") from None
+        out[str(key)] = _convert(item, tp, _join(path, key), ctx)
+    return out
 
 
 def from_dict(raw: Any, *, source: str = "<config>") -> ExperimentConfig:

@@ -1,12 +1,12 @@
 """The sections of an experiment file as typed dataclasses.
 
-    data:     {type: vl_datasets, root: world:tiny, ...}    a registered `DataConfig`
+    data:     {type: datasets, root: world:tiny, ...}       a registered `DataConfig`
     model:    {type: hierarchical, dim: 64, ...}             a registered `ModelConfig`
     tasks:    {vqa: {type: vqa, layer: 5, ...}, ...}          registered `TaskConfig`s, by name
     schedule: ScheduleConfig   optim: OptimConfig   train: TrainConfig
 
-The extensible sections are bases here; the families subclass them next to the code they configure
-(`vlmt.tasks.vl_data`, `vlmt.models.hierarchical`, `vlmt.tasks.vqa`, ...). A model config is
+The extensible sections are bases here; their types subclass them next to the code they configure
+(`vlmt.data.section`, `vlmt.models.hierarchical`, `vlmt.tasks.vqa`, ...). A model config is
 also the model's constructor arguments: the sizes that come from the data (vocabulary, feature
 width, ...) are fields marked with `from_data()`, left unset in experiment files and filled in when
 the model is built, so the built model's config is complete and stored with its weights.
@@ -17,17 +17,33 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from vlmt.config.registry import register_data
 
 FROM_DATA = "from_data"
+KEYED = "keyed"
 
 
 def from_data(default: Any = None) -> Any:
     """A model-config field whose value comes from the data section when the model is built; an
     experiment file may not set it."""
     return field(default=default, metadata={FROM_DATA: True})
+
+
+def keyed(value_type: Callable[[str], type]) -> Any:
+    """A `dict[str, Any]` field whose values are dataclasses picked by their key: `value_type(key)`
+    gives the dataclass of one entry (a KeyError, whose message the loader reports, for an unknown
+    key). A data section's `datasets` (kind -> files config) is one."""
+    return field(default_factory=dict, metadata={KEYED: value_type})
+
+
+def family_of(data: Any, name: str) -> Any:
+    """What a model reads its sizes from: family `name`'s data when `data` is a section holding
+    several families (`data.family(name)`, built on first use), else `data` itself (one family's
+    data or assets, handed over directly)."""
+    get = getattr(data, "family", None)
+    return get(name) if callable(get) else data
 
 
 def data_fields(cls: type) -> set[str]:

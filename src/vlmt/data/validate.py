@@ -127,7 +127,7 @@ def _run(root: Path, units: Iterable[CheckUnit], store_dirs: Iterable[Path], *, 
 
 def validate_dir(path: str | os.PathLike, *, genome_id_offset: int = 0) -> Report:
     """Validate everything found under `path` (recursively) and return the report. Genome images
-    are looked up in the feature stores as id + `genome_id_offset` (data.genome.id_offset)."""
+    are looked up in the feature stores as id + `genome_id_offset` (data.datasets.genome.id_offset)."""
     from vlmt.data.features.store import is_feature_store
 
     root = Path(path)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from vlmt.config import from_data, register_model
+from vlmt.config import family_of, from_data, register_model
 from vlmt.errors import ConfigError
 from vlmt.models.encoders import WordRegionAligner, is_word_region_aligner
 from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
@@ -57,14 +57,12 @@ class ComposedConfig(HierarchicalConfig):
                           num_attributes=self.num_attributes)
 
     def build(self, *, data: Any) -> HierarchicalVL:
-        """The model for a `composed_datasets` section: its VL part sizes the encoder, its SVLR part
-        the alignment (word vectors and the label sets O and T)."""
-        parts = getattr(data, "parts", (data,))  # read by attribute: models never import vlmt.data
-        vl = next((p for p in parts if hasattr(p, "vocab_size")), None)
-        svlr = next((p for p in parts if hasattr(p, "label_vectors")), None)
-        if vl is None or svlr is None:
-            raise ConfigError(f"model type composed needs the data section `type: composed_datasets` (both papers' "
-                              f"datasets), got {type(data).__name__}")
+        """The model for a `datasets` section read by both families: the `vl` family's data sizes the
+        encoder, the `svlr` family's the alignment (word vectors and the label sets O and T)."""
+        vl, svlr = family_of(data, "vl"), family_of(data, "svlr")  # models never import vlmt.data
+        if not hasattr(vl, "vocab_size") or not hasattr(svlr, "label_vectors"):
+            raise ConfigError(f"model type composed needs a data section with both papers' datasets (the vl and svlr "
+                              f"families of a `datasets` section), got {type(data).__name__}")
         config, vectors = self.with_data(vl)
         config = dataclasses.replace(config, align_word_dim=svlr.word_dim, num_objects=len(svlr.object_labels),
                                      num_attributes=len(svlr.attribute_labels))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from vlmt.config import ModelConfig, from_data, register_model
+from vlmt.config import ModelConfig, family_of, from_data, register_model
 from vlmt.errors import ConfigError
 from vlmt.models.encoders import CaptionCache, Encoded, ImageCache
 from vlmt.models.layers.co_attention import DenseCoAttentionLayer
@@ -85,8 +85,8 @@ class HierarchicalConfig(ModelConfig):
 
     def build(self, *, data: Any) -> HierarchicalVL:
         """The model for a data section that gives a vocabulary, region features and optional word
-        vectors (`vlmt.tasks.vl_data`, `type: vl_datasets`)."""
-        config, vectors = self.with_data(data)
+        vectors: the `vl` family's data of a `datasets` section (`vlmt.tasks.vl_data`)."""
+        config, vectors = self.with_data(family_of(data, "vl"))
         return HierarchicalVL(config, word_vectors=vectors)
 
     def with_data(self, data: Any) -> tuple[Any, Tensor | None]:
@@ -94,7 +94,7 @@ class HierarchicalConfig(ModelConfig):
         needed = ("vocab_size", "padding_idx", "region_feature_dim", "word_vectors")
         if not all(hasattr(data, key) for key in needed):
             raise ConfigError(f"model type hierarchical needs a data section with words and region features "
-                              f"(type vl_datasets), got {type(data).__name__}")
+                              f"(the vl family of a `datasets` section), got {type(data).__name__}")
         vectors = data.word_vectors
         frozen = vectors is not None and self.freeze_word_vectors is not False
         config = dataclasses.replace(

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlmt.config import ModelConfig, from_data, register_model
+from vlmt.config import ModelConfig, family_of, from_data, register_model
 from vlmt.errors import ConfigError
 from vlmt.models.layers.masking import masked_rows
 
@@ -74,10 +74,13 @@ class SVLRConfig(ModelConfig):
 
     def build(self, *, data: Any) -> SVLR:
         """The model for a data section that gives word vectors, region features and the label sets
-        O and T with their word vectors (`vlmt.tasks.svlr_data`, `type: svlr_datasets`)."""
+        O and T with their word vectors: the `svlr` family's data of a `datasets` section
+        (`vlmt.tasks.svlr_data`)."""
+        data = family_of(data, "svlr")
         needed = ("word_dim", "region_dim", "object_labels", "attribute_labels", "label_vectors")
         if not all(hasattr(data, key) for key in needed):
-            raise ConfigError(f"model: SVLR needs the data section `type: svlr_datasets`, got {type(data).__name__}")
+            raise ConfigError(f"model: SVLR needs the svlr family's data (a `datasets` section with vqa_mc and "
+                              f"genome), got {type(data).__name__}")
         config = dataclasses.replace(self, word_dim=data.word_dim, region_dim=data.region_dim,
                                      num_objects=len(data.object_labels), num_attributes=len(data.attribute_labels))
         model = SVLR(config)

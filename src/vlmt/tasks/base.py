@@ -159,11 +159,15 @@ class EvalMode:
 
 
 def family_data(data: Any, kinds: type | tuple[type, ...]) -> Any:
-    """The data of one model family a task reads: `data` itself when it is of one of the `kinds`,
-    else the first of its `parts` that is (a section holding several families' data, as the
-    composed model's), else None."""
+    """The data of one model family a task reads: `data` itself when it is of one of the `kinds`;
+    from a built `datasets` section (or its saved assets), the family registered with those types,
+    built on first use (`family_for`, `vlmt.data.section`); else the first of `data.parts` that is
+    one; else None."""
     if isinstance(data, kinds):
         return data
+    find = getattr(data, "family_for", None)
+    if callable(find):
+        return find(kinds)
     for part in getattr(data, "parts", ()):
         if isinstance(part, kinds):
             return part

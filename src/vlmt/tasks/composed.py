@@ -1,5 +1,5 @@
-"""SVLR's tasks on the hierarchical encoder (`model: {type: composed}`, `data: {type:
-composed_datasets}`): the same losses and metrics as `svlr_recognition`, `svlr_vqa_mc` and
+"""SVLR's tasks on the hierarchical encoder (`model: {type: composed}`, a `datasets` data section
+read by both the vl and the svlr family): the same losses and metrics as `svlr_recognition`, `svlr_vqa_mc` and
 `svlr_zero_shot`, with the regions R of every equation replaced by the encoder's region outputs
 I_l of the task's `layer`. A composed model is any encoder of words and regions
 (`WordRegionEncoder`) carrying an aligner as `alignment` (`vlmt.models.composed.with_alignment`).
@@ -78,7 +78,8 @@ def regions_at(model: Any, layer: int, region_features: Tensor, region_mask: Ten
 def vl_assets(data: Any, name: str) -> VLAssets:
     part = family_data(data, (VLData, VLAssets))
     if part is None:
-        raise ConfigError(f"tasks.{name}: needs the data section `type: composed_datasets`, got {type(data).__name__}")
+        raise ConfigError(f"tasks.{name}: needs the vl family's data too (data type datasets, both papers' "
+                          f"datasets), got {type(data).__name__}")
     return part.assets if isinstance(part, VLData) else part
 
 

@@ -1,89 +1,62 @@
-"""The data section of a model that learns both papers' tasks on one encoder (`type:
-composed_datasets`): the hierarchical model's datasets (VQA, captions, Flickr30k Entities; a
-`vl_datasets` section) and SVLR's (Visual Genome recognition, VQA multiple choice; an
-`svlr_datasets` section), read from one root.
+"""Files of the former `type: composed_datasets` section (both papers' datasets on one root, for a
+model that learns both papers' tasks on one encoder) read as a `datasets` section
+(`vlmt.data.section`) with the `vl` and `svlr` families: one root, the five datasets, each family's
+options under its name.
 
-    data:
-      type: composed_datasets
-      root: world:default
-      vl: {answer_more_than: 8}     # any key of a vl_datasets section but root
-      svlr: {word_dim: 64}          # any key of an svlr_datasets section but root
+    data:                                   data:
+      type: composed_datasets                 type: datasets
+      root: world:tiny              ->        root: world:tiny
+      vl: {answer_more_than: 8}               datasets: {vqa: {}, captions: {}, entities: {}, vqa_mc: {}, genome: {}}
+      svlr: {word_dim: 64}                    missing: skip     # the vl part named no datasets
+                                              families: {vl: {answer_more_than: 8}, svlr: {word_dim: 64}}
 
-Built, it is a `ComposedData` whose `parts` are a `VLData` and an `SVLRData`: the encoder's tasks
-read the first, the recognition and multiple-choice tasks the second (`vlmt.tasks.base.family_data`).
-Its assets are both parts' assets, saved side by side (their files do not collide).
+There is no composed section class any more: this module only registers the alias.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-from vlmt.config import DataConfig, register_data
-from vlmt.tasks.svlr_data import SVLRAssets, SVLRData, SVLRDataConfig
-from vlmt.tasks.vl_data import VLAssets, VLData, VLDatasetsConfig
+from vlmt.config import DATA
+from vlmt.tasks.svlr_data import SVLRDataConfig, upgrade_svlr_section
+from vlmt.tasks.vl_data import VLDatasetsConfig, upgrade_vl_section
 
-
-@dataclass
-class ComposedAssets:
-    """The assets of both parts (a model used without its data)."""
-
-    vl: VLAssets
-    svlr: SVLRAssets
-
-    @property
-    def parts(self) -> tuple[VLAssets, SVLRAssets]:
-        return (self.vl, self.svlr)
-
-    def save(self, folder: Path) -> list[Path]:
-        return [*self.vl.save(folder), *self.svlr.save(folder)]
+VL_ROOT, SVLR_ROOT = VLDatasetsConfig.root, SVLRDataConfig.root  # the parts' own defaults, replaced by root
+SHARED = ("features", "images")  # section-wide in a `datasets` section, per part in a composed one
 
 
-@dataclass
-class ComposedData:
-    """The built parts: `vl` for the encoder's tasks, `svlr` for recognition and multiple choice."""
+def upgrade_composed_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """A former `composed_datasets` section as a `datasets` section. Both parts read its root (a
+    part naming another root is refused, as it was); where the parts' stores or picture patterns
+    differ, the vl datasets keep the vl part's as their own; files are checked when either part
+    asked for it."""
+    raw = dict(raw)
+    root = raw.pop("root", "world:tiny")
+    parts = {}
+    for key, upgrade, default in (("vl", upgrade_vl_section, VL_ROOT), ("svlr", upgrade_svlr_section, SVLR_ROOT)):
+        part = dict(raw.pop(key, None) or {})
+        if part.pop("type", f"{key}_datasets") != f"{key}_datasets":  # a saved config names each part's type
+            raise ValueError(f"{key}.type: must be '{key}_datasets' here")
+        if part.get("root") not in (None, root, default):  # a saved config holds each part's default root
+            raise ValueError(f"{key}.root: both parts read data.root ({root!r}); set that instead of {part['root']!r}")
+        parts[key] = upgrade({**part, "root": root})
+    vl, svlr = parts["vl"], parts["svlr"]
+    out: dict[str, Any] = {"root": root, **raw}  # keys of neither part are reported by the loader
+    for key in SHARED:
+        if key in svlr:
+            out[key] = svlr[key]
+    vl_files = vl["datasets"] if isinstance(vl["datasets"], dict) else {}
+    for key in SHARED:
+        if key in vl and vl[key] != out.get(key, "features" if key == "features" else "images/{image_id}.png"):
+            vl_files = {name: {**(files or {}), key: (files or {}).get(key) or vl[key]}
+                        for name, files in vl_files.items()}
+    out["datasets"] = {**vl_files, **svlr["datasets"]}
+    if "missing" in vl:
+        out["missing"] = vl["missing"]
+    if "check_files" in vl or "check_files" in svlr:
+        out["check_files"] = bool(vl.get("check_files", True) or svlr.get("check_files", True))
+    out["families"] = {**vl["families"], **svlr["families"]}
+    return out
 
-    vl: VLData
-    svlr: SVLRData
 
-    @property
-    def parts(self) -> tuple[VLData, SVLRData]:
-        return (self.vl, self.svlr)
-
-    @property
-    def assets(self) -> ComposedAssets:
-        return ComposedAssets(self.vl.assets, self.svlr.assets)
-
-    @property
-    def root(self) -> Path:
-        return self.vl.root
-
-
-@register_data("composed_datasets")
-@dataclass
-class ComposedDataConfig(DataConfig):
-    """`root` is the folder or source both parts read (their own `root` keys are replaced by it)."""
-
-    root: str = "world:tiny"
-    vl: VLDatasetsConfig = field(default_factory=VLDatasetsConfig)
-    svlr: SVLRDataConfig = field(default_factory=SVLRDataConfig)
-
-    def validate(self) -> str | None:
-        for key, part in (("vl", self.vl), ("svlr", self.svlr)):
-            if part.root not in (type(part).root, self.root):
-                return f"{key}.root: both parts read data.root ({self.root!r}); set that instead of {part.root!r}"
-        return self.vl.validate() or self.svlr.validate()
-
-    def dataset_files(self) -> dict[str, object]:
-        """Both parts' datasets (name -> files config), the encoder's first."""
-        return {**self.vl.dataset_files(), **self.svlr.dataset_files()}
-
-    @classmethod
-    def load_assets(cls, folder: Path) -> ComposedAssets:
-        return ComposedAssets(VLAssets.load(folder), SVLRAssets.load(folder))
-
-    def build(self, *, seed: int) -> ComposedData:
-        vl = dataclasses.replace(self.vl, root=self.root).build(seed=seed)
-        svlr = dataclasses.replace(self.svlr, root=self.root).build(seed=seed)
-        return ComposedData(vl, svlr)
+DATA.alias("composed_datasets", "datasets", upgrade_composed_section)

@@ -44,13 +44,13 @@ class EncoderTaskConfig(TaskConfig):
 
     def check(self, *, name: str, kind: str, dataset: str, data: Any, model: Any
               ) -> tuple[VLData | VLAssets, WordRegionEncoder]:
-        """The data and model, checked: `kind` tasks read `dataset` from a `vl_datasets` section
-        (or, for a model used without its data, that section's saved `VLAssets`) and a layer of an
+        """The data and model, checked: `kind` tasks read `dataset` from the `vl` family of a
+        `datasets` section (or, for a model used without its data, the family's saved `VLAssets`) and a layer of an
         encoder of words and regions (`vlmt.models.encoders.WordRegionEncoder`: the hierarchical
         encoder, the composed one, or any model offering the same calls)."""
-        part = family_data(data, (VLData, VLAssets))  # the VL part of a composed section
+        part = family_data(data, (VLData, VLAssets))  # the vl family's data (built on first use)
         if part is None:
-            raise ConfigError(f"tasks.{name}: task type {kind} needs data type vl_datasets (or composed_datasets), "
+            raise ConfigError(f"tasks.{name}: task type {kind} needs the vl family's data (data type datasets), "
                               f"got {type(data).__name__}")
         data = part
         if not is_word_region_encoder(model):

@@ -82,7 +82,7 @@ class RetrievalTask(EncoderTask):
         for im in s.images:
             if split != "train" and len(im.captions) < self.per_image:
                 raise DataError(s.path, f"has {len(im.captions)} captions; retrieval evaluation uses "
-                                        f"{self.per_image} per image (data.captions.captions_per_image)",
+                                        f"{self.per_image} per image (data.datasets.captions.captions_per_image)",
                                 record=f"image {im.filename}", field="sentences")
             for j in range(len(im.captions)):
                 ids = self.data.encode_words(self.data.caption_tokens(im, j))

@@ -1,6 +1,7 @@
-"""Every task type and family data section vlmt ships, imported so that experiment files can name
-them (`register_task` and `register_data` run when a module is imported). A task of your own
-registers from its package instead (the entry-point group `vlmt.plugins`)."""
+"""Every task type and data family vlmt ships (and the aliases of the former family sections),
+imported so that experiment files can name them (`register_task`, `register_family` and the
+aliases run when a module is imported). A task or family of your own registers from its package
+instead (the entry-point group `vlmt.plugins`)."""
 
 from vlmt.tasks import (  # noqa: F401
     composed,

@@ -12,11 +12,11 @@ from vlmt.tasks.svlr_data import SVLRAssets, SVLRData
 
 
 def need_data(data: Any, where: str) -> SVLRData | SVLRAssets:
-    """`data`, checked to be the `svlr_datasets` section (or its saved assets, for a model used
-    without its data)."""
-    part = family_data(data, (SVLRData, SVLRAssets))  # the SVLR part of a composed section
+    """The `svlr` family's data of `data` (or its saved assets, for a model used without its data),
+    checked."""
+    part = family_data(data, (SVLRData, SVLRAssets))  # built on first use
     if part is None:
-        raise ConfigError(f"{where}: SVLR needs the data section `type: svlr_datasets` (or composed_datasets), "
+        raise ConfigError(f"{where}: SVLR needs the svlr family's data (data type datasets, with vqa_mc and genome), "
                           f"got {type(data).__name__}")
     return part
 

@@ -1,5 +1,5 @@
 """The batches of the SVLR tasks: their types and the collate functions that make them from the
-`svlr_datasets` examples (the tasks' base and checks: `vlmt.tasks.svlr_base`).
+`svlr` family's examples (the tasks' base and checks: `vlmt.tasks.svlr_base`).
 
 - `recognition_batch`: M Genome regions -> `RecognitionBatch` (features from the store rows the
   data section matched; object targets = labels in O and their hypernyms, with hypernyms

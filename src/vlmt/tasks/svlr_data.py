@@ -1,10 +1,18 @@
-"""The SVLR family's data (`type: svlr_datasets`): Visual Genome regions + VQA v1 multiple choice,
-read through their dataset modules (`vlmt.data.datasets.genome`, `.vqa_mc`), and the family's
-preprocessing.
+"""The SVLR family's data (the `svlr` family of a `datasets` section, `vlmt.data.section`): Visual
+Genome regions + VQA v1 multiple choice, read through their dataset modules
+(`vlmt.data.datasets.genome`, `.vqa_mc`), and the family's preprocessing.
 
-`SVLRDataConfig` names a source folder (`root: world:default`, a synthetic world, or a folder
-with the official files) and each dataset's files inside it (`genome:`, `vqa_mc:`); `build()`
-reads everything once and returns an `SVLRData` that the model and the three SVLR tasks share:
+    data:
+      type: datasets
+      root: world:default
+      datasets: {vqa_mc: {}, genome: {}}
+      families:
+        svlr: {word_dim: 300, num_objects: 1000, num_attributes: 1000}
+
+The section names a source folder (`root: world:default`, a synthetic world, or a folder with the
+official files) and each dataset's files inside it (`datasets.genome`, `datasets.vqa_mc`); the
+family's build reads everything once and returns an `SVLRData` that the model and the SVLR tasks
+share:
 
 - the region feature store (`features/`);
 - Genome regions per split, each tied to one row of the store (the store box with the highest
@@ -31,10 +39,15 @@ refused: the checkpoint would be selected on the split it reports.
 
 Builds are cached per process (keyed by the resolved config), so a grid of runs on the same
 world reads it once; an `SVLRData` is never modified after `build()`.
+
+Files of the former `type: svlr_datasets` section (and its older flat `vqa_*` / `genome_*` keys)
+read as a `datasets` section with the `svlr` family (`upgrade_svlr_section`, a
+`vlmt.config.registry` alias): same datasets, same options, same build.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -44,11 +57,11 @@ from collections import Counter
 from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence, TypeVar, overload
+from typing import Any, Iterable, Iterator, Literal, Sequence, TypeVar, overload
 
 import numpy as np
 
-from vlmt.config import DataConfig, register_data
+from vlmt.config import DATA
 from vlmt.data.datasets import genome as genome_dataset
 from vlmt.data.datasets import resolve_source, vqa_mc
 from vlmt.data.datasets.genome import GenomeFilesConfig
@@ -56,6 +69,7 @@ from vlmt.data.datasets.vqa_mc import VQAMCFilesConfig
 from vlmt.data.features.store import FeatureStore
 from vlmt.data.readers.progress import Progress
 from vlmt.data.readers.visual_genome import GenomeTable
+from vlmt.data.section import DatasetsConfig, register_family
 from vlmt.data.text import HypernymMap, load_word_vectors
 from vlmt.errors import ConfigError, DataError
 from vlmt.io import load_json, write_json
@@ -262,30 +276,20 @@ class SVLRData:
 # --------------------------------------------------------------------------- config
 
 
-@register_data("svlr_datasets")
 @dataclass
-class SVLRDataConfig(DataConfig):
-    """Visual Genome + VQA v1 multiple choice for SVLR (paths relative to `root`).
+class SVLRPreprocessing:
+    """The `svlr` family's options (`data.families.svlr`).
 
-    root: "world:<size>[:<seed>]", "easy_vqa" or a folder (vlmt.data.datasets.resolve_source).
-    genome, vqa_mc: the two datasets' files (`vlmt.data.datasets.genome`, `.vqa_mc`; model
-    selection on a hold-out of train is `vqa_mc.splits.val: holdout`, see the module docstring).
     hypernyms: a hypernym file (JSON or TSV), "wordnet" (NLTK), or null for none.
     word_vectors: GloVe / word2vec file; null: fixed random vectors per word (`fallback_vector`).
-    images: where pictures (Fig. 4) find an image's pixels; `{image_id}` is replaced (e.g.
-    "train2014/COCO_train2014_{image_id:012d}.jpg"); null when there are none.
+    word_dim: the size of those fixed random vectors. num_objects, num_attributes: the sizes of
+    the label sets O and T (the most frequent Genome training labels).
     match_iou: a Genome object takes the store box of its image with the highest IoU, which must
     reach this value (objects below it are counted in the summary and not used).
     drop_vqa_overlap: Genome images that are VQA images are never trained on (the paper's rule).
-    check_files: validate the files this section reads (its two datasets' files and its feature
-    store, with the checks and messages of `vlmt data validate`) first, so training refuses data
-    that does not validate; other files under the root are not read.
+    tagger, lemmatizer, question_parser: the text tools (`auto`: spaCy or NLTK when installed).
     """
 
-    root: str = "world:default"
-    features: str = "features"
-    vqa_mc: VQAMCFilesConfig = field(default_factory=VQAMCFilesConfig)
-    genome: GenomeFilesConfig = field(default_factory=GenomeFilesConfig)
     hypernyms: str | None = "hypernyms.json"
     word_vectors: str | None = None
     word_vectors_format: Literal["auto", "glove", "word2vec", "word2vec-text"] = "auto"
@@ -297,24 +301,6 @@ class SVLRDataConfig(DataConfig):
     tagger: Literal["auto", "lexicon", "spacy", "nltk"] = "auto"
     lemmatizer: Literal["auto", "rules", "wordnet"] = "auto"
     question_parser: Literal["auto", "spacy", "heuristic"] = "auto"
-    images: str | None = "images/{image_id}.png"
-    check_files: bool = True
-
-    # the keys before the datasets had their own blocks (config files and model folders of vlmt <= 0.9)
-    RENAMED = {"vqa_questions": ("vqa_mc", "questions"), "vqa_annotations": ("vqa_mc", "annotations"),
-               "vqa_splits": ("vqa_mc", "splits"), "vqa_holdout": ("vqa_mc", "holdout"),
-               "genome_image_data": ("genome", "image_data"), "genome_objects": ("genome", "objects"),
-               "genome_attributes": ("genome", "attributes"), "genome_splits": ("genome", "splits"),
-               "genome_id_offset": ("genome", "id_offset")}
-
-    @classmethod
-    def upgrade(cls, raw: dict) -> dict:
-        """`raw` with the flat dataset keys of older files moved into their dataset's block."""
-        out = {k: v for k, v in raw.items() if k not in cls.RENAMED}
-        for old, (block, key) in cls.RENAMED.items():
-            if old in raw:
-                out[block] = {**(out.get(block) or {}), key: raw[old]}
-        return out
 
     def validate(self) -> str | None:
         for key in ("num_objects", "num_attributes", "word_dim"):
@@ -324,13 +310,31 @@ class SVLRDataConfig(DataConfig):
             return f"match_iou must be in (0, 1], got {self.match_iou}"
         return None
 
+
+@dataclass
+class SVLRDataConfig(SVLRPreprocessing):
+    """What one build of the `svlr` family reads (paths relative to `root`): the family's options
+    and, from the data section, the root, the two datasets' files (`vlmt.data.datasets.genome`,
+    `.vqa_mc`; model selection on a hold-out of train is `vqa_mc.splits.val: holdout`, see the
+    module docstring), the feature store and the picture pattern.
+
+    images: where pictures (Fig. 4) find an image's pixels; `{image_id}` is replaced (e.g.
+    "train2014/COCO_train2014_{image_id:012d}.jpg"); null when there are none.
+    check_files: validate the files this build reads (its two datasets' files and its feature
+    store, with the checks and messages of `vlmt data validate`) first, so training refuses data
+    that does not validate; other files under the root are not read.
+    """
+
+    root: str = "world:default"
+    features: str = "features"
+    vqa_mc: VQAMCFilesConfig = field(default_factory=VQAMCFilesConfig)
+    genome: GenomeFilesConfig = field(default_factory=GenomeFilesConfig)
+    images: str | None = "images/{image_id}.png"
+    check_files: bool = True
+
     def dataset_files(self) -> dict[str, VQAMCFilesConfig | GenomeFilesConfig]:
         """The datasets this section reads (name -> files config)."""
         return {"vqa_mc": self.vqa_mc, "genome": self.genome}
-
-    @classmethod
-    def load_assets(cls, folder: Path) -> SVLRAssets:
-        return SVLRAssets.load(folder)
 
     def build(self, *, seed: int) -> SVLRData:
         root = resolve_source(self.root, progress=lambda msg: log.info("%s: %s", self.root, msg))
@@ -339,6 +343,61 @@ class SVLRDataConfig(DataConfig):
 
             require_valid_once(root, datasets=self.dataset_files(), stores=[root / self.features])
         return _build_cached(json.dumps(asdict(self), sort_keys=True), str(root.resolve()))
+
+
+FAMILY = "svlr"
+DATASETS = ("vqa_mc", "genome")
+
+# the keys before the datasets had their own blocks (config files and model folders of vlmt <= 0.9)
+RENAMED = {"vqa_questions": ("vqa_mc", "questions"), "vqa_annotations": ("vqa_mc", "annotations"),
+           "vqa_splits": ("vqa_mc", "splits"), "vqa_holdout": ("vqa_mc", "holdout"),
+           "genome_image_data": ("genome", "image_data"), "genome_objects": ("genome", "objects"),
+           "genome_attributes": ("genome", "attributes"), "genome_splits": ("genome", "splits"),
+           "genome_id_offset": ("genome", "id_offset")}
+
+
+def upgrade_flat_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the flat dataset keys of older `svlr_datasets` files moved into their dataset's block."""
+    out = {k: v for k, v in raw.items() if k not in RENAMED}
+    for old, (block, key) in RENAMED.items():
+        if old in raw:
+            out[block] = {**(out.get(block) or {}), key: raw[old]}
+    return out
+
+
+def upgrade_svlr_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """A former `type: svlr_datasets` section (flat keys too) as a `datasets` section: its root
+    (default world:default, that section's), store, picture pattern and checks; its vqa_mc and
+    genome files; the rest, the `svlr` family's options."""
+    raw = upgrade_flat_keys(dict(raw))
+    out: dict[str, Any] = {"root": raw.pop("root", SVLRDataConfig.root)}
+    for key in ("features", "images", "check_files"):
+        if key in raw:
+            out[key] = raw.pop(key)
+    out["datasets"] = {name: raw.pop(name, None) or {} for name in DATASETS}
+    out["families"] = {FAMILY: raw}
+    return out
+
+
+def build_family(section: DatasetsConfig, options: SVLRPreprocessing, *, root: Path, seed: int) -> SVLRData:
+    """The `svlr` family's data from a `datasets` section: its vqa_mc and genome (read from
+    `section.root`, which `root` is the folder of)."""
+    absent = [name for name in DATASETS if name not in section.datasets]
+    if absent:
+        raise ConfigError(f"data.datasets: SVLR's tasks read {' and '.join(DATASETS)}; the section does not list "
+                          f"{', '.join(absent)} (it lists: {', '.join(section.datasets) or 'nothing'})")
+    cfg = SVLRDataConfig(**dataclasses.asdict(options), root=section.root, features=section.features,
+                         vqa_mc=section.datasets["vqa_mc"], genome=section.datasets["genome"], images=section.images,
+                         check_files=section.check_files)
+    return cfg.build(seed=seed)
+
+
+def load_family_assets(folder: Path) -> SVLRAssets | None:
+    """The `svlr` family's assets saved in a model folder, or None when it saved none there."""
+    return SVLRAssets.load(folder) if (Path(folder) / SVLRAssets.FILE).is_file() else None
+
+
+DATA.alias("svlr_datasets", "datasets", upgrade_svlr_section)
 
 
 @functools.lru_cache(maxsize=4)
@@ -540,7 +599,7 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
         try:
             hyp = HypernymMap.from_wordnet(object_labels)
         except RuntimeError as e:
-            raise ConfigError(f"data.hypernyms: {e}") from None
+            raise ConfigError(f"data.families.svlr.hypernyms: {e}") from None
     else:
         hyp = HypernymMap.from_file(root / cfg.hypernyms)
 
@@ -634,3 +693,7 @@ def build_svlr_data(cfg: SVLRDataConfig, root: Path) -> SVLRData:
     return SVLRData(root=root, store=store, assets=assets, object_frequency=dict(obj_freq),
                     attribute_frequency=dict(atr_freq), genome=genome, vqa=dict(vqa), summary=summary,
                     images=cfg.images, holdout=holdout)
+
+
+register_family(FAMILY, options=SVLRPreprocessing, build=build_family, load_assets=load_family_assets,
+                types=(SVLRData, SVLRAssets))

@@ -243,7 +243,7 @@ class SVLRText:
                                                   lemmatizer=lemmatizer, tagger=tagger,
                                                   **({"spacy_model": spacy_model} if spacy_model else {}))
         except (RuntimeError, ValueError) as e:
-            raise ConfigError(f"data.tagger / data.lemmatizer: {e}") from None
+            raise ConfigError(f"data.families.svlr.tagger / lemmatizer: {e}") from None
         self.binner = QuestionBinner(is_noun=self._is_noun, parser=parser,  # type: ignore[arg-type]
                                      **({"spacy_model": parser_model} if parser_model else {}))
         self._tag = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(self._tag_text)

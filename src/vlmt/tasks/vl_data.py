@@ -1,24 +1,30 @@
-"""The hierarchical family's data (`type: vl_datasets`): VQA, Karpathy captions and Flickr30k
-Entities read once from one source through their dataset modules (`vlmt.data.datasets`), and the
-preprocessing the family's tasks share: one vocabulary over their training text, the VQA answer
-pool, the grounding phrase lexicon, pretrained word vectors and the region feature stores.
+"""The hierarchical family's data (the `vl` family of a `datasets` section, `vlmt.data.section`):
+VQA, Karpathy captions and Flickr30k Entities read once from one source through their dataset
+modules (`vlmt.data.datasets`), and the preprocessing the family's tasks share: one vocabulary over
+their training text, the VQA answer pool, the grounding phrase lexicon, pretrained word vectors and
+the region feature stores.
 
     data:
-      type: vl_datasets
+      type: datasets
       root: world:tiny            # world:<size>[:<seed>], easy_vqa, or a folder
-      min_word_count: 1
-      answer_more_than: 8         # answer pool: training answers seen more than 8 times
+      datasets: {vqa: {}, captions: {}, entities: {}}
+      families:
+        vl: {min_word_count: 1, answer_more_than: 8}   # answer pool: training answers seen more than 8 times
 
 File names default to the synthetic world's layout, which is the official one (VQA v2
 open-ended files per split subtype, one Karpathy `dataset_*.json`, `flickr30k_entities/`,
 `features/`); each can be overridden for real datasets (configs/hierarchical_paper.yaml).
 
-`build()` returns a `VLData` holding the examples of every split of every dataset in use, one
-word `Vocabulary` over the training text of all of them, optional pretrained word vectors, the
-VQA answer pool, the region feature store(s) and `image_path(image_id)`. A dataset is in use when
-`datasets` names it, or (default) when its files exist under the root, so a folder with VQA files
-only (easy-VQA) needs nothing else. Every image an example refers to must be in its feature
-store: a missing one is a DataError naming the dataset file, the record and the store.
+The family's build is a `VLData` holding the examples of every split of the section's vqa,
+captions and entities datasets, one word `Vocabulary` over the training text of all of them,
+optional pretrained word vectors, the VQA answer pool, the region feature store(s) and
+`image_path(image_id)`. With the section's `missing: skip` a listed dataset whose files are not
+under the root is left out (a folder with VQA files only, easy-VQA, needs nothing else). Every image
+an example refers to must be in its feature store: a missing one is a DataError naming the dataset
+file, the record and the store.
+
+Files of the former `type: vl_datasets` section read as a `datasets` section with the `vl` family
+(`upgrade_vl_section`, a `vlmt.config.registry` alias): same datasets, same options, same build.
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from vlmt.config import DataConfig, register_data
+from vlmt.config import DATA
 from vlmt.data.answers import AnswerPool, answer_pool_from_examples
 from vlmt.data.datasets import dataset_kind, resolve_source
 from vlmt.data.datasets.base import image_pattern_ok
@@ -42,6 +48,7 @@ from vlmt.data.datasets.vqa import VQAFilesConfig, VQASplit
 from vlmt.data.examples import CaptionedImage, GroundedSentence, VQAExample
 from vlmt.data.features.store import FeatureStore
 from vlmt.data.readers.progress import Progress
+from vlmt.data.section import DatasetsConfig, register_family
 from vlmt.data.splits import SplitImages, contamination_report
 from vlmt.data.text import Vocabulary, align_words, tokenize
 from vlmt.data.text.phrases import PhraseLexicon, phrase_lexicon
@@ -51,44 +58,62 @@ from vlmt.io import load_json, write_json
 log = logging.getLogger("vlmt.data")  # the data build's lines, wherever its code sits
 
 DATASETS = ("vqa", "captions", "entities")
+FAMILY = "vl"
+IMAGES = "images/{image_id}.png"
 
 
-@register_data("vl_datasets")
 @dataclass
-class VLDatasetsConfig(DataConfig):
-    """Where the datasets are and how their shared text and answer vocabularies are built.
+class VLPreprocessing:
+    """The `vl` family's options (`data.families.vl`): how its shared vocabularies are built.
 
-    root: source string for `vlmt.data.datasets.resolve_source`. datasets: which of vqa,
-    captions, entities to load (null: those whose files exist). features: feature store folder
-    under the root. images: picture path pattern with `{image_id}`. min_word_count: words seen
-    fewer times in training text become <unk>. word_vectors: GloVe / word2vec file (the
-    embedding, frozen unless the model section sets freeze_word_vectors: false; null: learned).
-    answer_more_than: pool = training answers seen more than N times.
+    min_word_count: words seen fewer times in training text become <unk>. word_vectors: GloVe /
+    word2vec file (the embedding, frozen unless the model section sets freeze_word_vectors: false;
+    null: learned). answer_more_than: pool = training answers seen more than N times.
     allow_contamination: train even when a task trains on images another task is tested on.
-    check_files: validate the files this section reads (its datasets' files and feature stores,
-    with the checks and messages of `vlmt data validate`) first, so training refuses data that
-    does not validate; other files under the root are not read.
     """
 
-    root: str = "world:tiny"
-    datasets: list[Literal["vqa", "captions", "entities"]] | None = None
-    features: str = "features"
-    images: str = "images/{image_id}.png"
-    vqa: VQAFilesConfig = field(default_factory=VQAFilesConfig)
-    captions: CaptionFilesConfig = field(default_factory=CaptionFilesConfig)
-    entities: EntityFilesConfig = field(default_factory=EntityFilesConfig)
     min_word_count: int = 1
     word_vectors: str | None = None
     word_vectors_format: Literal["auto", "glove", "word2vec", "word2vec-text"] = "auto"
     answer_more_than: int = 8
     allow_contamination: bool = False
-    check_files: bool = True
 
     def validate(self) -> str | None:
         if self.min_word_count < 1:
             return f"min_word_count must be >= 1, got {self.min_word_count}"
         if self.answer_more_than < 0:
             return f"answer_more_than must be >= 0, got {self.answer_more_than}"
+        return None
+
+
+@dataclass
+class VLDatasetsConfig(VLPreprocessing):
+    """What one build of the `vl` family reads: the family's options and, from the data section,
+    the root, its vqa / captions / entities files and the section-wide store and picture pattern.
+
+    root: source string for `vlmt.data.datasets.resolve_source`. datasets: which of vqa,
+    captions, entities to load (null: all three). missing: `skip` leaves out a dataset whose files
+    are not under the root, `error` refuses it. features: feature store folder under the root.
+    images: picture path pattern with `{image_id}`. check_files: validate the files this build
+    reads (its datasets' files and feature stores, with the checks and messages of `vlmt data
+    validate`) first, so training refuses data that does not validate; other files under the root
+    are not read.
+    """
+
+    root: str = "world:tiny"
+    datasets: list[Literal["vqa", "captions", "entities"]] | None = None
+    missing: Literal["error", "skip"] = "error"
+    features: str = "features"
+    images: str = IMAGES
+    vqa: VQAFilesConfig = field(default_factory=VQAFilesConfig)
+    captions: CaptionFilesConfig = field(default_factory=CaptionFilesConfig)
+    entities: EntityFilesConfig = field(default_factory=EntityFilesConfig)
+    check_files: bool = True
+
+    def validate(self) -> str | None:
+        problem = super().validate()
+        if problem:
+            return problem
         for key, pattern in (("images", self.images), ("vqa.images", self.vqa.images),
                              ("captions.images", self.captions.images), ("entities.images", self.entities.images)):
             if pattern is not None and not image_pattern_ok(pattern):
@@ -104,10 +129,6 @@ class VLDatasetsConfig(DataConfig):
                                           images=getattr(self, name).images or self.images)
                 for name in DATASETS if name in wanted}
 
-    @classmethod
-    def load_assets(cls, folder: Path) -> VLAssets:
-        return VLAssets.load(folder)
-
     def build(self, *, seed: int) -> VLData:
         root = resolve_source(self.root, progress=lambda msg: log.info("data: %s", msg))
         if self.check_files:
@@ -117,6 +138,49 @@ class VLDatasetsConfig(DataConfig):
             stores = {root / (getattr(files, "features", None) or self.features) for files in datasets.values()}
             require_valid_once(root, datasets=datasets, stores=sorted(stores))
         return VLData(self, root, seed=seed)
+
+
+def build_family(section: DatasetsConfig, options: VLPreprocessing, *, root: Path, seed: int) -> VLData:
+    """The `vl` family's data from a `datasets` section: its vqa, captions and entities (read from
+    `section.root`, which `root` is the folder of)."""
+    listed = [name for name in DATASETS if name in section.datasets]
+    if not listed:
+        raise ConfigError(f"data.datasets: the tasks on the hierarchical encoder read {', '.join(DATASETS)}; the "
+                          f"section lists none of them (it lists: {', '.join(section.datasets) or 'nothing'})")
+    cfg = VLDatasetsConfig(**dataclasses.asdict(options), root=section.root, datasets=listed,  # type: ignore[arg-type]
+                           missing=section.missing, features=section.features, images=section.images or IMAGES,
+                           check_files=section.check_files, **{name: section.datasets[name] for name in listed})
+    return cfg.build(seed=seed)
+
+
+def load_family_assets(folder: Path) -> VLAssets | None:
+    """The `vl` family's assets saved in a model folder, or None when it saved none there."""
+    return VLAssets.load(folder) if (Path(folder) / VLAssets.FILE).is_file() else None
+
+
+def upgrade_vl_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """A former `type: vl_datasets` section as a `datasets` section: its root, store, picture
+    pattern and checks; its datasets (all three, each left out when absent, when it named none);
+    the rest, the `vl` family's options."""
+    raw = dict(raw)
+    out: dict[str, Any] = {"root": raw.pop("root", VLDatasetsConfig.root)}
+    for key in ("features", "images", "check_files"):
+        if key in raw:
+            out[key] = raw.pop(key)
+    files = {name: raw.pop(name, None) or {} for name in DATASETS}
+    listed = raw.pop("datasets", None)
+    if listed is None:
+        out["datasets"], out["missing"] = files, "skip"
+    elif isinstance(listed, (list, tuple)):
+        out["datasets"] = {**{n: files[n] for n in DATASETS if n in listed},
+                           **{str(n): {} for n in listed if n not in DATASETS}}
+    else:
+        out["datasets"] = listed  # reported by the loader
+    out["families"] = {FAMILY: raw}
+    return out
+
+
+DATA.alias("vl_datasets", "datasets", upgrade_vl_section)
 
 
 def question_tokens(question: str) -> list[str]:
@@ -209,7 +273,7 @@ class VLData:
         self._stores: dict[str, FeatureStore] = {}
         for name in DATASETS:
             if wanted is None or name in wanted:
-                self._read(name, required=wanted is not None)
+                self._read(name, required=wanted is not None and cfg.missing == "error")
         if not self.datasets:
             raise ConfigError(f"data.root: {cfg.root!r} ({self.root}) holds none of the datasets "
                               f"(VQA {cfg.vqa.questions}, captions dataset_*.json, {cfg.entities.folder}/)")
@@ -226,7 +290,7 @@ class VLData:
             train = [e for s in cfg.vqa.train_splits for e in self.vqa_split(s).examples]
             answers = answer_pool_from_examples(train, more_than=cfg.answer_more_than)
             if len(answers) == 0:
-                raise ConfigError(f"data.answer_more_than: no training answer is seen more than "
+                raise ConfigError(f"data.families.vl.answer_more_than: no training answer is seen more than "
                                   f"{cfg.answer_more_than} times in {self.vqa_split('train').path}; lower it")
         phrases = None
         if self.entities:
@@ -248,22 +312,22 @@ class VLData:
         if dataset not in self.datasets:
             raise ConfigError(f"tasks.{task}: needs the {dataset} dataset, but data.root {self.cfg.root!r} "
                               f"({self.root}) has none (loaded: {', '.join(self.datasets)}); check the "
-                              f"data.{dataset} file names or data.datasets")
+                              f"data.datasets.{dataset} file names, or list it in data.datasets")
 
     def vqa_split(self, split: str) -> VQASplit:
         if split not in self.vqa:
-            raise ConfigError(f"data.vqa: no VQA {split} split under {self.root} "
+            raise ConfigError(f"data.datasets.vqa: no VQA {split} split under {self.root} "
                               f"(looked for {self._vqa_path('questions', split)})")
         return self.vqa[split]
 
     def caption_split(self, split: str) -> CaptionSplit:
         if split not in self.captions:
-            raise ConfigError(f"data.captions: no {split} images in the caption file under {self.root}")
+            raise ConfigError(f"data.datasets.captions: no {split} images in the caption file under {self.root}")
         return self.captions[split]
 
     def entity_split(self, split: str) -> EntitySplit:
         if split not in self.entities:
-            raise ConfigError(f"data.entities: no {split}.txt under {self.root / self.cfg.entities.folder}")
+            raise ConfigError(f"data.datasets.entities: no {split}.txt under {self.root / self.cfg.entities.folder}")
         return self.entities[split]
 
     def store(self, dataset: str) -> FeatureStore:
@@ -373,7 +437,7 @@ class VLData:
         if overlaps and not self.cfg.allow_contamination:
             raise ConfigError("data: Sec. 5.1 contamination: " + "; ".join(o.describe() for o in overlaps)
                               + ". Train VQA on train+val in a separate run (see docs/hierarchical.md), or set "
-                                "data.allow_contamination: true knowingly")
+                                "data.families.vl.allow_contamination: true knowingly")
         for o in overlaps:
             log.warning("data: contamination allowed: %s", o.describe())
 
@@ -427,3 +491,7 @@ class VLData:
         vectors = load_word_vectors(path, vocab, file_format=self.cfg.word_vectors_format, seed=self.seed)
         log.info("data: word vectors %s cover %.1f %% of the vocabulary", path, 100 * vectors.coverage)
         return vectors.as_tensor()
+
+
+register_family(FAMILY, options=VLPreprocessing, build=build_family, load_assets=load_family_assets,
+                types=(VLData, VLAssets))

@@ -1,4 +1,4 @@
-"""Task `vqa` (H Sec. 3.3.2): open-ended VQA over the answer pool of the `vl_datasets` data.
+"""Task `vqa` (H Sec. 3.3.2): open-ended VQA over the answer pool of the `vl` family's data.
 
 Head: `VQAHead` (image and question summaries -> two-layer MLP -> one logit per pool answer) on
 the encoder layer `layer` (paper: 5). Training: the sigmoid answer scores against the VQA soft
@@ -70,11 +70,11 @@ class VQATask(EncoderTask):
                 "annotated": s.annotated, "path": s.path}
 
     def trains_on(self, split: str) -> bool:
-        """Whether `split` is among the splits this task trains on (data.vqa.train_splits)."""
+        """Whether `split` is among the splits this task trains on (data.datasets.vqa.train_splits)."""
         return self.has_examples and split in self.data.cfg.vqa.train_splits
 
     def _part(self, split: str) -> dict[str, Any]:
-        # training joins data.vqa.train_splits (_split raises for a task loaded without its data)
+        # training joins data.datasets.vqa.train_splits (_split raises for a task loaded without its data)
         return self._train if split == "train" and self.has_examples else self._split(split)
 
     def _split(self, split: str) -> dict[str, Any]:

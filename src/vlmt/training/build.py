@@ -302,11 +302,11 @@ def build_from_model_folder(folder: str | Path, *, device: str | torch.device = 
     info = read_model_description(folder)
     where = str(folder / "config.json")
     for registry, key in ((C.MODELS, "model_type"), (C.DATA, "data_type")):
-        if info[key] not in registry:
+        if registry.resolve(info[key]) not in registry:  # a former type reads as its successor
             raise ConfigError(f"{where}: {registry.section} type {info[key]!r} is not registered here "
                               f"(known: {', '.join(registry.names())}); is the plugin that defines it installed?")
     cfg = C.from_dict(info["experiment"], source=f"{where} (experiment)")
-    data_type = cast(type[C.DataConfig], C.DATA[info["data_type"]])
+    data_type = cast(type[C.DataConfig], C.DATA[C.DATA.resolve(info["data_type"])])
     assets = data_type.load_assets(folder)
     with torch.random.fork_rng(devices=[]):
         try:

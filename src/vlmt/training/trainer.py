@@ -162,8 +162,9 @@ def _best_rule(cfg: C.ExperimentConfig, tasks: dict[str, Any]) -> tuple[str, str
     trains_on = getattr(tasks[metric.partition("/")[0]], "trains_on", None)
     if cfg.train.keep_best and callable(trains_on) and trains_on("val"):
         raise ConfigError(f"train.best_metric: {metric!r} would select the checkpoint on val, which "
-                          f"{metric.partition('/')[0]} trains on (data.vqa.train_splits); set train.keep_best: "
-                          f"false to evaluate at the last checkpoint (the paper's test-server setting)")
+                          f"{metric.partition('/')[0]} trains on (data.datasets.vqa.train_splits); set "
+                          f"train.keep_best: false to evaluate at the last checkpoint (the paper's test-server "
+                          f"setting)")
     mode = cfg.train.best_mode
     if mode is None:
         name, _, key = metric.partition("/")

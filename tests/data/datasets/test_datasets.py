@@ -79,7 +79,7 @@ def test_sources_are_found_without_preparing_and_named_without_paths(world, tmp_
     assert source_name(str(tmp_path)) == tmp_path.name and source_name("world:tiny") == "world:tiny"
 
 
-def test_every_family_section_lists_the_datasets_it_reads():
+def test_every_shipped_section_lists_the_datasets_it_reads():
     vl = load_experiment("tiny").data
     svlr = load_experiment("svlr_tiny").data
     composed = load_experiment("composed_tiny").data
@@ -88,15 +88,18 @@ def test_every_family_section_lists_the_datasets_it_reads():
     assert list(composed.dataset_files()) == ["vqa", "captions", "entities", "vqa_mc", "genome"]
     # the section's store and picture pattern fill in what a dataset does not set
     assert vl.dataset_files()["vqa"].features == vl.features and vl.dataset_files()["vqa"].images == vl.images
+    assert vl.datasets["vqa"].features is None  # ... and the section keeps what the file said
 
 
 def test_svlr_files_written_before_the_dataset_blocks_still_load():
     old = {"type": "svlr_datasets", "root": "world:tiny", "vqa_questions": "q_{subtype}.json",
            "vqa_splits": {"train": "a", "val": "holdout", "test": "c"}, "vqa_holdout": 0.2,
-           "genome_objects": "vg/objects.json", "genome_id_offset": 7}
+           "genome_objects": "vg/objects.json", "genome_id_offset": 7, "word_dim": 8}
     cfg = C.from_dict({"data": old, "model": {"type": "svlr"}, "tasks": {"recognition": {"type": "svlr_recognition"}}},
                       source="old.json").data
-    assert cfg.vqa_mc.questions == "q_{subtype}.json" and cfg.vqa_mc.holdout == 0.2
-    assert cfg.vqa_mc.splits == {"train": "a", "val": "holdout", "test": "c"}
-    assert cfg.genome.objects == "vg/objects.json" and cfg.genome.id_offset == 7
-    assert cfg.genome.image_data == "visual_genome/image_data.json"  # untouched keys keep their defaults
+    vqa_mc, genome = cfg.datasets["vqa_mc"], cfg.datasets["genome"]
+    assert vqa_mc.questions == "q_{subtype}.json" and vqa_mc.holdout == 0.2
+    assert vqa_mc.splits == {"train": "a", "val": "holdout", "test": "c"}
+    assert genome.objects == "vg/objects.json" and genome.id_offset == 7
+    assert genome.image_data == "visual_genome/image_data.json"  # untouched keys keep their defaults
+    assert cfg.families["svlr"].word_dim == 8 and cfg.root == "world:tiny"

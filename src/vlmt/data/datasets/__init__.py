@@ -4,10 +4,11 @@ examples per split): `vqa` (VQA v2 open-ended), `vqa_mc` (VQA v1 multiple choice
 and the sources a data section's `root` may name (`sources`: a folder, a synthetic world,
 `easy_vqa`).
 
-A data section names the datasets it reads (`vlmt.data.datasets.base.KINDS`); each model
-family's preprocessing (vocabulary and answer pool, SVLR's label sets and question bins) sits
-with that family's tasks and reads the datasets through these modules. The gallery of a served
-model finds its test pictures through the same modules (`find_test_images`).
+The data section (`vlmt.data.section`, `type: datasets`) names the datasets it reads by their
+kind (`vlmt.data.datasets.base.KINDS`); each model family's preprocessing (vocabulary and answer
+pool, SVLR's label sets and question bins) sits with that family's tasks and reads the datasets
+through these modules. The gallery of a served model finds its test pictures through the same
+modules (`find_test_images`).
 """
 
 from __future__ import annotations

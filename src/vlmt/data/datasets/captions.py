@@ -58,11 +58,11 @@ def caption_file(root: Path, files: CaptionFilesConfig) -> Path | None:
     if files.file is not None:
         path = root / files.file
         if not path.is_file():
-            raise DataError(path, "caption file not found (data.captions.file)")
+            raise DataError(path, "caption file not found (data.datasets.captions.file)")
         return path
     found = sorted(p for p in root.glob("dataset_*.json") if KARPATHY_RE.match(p.name))
     if len(found) > 1:
-        raise ConfigError(f"data.captions.file: {root} holds several caption files "
+        raise ConfigError(f"data.datasets.captions.file: {root} holds several caption files "
                           f"({', '.join(p.name for p in found)}); name one")
     return found[0] if found else None
 

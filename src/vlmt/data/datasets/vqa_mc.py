@@ -123,15 +123,15 @@ def read(root: Path, files: VQAMCFilesConfig, *, required: bool = True) -> dict[
             if not p.is_file():
                 if not required:
                     return {}
-                raise DataError(p, f"file not found (data.vqa_mc.splits.{split} = {subtype!r})")
+                raise DataError(p, f"file not found (data.datasets.vqa_mc.splits.{split} = {subtype!r})")
         raw[split] = (read_vqa(q_path, a_path), q_path)
     if files.splits.get("val") == HOLDOUT:
         train, train_path = raw["train"]
         try:
             held = holdout_images(train, files.holdout)  # type: ignore[arg-type]  # validate() checked it
         except ValueError as e:
-            raise ConfigError(f"data.vqa_mc.holdout: {e} (data.vqa_mc.splits.train = {files.splits['train']!r})") \
-                from None
+            raise ConfigError(f"data.datasets.vqa_mc.holdout: {e} "
+                              f"(data.datasets.vqa_mc.splits.train = {files.splits['train']!r})") from None
         raw["val"] = ([ex for ex in train if ex.image_id in held], train_path)
         raw["train"] = ([ex for ex in train if ex.image_id not in held], train_path)
     return {split: _split(path, examples) for split, (examples, path) in raw.items()}
