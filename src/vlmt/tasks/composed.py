@@ -225,6 +225,9 @@ class ComposedQuestions:
         tokens, lengths = token_batch(self.vl, [question_tokens(q.question) for q in questions])
         return VQAMCBatch(inputs=ComposedVQAInputs(base.inputs, tokens, lengths), correct=base.correct)  # type: ignore[arg-type]
 
+    def batch_of_rows(self, split: str, questions: Sequence[MCQuestion], rows: list[int]) -> VQAMCBatch:
+        return self.batch_of([questions[i] for i in rows])
+
     def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)
 
