@@ -7,8 +7,8 @@ paper-shaped feature stores (36 regions x 2048-d, float16, features as sparse fi
 measures, each stage in its own process (peak memory = that process's maximum RSS):
 
   validate   `vlmt data validate` on each config's folder
-  build      each config's data section (hierarchical_paper, svlr_paper; no composed paper config
-             exists), without the validation it would run first (measured above)
+  build      each config's data section (hierarchical_paper, svlr_paper, composed_paper: both
+             folders' files in one, composed/), without the validation it would run first (measured above)
   train      per task: input pipeline examples/s (a cold first pass, then train.num_workers 0 and 2
              over the same batches with their pages cached), a few training
              steps at the paper's batch sizes and dimensions with the step's FLOPs, checkpoint
@@ -249,24 +249,10 @@ def write_store(path: Path, images: list[tuple[int, int, int]], nrng: np.random.
                 known_boxes: dict[int, list] | None = None, dtype: str = "float16") -> None:
     """A feature store of the vlmt format with REGIONS boxes per image (Genome images: their own
     object boxes first) and FEATURE_DIM-d features left as a sparse file of zeros."""
-    from vlmt.data.features.format import (
-        BOXES_FILE,
-        BOXES_LAYOUT,
-        FEATURE_DTYPES,
-        FEATURES_FILE,
-        FORMAT_NAME,
-        FORMAT_VERSION,
-        HEADER_FILE,
-        INDEX_DTYPE,
-        INDEX_FILE,
-        MIN_INDEX_BITS,
-        RECORD_DTYPE,
-        RECORDS_FILE,
-    )
-    from vlmt.data.features.index import fill_table
+    from vlmt.data.features.format import BOXES_FILE, RECORD_DTYPE, RECORDS_FILE
 
     path.mkdir(parents=True)
-    n, r = len(images), len(images) * REGIONS
+    n = len(images)
     rec = np.zeros(n, dtype=RECORD_DTYPE)
     rec["image_id"] = [i for i, _, _ in images]
     rec["start"] = np.arange(n) * REGIONS
@@ -287,6 +273,28 @@ def write_store(path: Path, images: list[tuple[int, int, int]], nrng: np.random.
                     if own and own[2]:
                         boxes[k * REGIONS:k * REGIONS + len(own[2])] = own[2]
             f.write(boxes.astype("<f4").tobytes())
+    finish_store(path, rec, dtype)
+
+
+def finish_store(path: Path, rec: np.ndarray, dtype: str = "float16") -> None:
+    """The rest of a store whose records and boxes are written: features as a sparse file of
+    zeros, the id index and the header."""
+    from vlmt.data.features.format import (
+        BOXES_LAYOUT,
+        FEATURE_DTYPES,
+        FEATURES_FILE,
+        FORMAT_NAME,
+        FORMAT_VERSION,
+        HEADER_FILE,
+        INDEX_DTYPE,
+        INDEX_FILE,
+        MIN_INDEX_BITS,
+        RECORD_DTYPE,
+    )
+    from vlmt.data.features.index import fill_table
+
+    n = len(rec)
+    r = int(rec["count"].sum())
     with open(path / FEATURES_FILE, "wb") as f:
         f.truncate(r * FEATURE_DIM * FEATURE_DTYPES[dtype].itemsize)  # sparse: no disk blocks
     bits = max(MIN_INDEX_BITS, (2 * n - 1).bit_length())
@@ -337,12 +345,49 @@ def write_all(out: Path, scale: float, seed: int = 0) -> dict[str, Any]:
     svlr_images = [(int(i), *sizes[int(i)]) for i in trainval] + \
         [(GENOME_OFFSET + i, w, h) for i, (w, h, _) in genome.items()]
     timed("svlr store", lambda: write_store(svlr / "features", svlr_images, nrng, known_boxes=genome))
+    timings["composed"] = write_composed(out)
     return {"seconds": timings, "disk_mb": {d.name: round(disk_bytes(d) / 1e6) for d in (hier, svlr)},
             "apparent_mb": {d.name: round(apparent_bytes(d) / 1e6) for d in (hier, svlr)},
             "counts": {"coco_images": {k: int(v) for k, v in counts.items()}, "flickr30k_images": len(flickr),
                        "genome_images": len(genome),
                        "vqa2_questions": {k: scaled(v, scale) for k, v in VQA2.items()},
                        "vqa1_questions": {k: scaled(v, scale) for k, v in VQA1.items()}}}
+
+
+def write_composed(out: Path) -> float:
+    """composed/ (`composed_paper.yaml`): both folders' files hard-linked into one, and one store with
+    the COCO images of hier/features and the Genome images of svlr/features (under the offset),
+    their records and boxes copied, features sparse. Returns the seconds it took."""
+    from vlmt.data.features.format import BOXES_FILE, RECORD_DTYPE, RECORDS_FILE
+
+    t = time.perf_counter()
+    folder = out / "composed"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    for part in ("hier", "svlr"):  # hard links: the files are the same, validation walks real folders
+        for base, dirs, files in os.walk(out / part):
+            rel = Path(base).relative_to(out / part)
+            if rel.parts[:1] == ("features",):
+                continue
+            (folder / rel).mkdir(exist_ok=True)
+            for name in files:
+                os.link(Path(base) / name, folder / rel / name)
+    store = folder / "features"
+    store.mkdir()
+    parts = []
+    for part, keep in (("hier", lambda ids: ids < GENOME_OFFSET), ("svlr", lambda ids: ids >= GENOME_OFFSET)):
+        rec = np.fromfile(out / part / "features" / RECORDS_FILE, dtype=RECORD_DTYPE)
+        boxes = np.fromfile(out / part / "features" / BOXES_FILE, dtype="<f4").reshape(-1, 4)
+        rec = rec[keep(rec["image_id"])]
+        rows = (rec["start"][:, None] + np.arange(REGIONS)).ravel()
+        parts.append((rec.copy(), boxes[rows]))
+    rec = np.concatenate([r for r, _ in parts])
+    rec["start"] = np.arange(len(rec)) * REGIONS
+    rec.tofile(store / RECORDS_FILE)
+    np.concatenate([b for _, b in parts]).astype("<f4").tofile(store / BOXES_FILE)
+    finish_store(store, rec)
+    return round(time.perf_counter() - t, 1)
 
 
 def disk_bytes(path: Path) -> int:
@@ -360,7 +405,14 @@ HIER_SETS = ["data.datasets.captions.file=dataset_coco.json", "data.datasets.ent
 SVLR_SETS = [f"data.datasets.genome.id_offset={GENOME_OFFSET}", "data.check_files=false",
              "data.families.svlr.tagger=lexicon", "data.families.svlr.lemmatizer=rules",
              "data.families.svlr.question_parser=heuristic", "train.device=cpu"]
-CONFIGS = {"hierarchical_paper": ("hier", HIER_SETS), "svlr_paper": ("svlr", SVLR_SETS)}
+COMPOSED_SETS = [*HIER_SETS[:3], f"data.datasets.genome.id_offset={GENOME_OFFSET}", *SVLR_SETS[1:]]
+CONFIGS = {"hierarchical_paper": ("hier", HIER_SETS), "svlr_paper": ("svlr", SVLR_SETS),
+           "composed_paper": ("composed", COMPOSED_SETS)}
+VALIDATE = (("hier", 0), ("svlr", GENOME_OFFSET), ("composed", GENOME_OFFSET))
+# training examples per epoch of each task (the projection's epochs)
+EPOCH = {"retrieval": 413_915, "vqa": VQA2["train2014"], "grounding": 148_915}
+EPOCHS = {"hierarchical_paper": EPOCH, "svlr_paper": {"vqa": VQA1["train2014"] - 12_072, "recognition": 0},
+          "composed_paper": {**EPOCH, "recognition": 0}}
 
 
 def run_child(args: list[str], timeout: float) -> dict[str, Any]:
@@ -418,7 +470,7 @@ def stage_build(config: str, root: Path) -> dict[str, Any]:
     cfg = load(config, root)
     t = time.perf_counter()
     built = cfg.data.build(seed=0)
-    data = [built.family(name) for name in cfg.data.families][-1]  # the config's family (one per paper config)
+    data = [built.family(name) for name in cfg.data.families][-1]  # each family the config names
     seconds = round(time.perf_counter() - t, 1)
     summary = getattr(data, "summary", None)
     return {"seconds": seconds, "cpu_seconds": cpu_seconds(), "peak_mb": peak_mb(),
@@ -441,7 +493,10 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
     params = sum(p.numel() for p in parts.objective.parameters())
     out["parameters"] = params
     optimizer = torch.optim.Adam([p for p in parts.objective.parameters() if p.requires_grad], lr=1e-4)
+    trained = getattr(cfg.schedule, "order", None) or list(parts.tasks)
     for name, task in parts.tasks.items():
+        if name not in trained:  # evaluated only (composed_paper's zero_shot)
+            continue
         row: dict[str, Any] = {"batch_size": cfg.tasks[name].batch_size}
         # a first pass over the same batches reads their features cold (a sparse store's pages are
         # made on first read): that is the disk's rate; the passes after it are batch building's
@@ -454,11 +509,13 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
         for workers in (0, 2):
             stream = prefetched(iter(task.batches("train")), workers, name=name)
             next(stream)  # the first batch pays one-off set-up
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             for _ in range(batches):
                 next(stream)
             rate = batches * row["batch_size"] / (time.perf_counter() - t)
             row[f"examples_per_s_workers_{workers}"] = round(rate, 1)
+            if workers == 0:  # examples per CPU second: what one core gives, whatever the machine's load
+                row["examples_per_cpu_s"] = round(batches * row["batch_size"] / (time.process_time() - cpu), 1)
             close = getattr(stream, "close", None)
             if close:
                 close()
@@ -504,7 +561,9 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
 # paper-size evaluation sets, in each task's examples: VQA v2 test-dev questions, Flickr30k
 # Entities test sentences, VQA v1 val2014 questions (SVLR's test), Genome test regions (10 %)
 EVAL_SIZES = {"hierarchical_paper": {"vqa": 107_394, "grounding": 5_000},
-              "svlr_paper": {"vqa": VQA1["val2014"], "recognition": GENOME_OBJECTS // 10}}
+              "svlr_paper": {"vqa": VQA1["val2014"], "recognition": GENOME_OBJECTS // 10},
+              "composed_paper": {"vqa": 107_394, "grounding": 5_000, "recognition": GENOME_OBJECTS // 10,
+                                 "zero_shot": VQA1["val2014"]}}
 
 
 def evaluate_rates(config: str, cfg, parts, budget: float) -> dict[str, Any]:
@@ -539,11 +598,20 @@ def evaluate_rates(config: str, cfg, parts, budget: float) -> dict[str, Any]:
                 size = getattr(cfg.tasks[name], "eval_batch_size", cfg.tasks[name].batch_size)
                 n = 0
                 t = time.perf_counter()
-                for batch in task.batches("val"):
-                    task(model, batch)
-                    n += size
-                    if time.perf_counter() - t > budget:
-                        break
+                if name in (getattr(cfg.schedule, "order", None) or parts.tasks):
+                    for batch in task.batches("val"):
+                        task(model, batch)
+                        n += size
+                        if time.perf_counter() - t > budget:
+                            break
+                else:  # evaluated only: multiple-choice scores of the test questions (composed zero_shot)
+                    from vlmt.tasks.collate import item_batches
+
+                    for chunk in item_batches(task.data.vqa["test"], size, split="eval"):
+                        task.choice_scores(model, task.batch_of(chunk).inputs)
+                        n += len(chunk)
+                        if time.perf_counter() - t > budget:
+                            break
                 rate = n / (time.perf_counter() - t)
                 total = EVAL_SIZES[config].get(name)
                 out[f"{name}_eval_examples_per_s"] = round(rate, 1)
@@ -566,13 +634,13 @@ def projection(rows: dict[str, Any], counts: dict[str, float]) -> dict[str, Any]
         out[name] = {"h100_step_ms_projected": round(step_s * 1e3, 2),
                      "h100_minutes_per_epoch_projected": round(steps * step_s / 60, 1),
                      "examples_per_s_needed": round(row["batch_size"] / step_s),
-                     "cpu_cores_needed_for_input": round(row["batch_size"] / step_s
-                                                         / max(row["examples_per_s_workers_0"], 1e-9), 2)}
+                     "cpu_cores_needed_for_input": round(row["batch_size"] / step_s / max(
+                         row.get("examples_per_cpu_s", row["examples_per_s_workers_0"]), 1e-9), 2)}
     return out
 
 
 def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list[str], timeout: float,
-              keep: bool, reuse: bool = False) -> dict[str, Any]:
+              keep: bool, reuse: bool = False, configs: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"scale": scale, "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()}}
     t = time.perf_counter()
     if reuse and (out / "written.json").is_file():
@@ -589,24 +657,24 @@ def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list
         (out / "written.json").write_text(json.dumps(result["write"]), encoding="utf-8")
         say(f"wrote {out} in {result['write']['total_seconds']} s: {result['write']['disk_mb']} MB on disk")
     try:
+        chosen = configs or list(CONFIGS)
+        if not (out / "composed" / "features").is_dir():  # data a --keep run left before composed/ existed
+            result["write"].setdefault("seconds", {})["composed"] = write_composed(out)
         if "validate" in stages:
-            for folder, offset in (("hier", 0), ("svlr", GENOME_OFFSET)):
+            for folder, offset in [(f, o) for f, o in VALIDATE if f in {CONFIGS[c][0] for c in chosen}]:
                 result[f"validate {folder}"] = run_child(["--stage", "validate", "--root", str(out / folder),
                                                           "--offset", str(offset)], timeout)
                 say(f"validate {folder}: {brief(result[f'validate {folder}'])}")
         if "build" in stages:
-            for config in CONFIGS:
+            for config in chosen:
                 result[f"build {config}"] = run_child(["--stage", "build", "--config", config, "--root", str(out)],
                                                       timeout)
                 say(f"build {config}: {brief(result[f'build {config}'])}")
         if "train" in stages:
-            for config in CONFIGS:
+            for config in chosen:
                 r = run_child(["--stage", "train", "--config", config, "--root", str(out), "--steps", str(steps),
                                "--batches", str(batches)], timeout)
-                counts = ({"retrieval": 413_915, "vqa": VQA2["train2014"], "grounding": 148_915}
-                          if config == "hierarchical_paper" else {"vqa": VQA1["train2014"] - 12_072,
-                                                                  "recognition": 0})
-                r["projection"] = projection(r.get("tasks", {}), counts)
+                r["projection"] = projection(r.get("tasks", {}), EPOCHS[config])
                 result[f"train {config}"] = r
                 say(f"train {config}: {json.dumps(r)[:600]}")
     finally:
@@ -633,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the published counts (default 1)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "vlmt_paper_scale")
     p.add_argument("--stages", default="validate,build,train")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="configs to measure (default: all three)")
     p.add_argument("--steps", type=int, default=3, help="training steps per task")
     p.add_argument("--batches", type=int, default=10, help="batches per input-pipeline measurement")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per stage process")
@@ -656,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = benchmark(args.out, args.scale, steps=args.steps, batches=args.batches,
                        stages=args.stages.split(","), timeout=args.timeout, keep=args.keep or args.reuse,
-                       reuse=args.reuse)
+                       reuse=args.reuse, configs=args.configs.split(","))
     text = json.dumps(result, indent=2, default=str)
     if args.json == "-":
         print(text)

@@ -1,6 +1,6 @@
 """`benchmarks/paper_scale.py` at a small scale: its writer produces every dataset in the official
-layouts with valid contents (each folder validates, Genome under its id namespace) and both paper
-configs build their data from them; every stage reports time and peak memory."""
+layouts with valid contents (each folder validates, Genome under its id namespace) and the paper
+configs (hierarchical, SVLR, composed) build their data from them; every stage reports time and peak memory."""
 
 from __future__ import annotations
 
@@ -32,11 +32,14 @@ def test_a_quick_run_writes_valid_data_that_both_paper_configs_build(tmp_path):
     counts = result["write"]["counts"]
     assert counts["vqa2_questions"]["train2014"] == round(443_757 * 0.002)
     assert counts["genome_images"] == round(108_077 * 0.002)
-    for stage in ("validate hier", "validate svlr", "build hierarchical_paper", "build svlr_paper"):
+    for stage in ("validate hier", "validate svlr", "validate composed", "build hierarchical_paper",
+                  "build svlr_paper", "build composed_paper"):
         r = result[stage]
         assert "error" not in r, (stage, r)
         assert r["seconds"] > 0 and r["peak_mb"] > 0
-    assert result["validate hier"]["ok"] and result["validate svlr"]["ok"], result
+    assert result["validate hier"]["ok"] and result["validate svlr"]["ok"] and result["validate composed"]["ok"]
+    composed = " ".join(result["validate composed"]["summaries"])  # both folders' datasets, one store
+    assert "Visual Genome visual_genome/" in composed and "Flickr30k Entities" in composed
     summaries = " ".join(result["validate svlr"]["summaries"])
     assert "Visual Genome visual_genome/: 216 images" in summaries
     assert result["build svlr_paper"]["summary"]["genome_regions"]["train"] > 0

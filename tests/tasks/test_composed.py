@@ -53,6 +53,29 @@ def test_the_config_round_trips_with_each_familys_options():
         C.from_dict(raw, source="bad")
 
 
+def test_the_paper_config_composes_both_paper_configs():
+    """configs/composed_paper.yaml: hierarchical_paper's data, model, tasks and optimiser, and
+    svlr_paper's data section and recognition batch, on one encoder under periodic switching."""
+    import dataclasses
+
+    from vlmt.training.build import build_schedule
+
+    cfg, hier, svlr = (load_experiment(n) for n in ("composed_paper", "hierarchical_paper", "svlr_paper"))
+    for paper, family in ((hier, "vl"), (svlr, "svlr")):  # each paper's datasets and family options as they are
+        assert all(cfg.data.datasets[kind] == files for kind, files in paper.data.datasets.items())
+        assert cfg.data.families[family] == paper.data.families[family]
+        assert (cfg.data.root, cfg.data.features) == (paper.data.root, paper.data.features)
+    assert set(cfg.data.datasets) == {*hier.data.datasets, *svlr.data.datasets}
+    assert all(getattr(cfg.model, f.name) == getattr(hier.model, f.name) for f in dataclasses.fields(hier.model))
+    assert (cfg.model.embed_dim, cfg.model.word_hidden) == (svlr.model.embed_dim, svlr.model.word_hidden)
+    assert all(cfg.tasks[t] == hier.tasks[t] for t in ("retrieval", "vqa", "grounding")) and cfg.optim == hier.optim
+    assert cfg.tasks["recognition"].batch_size == svlr.tasks["recognition"].batch_size == 200
+    schedule = build_schedule(cfg)
+    first = [schedule.next()[0][0] for _ in range(1000)]
+    counts = {t: first.count(t) for t in cfg.schedule.order}
+    assert schedule.length == 180_000 and counts == {"retrieval": 333, "vqa": 389, "grounding": 139, "recognition": 139}
+
+
 def test_recognition_reads_the_layer_it_is_given():
     def grads(layer: int) -> dict[str, bool]:
         cfg = load_experiment("composed_tiny", [f"tasks.recognition.layer={layer}"])

@@ -34,7 +34,7 @@ from vlmt.models.heads.word_region import encode_vqa, recognition_scores, zero_s
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode, family_data
 from vlmt.tasks.capabilities import Picture
-from vlmt.tasks.collate import item_batches, pad_tokens
+from vlmt.tasks.collate import item_batches, pad_tokens, padded_regions
 from vlmt.tasks.svlr_base import need_data
 from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch, recognition_batch, vqa_batch
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
@@ -122,16 +122,10 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
     def _collate(self, regions: Sequence[GenomeRegion]) -> ComposedRecognitionBatch:  # type: ignore[override]
         base = recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
         images = list(dict.fromkeys(r.image_id for r in regions))
-        feats = [self.data.store.read(i, copy=False).features for i in images]
-        t = max(len(f) for f in feats)
-        features = np.zeros((len(images), t, self.data.region_dim), dtype=np.float32)
-        mask = torch.zeros(len(images), t, dtype=torch.bool)
-        for b, f in enumerate(feats):
-            features[b, :len(f)] = f
-            mask[b, :len(f)] = True
+        padded = padded_regions(self.data.store, images)  # each picture's regions, widened once
         where = {image: b for b, image in enumerate(images)}
         pick = torch.tensor([[where[r.image_id], r.row] for r in regions], dtype=torch.long)
-        return ComposedRecognitionBatch(base, torch.from_numpy(features), mask, pick)
+        return ComposedRecognitionBatch(base, padded["region_features"], padded["region_mask"], pick)
 
     def encode_images(self, model: Any, features: Tensor, mask: Tensor) -> Tensor:
         """I_layer (B, T, d) of pictures' regions (with the prompt as words at layer >= 1)."""
@@ -225,6 +219,9 @@ class ComposedQuestions:
         base = vqa_batch(self.data if features is None else self.assets, questions, features=features)
         tokens, lengths = token_batch(self.vl, [question_tokens(q.question) for q in questions])
         return VQAMCBatch(inputs=ComposedVQAInputs(base.inputs, tokens, lengths), correct=base.correct)  # type: ignore[arg-type]
+
+    def batch_of_rows(self, split: str, questions: Sequence[MCQuestion], rows: list[int]) -> VQAMCBatch:
+        return self.batch_of([questions[i] for i in rows])
 
     def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)

@@ -87,6 +87,61 @@ class MCQuestions(SequenceABC):
         nouns and adjectives (with repeats)."""
         return [*self._terms, *(t for tags in self._choice_tags for part in tags for t in part)]
 
+    def question_text(self, i: int) -> str:
+        """The text of question `i` (without building the question)."""
+        return self._questions[i]
+
+    def _tag_columns(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(vocabulary, offsets, ids): the question terms (ids as in `term_ids`) then every other
+        word, noun and adjective of the choices as one id space, and the 3 tag lists (words, nouns,
+        adjectives) of each distinct choice as offsets into ids over it. Made once, on first use."""
+        cached = self.__dict__.get("_tags_cached")
+        if cached is None:
+            vocab = {t: k for k, t in enumerate(self._terms)}
+            offsets, ids = array("q", [0]), array("i")
+            for tags in self._choice_tags:
+                for part in tags:
+                    for t in part:
+                        k = vocab.get(t)
+                        if k is None:
+                            k = vocab[t] = len(vocab)
+                        ids.append(k)
+                    offsets.append(len(ids))
+            cached = self.__dict__["_tags_cached"] = (
+                list(vocab), np.array(offsets, dtype=np.int64), np.array(ids, dtype=np.int64))
+        return cached
+
+    def vocabulary(self) -> list[str]:
+        """The strings of the ids `id_arrays` gives (question terms first, then the choices' tags)."""
+        return self._tag_columns()[0]
+
+    def id_arrays(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The questions `rows` as padded arrays of `vocabulary` ids, -1 at padding, built by
+        indexing the columns (no `MCQuestion` per question): "question_nouns" (P, Nq),
+        "question_adjectives" (P, Jq), "question_bins" (P, 4, Lb), "answer_words" / "answer_nouns"
+        / "answer_adjectives" (P, C, L), "choice_mask" (P, C), "correct" (P,), "image_ids" (P,).
+        Each width is the longest list of the rows (at least 1), C their most choices: the
+        shapes `SVLRVQAInputs.from_lists` gives the same questions."""
+        c = self._c
+        rows = np.asarray(rows, dtype=np.int64)
+        _, tag_offsets, tag_ids = self._tag_columns()
+        parts = rows[:, None] * _QUESTION_PARTS + np.arange(_QUESTION_PARTS)
+        terms = c["term_ids"].astype(np.int64, copy=False)
+        out = {"question_bins": _padded(c["term_offsets"], terms, parts[:, :4]),
+               "question_nouns": _padded(c["term_offsets"], terms, parts[:, 4]),
+               "question_adjectives": _padded(c["term_offsets"], terms, parts[:, 5])}
+        k0 = c["choice_offsets"][rows]
+        counts = c["choice_offsets"][rows + 1] - k0
+        width = int(counts.max(initial=0))
+        choice_mask = np.arange(width)[None, :] < counts[:, None]
+        slots = np.where(choice_mask, k0[:, None] + np.arange(width), 0)
+        choices = c["choice_ids"][np.minimum(slots, max(len(c["choice_ids"]) - 1, 0))].astype(np.int64) \
+            if len(c["choice_ids"]) else np.zeros_like(slots)
+        for j, name in enumerate(("answer_words", "answer_nouns", "answer_adjectives")):
+            out[name] = _padded(tag_offsets, tag_ids, choices * 3 + j, choice_mask)
+        out.update(choice_mask=choice_mask, correct=c["correct"][rows], image_ids=c["image_ids"][rows])
+        return out
+
     def _one(self, i: int) -> MCQuestion:
         c, s, t = self._c, self._strings, self._terms
         a0, a1 = c["answer_offsets"][i:i + 2].tolist()
@@ -120,6 +175,21 @@ class MCQuestions(SequenceABC):
 
     def __repr__(self) -> str:
         return f"MCQuestions({len(self)} questions)"
+
+
+def _padded(offsets: np.ndarray, ids: np.ndarray, parts: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The lists `parts` (indices into `offsets`; where `valid` is False, an empty list) as one
+    array of shape parts.shape + (W,), W the longest list (at least 1), -1 after each list."""
+    lo = offsets[parts]
+    lengths = offsets[parts + 1] - lo
+    if valid is not None:
+        lengths = np.where(valid, lengths, 0)
+    width = max(int(lengths.max(initial=0)), 1)
+    at = np.arange(width)
+    real = at < lengths[..., None]
+    if not len(ids):
+        return np.full(real.shape, -1, dtype=np.int64)
+    return np.where(real, ids[np.minimum(lo[..., None] + at, len(ids) - 1)], -1)
 
 
 def fallback_vector(word: str, dim: int, *, seed: int = 0) -> np.ndarray:

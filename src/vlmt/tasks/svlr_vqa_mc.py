@@ -29,12 +29,12 @@ from vlmt.models.heads.word_region import encode_vqa
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text, texts
-from vlmt.tasks.collate import item_batches
+from vlmt.tasks.collate import index_batches, item_batches
 from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
-from vlmt.tasks.svlr_batches import VQAMCBatch, vqa_batch
+from vlmt.tasks.svlr_batches import MCBatches, VQAMCBatch, vqa_batch
 from vlmt.tasks.svlr_data import SVLRAssets, SVLRData
 from vlmt.tasks.svlr_pictures import draw_interpretable_inference, spread_examples
-from vlmt.tasks.svlr_text import MCQuestion
+from vlmt.tasks.svlr_text import MCQuestion, MCQuestions
 
 
 class MultipleChoiceEvaluation(SVLRTask):
@@ -52,6 +52,17 @@ class MultipleChoiceEvaluation(SVLRTask):
         """The batch of these questions: their images' regions from the store, or `features`
         (one (T, D) array per question, a new picture's regions)."""
         return vqa_batch(self.data if features is None else self.assets, questions, features=features)
+
+    def batch_of_rows(self, split: str, questions: Sequence[MCQuestion], rows: list[int]) -> Any:
+        """`batch_of` the questions at `rows` of `split`; from a built dataset's columns
+        (`MCBatches`, the same batch without a Python object per question) when it has them."""
+        if not isinstance(questions, MCQuestions):
+            return self.batch_of([questions[i] for i in rows])
+        builders: dict[str, MCBatches] = self.__dict__.setdefault("_mc_batches", {})
+        builder = builders.get(split)
+        if builder is None or builder.questions is not questions:
+            builder = builders[split] = MCBatches(self.data, questions)
+        return builder(rows)
 
     def checked_model(self, model: Any) -> Any:
         """The model, checked to be one this task scores with."""
@@ -179,9 +190,9 @@ class SVLRVQATask(MultipleChoiceEvaluation):
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
         size = self.config.batch_size if split == "train" else self.config.eval_batch_size
-        for chunk in item_batches(questions, size, split=split, seed=self.seed, start=start, rank=rank,
+        for rows in index_batches(len(questions), size, split=split, seed=self.seed, start=start, rank=rank,
                                   world_size=world_size):
-            yield self.batch_of(chunk)
+            yield self.batch_of_rows(split, questions, rows)
 
 
 @register_task("svlr_vqa_mc")

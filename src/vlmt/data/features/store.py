@@ -178,6 +178,19 @@ class FeatureStore:
                             field="count")
         return self._maps()["boxes"][start:start + count]
 
+    def views(self, image_id: object) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes (T, 4) float32, features (T, D) in the store's dtype) of one image: read-only views
+        of the maps, for a batch that converts the features straight into its own array (one pass
+        over them instead of two; `vlmt.tasks.collate.padded_regions`)."""
+        key, rec = self._record(image_id)
+        start, count = int(rec["start"]), int(rec["count"])
+        if count <= 0 or start < 0 or start + count > self.num_regions:
+            raise DataError(self.path / RECORDS_FILE, f"damaged record: regions {start}..{start + count - 1} of "
+                                                      f"{self.num_regions} (run validate())", record=key,
+                            field="count")
+        maps = self._maps()
+        return maps["boxes"][start:start + count], maps["features"][start:start + count]
+
     def region_count(self, image_id: object) -> int:
         """T of one image, without touching its features."""
         return int(self._record(image_id)[1]["count"])
