@@ -10,7 +10,7 @@ often the true item was re-scored at all. Without `--run`, trains the shipped `h
 alone with a 64-wide shortlist head first (about 3 minutes of one CPU core).
 
 `--choose-k` chooses the shortlist sizes on the val split instead of reading them off the test
-split they are reported on: per direction, the smallest k of `--ks` whose two-stage ranking on val
+split they are reported on: per direction, the smallest k of `--grid` (default `--ks`) whose two-stage ranking on val
 loses at most `--max-r1-lost` R@1 points (0.5) and at most `--max-lost-share` percent (5) of the
 queries the full model gets right at R@1; the pair of sizes must also score at most
 `--max-pairs` percent (5) of the pairs. The val split may be smaller than the test split (120
@@ -26,7 +26,7 @@ training set's; N = 1,000 gives COCO 1K's 1,000 x 5,000 = 5M pairs (exhaustive s
 takes 10-20 minutes of one core).
 
     PYTHONPATH=src python benchmarks/retrieval_rerank.py [--run RUN | --keep DIR] [--ks 1,2,5,10,20]
-        [--choose-k] [--test-images N] [--attached] [--seed S] [--set KEY=VALUE ...] [--json]
+        [--choose-k [--grid K,...]] [--test-images N] [--attached] [--seed S] [--set KEY=VALUE ...] [--json]
 """
 
 from __future__ import annotations
@@ -179,16 +179,18 @@ def choose_on_val(model, task, grid: list[int], goal: Goal, test_shape: tuple[in
     return out
 
 
-def measure(run: Path, ks: list[tuple[int, int]], split: str, *, threads: int, goal: Goal | None = None) -> dict:
+def measure(run: Path, ks: list[tuple[int, int]], split: str, *, threads: int, goal: Goal | None = None,
+            grid: list[int] | None = None) -> dict:
     """Exhaustive, shortlist-only and two-stage scoring of `split` for each k of `ks`; with `goal`,
-    each direction's k is first chosen on val (`choose_on_val`) and measured too (`choice`)."""
+    each direction's k is first chosen on val among `grid` (`choose_on_val`) and measured too
+    (`choice`)."""
     device = torch.device("cpu")
     model, name, task = _model_task(run, threads)
     c = task.per_image
     out: dict = {"run": run.name, "task": name, "split": split}
     if goal is not None:
         test_shape = task.similarity_matrix(model, split, device=device).shape
-        choice = choose_on_val(model, task, sorted({k for pair in ks for k in pair}), goal, test_shape)
+        choice = choose_on_val(model, task, grid or sorted({k for pair in ks for k in pair}), goal, test_shape)
         out["choice"] = choice
         chosen = choice["chosen"]
         if chosen["i2t"] is not None and chosen["t2i"] is not None and (chosen["i2t"], chosen["t2i"]) not in ks:
@@ -246,6 +248,9 @@ def main() -> None:
                         help="when training: an extra config override (repeatable)")
     parser.add_argument("--choose-k", action="store_true",
                         help="choose each direction's shortlist size among --ks on the val split (see above)")
+    parser.add_argument("--grid", default=None,
+                        help="--choose-k: the sizes to choose among (comma-separated; default: those of --ks); "
+                             "the test split is scored at --ks and at the chosen pair")
     parser.add_argument("--max-r1-lost", type=float, default=0.5, help="--choose-k: R@1 points lost at most")
     parser.add_argument("--max-lost-share", type=float, default=5.0,
                         help="--choose-k: percent of the exhaustively right R@1 queries lost at most")
@@ -265,12 +270,19 @@ def main() -> None:
         ks = [(int(a), int(b or a)) for a, _, b in (k.partition("/") for k in args.ks.split(","))]
     except ValueError:
         parser.error(f"--ks: comma-separated K or K_I2T/K_T2I, got {args.ks!r}")
+    try:
+        grid = [int(k) for k in args.grid.split(",")] if args.grid else None
+    except ValueError:
+        parser.error(f"--grid: comma-separated sizes, got {args.grid!r}")
+    if grid is not None and (not args.choose_k or min(grid) < 1):
+        parser.error("--grid applies with --choose-k and takes sizes >= 1")
     goal = Goal(args.max_r1_lost, args.max_lost_share, args.max_pairs)
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached,
                                                                   seed=args.seed, test_images=args.test_images,
                                                                   overrides=tuple(args.set))
-        result = measure(run, ks, args.split, threads=args.threads, goal=goal if args.choose_k else None)
+        result = measure(run, ks, args.split, threads=args.threads, goal=goal if args.choose_k else None,
+                         grid=grid)
     if "choice" in result:
         result["choice"] = _report_choice(result["choice"], result, goal)
     if args.json:
