@@ -6,8 +6,10 @@ cosine similarity alone; and two-stage scoring for each k of `--ks`. Prints, per
 both ways, the fraction of pairs the full model scored, the seconds, and the recall lost against
 exhaustive scoring; per k also the queries lost and gained at R@1 (right exhaustively and wrong
 in two stages, or the reverse: the net recall lost can hide losses offset by gains) and how
-often the true item was re-scored at all. Without `--run`, trains the shipped `hierarchical_world` config on retrieval
-alone with a 64-wide shortlist head first (about 3 minutes of one CPU core).
+often the true item was re-scored at all. Without `--run`, trains the shipped `hierarchical_world` config on
+retrieval alone with a 64-wide shortlist head first (1,200 updates of batch 32, about 4 minutes of one CPU
+core; the figures in docs/hierarchical.md before issue 28's k chosen on val used batch 16: `--set
+tasks.retrieval.batch_size=16`).
 
 `--choose-k` chooses the shortlist sizes on the val split instead of reading them off the test
 split they are reported on: per direction, the smallest k of `--grid` (default `--ks`) whose two-stage ranking on val
