@@ -76,6 +76,17 @@ def test_the_paper_config_composes_both_paper_configs():
     assert schedule.length == 180_000 and counts == {"retrieval": 333, "vqa": 389, "grounding": 139, "recognition": 139}
 
 
+def test_composed_world_trains_retrieval_as_hierarchical_world():
+    """Where both papers are silent the composed world config uses the hierarchical world
+    config's retrieval settings, so the two models' retrieval numbers compare like for like."""
+    composed, hierarchical = load_experiment("composed_world"), load_experiment("hierarchical_world")
+    keys = ("negatives", "loss", "layer", "iterations", "step")  # the batch: composed keeps 16 (its time in the demo)
+    assert {k: getattr(composed.tasks["retrieval"], k) for k in keys} == \
+        {k: getattr(hierarchical.tasks["retrieval"], k) for k in keys}
+    assert composed.tasks["retrieval"].negatives == 3 and composed.tasks["retrieval"].loss == "softmax"
+    assert composed.optim.per_task_state and hierarchical.optim.per_task_state
+
+
 def test_recognition_reads_the_layer_it_is_given():
     def grads(layer: int) -> dict[str, bool]:
         cfg = load_experiment("composed_tiny", [f"tasks.recognition.layer={layer}"])
