@@ -179,3 +179,16 @@ def test_a_keyed_field_picks_each_entrys_dataclass_by_its_key():
         _build_dataclass(Outer, {"holder": {"entries": {"big": {}}}}, "", _Ctx("x.yaml"))
     with pytest.raises(ConfigError, match=r"key 'holder.entries.small.n': expected int"):
         _build_dataclass(Outer, {"holder": {"entries": {"small": {"n": "two"}}}}, "", _Ctx("x.yaml"))
+
+
+@pytest.mark.parametrize("override, now", [
+    ("data.answer_more_than=3", "data.families.vl.answer_more_than"),
+    ("data.word_dim=8", "data.families.svlr.word_dim"),
+    ("data.genome_id_offset=5", "data.datasets.genome.id_offset"),
+])
+def test_a_key_of_a_former_data_section_names_its_new_place(override, now):
+    """Old files are upgraded as they load; an old `--set` path is refused, naming where it went."""
+    import vlmt.tasks.shipped  # noqa: F401  (registers the families and their former section types)
+
+    with pytest.raises(ConfigError, match=rf"key '{override.split('=')[0]}': unknown key \(now {now}\)"):
+        C.load_config(C.bundled_config("tiny.yaml"), [override])

@@ -182,7 +182,7 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
             raise ctx.error(_join(path, key), "set from the data section when the model is built; "
                                               "an experiment file does not set it")
         if key not in fields:
-            hint = did_you_mean(str(key), list(fields))
+            hint = did_you_mean(str(key), list(fields)) or _moved_hint(cls, key, item, path)
             raise ctx.error(_join(path, key), f"unknown key{hint}")
         value_type = fields[key].metadata.get(KEYED)
         if value_type is not None:
@@ -202,6 +202,48 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
         if problem:
             raise ctx.error(path, problem)
     return obj
+
+
+def _moved_hint(cls: type, key: str, item: Any, path: str) -> str:
+    """' (now X)' when a former type of `cls`'s section (a registry alias) kept `key` and this
+    version reads it at X: an old `--set data.answer_more_than=3` names its new place."""
+    for base, reg in _REGISTRY_FOR.items():
+        if not (issubclass(cls, base) and cls is not base):
+            continue
+        for old in reg.aliases():
+            if reg.resolve(old) != reg.name_of(cls):
+                continue
+            marker = object()
+            try:
+                _, upgraded = reg.upgrade(old, {key: marker})
+            except Exception:  # noqa: BLE001 - an upgrade that cannot read the key alone says nothing
+                continue
+            where = _path_of(upgraded, marker)
+            if where is None or where == [key]:
+                continue
+            try:  # the new place must take the value
+                _build_dataclass(cls, _put(upgraded, where, item), path, _Ctx("hint"))
+            except ConfigError:
+                continue
+            return f" (now {_join(path, '.'.join(where))})"
+    return ""
+
+
+def _path_of(tree: Any, leaf: object) -> list[str] | None:
+    if tree is leaf:
+        return []
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            found = _path_of(v, leaf)
+            if found is not None:
+                return [str(k), *found]
+    return None
+
+
+def _put(tree: dict, where: list[str], item: Any) -> dict:
+    out = copy.deepcopy({k: v for k, v in tree.items() if k != where[0]})
+    out[where[0]] = item if len(where) == 1 else _put(tree[where[0]], where[1:], item)
+    return out
 
 
 def _convert_keyed(value: Any, value_type: Any, path: str, ctx: _Ctx) -> dict[str, Any]:
