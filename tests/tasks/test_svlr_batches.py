@@ -1,5 +1,6 @@
-"""`MCBatches` builds, from a split's question columns, the batches `vqa_batch` builds from the
-questions themselves: the same tensors bit for bit (word table order, widths, padding)."""
+"""`RecognitionColumns` and `MCBatches` build, from a split's columns, the batches `recognition_batch`
+and `vqa_batch` build from the regions and questions themselves: the same tensors bit for bit (word
+table and extra hypernym columns in first-mention order, widths, padding)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ import torch
 from vlmt.data.synth.cache import ensure_world
 from vlmt.models.svlr import SVLR, SVLRConfig
 from vlmt.tasks.collate import index_batches
-from vlmt.tasks.svlr_batches import MCBatches, VQAMCBatch, vqa_batch
+from vlmt.tasks.svlr_batches import (
+    MCBatches,
+    RecognitionBatch,
+    RecognitionColumns,
+    VQAMCBatch,
+    recognition_batch,
+    vqa_batch,
+)
 from vlmt.tasks.svlr_data import SVLRData, SVLRDataConfig, build_svlr_data
+from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig
 from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig
 
 
@@ -71,3 +80,45 @@ def test_the_vqa_task_trains_on_column_batches(data):
     stream = task.batches("train")
     for _ in range(3):
         _assert_same(next(stream), vqa_batch(data, [questions[i] for i in next(order)]))
+
+
+def _assert_same_recognition(got: RecognitionBatch, want: RecognitionBatch) -> None:
+    for name in ("region_features", "object_targets", "attribute_targets", "extra_object_vectors", "region_mask"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert (a is None) == (b is None), name
+        if b is not None:
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("use_hypernyms", [True, False])
+def test_recognition_columns_equal_the_region_batches(data, use_hypernyms):
+    """`RecognitionColumns` builds `recognition_batch`'s tensors bit for bit, on training batches
+    (shuffled, with out-of-O hypernym columns), evaluation batches and odd row lists."""
+    extra = 0
+    for split, regions in data.genome.items():
+        columns = RecognitionColumns(data, regions, use_hypernyms=use_hypernyms)
+        n = len(regions)
+        order = index_batches(n, 200, split=split, seed=5)
+        for rows in [next(order) for _ in range(4 if split == "train" else 1)] + [[0], [n - 1, 0, n - 1]]:
+            want = recognition_batch(data, [regions[i] for i in rows], use_hypernyms=use_hypernyms)
+            _assert_same_recognition(columns(rows), want)
+            assert torch.equal(columns.features(rows), want.region_features)
+            extra += 0 if want.extra_object_vectors is None else len(want.extra_object_vectors)
+    assert (extra > 0) == use_hypernyms  # the tiny world's hypernyms outside O are exercised
+
+
+def test_the_recognition_task_trains_and_scores_on_column_batches(data):
+    model = SVLR(SVLRConfig(word_dim=data.word_dim, region_dim=data.region_dim, embed_dim=4, word_hidden=5,
+                            region_hidden=7, num_objects=len(data.object_labels),
+                            num_attributes=len(data.attribute_labels)))
+    task = SVLRRecognitionConfig(batch_size=200).build(name="rec", data=data, model=model, seed=3)
+    regions = data.genome["train"]
+    order = index_batches(len(regions), 200, split="train", seed=3)
+    stream = task.batches("train")
+    for _ in range(3):
+        _assert_same_recognition(next(stream), recognition_batch(data, [regions[i] for i in next(order)]))
+    split = next(s for s in data.genome if s != "train")
+    evaluation = list(task.batches(split))
+    assert sum(len(b.region_features) for b in evaluation) == len(data.genome[split])
+    _assert_same_recognition(evaluation[0], recognition_batch(data, list(data.genome[split][:512])))

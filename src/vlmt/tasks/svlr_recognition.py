@@ -26,10 +26,10 @@ from vlmt.models.encoders import WordRegionAligner
 from vlmt.models.heads.word_region import recognition_scores
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Runtime, capability, integer
-from vlmt.tasks.collate import item_batches
+from vlmt.tasks.collate import index_batches
 from vlmt.tasks.global_batch import global_mean, global_sum
 from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
-from vlmt.tasks.svlr_batches import RecognitionBatch, hypernym_labels, recognition_batch
+from vlmt.tasks.svlr_batches import RecognitionBatch, RecognitionColumns, hypernym_labels, recognition_batch
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 
 
@@ -47,6 +47,15 @@ class SVLRRecognitionTask(SVLRTask):
     def __init__(self, *, name: str, config: SVLRRecognitionConfig, data: SVLRData | SVLRAssets, seed: int):
         super().__init__(name=name, config=config, data=data)
         self.seed = seed
+        self._columns: dict[str, RecognitionColumns] = {}
+
+    def columns(self, split: str) -> RecognitionColumns:
+        """The split's regions as batch columns (`RecognitionColumns`), worked out on first use."""
+        if split not in self._columns:
+            self._columns[split] = RecognitionColumns(
+                self.data, split_items(self.data.genome, split, f"tasks.{self.name}"),
+                use_hypernyms=self.config.use_hypernyms, extra_columns=True)
+        return self._columns[split]
 
     def _collate(self, regions: Sequence[GenomeRegion]) -> RecognitionBatch:
         return recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
@@ -71,19 +80,22 @@ class SVLRRecognitionTask(SVLRTask):
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[RecognitionBatch]:
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
         size = self.config.batch_size if split == "train" else self.config.eval_batch_size
-        for chunk in item_batches(regions, size, split=split, seed=self.seed, start=start, rank=rank,
+        # a subclass that collates its own batch type (composed recognition) gets its regions
+        columns = self.columns(split) if type(self)._collate is SVLRRecognitionTask._collate else None
+        for rows in index_batches(len(regions), size, split=split, seed=self.seed, start=start, rank=rank,
                                   world_size=world_size):
-            yield self._collate(chunk)
+            yield columns(rows) if columns is not None else self._collate([regions[i] for i in rows])
 
     @torch.no_grad()
     def scores(self, model: WordRegionAligner, split: str, *, device: torch.device
                ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
         """Object (R, K_o) and attribute (R, K_a) scores of every region of a split."""
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
+        columns = self.columns(split)
         objs, atrs = [], []
         with EvalMode(model, self):
-            for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
-                feats = recognition_batch(self.data, chunk).region_features.to(device)
+            for rows in index_batches(len(columns), self.config.eval_batch_size, split="eval", seed=0):
+                feats = columns.features(rows).to(device)
                 o, a = recognition_scores(model, feats)
                 objs.append(o.float().cpu().numpy())
                 atrs.append(a.float().cpu().numpy())

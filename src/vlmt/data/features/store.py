@@ -178,6 +178,23 @@ class FeatureStore:
                             field="count")
         return self._maps()["boxes"][start:start + count]
 
+    def region_span(self, image_id: object) -> tuple[int, int]:
+        """(first row in the maps, region count) of one image: a batch that gathers single regions of
+        many images computes their rows in the maps once, then reads them with `feature_rows`."""
+        key, rec = self._record(image_id)
+        start, count = int(rec["start"]), int(rec["count"])
+        if count <= 0 or start < 0 or start + count > self.num_regions:
+            raise DataError(self.path / RECORDS_FILE, f"damaged record: regions {start}..{start + count - 1} of "
+                                                      f"{self.num_regions} (run validate())", record=key,
+                            field="count")
+        return start, count
+
+    def feature_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) float32 features of rows of the maps (from `region_span`), gathered in one
+        indexing of the map and widened from float16 once."""
+        features = self._maps()["features"][rows]
+        return features if features.dtype == np.float32 else as_float32(features)
+
     def views(self, image_id: object) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (T, 4) float32, features (T, D) in the store's dtype) of one image: read-only views
         of the maps, for a batch that converts the features straight into its own array (one pass
