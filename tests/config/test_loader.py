@@ -192,3 +192,25 @@ def test_a_key_of_a_former_data_section_names_its_new_place(override, now):
 
     with pytest.raises(ConfigError, match=rf"key '{override.split('=')[0]}': unknown key \(now {now}\)"):
         C.load_config(C.bundled_config("tiny.yaml"), [override])
+
+
+@pytest.mark.parametrize("override, now", [
+    ("data.vl.answer_more_than=3", "data.families.vl.answer_more_than"),
+    ("data.svlr.word_dim=8", "data.families.svlr.word_dim"),
+    ("data.svlr.genome_id_offset=5", "data.datasets.genome.id_offset"),
+])
+def test_a_nested_key_of_a_former_composed_section_names_its_new_place(override, now):
+    """A composed section kept each family's options under `vl:` / `svlr:`; the hint follows the
+    nested `--set` path to its leaf and names both places."""
+    import vlmt.tasks.shipped  # noqa: F401
+
+    old = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"key 'data\.(vl|svlr)': unknown key \({old} is now {now}\)"):
+        C.load_config(C.bundled_config("composed_tiny.yaml"), [override])
+
+
+def test_a_nested_key_no_former_section_kept_gets_no_hint():
+    import vlmt.tasks.shipped  # noqa: F401
+
+    with pytest.raises(ConfigError, match=r"key 'data\.vl': unknown key$"):
+        C.load_config(C.bundled_config("composed_tiny.yaml"), ["data.vl.bogus=3"])

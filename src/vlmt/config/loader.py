@@ -206,7 +206,10 @@ def _build_dataclass(cls: type, value: Any, path: str, ctx: _Ctx) -> Any:
 
 def _moved_hint(cls: type, key: str, item: Any, path: str) -> str:
     """' (now X)' when a former type of `cls`'s section (a registry alias) kept `key` and this
-    version reads it at X: an old `--set data.answer_more_than=3` names its new place."""
+    version reads it at X: an old `--set data.answer_more_than=3` names its new place. A nested
+    value (`--set data.vl.answer_more_than=3` of a former composed section) is followed to its one
+    leaf, and the hint names the leaf's old and new paths."""
+    inner = _single_leaf(item)
     for base, reg in _REGISTRY_FOR.items():
         if not (issubclass(cls, base) and cls is not base):
             continue
@@ -215,18 +218,39 @@ def _moved_hint(cls: type, key: str, item: Any, path: str) -> str:
                 continue
             marker = object()
             try:
-                _, upgraded = reg.upgrade(old, {key: marker})
+                _, upgraded = reg.upgrade(old, {key: _put_leaf(inner, marker) if inner else marker})
             except Exception:  # noqa: BLE001 - an upgrade that cannot read the key alone says nothing
                 continue
             where = _path_of(upgraded, marker)
-            if where is None or where == [key]:
+            if where is None or where == [key, *(inner or [])]:
                 continue
+            leaf = _leaf_value(item, inner) if inner else item
             try:  # the new place must take the value
-                _build_dataclass(cls, _put(upgraded, where, item), path, _Ctx("hint"))
+                _build_dataclass(cls, _put(upgraded, where, leaf), path, _Ctx("hint"))
             except ConfigError:
                 continue
-            return f" (now {_join(path, '.'.join(where))})"
+            now = _join(path, ".".join(where))
+            return f" ({_join(path, '.'.join([key, *inner]))} is now {now})" if inner else f" (now {now})"
     return ""
+
+
+def _single_leaf(item: Any) -> list[str] | None:
+    """The keys down to the one leaf of a nested mapping of single keys, else None."""
+    keys: list[str] = []
+    while isinstance(item, Mapping) and len(item) == 1:
+        (k, item), = item.items()
+        keys.append(str(k))
+    return keys if keys and not isinstance(item, Mapping) else None
+
+
+def _put_leaf(keys: list[str], leaf: object) -> dict:
+    return {keys[0]: leaf if len(keys) == 1 else _put_leaf(keys[1:], leaf)}
+
+
+def _leaf_value(item: Any, keys: list[str]) -> Any:
+    for k in keys:
+        item = item[k]
+    return item
 
 
 def _path_of(tree: Any, leaf: object) -> list[str] | None:
