@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,9 +34,9 @@ from vlmt.models.heads.word_region import encode_vqa, recognition_scores, zero_s
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode, family_data
 from vlmt.tasks.capabilities import Picture
-from vlmt.tasks.collate import item_batches, pad_tokens, padded_regions
+from vlmt.tasks.collate import index_batches, pad_tokens, padded_regions
 from vlmt.tasks.svlr_base import need_data
-from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch, recognition_batch, vqa_batch
+from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch, vqa_batch
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
 from vlmt.tasks.svlr_text import MCQuestion
@@ -119,13 +119,27 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
     def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)
 
-    def _collate(self, regions: Sequence[GenomeRegion]) -> ComposedRecognitionBatch:  # type: ignore[override]
-        base = recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
-        images = list(dict.fromkeys(r.image_id for r in regions))
-        padded = padded_regions(self.data.store, images)  # each picture's regions, widened once
-        where = {image: b for b, image in enumerate(images)}
-        pick = torch.tensor([[where[r.image_id], r.row] for r in regions], dtype=torch.long)
-        return ComposedRecognitionBatch(base, padded["region_features"], padded["region_mask"], pick)
+    def batch(self, split: str, rows: Sequence[int] | np.ndarray) -> ComposedRecognitionBatch:
+        """The batch of the regions `rows` of `split`: their targets from the split's columns
+        (`RecognitionColumns`, no `GenomeRegion` per region) and their pictures, in the order each
+        is first needed, with every region of each (`padded_regions`)."""
+        columns = self.columns(split)
+        index = np.asarray(rows, dtype=np.int64)
+        base = columns(index)
+        found, first, inverse = np.unique(columns.image_ids[index], return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # the pictures, first needed first
+        slot = np.empty(len(found), dtype=np.int64)
+        slot[order] = np.arange(len(found))
+        padded = padded_regions(self.data.store, found[order].tolist())  # each picture's regions, widened once
+        pick = np.stack([slot[inverse.reshape(-1)], columns.rows[index]], axis=1)
+        return ComposedRecognitionBatch(base, padded["region_features"], padded["region_mask"], torch.from_numpy(pick))
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0,  # type: ignore[override]
+                world_size: int = 1) -> Iterator[ComposedRecognitionBatch]:
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for rows in index_batches(self.num_examples(split), size, split=split, seed=self.seed, start=start,
+                                  rank=rank, world_size=world_size):
+            yield self.batch(split, rows)
 
     def encode_images(self, model: Any, features: Tensor, mask: Tensor) -> Tensor:
         """I_layer (B, T, d) of pictures' regions (with the prompt as words at layer >= 1)."""
@@ -151,8 +165,8 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
         objs, atrs = [], []
         with EvalMode(model, self):
-            for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
-                rows = self._rows(model, self._collate(chunk).to(device))
+            for chunk in index_batches(len(regions), self.config.eval_batch_size, split="eval", seed=0):
+                rows = self._rows(model, self.batch(split, chunk).to(device))
                 o, a = recognition_scores(aligner(model), rows)
                 objs.append(o.float().cpu().numpy())
                 atrs.append(a.float().cpu().numpy())

@@ -153,6 +153,8 @@ class RecognitionColumns:
                              f"{int(spans[inverse[k], 1])} regions of image {int(images[inverse[k]])} in the "
                              f"feature store {data.store.path}")
         self.store_rows = spans[inverse, 0] + rows
+        self.image_ids = images[inverse]  # each region's picture and its row there: for batches that
+        self.rows = rows                  # take whole pictures (composed recognition)
         self.object_offsets = np.asarray(cols.object_offsets, dtype=np.int64)
         self.objects = np.asarray(cols.objects, dtype=np.int64)
         self.attribute_offsets = np.asarray(cols.attribute_offsets, dtype=np.int64)
