@@ -16,6 +16,8 @@ from vlmt.tasks.collate import index_batches, padded_regions
 from vlmt.tasks.composed import ComposedRecognitionBatch
 from vlmt.tasks.svlr_batches import recognition_batch
 from vlmt.tasks.svlr_data import GenomeRegion
+from vlmt.tasks.svlr_text import MCQuestions
+from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
 from vlmt.training.build import build_parts, load_experiment
 
 MC = "tasks.mc={type: composed_vqa_mc, layer: 2, batch_size: 8, fusion_dim: 16}"
@@ -99,3 +101,51 @@ def test_composed_recognition_scores_every_region_of_a_split_in_order(parts):
             want_o.append(o.numpy())
             want_a.append(a.numpy())
     assert np.array_equal(obj, np.concatenate(want_o)) and np.array_equal(atr, np.concatenate(want_a))
+
+
+def test_composed_multiple_choice_batches_equal_the_question_batches(parts):
+    """Training batches of composed_vqa_mc and evaluation batches of it and of composed_zero_shot,
+    on every split, match `batch_of` (`vqa_batch` and the tokens of each question)."""
+    mc, zero_shot = parts.tasks["mc"], parts.tasks["zero_shot"]
+    for split, questions in mc.data.vqa.items():
+        assert isinstance(questions, MCQuestions)
+        n = len(questions)
+        if split == "train":
+            stream = mc.batches(split)
+            order = index_batches(n, mc.config.batch_size, split=split, seed=mc.seed)
+            for _ in range(4):
+                assert_same(next(stream), mc.batch_of([questions[i] for i in next(order)]))
+        for task in (mc, zero_shot):
+            chunks = list(index_batches(n, task.config.eval_batch_size, split="eval", seed=0))
+            got = list(task.batches(split)) if task is zero_shot or split != "train" else \
+                [task.batch_of_rows(split, questions, rows) for rows in chunks]
+            assert len(got) == len(chunks)
+            for batch, rows in zip(got, chunks):
+                assert_same(batch, task.batch_of([questions[i] for i in rows]))
+        for rows in ([0], [n - 1, 0, n - 1]):
+            assert_same(mc.batch_of_rows(split, questions, rows), mc.batch_of([questions[i] for i in rows]))
+
+
+def test_composed_multiple_choice_tokens_of_questions_without_words(parts):
+    """A question with no token the encoder reads gets <unk>, as `batch_of` gives it; uneven choices."""
+    mc = parts.tasks["mc"]
+    image = mc.data.vqa["train"][0].image_id
+    items = [(1, image, "what color is the ball ?", ["red", "blue ball", "", "two big dogs"], 1, "what color",
+              "other", ["blue ball"] * 10),
+             (2, image, "?", ["yes"], 0, "none", "yes/no", ["yes"] * 10),
+             (3, image, "why is the zebra xyzzy here ?", ["because", "red"], 1, "why", "other", ["red"] * 10)]
+    questions = mc.data.assets.text.questions(items)
+    for rows in ([0, 1, 2], [1], [2, 0], [1, 1]):
+        got = mc.batch_of_rows("hand-made", questions, rows)
+        assert_same(got, mc.batch_of([questions[i] for i in rows]))
+    assert mc.batch_of_rows("hand-made", questions, [1]).inputs.lengths.tolist() == [1]
+
+
+def test_composed_multiple_choice_predictions_are_the_question_batches(parts):
+    """`predictions` (evaluation) from the column batches picks what the question batches pick."""
+    cpu = torch.device("cpu")
+    for task in (parts.tasks["mc"], parts.tasks["zero_shot"]):
+        split = next(s for s in task.data.vqa if s != "train")
+        got = task.predictions(parts.model, split, device=cpu)
+        assert got == MultipleChoiceEvaluation.predictions(task, parts.model, split, device=cpu)
+        assert len(got) == len(task.data.vqa[split])
