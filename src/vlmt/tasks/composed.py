@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,13 +34,13 @@ from vlmt.models.heads.word_region import encode_vqa, recognition_scores, zero_s
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode, family_data
 from vlmt.tasks.capabilities import Picture
-from vlmt.tasks.collate import item_batches, pad_tokens, padded_regions
-from vlmt.tasks.svlr_base import need_data
-from vlmt.tasks.svlr_batches import RecognitionBatch, VQAMCBatch, recognition_batch, vqa_batch
+from vlmt.tasks.collate import index_batches, pad_tokens, padded_regions
+from vlmt.tasks.svlr_base import need_data, split_items
+from vlmt.tasks.svlr_batches import MCBatches, RecognitionBatch, VQAMCBatch, vqa_batch
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
-from vlmt.tasks.svlr_text import MCQuestion
-from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask
+from vlmt.tasks.svlr_text import MCQuestion, MCQuestions
+from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask, predict_choices
 from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
 from vlmt.tasks.vl_data import VLAssets, VLData, caption_tokens, question_tokens
 
@@ -119,13 +119,27 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
     def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)
 
-    def _collate(self, regions: Sequence[GenomeRegion]) -> ComposedRecognitionBatch:  # type: ignore[override]
-        base = recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
-        images = list(dict.fromkeys(r.image_id for r in regions))
-        padded = padded_regions(self.data.store, images)  # each picture's regions, widened once
-        where = {image: b for b, image in enumerate(images)}
-        pick = torch.tensor([[where[r.image_id], r.row] for r in regions], dtype=torch.long)
-        return ComposedRecognitionBatch(base, padded["region_features"], padded["region_mask"], pick)
+    def batch(self, split: str, rows: Sequence[int] | np.ndarray) -> ComposedRecognitionBatch:
+        """The batch of the regions `rows` of `split`: their targets from the split's columns
+        (`RecognitionColumns`, no `GenomeRegion` per region) and their pictures, in the order each
+        is first needed, with every region of each (`padded_regions`)."""
+        columns = self.columns(split)
+        index = np.asarray(rows, dtype=np.int64)
+        base = columns(index)
+        found, first, inverse = np.unique(columns.image_ids[index], return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # the pictures, first needed first
+        slot = np.empty(len(found), dtype=np.int64)
+        slot[order] = np.arange(len(found))
+        padded = padded_regions(self.data.store, found[order].tolist())  # each picture's regions, widened once
+        pick = np.stack([slot[inverse.reshape(-1)], columns.rows[index]], axis=1)
+        return ComposedRecognitionBatch(base, padded["region_features"], padded["region_mask"], torch.from_numpy(pick))
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0,  # type: ignore[override]
+                world_size: int = 1) -> Iterator[ComposedRecognitionBatch]:
+        size = self.config.batch_size if split == "train" else self.config.eval_batch_size
+        for rows in index_batches(self.num_examples(split), size, split=split, seed=self.seed, start=start,
+                                  rank=rank, world_size=world_size):
+            yield self.batch(split, rows)
 
     def encode_images(self, model: Any, features: Tensor, mask: Tensor) -> Tensor:
         """I_layer (B, T, d) of pictures' regions (with the prompt as words at layer >= 1)."""
@@ -146,13 +160,11 @@ class ComposedRecognitionTask(SVLRRecognitionTask):
     @torch.no_grad()
     def scores(self, model: Any, split: str, *, device: torch.device
                ) -> tuple[np.ndarray, np.ndarray, list[GenomeRegion]]:
-        from vlmt.tasks.svlr_base import split_items
-
         regions = split_items(self.data.genome, split, f"tasks.{self.name}")
         objs, atrs = [], []
         with EvalMode(model, self):
-            for chunk in item_batches(regions, self.config.eval_batch_size, split="eval"):
-                rows = self._rows(model, self._collate(chunk).to(device))
+            for chunk in index_batches(len(regions), self.config.eval_batch_size, split="eval", seed=0):
+                rows = self._rows(model, self.batch(split, chunk).to(device))
                 o, a = recognition_scores(aligner(model), rows)
                 objs.append(o.float().cpu().numpy())
                 atrs.append(a.float().cpu().numpy())
@@ -205,6 +217,28 @@ class ComposedVQAInputs:
         return ComposedVQAInputs(self.svlr.to(device), self.tokens.to(device), self.lengths.to(device))
 
 
+class QuestionTokens:
+    """The encoder's token ids of every question of a split (`MCQuestions`), tokenised once and
+    kept as one id array with offsets: a batch's padded tokens and lengths (`token_batch`'s, bit
+    for bit) are two gathers, not a tokenisation per question per batch."""
+
+    def __init__(self, assets: VLAssets, questions: MCQuestions):
+        lists = [assets.encode_words(question_tokens(questions.question_text(i)) or ["<unk>"])
+                 for i in range(len(questions))]
+        self.offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        self.offsets[1:] = np.cumsum([len(x) for x in lists])
+        self.ids = np.concatenate(lists).astype(np.int64, copy=False) if lists else np.zeros(0, dtype=np.int64)
+
+    def __call__(self, rows: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor]:
+        """(P, N) token ids padded with 0 and (P,) lengths of the questions `rows`."""
+        index = np.asarray(rows, dtype=np.int64)
+        starts = self.offsets[index]
+        lengths = self.offsets[index + 1] - starts
+        at = np.arange(int(lengths.max(initial=0)))
+        tokens = np.where(at < lengths[:, None], self.ids[np.minimum(starts[:, None] + at, len(self.ids) - 1)], 0)
+        return torch.from_numpy(tokens.astype(np.int64, copy=False)), torch.from_numpy(lengths)
+
+
 class ComposedQuestions:
     """What the multiple-choice tasks on the composed model share: batches with the question's tokens,
     and SVLR's inputs with R replaced by I_layer."""
@@ -221,10 +255,39 @@ class ComposedQuestions:
         return VQAMCBatch(inputs=ComposedVQAInputs(base.inputs, tokens, lengths), correct=base.correct)  # type: ignore[arg-type]
 
     def batch_of_rows(self, split: str, questions: Sequence[MCQuestion], rows: list[int]) -> VQAMCBatch:
-        return self.batch_of([questions[i] for i in rows])
+        """`batch_of` the questions at `rows` of `split`: from a built dataset's columns (`MCBatches`
+        and the questions' token ids, worked out once per split) when it has them."""
+        if not isinstance(questions, MCQuestions):
+            return self.batch_of([questions[i] for i in rows])
+        builders: dict[str, tuple[MCBatches, QuestionTokens]] = self.__dict__.setdefault("_composed_batches", {})
+        built = builders.get(split)
+        if built is None or built[0].questions is not questions:
+            built = builders[split] = (MCBatches(self.data, questions), QuestionTokens(self.vl, questions))
+        base = built[0](rows)
+        tokens, lengths = built[1](rows)
+        return VQAMCBatch(inputs=ComposedVQAInputs(base.inputs, tokens, lengths), correct=base.correct)  # type: ignore[arg-type]
 
     def checked_model(self, model: Any) -> Any:
         return need_composed(model, self.name, self.config.layer)
+
+    def choice_scores(self, model: Any, inputs: Any) -> Tensor:
+        """(P, C) score of every choice of every question (each task's own)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predictions(self, model: Any, split: str, *, device: torch.device) -> dict[int, str]:
+        """question id -> chosen answer string over a split, the batches built from the split's
+        columns (`batch_of_rows`)."""
+        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
+        out: dict[int, str] = {}
+        with EvalMode(model, self):
+            for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
+                inputs = self.batch_of_rows(split, questions, rows).inputs.to(device)
+                picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().tolist()
+                for i, k in zip(rows, picked):
+                    q = questions[i]
+                    out[q.question_id] = q.choices[k]
+        return out
 
     def encoded(self, model: Any, inputs: ComposedVQAInputs) -> SVLRVQAInputs:
         regions = regions_at(model, self.config.layer, inputs.svlr.region_features, inputs.svlr.region_mask,
@@ -275,6 +338,12 @@ class ComposedZeroShotTask(ComposedQuestions, SVLRZeroShotTask):
 
     def choice_scores(self, model: Any, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
         return zero_shot_scores(aligner(model), self.encoded(model, inputs))[0]
+
+    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
+        """One ordered pass over the split's questions (evaluation only), from its columns."""
+        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
+        for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
+            yield self.batch_of_rows(split, questions, rows)
 
 
 @register_task("composed_zero_shot")

@@ -135,8 +135,9 @@ class RecognitionColumns:
     """`recognition_batch` of rows of one split's regions, by indexing columns worked out once: the
     batch is the same, bit for bit (extra hypernym columns in first-mention order), without a
     `GenomeRegion` per region or a store look-up per picture (the two were half of a batch's
-    CPU time). Columns: each region's row in the store's maps, its labels in O and T (CSR), its
-    hypernym set's hypernyms in O and outside O (CSR over the split's distinct sets)."""
+    CPU time). Columns: each region's row in the store's maps (and its picture and row there), its
+    labels in O and T (CSR), its hypernym set's hypernyms in O and outside O (CSR over the split's
+    distinct sets)."""
 
     def __init__(self, data: SVLRData, regions: Sequence[GenomeRegion], *, use_hypernyms: bool = True,
                  extra_columns: bool = True):
@@ -153,6 +154,8 @@ class RecognitionColumns:
                              f"{int(spans[inverse[k], 1])} regions of image {int(images[inverse[k]])} in the "
                              f"feature store {data.store.path}")
         self.store_rows = spans[inverse, 0] + rows
+        # each region's picture and its row there, for batches that take whole pictures (composed recognition)
+        self.image_ids, self.rows = images[inverse], rows
         self.object_offsets = np.asarray(cols.object_offsets, dtype=np.int64)
         self.objects = np.asarray(cols.objects, dtype=np.int64)
         self.attribute_offsets = np.asarray(cols.attribute_offsets, dtype=np.int64)
