@@ -40,7 +40,7 @@ from vlmt.tasks.svlr_batches import MCBatches, RecognitionBatch, VQAMCBatch, vqa
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 from vlmt.tasks.svlr_recognition import SVLRRecognitionConfig, SVLRRecognitionTask
 from vlmt.tasks.svlr_text import MCQuestion, MCQuestions
-from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask, predict_choices
+from vlmt.tasks.svlr_vqa_mc import SVLRVQAConfig, SVLRVQATask
 from vlmt.tasks.svlr_zero_shot import SVLRZeroShotConfig, SVLRZeroShotTask
 from vlmt.tasks.vl_data import VLAssets, VLData, caption_tokens, question_tokens
 
@@ -273,21 +273,6 @@ class ComposedQuestions:
     def choice_scores(self, model: Any, inputs: Any) -> Tensor:
         """(P, C) score of every choice of every question (each task's own)."""
         raise NotImplementedError
-
-    @torch.no_grad()
-    def predictions(self, model: Any, split: str, *, device: torch.device) -> dict[int, str]:
-        """question id -> chosen answer string over a split, the batches built from the split's
-        columns (`batch_of_rows`)."""
-        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
-        out: dict[int, str] = {}
-        with EvalMode(model, self):
-            for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
-                inputs = self.batch_of_rows(split, questions, rows).inputs.to(device)
-                picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().tolist()
-                for i, k in zip(rows, picked):
-                    q = questions[i]
-                    out[q.question_id] = q.choices[k]
-        return out
 
     def encoded(self, model: Any, inputs: ComposedVQAInputs) -> SVLRVQAInputs:
         regions = regions_at(model, self.config.layer, inputs.svlr.region_features, inputs.svlr.region_mask,

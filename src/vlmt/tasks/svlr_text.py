@@ -91,6 +91,48 @@ class MCQuestions(SequenceABC):
         """The text of question `i` (without building the question)."""
         return self._questions[i]
 
+    def question_ids(self) -> np.ndarray:
+        """(N,) int64 question ids, in the split's order."""
+        return self._c["question_ids"]
+
+    def choice_text(self, rows: Sequence[int] | np.ndarray, chosen: Sequence[int] | np.ndarray) -> list[str]:
+        """The text of choice `chosen[j]` of question `rows[j]`, for every j: one gather over the
+        columns (no `MCQuestion` per question). An index outside a question's choices is an
+        IndexError naming the question."""
+        c = self._c
+        index = np.asarray(rows, dtype=np.int64).reshape(-1)
+        picked = np.asarray(chosen, dtype=np.int64).reshape(-1)
+        if len(index) != len(picked):
+            raise ValueError(f"choice_text: {len(index)} rows for {len(picked)} chosen indices")
+        k0 = c["choice_offsets"][index]
+        counts = c["choice_offsets"][index + 1] - k0
+        bad = np.flatnonzero((picked < 0) | (picked >= counts))
+        if len(bad):
+            j = int(bad[0])
+            raise IndexError(f"choice {int(picked[j])} of question {int(c['question_ids'][index[j]])}, which has "
+                             f"{int(counts[j])} choices")
+        table = self._choices
+        return [table[k] for k in c["choice_ids"][k0 + picked].tolist()]
+
+    def annotations(self) -> list[dict[str, object]]:
+        """The split's questions as the official evaluation's annotation records ("question_id",
+        "question_type", "answer_type", "answers"), in the split's order, read from the columns."""
+        c, s = self._c, self._strings
+        answers = [s[k] for k in c["answer_ids"].tolist()]
+        bounds = c["answer_offsets"].tolist()
+        return [{"question_id": qid, "question_type": s[qt], "answer_type": s[at], "answers": answers[lo:hi]}
+                for qid, qt, at, lo, hi in zip(c["question_ids"].tolist(), c["question_types"].tolist(),
+                                               c["answer_types"].tolist(), bounds, bounds[1:])]
+
+    def choice_lists(self) -> dict[int, dict[str, list[str]]]:
+        """question id -> {"multiple_choices": its choices}, as the official question file gives
+        them, read from the columns."""
+        c, table = self._c, self._choices
+        choices = [table[k] for k in c["choice_ids"].tolist()]
+        bounds = c["choice_offsets"].tolist()
+        return {qid: {"multiple_choices": choices[lo:hi]}
+                for qid, lo, hi in zip(c["question_ids"].tolist(), bounds, bounds[1:])}
+
     def _tag_columns(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(vocabulary, offsets, ids): the question terms (ids as in `term_ids`) then every other
         word, noun and adjective of the choices as one id space, and the 3 tag lists (words, nouns,

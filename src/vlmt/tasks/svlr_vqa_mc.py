@@ -93,25 +93,50 @@ class MultipleChoiceEvaluation(SVLRTask):
 
     @torch.no_grad()
     def predictions(self, model: Any, split: str, *, device: torch.device) -> dict[int, str]:
-        """question id -> chosen answer string over a split."""
+        """question id -> chosen answer string over a split: the batches built from the split's
+        columns (`batch_of_rows`), the chosen strings read from them (`MCQuestions.choice_text`)."""
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
-        out: dict[int, str] = {}
+        ids, answers = [], []
         with EvalMode(model, self):
-            for chunk in item_batches(questions, self.config.eval_batch_size, split="eval"):
-                inputs = self.batch_of(chunk).inputs.to(device)
-                picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().tolist()
-                for q, k in zip(chunk, picked):
-                    out[q.question_id] = q.choices[k]
-        return out
+            for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
+                inputs = self.batch_of_rows(split, questions, rows).inputs.to(device)
+                picked = predict_choices(self.choice_scores(model, inputs).float()).cpu().numpy()
+                ids.extend(question_ids(questions, rows))
+                answers.extend(chosen_text(questions, rows, picked))
+        return dict(zip(ids, answers))
 
     def evaluate(self, model: nn.Module, split: str, *, device: torch.device) -> dict[str, float]:
         model = self.checked_model(model)
         results = self.predictions(model, split, device=device)
-        questions = self.data.vqa[split]
-        annotations = [{"question_id": q.question_id, "question_type": q.question_type,
-                        "answer_type": q.answer_type, "answers": list(q.answers)} for q in questions]
-        choices = {q.question_id: {"multiple_choices": list(q.choices)} for q in questions}
+        annotations, choices = official_questions(self.data.vqa[split])
         return breakdown(evaluate_multiple_choice(annotations, results, choices))
+
+
+def question_ids(questions: Sequence[MCQuestion], rows: Sequence[int]) -> list[int]:
+    """The ids of the questions at `rows`."""
+    if isinstance(questions, MCQuestions):
+        return questions.question_ids()[np.asarray(rows, dtype=np.int64)].tolist()
+    return [questions[i].question_id for i in rows]
+
+
+def chosen_text(questions: Sequence[MCQuestion], rows: Sequence[int], picked: Sequence[int] | np.ndarray
+                ) -> list[str]:
+    """The text of choice `picked[j]` of the question at `rows[j]`: from the columns when the split
+    has them (no `MCQuestion` per question)."""
+    if isinstance(questions, MCQuestions):
+        return questions.choice_text(rows, picked)
+    return [questions[i].choices[int(k)] for i, k in zip(rows, picked)]
+
+
+def official_questions(questions: Sequence[MCQuestion]
+                       ) -> tuple[list[dict[str, Any]], dict[int, dict[str, list[str]]]]:
+    """(annotation records, question id -> {"multiple_choices"}) of a split, what the official
+    multiple-choice evaluation reads: from the columns when the split has them."""
+    if isinstance(questions, MCQuestions):
+        return questions.annotations(), questions.choice_lists()
+    annotations = [{"question_id": q.question_id, "question_type": q.question_type,
+                    "answer_type": q.answer_type, "answers": list(q.answers)} for q in questions]
+    return annotations, {q.question_id: {"multiple_choices": list(q.choices)} for q in questions}
 
 
 class SVLRVQATask(MultipleChoiceEvaluation):

@@ -19,7 +19,7 @@ from vlmt.models.encoders import WordRegionAligner
 from vlmt.models.heads.word_region import zero_shot_scores
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.capabilities import IMAGE, Runtime, capability, text, texts
-from vlmt.tasks.collate import item_batches
+from vlmt.tasks.collate import index_batches
 from vlmt.tasks.svlr_base import need_data, need_model, split_items
 from vlmt.tasks.svlr_batches import VQAMCBatch
 from vlmt.tasks.svlr_vqa_mc import MultipleChoiceEvaluation
@@ -46,9 +46,10 @@ class SVLRZeroShotTask(MultipleChoiceEvaluation):
                           f"tasks in schedule.order and leave {self.name!r} out")
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
+        """One ordered pass over the split's questions (evaluation only), from its columns."""
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
-        for chunk in item_batches(questions, self.config.eval_batch_size, split="eval"):
-            yield self.batch_of(chunk)
+        for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
+            yield self.batch_of_rows(split, questions, rows)
 
 
 @register_task("svlr_zero_shot")
