@@ -148,3 +148,23 @@ def test_the_official_results_file_is_the_same_byte_for_byte(parts, tmp_path: Pa
         (want,) = write_predictions({name: Reference(task)}, parts.model, split, tmp_path / "questions", device=CPU)
         assert got.name == want.name == f"{name}_{split}_results.json"
         assert got.read_bytes() == want.read_bytes()
+
+
+def test_chosen_attention_is_the_question_by_question_one(parts):
+    """`chosen_attention` (SVLR Table 2's attention) from the column batches: per question, the
+    attention of the chosen answer over its image's regions, as the question batches give it."""
+    task = parts.tasks["vqa"]
+    split = next(s for s in task.data.vqa if s != "train")
+    questions = [task.data.vqa[split][i] for i in range(len(task.data.vqa[split]))]
+    want: dict[int, np.ndarray] = {}
+    with EvalMode(parts.model, task), torch.no_grad():
+        for chunk in item_batches(questions, task.config.eval_batch_size, split="eval"):
+            result = task.outputs(parts.model, task.batch_of(chunk).inputs)
+            picked = predict_choices(result.scores.float())
+            attention = result.attention[torch.arange(len(chunk)), picked].float().numpy()
+            for q, row in zip(chunk, attention):
+                want[q.question_id] = row[: task.data.store.region_count(q.image_id)]
+    got = task.chosen_attention(parts.model, split, device=CPU)
+    assert list(got) == list(want)
+    for qid, row in want.items():
+        assert got[qid].dtype == row.dtype and np.array_equal(got[qid], row), qid

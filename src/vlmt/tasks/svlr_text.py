@@ -95,6 +95,10 @@ class MCQuestions(SequenceABC):
         """(N,) int64 question ids, in the split's order."""
         return self._c["question_ids"]
 
+    def image_ids(self) -> np.ndarray:
+        """(N,) int64 image id of each question, in the split's order."""
+        return self._c["image_ids"]
+
     def choice_text(self, rows: Sequence[int] | np.ndarray, chosen: Sequence[int] | np.ndarray) -> list[str]:
         """The text of choice `chosen[j]` of question `rows[j]`, for every j: one gather over the
         columns (no `MCQuestion` per question). An index outside a question's choices is an

@@ -29,7 +29,7 @@ from vlmt.models.heads.word_region import encode_vqa
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.base import EvalMode
 from vlmt.tasks.capabilities import IMAGE, Picture, Runtime, capability, text, texts
-from vlmt.tasks.collate import index_batches, item_batches
+from vlmt.tasks.collate import index_batches
 from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
 from vlmt.tasks.svlr_batches import MCBatches, VQAMCBatch, vqa_batch
 from vlmt.tasks.svlr_data import SVLRAssets, SVLRData
@@ -119,6 +119,13 @@ def question_ids(questions: Sequence[MCQuestion], rows: Sequence[int]) -> list[i
     return [questions[i].question_id for i in rows]
 
 
+def image_ids(questions: Sequence[MCQuestion], rows: Sequence[int]) -> list[int]:
+    """The image ids of the questions at `rows`."""
+    if isinstance(questions, MCQuestions):
+        return questions.image_ids()[np.asarray(rows, dtype=np.int64)].tolist()
+    return [questions[i].image_id for i in rows]
+
+
 def chosen_text(questions: Sequence[MCQuestion], rows: Sequence[int], picked: Sequence[int] | np.ndarray
                 ) -> list[str]:
     """The text of choice `picked[j]` of the question at `rows[j]`: from the columns when the split
@@ -194,13 +201,13 @@ class SVLRVQATask(MultipleChoiceEvaluation):
         questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
         out: dict[int, np.ndarray] = {}
         with EvalMode(svlr, self):
-            for chunk in item_batches(questions, self.config.eval_batch_size, split="eval"):
-                result = self.outputs(svlr, self.batch_of(chunk).inputs.to(device))
+            for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
+                result = self.outputs(svlr, self.batch_of_rows(split, questions, rows).inputs.to(device))
                 picked = predict_choices(result.scores.float())
-                rows = torch.arange(len(chunk), device=picked.device)
-                attention = result.attention[rows, picked].float().cpu().numpy()  # (P, T)
-                for q, row in zip(chunk, attention):
-                    out[q.question_id] = row[: self.data.store.region_count(q.image_id)].copy()
+                at = torch.arange(len(rows), device=picked.device)
+                attention = result.attention[at, picked].float().cpu().numpy()  # (P, T)
+                for qid, image, row in zip(question_ids(questions, rows), image_ids(questions, rows), attention):
+                    out[qid] = row[: self.data.store.region_count(image)].copy()
         return out
 
     def forward(self, model: WordRegionAligner, batch: VQAMCBatch) -> dict[str, torch.Tensor]:
