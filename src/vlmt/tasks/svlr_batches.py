@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from vlmt.data.features.resident import StoreRows, on_device
 from vlmt.data.features.store import as_float32
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.collate import pad_regions, padded_regions
@@ -35,7 +36,7 @@ class RecognitionBatch:
     labels that are not in O, with their word vectors); attribute columns are the label set T.
     """
 
-    region_features: torch.Tensor  # (M, D) float
+    region_features: Any  # (M, D) float tensor (a `StoreRows` with data.features_on_device, until .to())
     object_targets: torch.Tensor  # (M, K_o + X) bool: labels and their hypernyms (H_j)
     attribute_targets: torch.Tensor  # (M, K_a) bool (T_j)
     extra_object_vectors: torch.Tensor | None = None  # (X, V) word vectors of the extra columns
@@ -61,8 +62,17 @@ class VQAMCBatch:
         return VQAMCBatch(inputs=self.inputs.to(device), correct=self.correct.to(device))
 
 
-def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> torch.Tensor:
-    """(M, D) float32 features of the regions' store rows."""
+def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> Any:
+    """(M, D) float32 features of the regions' store rows (their `StoreRows` where the store is
+    kept on the device)."""
+    if on_device(data.store):
+        starts, counts = data.store.spans(np.fromiter((r.image_id for r in regions), np.int64, len(regions)))
+        rows = np.fromiter((r.row for r in regions), np.int64, len(regions))
+        bad = np.flatnonzero((rows < 0) | (rows >= counts))
+        if len(bad):  # what indexing the picture's rows raises on the other path
+            raise IndexError(f"region row {int(rows[bad[0]])} of image {regions[int(bad[0])].image_id}: the store "
+                             f"holds {int(counts[bad[0]])} regions of it")
+        return StoreRows.of(data.store, starts + rows)
     out = np.empty((len(regions), data.region_dim), dtype=np.float32)
     by_image: dict[int, list[int]] = {}
     for i, r in enumerate(regions):
@@ -169,8 +179,11 @@ class RecognitionColumns:
     def __len__(self) -> int:
         return len(self.store_rows)
 
-    def features(self, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
-        """(M, D) float32 features of the regions `rows`: one gather from the store's map."""
+    def features(self, rows: Sequence[int] | np.ndarray) -> Any:
+        """(M, D) float32 features of the regions `rows`: one gather from the store's map (or their
+        `StoreRows`, gathered by `.to(device)`, where the store is kept on the device)."""
+        if on_device(self.data.store):
+            return StoreRows.of(self.data.store, self.store_rows[np.asarray(rows, dtype=np.int64)])
         return torch.from_numpy(self.data.store.feature_rows(self.store_rows[np.asarray(rows, dtype=np.int64)]))
 
     def __call__(self, rows: Sequence[int] | np.ndarray) -> RecognitionBatch:

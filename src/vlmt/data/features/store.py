@@ -38,7 +38,7 @@ from vlmt.data.features.format import (
     read_header,
     size_problems,
 )
-from vlmt.data.features.index import as_image_id, home_slot
+from vlmt.data.features.index import as_image_id, home_slot, probe_many
 from vlmt.errors import DataError
 
 # ----------------------------------------------------------------------------- reader
@@ -53,6 +53,7 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.folder = os.path.realpath(self.path)  # the store's identity across processes and spellings
         self._header = read_header(self.path)
         problems = size_problems(self.path, self._header)
         if problems:
@@ -194,6 +195,37 @@ class FeatureStore:
         indexing of the map and widened from float16 once."""
         features = self._maps()["features"][rows]
         return features if features.dtype == np.float32 else as_float32(features)
+
+    def spans(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first rows, region counts), int64, of many images at once (vectorised probing of the
+        index): what a batch of row indices into the maps (`vlmt.data.features.resident`) needs.
+        A missing image raises MissingImageError, a damaged record DataError, as `region_span`."""
+        ids = np.asarray(image_ids, dtype=np.int64)
+        maps = self._maps()
+        found = probe_many(maps["index"], ids, self._bits)
+        if len(found) and found.min() < 0:
+            raise MissingImageError(self.path, int(ids[int(np.argmin(found))]), len(self))
+        rec = maps["records"][found]
+        starts, counts = rec["start"].astype(np.int64), rec["count"].astype(np.int64)
+        bad = np.flatnonzero((counts <= 0) | (starts < 0) | (starts + counts > self.num_regions))
+        if len(bad):
+            self.region_span(int(ids[bad[0]]))  # raises the DataError naming the record
+        return starts, counts
+
+    def box_map(self) -> np.ndarray:
+        """The whole (num_regions, 4) float32 box map (a read-only memory map)."""
+        return self._maps()["boxes"]
+
+    def feature_map(self) -> np.ndarray:
+        """The whole (num_regions, D) feature map in the store's dtype (a read-only memory map)."""
+        return self._maps()["features"]
+
+    @property
+    def table_key(self) -> str:
+        """The store's folder and its feature file's identity (inode, size, change time): a store
+        rewritten in place (`atomic_path`) gets a new key, so a table of the old one is not used."""
+        st = os.stat(self.path / FEATURES_FILE)
+        return f"{self.folder}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
     def views(self, image_id: object) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (T, 4) float32, features (T, D) in the store's dtype) of one image: read-only views
