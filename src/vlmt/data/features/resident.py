@@ -47,6 +47,11 @@ def set_on_device(stores: Iterable[str | os.PathLike], on: bool) -> None:
         _RESIDENT.difference_update(folders)
 
 
+def kept() -> list[str]:
+    """The folders of the stores kept on the device now."""
+    return sorted(_RESIDENT)
+
+
 def on_device(store: FeatureStore) -> bool:
     """Whether batches of `store` carry row indices (`StoreRows`) instead of features."""
     return bool(_RESIDENT) and store.folder in _RESIDENT
@@ -66,7 +71,8 @@ def held_tables() -> dict[tuple[str, str], tuple[tuple[int, ...], torch.dtype]]:
 
 def device_table(store: FeatureStore, device: torch.device | str) -> torch.Tensor:
     """The store's (N + 1, D) features on `device` in the store's dtype, row N zeros: loaded on first
-    use from the memory map, piece by piece (never a whole host copy), then kept for the process."""
+    use from the memory map, piece by piece (never a whole host copy), then kept for the process.
+    `StoreRows.to` uses it for accelerators; the CPU reads the memory map itself."""
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
@@ -88,6 +94,12 @@ def device_table(store: FeatureStore, device: torch.device | str) -> torch.Tenso
             table[n].zero_()
             _TABLES[key] = table
     return table
+
+
+def gather(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(*rows.shape, D) float32 rows of a `device_table` (row N: zeros), on the table's device."""
+    out = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+    return out.to(torch.float32)
 
 
 class StoreRows:
@@ -128,12 +140,23 @@ class StoreRows:
         return f"StoreRows({self.store.path}, shape={tuple(self.shape)})"
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> torch.Tensor:
-        """The features, (*rows.shape, D) float32 on `device`: one gather from the store's table
-        there (loaded on first use), widened from float16 on the device."""
-        table = device_table(self.store, device)
-        rows = self.rows.to(table.device, non_blocking=non_blocking)
-        out = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
-        return out.to(torch.float32)
+        """The features, (*rows.shape, D) float32 on `device`. On an accelerator: one gather from the
+        store's table there (`device_table`, loaded on first use), widened on the device. On the
+        CPU: one gather from the memory map itself (the page cache holds it; no second copy)."""
+        dev = torch.device(device)
+        if dev.type == "cpu":
+            return self.from_map()
+        table = device_table(self.store, dev)
+        return gather(table, self.rows.to(table.device, non_blocking=non_blocking))
+
+    def from_map(self) -> torch.Tensor:
+        """The features on the CPU, gathered from the store's memory map and widened there."""
+        features = self.store.feature_map()
+        flat = self.rows.reshape(-1).numpy()
+        pad = flat == len(features)
+        out = self.store.feature_rows(np.where(pad, 0, flat))  # float32 (a copy), widened by torch
+        out[pad] = 0.0
+        return torch.from_numpy(out).view(*self.rows.shape, features.shape[1])
 
     def pin_memory(self) -> StoreRows:
         """Pinned rows (what a DataLoader with `pin_memory` asks of a batch's parts)."""
