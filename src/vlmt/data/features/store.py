@@ -38,7 +38,7 @@ from vlmt.data.features.format import (
     read_header,
     size_problems,
 )
-from vlmt.data.features.index import as_image_id, home_slot, probe_many
+from vlmt.data.features.index import as_image_id, home_slot
 from vlmt.errors import DataError
 
 # ----------------------------------------------------------------------------- reader
@@ -61,6 +61,8 @@ class FeatureStore:
             raise DataError(bad, message)
         self._arrays: dict[str, np.ndarray] | None = None
         self._pid: int | None = None
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted image ids, their records): `spans`
+        self._sorted_pid: int | None = None
 
     # pickles as its path: each process maps the files itself
     def __getstate__(self) -> dict[str, Any]:
@@ -197,15 +199,27 @@ class FeatureStore:
         return features if features.dtype == np.float32 else as_float32(features)
 
     def spans(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first rows, region counts), int64, of many images at once (vectorised probing of the
-        index): what a batch of row indices into the maps (`vlmt.data.features.resident`) needs.
+        """(first rows, region counts), int64, of many images at once: what a batch of row indices
+        into the maps (`vlmt.data.features.resident`) needs. One binary search of a sorted copy of
+        the store's image ids, made on first use (16 bytes an image: 5 MB for 312,798 images), where
+        probing the hash table for a batch's 180 pictures cost half a millisecond of numpy calls.
         A missing image raises MissingImageError, a damaged record DataError, as `region_span`."""
         ids = np.asarray(image_ids, dtype=np.int64)
         maps = self._maps()
-        found = probe_many(maps["index"], ids, self._bits)
-        if len(found) and found.min() < 0:
-            raise MissingImageError(self.path, int(ids[int(np.argmin(found))]), len(self))
-        rec = maps["records"][found]
+        if self._sorted is None or self._sorted_pid != self._pid:
+            keys = maps["records"]["image_id"]
+            order = np.argsort(keys, kind="stable")
+            self._sorted, self._sorted_pid = (np.ascontiguousarray(keys[order]), order), self._pid
+        keys, order = self._sorted
+        if not len(keys):
+            if len(ids):
+                raise MissingImageError(self.path, int(ids[0]), 0)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+        missing = keys[at] != ids
+        if missing.any():
+            raise MissingImageError(self.path, int(ids[int(np.argmax(missing))]), len(self))
+        rec = maps["records"][order[at]]
         starts, counts = rec["start"].astype(np.int64), rec["count"].astype(np.int64)
         bad = np.flatnonzero((counts <= 0) | (starts < 0) | (starts + counts > self.num_regions))
         if len(bad):
