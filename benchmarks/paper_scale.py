@@ -511,6 +511,9 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
             next(stream)
         row["examples_per_s_cold"] = round(batches * row["batch_size"] / (time.perf_counter() - t), 1)
         for workers in (0, 2):
+            # one torch thread while batches are built: process time counts every thread, and on a
+            # loaded machine a second OpenMP thread spinning in each feature copy multiplied it
+            torch.set_num_threads(1 if workers == 0 else 2)
             stream = prefetched(iter(task.batches("train")), workers, name=name)
             next(stream)  # the first batch pays one-off set-up
             t, cpu = time.perf_counter(), time.process_time()

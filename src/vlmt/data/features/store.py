@@ -202,7 +202,7 @@ class FeatureStore:
         """(first rows, region counts), int64, of many images at once: what a batch of row indices
         into the maps (`vlmt.data.features.resident`) needs. One binary search of a sorted copy of
         the store's image ids, made on first use (16 bytes an image: 5 MB for 312,798 images), where
-        probing the hash table for a batch's 180 pictures cost half a millisecond of numpy calls.
+        probing the hash table for a batch's 180 pictures took about a millisecond of numpy calls.
         A missing image raises MissingImageError, a damaged record DataError, as `region_span`."""
         ids = np.asarray(image_ids, dtype=np.int64)
         maps = self._maps()
