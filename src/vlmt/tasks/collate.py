@@ -3,7 +3,9 @@ features gathered from the memory-mapped feature store, with boolean masks (True
 
 Token ids are computed once per example when a task is built; a batch only pads them. Region
 features are read per batch from the store's memory maps (no copy of the store in memory), so
-a DataLoader worker or a second process maps the same files.
+a DataLoader worker or a second process maps the same files. With `data.features_on_device` a
+batch carries the features' rows in the store instead (`vlmt.data.features.resident.StoreRows`),
+gathered on the device by `.to(device)`.
 """
 
 from __future__ import annotations
