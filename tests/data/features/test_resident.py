@@ -144,6 +144,10 @@ def _batches(config: str, on: bool) -> dict[tuple[str, str], list[dict[str, torc
             batches = list(itertools.islice(task.batches(split), 3))
             kinds[name] = any(isinstance(v, StoreRows) for b in batches for v in _parts(b))
             out[(name, split)] = [_tensors(move_to(b, torch.device("cpu"))) for b in batches]
+        if hasattr(task, "example_batch"):  # what pictures run the model on, unmoved: features, not rows
+            example, _ = task.example_batch("val", 0)
+            assert not any(isinstance(v, StoreRows) for v in _parts(example))
+            out[(name, "example")] = [_tensors(example)]
     return out, kinds
 
 
