@@ -477,16 +477,20 @@ def stage_build(config: str, root: Path) -> dict[str, Any]:
             "summary": summary if isinstance(summary, dict) else None}
 
 
-def stage_train(config: str, root: Path, steps: int, batches: int, budget: float) -> dict[str, Any]:
-    """Per task: input pipeline rate, training steps with FLOPs, then checkpoint and evaluation."""
+def stage_train(config: str, root: Path, steps: int, batches: int, budget: float,
+                sets: list[str] = ()) -> dict[str, Any]:
+    """Per task: input pipeline rate, training steps with FLOPs, then checkpoint and evaluation.
+    `sets`: config overrides (`data.features_on_device=true`: the batches carry row indices, so
+    the input rate is the CPU's part alone and the gather happens in `move_to`, on the device)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from vlmt.tasks.base import move_to
     from vlmt.training.build import build_parts
     from vlmt.training.prefetch import prefetched
 
     torch.set_num_threads(2)
-    cfg = load(config, root)
+    cfg = load(config, root, sets)
     t = time.perf_counter()
     parts = build_parts(cfg, torch.device("cpu"))
     out: dict[str, Any] = {"build_parts_seconds": round(time.perf_counter() - t, 1), "tasks": {}}
@@ -507,6 +511,9 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
             next(stream)
         row["examples_per_s_cold"] = round(batches * row["batch_size"] / (time.perf_counter() - t), 1)
         for workers in (0, 2):
+            # one torch thread while batches are built: process time counts every thread, and on a
+            # loaded machine a second OpenMP thread spinning in each feature copy multiplied it
+            torch.set_num_threads(1 if workers == 0 else 2)
             stream = prefetched(iter(task.batches("train")), workers, name=name)
             next(stream)  # the first batch pays one-off set-up
             t, cpu = time.perf_counter(), time.process_time()
@@ -523,7 +530,7 @@ def stage_train(config: str, root: Path, steps: int, batches: int, budget: float
         step_times = []
         flops = None
         for k in range(steps):
-            batch = next(stream)
+            batch = move_to(next(stream), torch.device("cpu"))
             t = time.perf_counter()
             optimizer.zero_grad()
             if k == 0:
@@ -570,7 +577,7 @@ def evaluate_rates(config: str, cfg, parts, budget: float) -> dict[str, Any]:
     """Evaluation cost at paper size, extrapolated from the measured rate of a subset."""
     import torch
 
-    from vlmt.tasks.base import EvalMode
+    from vlmt.tasks.base import EvalMode, move_to
 
     out: dict[str, Any] = {}
     model = parts.model
@@ -600,7 +607,7 @@ def evaluate_rates(config: str, cfg, parts, budget: float) -> dict[str, Any]:
                 t = time.perf_counter()
                 if name in (getattr(cfg.schedule, "order", None) or parts.tasks):
                     for batch in task.batches("val"):
-                        task(model, batch)
+                        task(model, move_to(batch, cpu))
                         n += size
                         if time.perf_counter() - t > budget:
                             break
@@ -640,8 +647,10 @@ def projection(rows: dict[str, Any], counts: dict[str, float]) -> dict[str, Any]
 
 
 def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list[str], timeout: float,
-              keep: bool, reuse: bool = False, configs: list[str] | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"scale": scale, "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()}}
+              keep: bool, reuse: bool = False, configs: list[str] | None = None, sets: list[str] = ()
+              ) -> dict[str, Any]:
+    result: dict[str, Any] = {"scale": scale, "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()},
+                              "set": list(sets)}
     t = time.perf_counter()
     if reuse and (out / "written.json").is_file():
         result["write"] = json.loads((out / "written.json").read_text(encoding="utf-8"))
@@ -673,7 +682,7 @@ def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list
         if "train" in stages:
             for config in chosen:
                 r = run_child(["--stage", "train", "--config", config, "--root", str(out), "--steps", str(steps),
-                               "--batches", str(batches)], timeout)
+                               "--batches", str(batches), *[f"--set={s}" for s in sets]], timeout)
                 r["projection"] = projection(r.get("tasks", {}), EPOCHS[config])
                 result[f"train {config}"] = r
                 say(f"train {config}: {json.dumps(r)[:600]}")
@@ -708,6 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the written data")
     p.add_argument("--reuse", action="store_true", help="measure the data a --keep run left at --out (same scale)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE", help="write the result as JSON")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the train stage, repeatable (e.g. data.features_on_device=true: "
+                        "batches carry row indices, the features are gathered on the device)")
     # internal: one stage in this process
     p.add_argument("--stage", help=argparse.SUPPRESS)
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -720,12 +732,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "build":
             r = stage_build(args.config, args.root)
         else:
-            r = stage_train(args.config, args.root, args.steps, args.batches, budget=20.0)
+            r = stage_train(args.config, args.root, args.steps, args.batches, budget=20.0, sets=args.set)
         print(json.dumps(r, default=str))
         return 0
     result = benchmark(args.out, args.scale, steps=args.steps, batches=args.batches,
                        stages=args.stages.split(","), timeout=args.timeout, keep=args.keep or args.reuse,
-                       reuse=args.reuse, configs=args.configs.split(","))
+                       reuse=args.reuse, configs=args.configs.split(","), sets=args.set)
     text = json.dumps(result, indent=2, default=str)
     if args.json == "-":
         print(text)

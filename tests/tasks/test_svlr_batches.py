@@ -17,6 +17,7 @@ from vlmt.tasks.svlr_batches import (
     RecognitionColumns,
     VQAMCBatch,
     recognition_batch,
+    regions_at,
     vqa_batch,
 )
 from vlmt.tasks.svlr_data import SVLRData, SVLRDataConfig, build_svlr_data
@@ -122,3 +123,17 @@ def test_the_recognition_task_trains_and_scores_on_column_batches(data):
     evaluation = list(task.batches(split))
     assert sum(len(b.region_features) for b in evaluation) == len(data.genome[split])
     _assert_same_recognition(evaluation[0], recognition_batch(data, list(data.genome[split][:512])))
+
+
+def test_regions_at_builds_the_indexed_regions(data):
+    """`regions_at` (one gather per column) gives the regions `GenomeRegions[i]` builds one by one:
+    equal, with Python ints and floats, negative rows counted from the end."""
+    for split, regions in data.genome.items():
+        n = len(regions)
+        rows = [0, n - 1, -1, n // 2, 0] + next(index_batches(n, 50, split="train", seed=3))
+        got, want = regions_at(regions, rows), [regions[i] for i in rows]
+        assert got == want
+        assert all(type(v) is type(w) for g, r in zip(got, want) for v, w in zip(vars(g).values(), vars(r).values()))
+        assert regions_at(list(regions[:3]), [2, 0]) == [regions[2], regions[0]]  # any sequence of regions
+        with pytest.raises(IndexError):
+            regions_at(regions, [n])

@@ -39,6 +39,7 @@ from vlmt.config.registry import register_data
 from vlmt.config.sections import DataConfig, keyed
 from vlmt.data.datasets import KINDS, resolve_source
 from vlmt.data.datasets.base import image_pattern_ok
+from vlmt.data.features.resident import set_on_device
 from vlmt.errors import ConfigError, DataError
 
 log = logging.getLogger("vlmt.data")
@@ -125,6 +126,7 @@ class DatasetsConfig(DataConfig):
     missing: Literal["error", "skip"] = "error"
     check_files: bool = True
     families: dict[str, Any] = keyed(_options_type)
+    features_on_device: bool = False
 
     def validate(self) -> str | None:
         patterns = [("images", self.images)] + [(f"datasets.{k}.images", getattr(f, "images", None))
@@ -172,8 +174,16 @@ class DatasetsConfig(DataConfig):
             raise DataError(folder, f"no data family's assets here (families: {', '.join(FAMILIES)})")
         return DatasetsAssets(found)
 
+    def feature_stores(self, root: Path) -> list[Path]:
+        """The store folders the section's datasets read under the resolved `root` (the section's
+        store and each dataset's own), in order, without repeats."""
+        folders = [root / self.features] + [root / f.features for f in self.dataset_files().values()
+                                            if getattr(f, "features", None)]
+        return list(dict.fromkeys(folders))
+
     def build(self, *, seed: int) -> BuiltDatasets:
         root = resolve_source(self.root, progress=lambda msg: log.info("data: %s", msg))
+        set_on_device(self.feature_stores(root), self.features_on_device)  # this process's batches
         return BuiltDatasets(self, root, seed=seed)
 
 

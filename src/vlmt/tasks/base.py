@@ -24,6 +24,7 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from vlmt.data.features.resident import StoreRows
 from vlmt.errors import ConfigError
 
 
@@ -126,7 +127,7 @@ class TaskBase(nn.Module):
 
 def move_to(batch: Any, device: torch.device) -> Any:
     """Move every tensor inside a batch (dicts, lists, tuples, dataclasses) to `device`."""
-    if isinstance(batch, torch.Tensor):
+    if isinstance(batch, (torch.Tensor, StoreRows)):  # StoreRows: features gathered on the device
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {k: move_to(v, device) for k, v in batch.items()}

@@ -3,18 +3,21 @@ features gathered from the memory-mapped feature store, with boolean masks (True
 
 Token ids are computed once per example when a task is built; a batch only pads them. Region
 features are read per batch from the store's memory maps (no copy of the store in memory), so
-a DataLoader worker or a second process maps the same files.
+a DataLoader worker or a second process maps the same files. With `data.features_on_device` a
+batch carries the features' rows in the store instead (`vlmt.data.features.resident.StoreRows`),
+gathered on the device by `.to(device)`.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vlmt.data.features.resident import StoreRows, on_device
 from vlmt.data.features.store import FeatureStore
 from vlmt.tasks.base import EpochBatchSampler
 
@@ -52,16 +55,23 @@ def pad_regions(features: Sequence[np.ndarray], dim: int, boxes: Sequence[np.nda
     return padded
 
 
-def gather_regions(store: FeatureStore, image_ids: Sequence[int]) -> dict[str, Tensor]:
+def gather_regions(store: FeatureStore, image_ids: Sequence[int]) -> dict[str, Any]:
     """Region features (B, T, D), boxes (B, T, 4) and mask (B, T) of `image_ids`, padded to the
-    largest region count of the batch. A missing image raises the store's MissingImageError."""
+    largest region count of the batch. A missing image raises the store's MissingImageError.
+    The features are a `StoreRows` where the store is kept on the device (`padded_regions`)."""
     return padded_regions(store, image_ids, boxes=True)
 
 
-def padded_regions(store: FeatureStore, image_ids: Sequence[int], *, boxes: bool = False) -> dict[str, Tensor]:
+def padded_regions(store: FeatureStore, image_ids: Sequence[int], *, boxes: bool = False) -> dict[str, Any]:
     """`pad_regions` of the images' store records (boxes too with `boxes`), the same tensors, with
     each image's features converted from the map straight into the batch (a float16 store's
-    features are widened once, not into a copy first); T = the most regions of the batch."""
+    features are widened once, not into a copy first); T = the most regions of the batch.
+
+    Where the store is kept on the device (`data.features_on_device`), "region_features" is a
+    `StoreRows` of the (B, T) rows instead (padding: the zero row), whose `.to(device)` gives
+    the same (B, T, D) float32 tensor; mask and boxes are the same tensors either way."""
+    if on_device(store):
+        return _padded_rows(store, image_ids, boxes=boxes)
     views = [store.views(int(i)) for i in image_ids]
     t = max(len(f) for _, f in views)
     out_np = np.empty((len(views), t, store.feature_dim), dtype=np.float32)  # numpy's allocation: torch.empty's
@@ -79,6 +89,21 @@ def padded_regions(store: FeatureStore, image_ids: Sequence[int], *, boxes: bool
                 box[row, :len(b)] = b
     padded = {"region_features": out}
     if box is not None:
+        padded["region_boxes"] = torch.from_numpy(box)
+    padded["region_mask"] = torch.from_numpy(mask)
+    return padded
+
+
+def _padded_rows(store: FeatureStore, image_ids: Sequence[int], *, boxes: bool) -> dict[str, Any]:
+    """`padded_regions` as row indices into the store's maps: no feature is read here."""
+    starts, counts = store.spans(np.asarray(image_ids, dtype=np.int64))
+    t = int(counts.max())
+    mask = np.arange(t) < counts[:, None]  # (B, T)
+    rows = np.where(mask, starts[:, None] + np.arange(t), store.num_regions)
+    padded: dict[str, Any] = {"region_features": StoreRows.of(store, rows)}
+    if boxes:
+        box = np.zeros((len(counts), t, 4), dtype=np.float32)
+        box[mask] = store.box_map()[rows[mask]]
         padded["region_boxes"] = torch.from_numpy(box)
     padded["region_mask"] = torch.from_numpy(mask)
     return padded

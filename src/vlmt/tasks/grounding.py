@@ -232,7 +232,7 @@ class GroundingTask(EncoderTask):
 
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         part = self._split(split)
-        batch = self._collate(part, [index])
+        batch = move_to(self._collate(part, [index]), torch.device("cpu"))  # features, not store rows
         g = part["sentences"][index]
         boxed = [p for p in g.phrases if p.boxes]
         return batch, {"image_id": g.image_id, "image_path": self.data.image_path(g.image_id, "entities"),

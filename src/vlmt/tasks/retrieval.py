@@ -44,7 +44,7 @@ from vlmt.metrics.retrieval import RetrievalMetrics, fold_metrics, retrieval_met
 from vlmt.models.encoders import CaptionCache, ImageCache, WordRegionEncoder
 from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.shortlist import ShortlistHead
-from vlmt.tasks.base import EvalMode
+from vlmt.tasks.base import EvalMode, move_to
 from vlmt.tasks.capabilities import Input, Runtime, capability, integer, text, texts
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
@@ -345,7 +345,7 @@ class RetrievalTask(EncoderTask):
 
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         part = self._split(split)
-        batch = self._collate(part, [index])
+        batch = move_to(self._collate(part, [index]), torch.device("cpu"))  # features, not store rows
         image_id = part["image_ids"][index]
         caption = next(im for im in part["images"] if im.image_id == image_id).captions[part["caption_index"][index]]
         return batch, {"image_id": image_id, "image_path": self.data.image_path(image_id, "captions"),

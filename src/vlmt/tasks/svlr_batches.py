@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from vlmt.data.features.resident import StoreRows, on_device
 from vlmt.data.features.store import as_float32
 from vlmt.models.svlr import SVLRVQAInputs
 from vlmt.tasks.collate import pad_regions, padded_regions
@@ -35,7 +36,7 @@ class RecognitionBatch:
     labels that are not in O, with their word vectors); attribute columns are the label set T.
     """
 
-    region_features: torch.Tensor  # (M, D) float
+    region_features: Any  # (M, D) float tensor (a `StoreRows` with data.features_on_device, until .to())
     object_targets: torch.Tensor  # (M, K_o + X) bool: labels and their hypernyms (H_j)
     attribute_targets: torch.Tensor  # (M, K_a) bool (T_j)
     extra_object_vectors: torch.Tensor | None = None  # (X, V) word vectors of the extra columns
@@ -61,8 +62,17 @@ class VQAMCBatch:
         return VQAMCBatch(inputs=self.inputs.to(device), correct=self.correct.to(device))
 
 
-def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> torch.Tensor:
-    """(M, D) float32 features of the regions' store rows."""
+def region_features(data: SVLRData, regions: Sequence[GenomeRegion]) -> Any:
+    """(M, D) float32 features of the regions' store rows (their `StoreRows` where the store is
+    kept on the device)."""
+    if on_device(data.store):
+        starts, counts = data.store.spans(np.fromiter((r.image_id for r in regions), np.int64, len(regions)))
+        rows = np.fromiter((r.row for r in regions), np.int64, len(regions))
+        bad = np.flatnonzero((rows < 0) | (rows >= counts))
+        if len(bad):  # what indexing the picture's rows raises on the other path
+            raise IndexError(f"region row {int(rows[bad[0]])} of image {regions[int(bad[0])].image_id}: the store "
+                             f"holds {int(counts[bad[0]])} regions of it")
+        return StoreRows.of(data.store, starts + rows)
     out = np.empty((len(regions), data.region_dim), dtype=np.float32)
     by_image: dict[int, list[int]] = {}
     for i, r in enumerate(regions):
@@ -84,31 +94,54 @@ def hypernym_labels(data: SVLRData | SVLRAssets, regions: Sequence[GenomeRegion]
     return [[o_index[h] for h in r.hypernyms if h in o_index] for r in regions]
 
 
+_LABEL_INDEX: dict[int, tuple[Sequence[str], dict[str, int]]] = {}
+
+
+def _label_index(labels: Sequence[str]) -> dict[str, int]:
+    """label -> its index, worked out once per label list (a batch used to build it: 4 % of one)."""
+    held = _LABEL_INDEX.get(id(labels))
+    if held is None or held[0] is not labels:
+        held = _LABEL_INDEX[id(labels)] = (labels, {w: i for i, w in enumerate(labels)})
+    return held[1]
+
+
 def recognition_batch(data: SVLRData, regions: Sequence[GenomeRegion], *, use_hypernyms: bool = True,
                       extra_columns: bool = True) -> RecognitionBatch:
     """Targets of Eq. 1 and Eq. 2 for M regions.
 
     `use_hypernyms`: H_j holds the labels' hypernyms too (Eq. 1); `extra_columns`: hypernyms
-    outside O become extra positive-only columns (needs g, so not with per-class vectors).
+    outside O become extra positive-only columns (needs g, so not with per-class vectors), numbered
+    in order of first mention. The (row, column) pairs of every target are gathered in lists and
+    set in one indexing; each distinct hypernym set is split into O and outside O once a batch.
     """
-    o_index = {w: i for i, w in enumerate(data.object_labels)}
+    o_index = _label_index(data.object_labels)
     k_o, k_a = len(data.object_labels), len(data.attribute_labels)
     extra: dict[str, int] = {}
-    pos: list[set[int]] = []
-    for r in regions:
-        cols = set(r.objects)
-        if use_hypernyms:
-            for h in r.hypernyms:
-                if h in o_index:
-                    cols.add(o_index[h])
-                elif extra_columns:
-                    cols.add(k_o + extra.setdefault(h, len(extra)))
-        pos.append(cols)
+    split: dict[tuple[str, ...], tuple[list[int], list[str]]] = {}
+    rows_o: list[int] = []
+    cols_o: list[int] = []
+    rows_a: list[int] = []
+    cols_a: list[int] = []
+    for i, r in enumerate(regions):
+        rows_o += [i] * len(r.objects)
+        cols_o += r.objects
+        rows_a += [i] * len(r.attributes)
+        cols_a += r.attributes
+        if use_hypernyms and r.hypernyms:
+            parts = split.get(r.hypernyms)
+            if parts is None:
+                parts = split[r.hypernyms] = ([o_index[h] for h in r.hypernyms if h in o_index],
+                                              [h for h in r.hypernyms if h not in o_index])
+            ins, outs = parts
+            rows_o += [i] * len(ins)
+            cols_o += ins
+            if extra_columns and outs:
+                rows_o += [i] * len(outs)
+                cols_o += [k_o + extra.setdefault(h, len(extra)) for h in outs]
     obj = np.zeros((len(regions), k_o + len(extra)), dtype=bool)  # numpy: a tenth of torch's cost per row
     atr = np.zeros((len(regions), k_a), dtype=bool)
-    for i, (r, cols) in enumerate(zip(regions, pos)):
-        obj[i, list(cols)] = True
-        atr[i, list(r.attributes)] = True
+    obj[np.asarray(rows_o, dtype=np.int64), np.asarray(cols_o, dtype=np.int64)] = True
+    atr[np.asarray(rows_a, dtype=np.int64), np.asarray(cols_a, dtype=np.int64)] = True
     extra_vectors = torch.from_numpy(data.words.matrix(list(extra))) if extra else None
     return RecognitionBatch(region_features=region_features(data, regions), object_targets=torch.from_numpy(obj),
                             attribute_targets=torch.from_numpy(atr), extra_object_vectors=extra_vectors)
@@ -122,6 +155,35 @@ def _csr_take(offsets: np.ndarray, values: np.ndarray, index: np.ndarray) -> tup
     where = np.repeat(np.arange(len(index)), lengths)
     first = np.cumsum(lengths) - lengths
     return where, values[np.arange(int(lengths.sum())) - first[where] + starts[where]]
+
+
+def regions_at(regions: Sequence[GenomeRegion], rows: Sequence[int] | np.ndarray) -> list[GenomeRegion]:
+    """`[regions[i] for i in rows]`, the same regions; from a split's `GenomeRegions` columns with
+    one gather per column (building each region from its columns one by one was 40 % of a composed
+    recognition batch's CPU time)."""
+    if not isinstance(regions, GenomeRegions):
+        return [regions[int(i)] for i in rows]
+    index = np.asarray(rows, dtype=np.int64)
+    n = len(regions)
+    if len(index) and (index.min() < -n or index.max() >= n):
+        raise IndexError(f"region {int(index[(index < -n) | (index >= n)][0])} of {n}")
+    index = np.where(index < 0, index + n, index)
+    sets = regions.hypernym_sets
+    columns = zip(regions.image_ids[index].tolist(), regions.rows[index].tolist(), regions.ious[index].tolist(),
+                  _tuples(regions.object_offsets, regions.objects, index), regions.hypernym_ids[index].tolist(),
+                  _tuples(regions.attribute_offsets, regions.attributes, index))
+    return [GenomeRegion(image_id, row, iou, objects, sets[h], attributes)
+            for image_id, row, iou, objects, h, attributes in columns]
+
+
+def _tuples(offsets: np.ndarray, values: np.ndarray, index: np.ndarray) -> list[tuple[int, ...]]:
+    """The lists `index` picks from a CSR table, as tuples of Python ints."""
+    starts = offsets[index]
+    lengths = offsets[index + 1] - starts
+    _, picked = _csr_take(offsets, values, index)
+    flat = picked.tolist()
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    return [tuple(flat[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _csr(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +234,11 @@ class RecognitionColumns:
     def __len__(self) -> int:
         return len(self.store_rows)
 
-    def features(self, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
-        """(M, D) float32 features of the regions `rows`: one gather from the store's map."""
+    def features(self, rows: Sequence[int] | np.ndarray) -> Any:
+        """(M, D) float32 features of the regions `rows`: one gather from the store's map (or their
+        `StoreRows`, gathered by `.to(device)`, where the store is kept on the device)."""
+        if on_device(self.data.store):
+            return StoreRows.of(self.data.store, self.store_rows[np.asarray(rows, dtype=np.int64)])
         return torch.from_numpy(self.data.store.feature_rows(self.store_rows[np.asarray(rows, dtype=np.int64)]))
 
     def __call__(self, rows: Sequence[int] | np.ndarray) -> RecognitionBatch:

@@ -29,7 +29,13 @@ from vlmt.tasks.capabilities import IMAGE, Runtime, capability, integer
 from vlmt.tasks.collate import index_batches
 from vlmt.tasks.global_batch import global_mean, global_sum
 from vlmt.tasks.svlr_base import SVLRTask, need_data, need_model, split_items
-from vlmt.tasks.svlr_batches import RecognitionBatch, RecognitionColumns, hypernym_labels, recognition_batch
+from vlmt.tasks.svlr_batches import (
+    RecognitionBatch,
+    RecognitionColumns,
+    hypernym_labels,
+    recognition_batch,
+    regions_at,
+)
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 
 
@@ -84,7 +90,7 @@ class SVLRRecognitionTask(SVLRTask):
         columns = self.columns(split) if type(self)._collate is SVLRRecognitionTask._collate else None
         for rows in index_batches(len(regions), size, split=split, seed=self.seed, start=start, rank=rank,
                                   world_size=world_size):
-            yield columns(rows) if columns is not None else self._collate([regions[i] for i in rows])
+            yield columns(rows) if columns is not None else self._collate(regions_at(regions, rows))
 
     @torch.no_grad()
     def scores(self, model: WordRegionAligner, split: str, *, device: torch.device

@@ -256,7 +256,7 @@ class VQATask(EncoderTask):
 
     def example_batch(self, split: str, index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         part = self._part(split)
-        batch = self._collate(part, [index])
+        batch = move_to(self._collate(part, [index]), torch.device("cpu"))  # features, not store rows
         info: dict[str, Any] = {"image_id": part["image_ids"][index],
                                 "image_path": self.data.image_path(part["image_ids"][index], "vqa"),
                                 "words": self.data.vocab.decode(part["tokens"][index].tolist(), skip_specials=False)}

@@ -205,7 +205,7 @@ def _improves(value: float, best: float | None, mode: str) -> bool:
 
 # keys that do not change the trajectory of a run, so a resumed run may set them anew
 RESUMABLE_CHANGES = ("train.max_iters", "train.progress", "train.tensorboard", "train.num_workers",
-                     "train.log_every")
+                     "train.log_every", "data.features_on_device")
 
 
 def train_experiment(config: str | Path, run_dir: str | Path, *, overrides: list[str] | None = None,

@@ -53,6 +53,7 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.folder = os.path.realpath(self.path)  # the store's identity across processes and spellings
         self._header = read_header(self.path)
         problems = size_problems(self.path, self._header)
         if problems:
@@ -60,6 +61,8 @@ class FeatureStore:
             raise DataError(bad, message)
         self._arrays: dict[str, np.ndarray] | None = None
         self._pid: int | None = None
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted image ids, their records): `spans`
+        self._sorted_pid: int | None = None
 
     # pickles as its path: each process maps the files itself
     def __getstate__(self) -> dict[str, Any]:
@@ -194,6 +197,49 @@ class FeatureStore:
         indexing of the map and widened from float16 once."""
         features = self._maps()["features"][rows]
         return features if features.dtype == np.float32 else as_float32(features)
+
+    def spans(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first rows, region counts), int64, of many images at once: what a batch of row indices
+        into the maps (`vlmt.data.features.resident`) needs. One binary search of a sorted copy of
+        the store's image ids, made on first use (16 bytes an image: 5 MB for 312,798 images), where
+        probing the hash table for a batch's 180 pictures took about a millisecond of numpy calls.
+        A missing image raises MissingImageError, a damaged record DataError, as `region_span`."""
+        ids = np.asarray(image_ids, dtype=np.int64)
+        maps = self._maps()
+        if self._sorted is None or self._sorted_pid != self._pid:
+            keys = maps["records"]["image_id"]
+            order = np.argsort(keys, kind="stable")
+            self._sorted, self._sorted_pid = (np.ascontiguousarray(keys[order]), order), self._pid
+        keys, order = self._sorted
+        if not len(keys):
+            if len(ids):
+                raise MissingImageError(self.path, int(ids[0]), 0)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+        missing = keys[at] != ids
+        if missing.any():
+            raise MissingImageError(self.path, int(ids[int(np.argmax(missing))]), len(self))
+        rec = maps["records"][order[at]]
+        starts, counts = rec["start"].astype(np.int64), rec["count"].astype(np.int64)
+        bad = np.flatnonzero((counts <= 0) | (starts < 0) | (starts + counts > self.num_regions))
+        if len(bad):
+            self.region_span(int(ids[bad[0]]))  # raises the DataError naming the record
+        return starts, counts
+
+    def box_map(self) -> np.ndarray:
+        """The whole (num_regions, 4) float32 box map (a read-only memory map)."""
+        return self._maps()["boxes"]
+
+    def feature_map(self) -> np.ndarray:
+        """The whole (num_regions, D) feature map in the store's dtype (a read-only memory map)."""
+        return self._maps()["features"]
+
+    @property
+    def table_key(self) -> str:
+        """The store's folder and its feature file's identity (inode, size, change time): a store
+        rewritten in place (`atomic_path`) gets a new key, so a table of the old one is not used."""
+        st = os.stat(self.path / FEATURES_FILE)
+        return f"{self.folder}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
     def views(self, image_id: object) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (T, 4) float32, features (T, D) in the store's dtype) of one image: read-only views
