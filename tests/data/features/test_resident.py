@@ -160,13 +160,14 @@ def _parts(x: object) -> list[object]:
 
 
 @pytest.mark.parametrize("config, reading", [
-    ("composed_tiny", {"retrieval", "vqa", "grounding", "recognition"}),  # composed recognition: padded_regions
-    ("svlr_tiny", {"recognition", "vqa"}),  # RecognitionColumns.features and MCBatches
+    # composed recognition: padded_regions; zero-shot: MCBatches of the split's question columns
+    ("composed_tiny", {"retrieval", "vqa", "grounding", "recognition", "zero_shot"}),
+    ("svlr_tiny", {"recognition", "vqa", "zero_shot"}),  # RecognitionColumns.features and MCBatches
 ])
 def test_every_task_gives_the_same_tensors(tiny_world_folder, config, reading):
     on, kinds_on = _batches(config, True)
     off, kinds_off = _batches(config, False)
-    assert {name for name, rows in kinds_on.items() if rows} == reading  # zero_shot reads pictures itself
+    assert {name for name, rows in kinds_on.items() if rows} == reading
     assert not any(kinds_off.values())
     assert on.keys() == off.keys()
     for key, batches in off.items():
