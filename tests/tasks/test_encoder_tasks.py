@@ -3,12 +3,13 @@ their heads and layers, batches, padding, the all-pairs score layout, attention 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-from vlmt.errors import ConfigError
+from vlmt.errors import ConfigError, DataError
 from vlmt.tasks.base import Task
 from vlmt.training.build import build_parts, load_experiment
 
@@ -93,6 +94,29 @@ def test_all_pairs_scores_are_laid_out_image_by_caption(parts):
                                          "region_features": img["region_features"],
                                          "region_mask": img["region_mask"]})
         assert scores[i, j] == pytest.approx(float(direct), abs=1e-4)
+
+
+def test_a_first_images_subset_scores_the_top_left_block_of_the_whole_split(parts):
+    model, tasks = parts
+    task = tasks["retrieval"]
+    c = task.per_image
+    whole = task.score_matrix(model, "train", device=CPU)
+    assert whole.shape[0] == len(task._split("train")["images"]) > 5
+    first = task.score_matrix(model, "train", device=CPU, first_images=5)
+    assert first.shape == (5, 5 * c)
+    # the same pairs as the whole split's first 5 images with their captions
+    assert first == pytest.approx(whole[:5, :5 * c], abs=1e-5)
+    with pytest.raises(ConfigError, match="first_images must be >= 1"):
+        task.score_matrix(model, "train", device=CPU, first_images=0)
+    # a train image with fewer captions than scoring uses is a clear error naming it, not a KeyError
+    part = task._split("train")
+    short = dataclasses.replace(part["images"][1], captions=part["images"][1].captions[:c - 1])
+    task._splits["train"] = {**part, "images": [part["images"][0], short, *part["images"][2:]]}
+    try:
+        with pytest.raises(DataError, match=f"image {short.filename}.*has {c - 1} captions"):
+            task.score_matrix(model, "train", device=CPU, first_images=5)
+    finally:
+        task._splits["train"] = part
 
 
 def test_losses_are_finite_and_reach_every_decoder(parts):

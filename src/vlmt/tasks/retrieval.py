@@ -244,17 +244,28 @@ class RetrievalTask(EncoderTask):
             out += [{"index": i, "score": float(similarity[i]), "stage": "shortlist"} for i in rest]
         return {"query": query, "ranked": out, "two_stage": similarity is not None}
 
-    def _eval_layout(self, split: str) -> tuple[list[Any], list[int]]:
-        """The images scored on `split` and, per image in order, the rows of its first
-        captions_per_image captions; caption column j belongs to image j // captions_per_image."""
+    def _eval_layout(self, split: str, first_images: int | None = None) -> tuple[list[Any], list[int]]:
+        """The images scored on `split` (only its first `first_images` when given) and, per image
+        in order, the rows of its first captions_per_image captions; caption column j belongs to
+        image j // captions_per_image."""
         part = self._split(split)
         images = part["images"]
         if split == "val" and self.config.val_images is not None:
             images = images[:self.config.val_images]
+        if first_images is not None:
+            if first_images < 1:
+                raise ConfigError(f"first_images must be >= 1, got {first_images}")
+            images = images[:first_images]
         first = {}
         for row, (image_id, j) in enumerate(zip(part["image_ids"], part["caption_index"])):
             if j < self.per_image:
                 first[(image_id, j)] = row
+        for im in images:  # evaluation splits were checked in _prepare; train may hold fewer captions
+            if len(im.captions) < self.per_image:
+                raise DataError(self.data.caption_split(split).path,
+                                f"has {len(im.captions)} captions; retrieval scoring uses {self.per_image} "
+                                f"per image (data.datasets.captions.captions_per_image)",
+                                record=f"image {im.filename}", field="sentences")
         return images, [first[(im.image_id, j)] for im in images for j in range(self.per_image)]
 
     def _image_caches(self, model: WordRegionEncoder, images: list[Any], device: torch.device
@@ -275,11 +286,14 @@ class RetrievalTask(EncoderTask):
             yield c_lo, model.encode_captions(tokens.to(device), lengths.to(device))
 
     @torch.no_grad()
-    def score_matrix(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> np.ndarray:
+    def score_matrix(self, model: WordRegionEncoder, split: str, *, device: torch.device,
+                     first_images: int | None = None) -> np.ndarray:
         """(images, images x captions_per_image) relevance logits of every pair of the split;
-        caption j belongs to image j // captions_per_image."""
+        caption j belongs to image j // captions_per_image. `first_images`: score only the split's
+        first N images and their captions (e.g. a test-sized subset of train, to compare how well
+        the model ranks the pictures it trained on with how well it ranks new ones)."""
         part = self._split(split)
-        images, caption_rows = self._eval_layout(split)
+        images, caption_rows = self._eval_layout(split, first_images)
         scores = np.empty((len(images), len(caption_rows)), dtype=np.float32)
         with EvalMode(model, self):
             image_caches = self._image_caches(model, images, device)
