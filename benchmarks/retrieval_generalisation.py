@@ -18,7 +18,10 @@ computed on the same three picture sets.
 
 --train-images N generates (once, into the vlmt cache) a world like --size but with N training
 pictures, and trains on it: main image ids run train, val, test, so its val and test pictures
-are other draws of the same size (the ceiling on them is given too). The detector and region CNN
+are other draws of the same size (the ceiling on them is given too). Where that world is a named
+size (`--size default --train-images 2240` is `train2240`), the named world is used, the one
+`data.root: world:train2240` reads (cached as `train2240-seed<N>[-detector]`); other counts are
+cached as `<size>-train<N>-seed<N>[-detector]`. The detector and region CNN
 train on the Genome-like pictures only, which do not change, so the region features come from
 the same models; the generation time is reported.
 """
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmt.data.synth import cache
-from vlmt.data.synth.world import WorldSize, build, generate, world_size
+from vlmt.data.synth.world import SIZES, WorldSize, build, generate, world_size
 from vlmt.metrics.retrieval import retrieval_metrics
 from vlmt.tasks.retrieval import metric_keys
 from vlmt.tasks.retrieval_ceiling import caption_claims, expected_recall, oracle_scores
@@ -54,9 +57,11 @@ def make_world(size: str, train_images: int | None, seed: int, proposals: str) -
         return folder, {"generate_s": round(time.perf_counter() - t, 1), "reused": True}
     spec = world_size(size)
     spec = replace(spec, main=(train_images, *spec.main[1:]))
-    folder = cache.world_dir(f"{size}-train{train_images}", seed, proposals)
+    # a named size (`train2240`) is the world `data.root: world:NAME` reads, in the same cache folder
+    named = next((name for name, s in SIZES.items() if s == spec), None)
+    folder = cache.world_dir(named or f"{size}-train{train_images}", seed, proposals)
     t = time.perf_counter()
-    manifest = generate(spec, folder, seed=seed, proposals=proposals,
+    manifest = generate(named or spec, folder, seed=seed, proposals=proposals,
                         progress=lambda msg: print(f"  world: {msg}", file=sys.stderr))
     return folder, {"generate_s": round(time.perf_counter() - t, 1), "timings_s": manifest.get("timings_s"),
                     "reused": bool(manifest.get("reused"))}

@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from vlmt import cli
+from vlmt.data.datasets.sources import parse_world_source
 from vlmt.data.features.store import FeatureStore
 from vlmt.data.features.validate import validate_store
 from vlmt.data.synth import taxonomy as tx
+from vlmt.data.synth.cache import world_dir
 from vlmt.data.synth.probe import probe_world
 from vlmt.data.synth.scene import iou
 from vlmt.data.synth.world import GENOME_ID_OFFSET, SIZES, build, generate, rarity_statistics, world_size
@@ -68,6 +71,16 @@ def test_a_larger_test_split_keeps_the_train_val_and_genome_images():
     assert all(large.captions[i] == small.captions[i] for i in small.main_ids())
     assert sum(len(large.captions[i]) for i in large.main_ids("test")) == 12 * 5
     assert large.genome_ids() == small.genome_ids()
+
+
+def test_train2240_is_the_default_size_with_four_times_its_training_pictures(monkeypatch, tmp_path):
+    default, large = SIZES["default"], world_size("train2240")
+    assert large.main == (4 * default.main[0], *default.main[1:]) == (2240, 120, 120)
+    assert replace(large, main=default.main) == default  # every other setting the default's
+    assert world_size("train2240-test1000").main == (2240, 120, 1000)
+    monkeypatch.setenv("VLMT_CACHE", str(tmp_path))  # what `data.root: world:train2240:0` names, not generated
+    assert parse_world_source("world:train2240:0")[:2] == ("train2240", 0)
+    assert world_dir(*parse_world_source("world:train2240:0")) == tmp_path / "worlds" / "train2240-seed0-detector"
 
 
 def test_unknown_world_sizes_are_refused_in_one_line(tmp_path, capsys):

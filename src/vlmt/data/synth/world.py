@@ -74,6 +74,9 @@ class WorldSize:
 SIZES: dict[str, WorldSize] = {
     "tiny": WorldSize(main=(24, 8, 8), genome=(32, 4, 4), questions_per_image=4, feature_dim=64, extractor_epochs=10),
     "default": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6),
+    # `default` with 4x its training pictures (same val / test counts, Genome-like pictures, hence
+    # detector and region CNN): retrieval memorises the default's 560 (docs/hierarchical.md)
+    "train2240": WorldSize(main=(2240, 120, 120), genome=(320, 40, 40), questions_per_image=6),
 }
 TEST_SUFFIX = re.compile(r"^(?P<base>.+)-test(?P<n>[0-9]+)$")
 
