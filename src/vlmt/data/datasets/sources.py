@@ -6,7 +6,8 @@ first use:
 
     world:<size>[:<seed>][:<proposals>]
                             the synthetic world (generated into the cache when missing); <size> is
-                            tiny, default, or e.g. default-test1000 (1,000 test images);
+                            tiny, default, train2240 (4x default's training pictures), or e.g.
+                            default-test1000 (1,000 test images);
                             <proposals> is detector or oracle (how its regions are found; default:
                             vlmt.data.synth.world.DEFAULT_PROPOSALS), e.g. world:tiny:0:detector
     easy_vqa                easy-VQA from the `easy-vqa` package, converted to VQA v2 files with
