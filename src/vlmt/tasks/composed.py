@@ -324,13 +324,6 @@ class ComposedZeroShotTask(ComposedQuestions, SVLRZeroShotTask):
     def choice_scores(self, model: Any, inputs: ComposedVQAInputs) -> Tensor:  # type: ignore[override]
         return zero_shot_scores(aligner(model), self.encoded(model, inputs))[0]
 
-    def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[VQAMCBatch]:
-        """One ordered pass over the split's questions (evaluation only), from its columns."""
-        questions = split_items(self.data.vqa, split, f"tasks.{self.name}")
-        for rows in index_batches(len(questions), self.config.eval_batch_size, split="eval", seed=0):
-            yield self.batch_of_rows(split, questions, rows)
-
-
 @register_task("composed_zero_shot")
 @dataclass
 class ComposedZeroShotConfig(SVLRZeroShotConfig):
