@@ -6,9 +6,9 @@ at several checkpoints on a test-sized subset of its own training pictures, on v
 
 The run is `vlmt train CONFIG --set schedule.order=[retrieval] --set tasks.retrieval.iterations=N
 --set tasks.retrieval.step=N --set tasks.retrieval.val_images=null --set train.keep_best=false
---set train.checkpoint_every=EVERY --set train.seed=S` (lr constant, so an early checkpoint is not
-scored before a decay the later ones had), trained in this process with the checkpoint pruning
-switched off, so every EVERY-th checkpoint stays. Each checkpoint is rebuilt
+--set train.checkpoint_every=EVERY --set train.keep_checkpoints=all --set train.eval_every=N
+--set train.seed=S` (lr constant, so an early checkpoint is not scored before a decay the later ones had; every EVERY-th
+checkpoint kept), trained in this process. Each checkpoint is rebuilt
 (`vlmt.training.build.rebuild`) and its retrieval task scores every image x caption pair of (a) the
 first --subset images of the train split with their first 5 captions
 (`RetrievalTask.score_matrix(..., first_images=N)`), (b) val, (c) test, with the official metric
@@ -42,7 +42,6 @@ from vlmt.data.synth.world import SIZES, WorldSize, build, generate, world_size
 from vlmt.metrics.retrieval import retrieval_metrics
 from vlmt.tasks.retrieval import metric_keys
 from vlmt.tasks.retrieval_ceiling import caption_claims, expected_recall, oracle_scores
-from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import rebuild
 from vlmt.training.trainer import train_experiment
 
@@ -113,14 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     n = args.iterations
     overrides = [f"data.root={folder}", "schedule.order=[retrieval]", f"tasks.retrieval.iterations={n}",
                  f"tasks.retrieval.step={n}", "tasks.retrieval.val_images=null", "train.keep_best=false",
-                 f"train.checkpoint_every={args.every}", f"train.eval_every={n}", f"train.seed={args.seed}", *args.set]
-    keep_all = ckpt._prune
-    ckpt._prune = lambda root: None  # keep every checkpoint: each is scored below
+                 f"train.checkpoint_every={args.every}", "train.keep_checkpoints=all",  # each is scored below
+                 f"train.eval_every={n}", f"train.seed={args.seed}", *args.set]
     t = time.perf_counter()
-    try:
-        train_experiment(args.config, run_dir, overrides=overrides)
-    finally:
-        ckpt._prune = keep_all
+    train_experiment(args.config, run_dir, overrides=overrides)
     train_s = time.perf_counter() - t
     losses = {}
     for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():

@@ -393,3 +393,38 @@ def test_keep_best_per_task_judges_a_task_without_updates_at_best(config_file, t
     capsys.readouterr()
     assert cli.main(["evaluate", "run", str(run), "--split", "val"]) == 0
     assert f"b: step {ckpt.best_info(run)['step']} (the best checkpoint, selected on a/mse" in capsys.readouterr().err
+
+
+def test_keep_checkpoints_all_keeps_every_checkpoint_and_may_change_on_resume(config_file, tmp_path):
+    def steps(run: Path) -> list[int]:
+        return sorted(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*"))
+
+    every, pruned = tmp_path / "every", tmp_path / "pruned"
+    assert cli.main(["train", str(config_file), "--out", str(every), "--set", "train.keep_checkpoints=all"]) == 0
+    assert steps(every) == [20, 40, 60, 80, 100]  # every checkpoint_every step
+    assert cli.main(["train", str(config_file), "--out", str(pruned)]) == 0
+    assert steps(pruned) == sorted({ckpt.best_info(pruned)["step"], 80, 100})  # the default prunes as before
+    assert ckpt.best_info(every) == ckpt.best_info(pruned)
+    assert_same_weights(weights(every), weights(pruned))  # what is kept does not change the run
+    # a run started with the default and resumed keeping all: the same run, every later checkpoint kept
+    part = tmp_path / "part"
+    assert cli.main(["train", str(config_file), "--out", str(part), "--set", "train.max_iters=50"]) == 0
+    assert cli.main(["train", str(config_file), "--out", str(part), "--set", "train.max_iters=100",
+                     "--set", "train.keep_checkpoints=all", "--resume"]) == 0
+    assert set(steps(part)) >= {40, 50, 60, 80, 100}
+    assert_same_weights(weights(every), weights(part))
+    assert load_experiment(part / "config.yaml").train.keep_checkpoints == "all"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1", "key 'train.keep_checkpoints': must be >= 2 or 'all', got 1"),
+    ("0", "key 'train.keep_checkpoints': must be >= 2 or 'all', got 0"),
+    ("pruned", "key 'train.keep_checkpoints': expected int | 'all', got 'pruned'"),
+    ("true", "key 'train.keep_checkpoints': expected int | 'all', got True"),
+])
+def test_a_bad_keep_checkpoints_is_a_config_error_naming_the_key(config_file, tmp_path, capsys, value, message):
+    run = tmp_path / "run"
+    assert cli.main(["train", str(config_file), "--out", str(run), "--set", f"train.keep_checkpoints={value}"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (run / "checkpoints").exists()

@@ -164,7 +164,11 @@ class TrainConfig:
     is evaluated at the last checkpoint (validation still runs and is logged); keep_best
     "per_task" also keeps each task's own best on its own primary validation metric (a task that
     trains on val has none and is judged at the last checkpoint, one without updates, e.g.
-    zero-shot, at `best`), and `vlmt evaluate run` judges each task at its own best. init_from: a run folder whose last
+    zero-shot, at `best`), and `vlmt evaluate run` judges each task at its own best.
+    keep_checkpoints: how many of the newest checkpoints (up to `last`) survive each save, besides
+    the best one(s), which always do; 2 (at least: the one before `last` is what a damaged newest
+    checkpoint leaves to resume from) or "all" (every one, e.g. to score a learning curve).
+    init_from: a run folder whose last
     checkpoint initialises the model's weights (not the task heads, not the optimizer) before the
     first update, e.g. SVLR pre-trained on Genome, then trained jointly."""
 
@@ -180,6 +184,7 @@ class TrainConfig:
     best_metric: str | None = None
     best_mode: Literal["min", "max"] | None = None
     keep_best: bool | Literal["per_task"] = True
+    keep_checkpoints: int | Literal["all"] = 2
     init_from: str | None = None
     tensorboard: bool = True
     progress: bool = True
@@ -220,6 +225,9 @@ def experiment_problem(cfg: ExperimentConfig) -> tuple[str, str] | None:
     for key in ("eval_every", "checkpoint_every", "log_every"):
         if getattr(tr, key) < 1:
             return f"train.{key}", f"must be >= 1, got {getattr(tr, key)}"
+    if tr.keep_checkpoints != "all" and tr.keep_checkpoints < 2:
+        return "train.keep_checkpoints", (f"must be >= 2 or 'all', got {tr.keep_checkpoints} (the checkpoint "
+                                          "before the last is what a damaged last one leaves to resume from)")
     if tr.max_iters is not None and tr.max_iters < 1:
         return "train.max_iters", f"must be >= 1, got {tr.max_iters}"
     if cfg.optim.lr_step is not None and cfg.optim.lr_step < 1:

@@ -15,7 +15,8 @@ A folder is written under a temporary name (every file fsynced) and renamed; the
 replaced atomically afterwards, so a process killed at any moment leaves the previous pointers
 valid. Besides `last`, `best` and each task's own best the checkpoint before `last` is kept, so a damaged newest
 checkpoint (a disk that filled up, a copy cut short) leaves an intact one to resume from
-(`resume_checkpoint`). Every file read back is checked: a damaged one is a `DataError` naming it.
+(`resume_checkpoint`); `train.keep_checkpoints` keeps more of the newest ones, or every one.
+Every file read back is checked: a damaged one is a `DataError` naming it.
 `state.pt` holds only tensors, numbers, strings, lists and dicts, and is loaded with
 `torch.load(weights_only=True)`.
 """
@@ -89,9 +90,10 @@ def _fsync(path: Path) -> None:
 
 def save_checkpoint(run_dir: str | Path, *, step: int, modules: nn.Module, state: dict[str, Any],
                     last: bool = True, best: dict[str, Any] | None = None,
-                    task_best: dict[str, dict[str, Any]] | None = None) -> Path:
+                    task_best: dict[str, dict[str, Any]] | None = None, keep_last: int | None = 2) -> Path:
     """Write checkpoint `step` and point `last` (and `best`, when given; and each task of
-    `task_best`, {task: {"metric", "value"}}, in task_best.json) at it; prune others. An entry
+    `task_best`, {task: {"metric", "value"}}, in task_best.json) at it; prune others, keeping the
+    `keep_last` newest up to `last` (None: every one) besides the bests (`_prune`). An entry
     {"judged_at": "best"|"last", "why": ..} of `task_best` is written as it is (a task that keeps
     no best of its own). A write that
     fails (a full disk, a read-only folder) is a TrainingError; the checkpoints and pointers
@@ -137,7 +139,7 @@ def save_checkpoint(run_dir: str | Path, *, step: int, modules: nn.Module, state
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _prune(root)
+    _prune(root, keep_last)
     return final
 
 
@@ -195,14 +197,16 @@ def _steps(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
 
 
-def _prune(root: Path) -> None:
-    """Keep the folders of `last`, `best` and each task's best, and the newest checkpoint before `last`."""
+def _prune(root: Path, keep_last: int | None = 2) -> None:
+    """Keep the folders of `last`, `best` and each task's best, and the `keep_last` newest
+    checkpoints up to `last` (`last` and the one before it by default; None: every one up to
+    `last`). A folder after `last` (a damaged one a resume skipped) is removed."""
     keep = {p["dir"] for p in (_safe_pointer(root, "last"), _safe_pointer(root, "best")) if p}
     keep.update(p["dir"] for p in _safe_task_pointers(root).values() if "dir" in p)
     last = _safe_pointer(root, "last")
     if last is not None:
         older = [p.name for p in _steps(root) if int(p.name[5:]) < last["step"]]
-        keep.update(older[:1])
+        keep.update(older if keep_last is None else older[:max(keep_last - 1, 0)])
     for child in root.iterdir():
         if child.is_dir() and child.name not in keep and not child.name.startswith("."):
             shutil.rmtree(child, ignore_errors=True)

@@ -205,7 +205,7 @@ def _improves(value: float, best: float | None, mode: str) -> bool:
 
 # keys that do not change the trajectory of a run, so a resumed run may set them anew
 RESUMABLE_CHANGES = ("train.max_iters", "train.progress", "train.tensorboard", "train.num_workers",
-                     "train.log_every", "data.features_on_device")
+                     "train.log_every", "train.keep_checkpoints", "data.features_on_device")
 
 
 def train_experiment(config: str | Path, run_dir: str | Path, *, overrides: list[str] | None = None,
@@ -382,7 +382,8 @@ def _train(cfg: C.ExperimentConfig, run_dir: Path, resume_from: Path | None, *,
                  **({"task_best_values": dict(task_best_values)} if task_rules else {}),
                  "log_window": {k: [float(x) for x in v] for k, v in window.items()}, **meta}
         path = ckpt.save_checkpoint(run_dir, step=at_step, modules=modules, state=state, best=best,
-                                    task_best=task_best)
+                                    task_best=task_best,
+                                    keep_last=None if tr.keep_checkpoints == "all" else tr.keep_checkpoints)
         marks = (["best"] if best else []) + [f"best of {t}" for t, b in (task_best or {}).items()
                                                if "judged_at" not in b]
         log.info("step %d: checkpoint %s%s", at_step, path.name, f" ({', '.join(marks)})" if marks else "")
