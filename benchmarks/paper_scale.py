@@ -586,7 +586,7 @@ def evaluate_rates(config: str, cfg, parts, budget: float) -> dict[str, Any]:
         for name, task in parts.tasks.items():
             with EvalMode(model, task):
                 if name == "retrieval":
-                    images, rows = task._eval_layout("test")
+                    images, rows = task.eval_layout("test")
                     part = task._split("test")
                     caches = task._image_caches(model, images[:8], cpu)
                     t = time.perf_counter()

@@ -83,7 +83,7 @@ def ceiling(folder: Path, image_ids: list[int], texts: list[str], per_image: int
 
 
 def layout(task: Any, split: str, first: int | None) -> tuple[list[int], list[str]]:
-    images, _ = task._eval_layout(split, first)
+    images, _ = task.eval_layout(split, first)
     return [im.image_id for im in images], [c for im in images for c in im.captions[:task.per_image]]
 
 

@@ -106,10 +106,25 @@ def test_a_first_images_subset_scores_the_top_left_block_of_the_whole_split(part
     assert first.shape == (5, 5 * c)
     # the same pairs as the whole split's first 5 images with their captions
     assert first == pytest.approx(whole[:5, :5 * c], abs=1e-5)
+    # eval_layout names what those rows and columns are: the split's first 5 images, then each
+    # one's first c caption rows in turn; a pair scored directly from that layout is the entry
+    part = task._split("train")
+    images, caption_rows = task.eval_layout("train", first_images=5)
+    assert [im.image_id for im in images] == [im.image_id for im in part["images"][:5]]
+    assert [(part["image_ids"][r], part["caption_index"][r]) for r in caption_rows] == \
+        [(im.image_id, j) for im in images for j in range(c)]
+    for i, j in [(0, 0), (1, 2 * c - 1), (4, 2)]:
+        cap = task._collate(part, [caption_rows[j]])
+        img = task._collate(part, [next(r for r, iid in enumerate(part["image_ids"]) if iid == images[i].image_id)])
+        with torch.no_grad():
+            direct = task.logits(model, {"tokens": cap["tokens"], "lengths": cap["lengths"],
+                                         "region_features": img["region_features"],
+                                         "region_mask": img["region_mask"]})
+        assert first[i, j] == pytest.approx(float(direct), abs=1e-4)
+    assert task.eval_layout("train")[1][:5 * c] == caption_rows  # the whole split's layout starts the same
     with pytest.raises(ConfigError, match="first_images must be >= 1"):
         task.score_matrix(model, "train", device=CPU, first_images=0)
     # a train image with fewer captions than scoring uses is a clear error naming it, not a KeyError
-    part = task._split("train")
     short = dataclasses.replace(part["images"][1], captions=part["images"][1].captions[:c - 1])
     task._splits["train"] = {**part, "images": [part["images"][0], short, *part["images"][2:]]}
     try:

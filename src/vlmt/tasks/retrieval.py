@@ -244,10 +244,16 @@ class RetrievalTask(EncoderTask):
             out += [{"index": i, "score": float(similarity[i]), "stage": "shortlist"} for i in rest]
         return {"query": query, "ranked": out, "two_stage": similarity is not None}
 
-    def _eval_layout(self, split: str, first_images: int | None = None) -> tuple[list[Any], list[int]]:
-        """The images scored on `split` (only its first `first_images` when given) and, per image
-        in order, the rows of its first captions_per_image captions; caption column j belongs to
-        image j // captions_per_image."""
+    def eval_layout(self, split: str, first_images: int | None = None) -> tuple[list[Any], list[int]]:
+        """What the rows and columns of `score_matrix(split, first_images=..)` (and of
+        `similarity_matrix`, `reranked_matrix`) are, as (images, caption_rows): the images scored
+        on `split` in row order (its first `val_images` on val; its first `first_images` when
+        given), and for each column the row of its caption in the task's table of the split's
+        captions: each image's first captions_per_image captions in turn, so column j belongs to
+        image j // captions_per_image. A benchmark reads it to line a matrix up with the pictures
+        and captions it scored (their ids and texts, an oracle's scores of the same pairs) without
+        rebuilding the layout. An image with fewer captions than that is a DataError naming it;
+        first_images < 1 a ConfigError."""
         part = self._split(split)
         images = part["images"]
         if split == "val" and self.config.val_images is not None:
@@ -293,7 +299,7 @@ class RetrievalTask(EncoderTask):
         first N images and their captions (e.g. a test-sized subset of train, to compare how well
         the model ranks the pictures it trained on with how well it ranks new ones)."""
         part = self._split(split)
-        images, caption_rows = self._eval_layout(split, first_images)
+        images, caption_rows = self.eval_layout(split, first_images)
         scores = np.empty((len(images), len(caption_rows)), dtype=np.float32)
         with EvalMode(model, self):
             image_caches = self._image_caches(model, images, device)
@@ -307,7 +313,7 @@ class RetrievalTask(EncoderTask):
     def similarity_matrix(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> np.ndarray:
         """(images, captions) cosine similarities of the shortlist head: the first stage alone."""
         part = self._split(split)
-        images, caption_rows = self._eval_layout(split)
+        images, caption_rows = self.eval_layout(split)
         head = self._shortlist()
         with EvalMode(model, self):
             image_caches = self._image_caches(model, images, device)
@@ -323,7 +329,7 @@ class RetrievalTask(EncoderTask):
         model scored: each image's k most similar captions and each caption's `k_t2i` (default k)
         most similar images."""
         part = self._split(split)
-        images, caption_rows = self._eval_layout(split)
+        images, caption_rows = self.eval_layout(split)
         similarity = self.similarity_matrix(model, split, device=device)
         mask = shortlist_mask(similarity, k, k_t2i)
         rows, cols = np.nonzero(mask)  # row-major, the order reranked_scores expects
