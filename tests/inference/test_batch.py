@@ -94,6 +94,24 @@ def test_each_distinct_picture_goes_through_the_region_cnn_once(model, pictures,
     assert [r["question"] for r in results] == [c["question"] for c in calls]
 
 
+def test_the_pictures_of_a_batch_go_through_the_detector_together(model, pictures, monkeypatch):
+    """One detector pass for a batch's distinct pictures, with the boxes each picture gets alone."""
+    assert model.detector is not None and model.preprocess.get("regions") == "detector"
+    alone = [model.regions(p)[1] for p in pictures]
+    seen: list[int] = []
+    detect_batch = model.detector.detect_batch
+
+    def counted(images, **kw):
+        seen.append(len(images))
+        return detect_batch(images, **kw)
+
+    monkeypatch.setattr(model.detector, "detect_batch", counted)
+    results = model.details_many("answer", [{"image": p, "question": QUESTIONS[0]} for p in pictures * 2], top_k=1)
+    assert seen == [len(pictures)]
+    for box, result in zip(alone * 2, results):
+        np.testing.assert_array_equal(box, result["boxes"])
+
+
 def test_a_bad_batch_is_a_clear_error(model, pictures, tmp_path):
     with pytest.raises(InvalidInput, match="at least one picture"):
         model.answer([], QUESTIONS[0])

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlmt.data.features.detector import DETECTOR_META, ObjectDetector
+from vlmt.data.features.detector import DETECTOR_META, ObjectDetector, check_image
 from vlmt.data.features.extractor import RegionExtractor
 from vlmt.data.features.proposals import load_image, proposals
 from vlmt.data.features.store import FeatureStore
@@ -325,13 +325,16 @@ class TrainedModel:
                                                       boxes=picture.get("boxes"))
                     out[k] = (feats, box, pixels, list(self._notes.warnings))
                     continue
-                pixels, resized, scale, box = self._boxes(self._pixels(picture["image"]))
-                pending.append((k, pixels, resized, scale, box, list(self._notes.warnings)))
+                pixels, resized, scale = self._prepared(self._pixels(picture["image"]))
+                pending.append((k, pixels, resized, scale, np.zeros((0, 4), np.float32), list(self._notes.warnings)))
             except InvalidInput as e:
                 call = list(calls).index(first + k) if calls else first + k
                 raise InvalidInput(f"call {call}: {e}") from None
         if pending:
-            assert self.extractor is not None  # _boxes refused a model without one
+            assert self.extractor is not None  # _prepared refused a model without one
+            found = self._proposed([p[2] for p in pending])  # one detector pass for every picture
+            pending = [(k, pixels, resized, scale, box, notes)
+                       for (k, pixels, resized, scale, _, notes), box in zip(pending, found)]
             features = self.extractor.extract([p[2] for p in pending], [p[4] for p in pending])
             for (k, pixels, _, scale, box, notes), feats in zip(pending, features):
                 out[k] = (feats, (box / scale).astype(np.float32), pixels, notes)
@@ -382,6 +385,12 @@ class TrainedModel:
     def _boxes(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         """(pixels, the picture resized as in training, the scale, its region boxes in the resized
         picture) of a picture, found the way the training regions were (`preprocess`)."""
+        pixels, picture, scale = self._prepared(pixels)
+        return pixels, picture, scale, self._proposed([picture])[0]
+
+    def _prepared(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(pixels, the picture resized as in training, the scale) of a picture whose regions this
+        model can find from pixels (an InvalidInput otherwise, or a warning for oracle regions)."""
         dim = self.feature_dim
         method = self.preprocess.get("regions")
         if method == "feature_store" or self.extractor is None:
@@ -390,13 +399,18 @@ class TrainedModel:
                                f"regions=(T, {dim}) features and boxes=(T, 4) instead (or `regions_from_store`)")
         picture, scale = self._resized(pixels)
         if method == "detector" and self.detector is not None:
-            box = self.detector.detect(picture)[0]
-        else:
-            box = np.asarray(proposals(picture), dtype=np.float32)
-            if method == "oracle":
-                self._warn("the model trained on regions from the world's true boxes (an ablation); a new picture's "
-                           "regions are pixel proposals, so it is answered from worse regions than a test picture")
-        return pixels, picture, scale, box
+            check_image(picture)  # the detector's own check, before the pictures go in one batch
+        elif method == "oracle":
+            self._warn("the model trained on regions from the world's true boxes (an ablation); a new picture's "
+                       "regions are pixel proposals, so it is answered from worse regions than a test picture")
+        return pixels, picture, scale
+
+    def _proposed(self, pictures: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Region boxes of resized pictures (`_prepared`): the model's detector over all of them at
+        once (pictures of one shape share a forward pass), else each picture's pixel proposals."""
+        if self.preprocess.get("regions") == "detector" and self.detector is not None:
+            return self.detector.detect_batch(list(pictures))[0]
+        return [np.asarray(proposals(picture), dtype=np.float32) for picture in pictures]
 
     def _warn(self, message: str) -> None:
         if getattr(self._notes, "warnings", None) is not None and message not in self._notes.warnings:
