@@ -113,14 +113,17 @@ def _accuracy(result: str, answers: Sequence[str | Mapping[str, Any]], corrected
     try:
         n = len(answers)
         if isinstance(answers[0], str):
-            entries = [cache[a] for a in answers]
+            texts: Sequence[Any] = answers
         else:
             texts = [a["answer"] for a in answers]  # type: ignore[index]
             if len({a["answer_id"] for a in answers}) != n:  # type: ignore[index]
                 return _general_accuracy(result, answers, corrected)
-            entries = [cache[t] for t in texts]
         res_entry = cache[result]
-    except (TypeError, KeyError, IndexError):
+        if texts.count(texts[0]) == n:        # the same string n times: one look-up
+            entries = [cache[texts[0]]] * n
+        else:
+            entries = [cache[t] for t in texts]
+    except (TypeError, KeyError, IndexError, AttributeError):
         return _general_accuracy(result, answers, corrected)
     k = 1 if corrected or entries.count(entries[0]) != n else 0  # normalise unless unanimous
     res = res_entry[k]
