@@ -68,7 +68,7 @@ class _Answers(dict):
 # What `question_accuracy` reuses from one call to the next; emptied when it grows past the size
 # below, so a long-running server keeps a bounded memory.
 _SHARED_ANSWERS = {False: _Answers(False), True: _Answers(True)}
-_SHARED_ANSWERS_MAX = 1 << 16
+_SHARED_ANSWERS_MAX = 1 << 14
 
 
 def _as_records(answers: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:
