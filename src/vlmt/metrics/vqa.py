@@ -104,7 +104,7 @@ def _accuracy(result: str, answers: Sequence[str | Mapping[str, Any]], corrected
     distinct ids, or records whose `answer_id`s are all different), so holding a record out
     removes exactly itself. With m records matching the result, a matching record then scores
     min(1, (m-1)/3) and any other min(1, m/3): all 0 when m = 0, all 1 when m >= 4 (both sums
-    exact), else the ten values are added in record order as before. Anything else (records
+    exact), else the n values are added in record order as before. Anything else (records
     without distinct ids, mixed strings and records, answers that are not strings) takes the
     general leave-one-out loop.
     """
