@@ -85,6 +85,7 @@ _INTENDED_PERIOD = re.compile(r"(?<!\d)\.|\.(?!\d)")
 # The official call passes re.UNICODE (= 32) in the position of `count`, so at most 32 full
 # stops are deleted per answer.
 _OFFICIAL_PERIOD_COUNT = int(re.UNICODE)
+_PUNCTUATION_SET = frozenset(PUNCTUATION)
 
 
 def clean_whitespace(text: str) -> str:
@@ -101,16 +102,24 @@ def process_punctuation(text: str, *, corrected: bool = False) -> str:
     most 32 of them). With `corrected=True` the rules are the documented ones instead: only
     commas between digits are deleted by the digit rule, full stops are kept only between
     digits, and there is no 32-stop limit.
+
+    Marks absent from the answer are skipped, and a pattern runs only when its character is
+    there: replacing a mark never creates another one, so the result is that of every step.
     """
-    if corrected:
+    if corrected and "," in text:
         text = _DIGIT_COMMA_DIGIT.sub(r"\1\3", text)
     out = text
-    deletes = not corrected and _DIGIT_COMMA_DIGIT.search(text) is not None
-    for mark in PUNCTUATION:
-        if deletes or (mark + " " in text) or (" " + mark in text):
-            out = out.replace(mark, "")
-        else:
-            out = out.replace(mark, " ")
+    if not _PUNCTUATION_SET.isdisjoint(text):
+        deletes = not corrected and "," in text and _DIGIT_COMMA_DIGIT.search(text) is not None
+        for mark in PUNCTUATION:
+            if mark not in text:
+                continue
+            if deletes or (mark + " " in text) or (" " + mark in text):
+                out = out.replace(mark, "")
+            else:
+                out = out.replace(mark, " ")
+    if "." not in out:
+        return out
     if corrected:
         return _INTENDED_PERIOD.sub("", out)
     return _OFFICIAL_PERIOD.sub("", out, count=_OFFICIAL_PERIOD_COUNT)
@@ -122,8 +131,7 @@ def process_digit_article(text: str, *, corrected: bool = False) -> str:
     contraction keys are matched case-insensitively (so "im" becomes "i'm")."""
     table = _LOWER_CONTRACTIONS if corrected else CONTRACTIONS
     words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
-    words = [w for w in words if w not in ARTICLES]
-    return " ".join(table.get(w, w) for w in words)
+    return " ".join([table.get(w, w) for w in words if w not in ARTICLES])
 
 
 _LOWER_CONTRACTIONS: Mapping[str, str] = {k.lower(): v for k, v in CONTRACTIONS.items()}

@@ -44,6 +44,33 @@ class VQAScores:
         }
 
 
+class _NotText(TypeError):
+    """An answer that is not a string: the caller falls back to the general path."""
+
+
+class _Answers(dict):
+    """Answer string -> (whitespace-cleaned, normalised), each distinct string worked out once:
+    the ten annotators' answers repeat heavily, within and across questions."""
+
+    def __init__(self, corrected: bool) -> None:
+        super().__init__()
+        self.corrected = corrected
+
+    def __missing__(self, text: object) -> tuple[str, str]:
+        if not isinstance(text, str):
+            raise _NotText
+        cleaned = clean_whitespace(text)
+        entry = (cleaned, normalize_answer(cleaned, corrected=self.corrected))
+        self[text] = entry
+        return entry
+
+
+# What `question_accuracy` reuses from one call to the next; emptied when it grows past the size
+# below, so a long-running server keeps a bounded memory.
+_SHARED_ANSWERS = {False: _Answers(False), True: _Answers(True)}
+_SHARED_ANSWERS_MAX = 1 << 14
+
+
 def _as_records(answers: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Ground-truth answers as official-style records. Plain strings get distinct `answer_id`s,
     as in the official files, so that no two records compare equal."""
@@ -63,8 +90,58 @@ def question_accuracy(result: str, answers: Sequence[str | Mapping[str, Any]], *
     in every field leave each other out together. `corrected=True` normalises always (also when
     the annotators agree) and uses the corrected normalisation.
     """
+    cache = _SHARED_ANSWERS[bool(corrected)]
+    if len(cache) > _SHARED_ANSWERS_MAX:
+        cache.clear()
+    return _accuracy(result, answers, bool(corrected), cache)
+
+
+def _accuracy(result: str, answers: Sequence[str | Mapping[str, Any]], corrected: bool,
+              cache: _Answers) -> float:
+    """`question_accuracy` with the answers' normalisation looked up in `cache`.
+
+    Fast path: the records are known to be pairwise different (plain strings, which get
+    distinct ids, or records whose `answer_id`s are all different), so holding a record out
+    removes exactly itself. With m records matching the result, a matching record then scores
+    min(1, (m-1)/3) and any other min(1, m/3): all 0 when m = 0, all 1 when m >= 4 (both sums
+    exact), else the n values are added in record order as before. Anything else (records
+    without distinct ids, mixed strings and records, answers that are not strings) takes the
+    general leave-one-out loop.
+    """
     if not answers:
         raise ValueError("a question needs at least one ground-truth answer")
+    try:
+        n = len(answers)
+        if isinstance(answers[0], str):
+            texts: Sequence[Any] = answers
+        else:
+            texts = [a["answer"] for a in answers]  # type: ignore[index]
+            if len({a["answer_id"] for a in answers}) != n:  # type: ignore[index]
+                return _general_accuracy(result, answers, corrected)
+        res_entry = cache[result]
+        if texts.count(texts[0]) == n:        # the same string n times: one look-up
+            entries = [cache[texts[0]]] * n
+        else:
+            entries = [cache[t] for t in texts]
+    except (TypeError, KeyError, IndexError, AttributeError):
+        return _general_accuracy(result, answers, corrected)
+    k = 1 if corrected or entries.count(entries[0]) != n else 0  # normalise unless unanimous
+    res = res_entry[k]
+    values = [e[k] for e in entries]
+    m = values.count(res)
+    if m == 0:
+        return 0.0
+    if m >= 4:
+        return 1.0
+    hit, miss = min(1.0, (m - 1) / 3.0), min(1.0, m / 3.0)
+    total = 0.0
+    for v in values:
+        total += hit if v == res else miss
+    return total / n
+
+
+def _general_accuracy(result: str, answers: Sequence[str | Mapping[str, Any]], corrected: bool) -> float:
+    """The leave-one-out loop over whole records, for any records."""
     records = _as_records(answers)
     for r in records:
         r["answer"] = clean_whitespace(r["answer"])
@@ -100,24 +177,31 @@ def evaluate_vqa(annotations: Sequence[Mapping[str, Any]], results: Mapping[Any,
 
     Every annotation needs `question_id`, `question_type`, `answer_type` and `answers`; every
     annotated question needs a result (the official code requires exactly that set of ids).
-    Questions are visited in annotation order, which fixes the order of the float sums.
+    Questions are visited in annotation order, which fixes the order of the float sums. Each
+    distinct answer string is normalised once, and each distinct accuracy rounded once.
     """
     if rounding not in ("python2", "python3"):
         raise ValueError(f"rounding must be 'python2' or 'python3', not {rounding!r}")
     rounder = round_half_away if rounding == "python2" else round_half_even
     if not annotations:
         raise ValueError("no annotations to evaluate")
+    corrected = bool(corrected)
+    cache = _Answers(corrected)
+    rounded: dict[float, float] = {}
     accs: list[float] = []
     by_qtype: dict[str, list[float]] = {}
     by_atype: dict[str, list[float]] = {}
     per_question: dict[Any, float] = {}
     for ann in annotations:
         qid = ann["question_id"]
-        acc = question_accuracy(results[qid], ann["answers"], corrected=corrected)
+        acc = _accuracy(results[qid], ann["answers"], corrected, cache)
         accs.append(acc)
         by_qtype.setdefault(ann["question_type"], []).append(acc)
         by_atype.setdefault(ann["answer_type"], []).append(acc)
-        per_question[qid] = rounder(100 * acc, ndigits)
+        r = rounded.get(acc)
+        if r is None:
+            r = rounded[acc] = rounder(100 * acc, ndigits)
+        per_question[qid] = r
     return VQAScores(
         overall=_percent(accs, rounder, ndigits),
         per_answer_type={k: _percent(v, rounder, ndigits) for k, v in by_atype.items()},
