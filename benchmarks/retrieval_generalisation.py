@@ -4,8 +4,8 @@ at several checkpoints on a test-sized subset of its own training pictures, on v
     PYTHONPATH=src python benchmarks/retrieval_generalisation.py --iterations 3000 --every 500 --seed 0
     PYTHONPATH=src python benchmarks/retrieval_generalisation.py --train-images 1680 --iterations 3000
 
-The run is `vlmt train CONFIG --set schedule.order=[retrieval] --set tasks.retrieval.iterations=N
---set tasks.retrieval.step=N --set tasks.retrieval.val_images=null --set train.keep_best=false
+The run is `vlmt train CONFIG --set schedule.kind=periodic --set schedule.order=[retrieval] --set
+tasks.retrieval.iterations=N --set tasks.retrieval.step=N --set tasks.retrieval.val_images=null --set train.keep_best=false
 --set train.checkpoint_every=EVERY --set train.keep_checkpoints=all --set train.eval_every=N
 --set train.seed=S` (lr constant, so an early checkpoint is not scored before a decay the later ones had; every EVERY-th
 checkpoint kept), trained in this process. Each checkpoint is rebuilt
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     folder, world = make_world(args.size, args.train_images, args.world_seed, args.proposals)
     run_dir = Path(args.out or tempfile.mkdtemp(prefix="vlmt-retrieval-gen-")) / f"seed{args.seed}"
     n = args.iterations
-    overrides = [f"data.root={folder}", "schedule.order=[retrieval]", f"tasks.retrieval.iterations={n}",
+    # periodic: a curriculum config (tiny) would otherwise ignore the order and train its stages
+    overrides = [f"data.root={folder}", "schedule.kind=periodic", "schedule.order=[retrieval]",
+                 f"tasks.retrieval.iterations={n}",
                  f"tasks.retrieval.step={n}", "tasks.retrieval.val_images=null", "train.keep_best=false",
                  f"train.checkpoint_every={args.every}", "train.keep_checkpoints=all",  # each is scored below
                  f"train.eval_every={n}", f"train.seed={args.seed}", *args.set]
