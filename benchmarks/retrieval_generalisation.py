@@ -5,8 +5,8 @@ at several checkpoints on a test-sized subset of its own training pictures, on v
     PYTHONPATH=src python benchmarks/retrieval_generalisation.py --train-images 1680 --iterations 3000
 
 The run is `vlmt train CONFIG --set schedule.kind=periodic --set schedule.order=[retrieval] --set
-tasks.retrieval.iterations=N --set tasks.retrieval.step=N --set tasks.retrieval.val_images=null --set train.keep_best=false
---set train.checkpoint_every=EVERY --set train.keep_checkpoints=all --set train.eval_every=N
+tasks.retrieval.iterations=N --set tasks.retrieval.step=N --set tasks.retrieval.val_images=null --set
+train.keep_best=false --set train.checkpoint_every=EVERY --set train.keep_checkpoints=all --set train.eval_every=N
 --set train.seed=S` (lr constant, so an early checkpoint is not scored before a decay the later ones had; every EVERY-th
 checkpoint kept), trained in this process. Each checkpoint is rebuilt
 (`vlmt.training.build.rebuild`) and its retrieval task scores every image x caption pair of (a) the
