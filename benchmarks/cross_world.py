@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from vlmt.data.text import tokenize
+from vlmt.errors import reports_errors
 from vlmt.seeding import seed_everything
 from vlmt.training import checkpoint as ckpt
 from vlmt.training.build import Objective, load_experiment, run_config, task_seeds
@@ -104,6 +105,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", required=True, help="hierarchical run folders (vlmt train)")

@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from vlmt.errors import reports_errors
+
 
 def _children(pid: int) -> list[int]:
     out = []
@@ -52,6 +54,7 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="default", choices=["tiny", "default"])

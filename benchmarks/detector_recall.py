@@ -24,7 +24,10 @@ import time
 import numpy as np
 import torch
 
+from vlmt.errors import reports_errors
 
+
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="default", help="world size (default: default)")

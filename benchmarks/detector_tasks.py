@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlmt.errors import reports_errors
+
 HEADLINES = ("accuracy", "object_accuracy", "attribute_accuracy", "i2t_r1", "t2i_r1", "rsum", "r1", "r5")
 
 
@@ -32,6 +34,7 @@ def _run(cmd: list[str]) -> str:
     return done.stdout
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tiny", help="experiment config name or file (default: tiny)")

@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import torch
+
+from vlmt.errors import reports_errors
 
 WORDS = ("circle", "rectangle", "triangle", "green", "red", "gray", "teal", "black", "yellow", "brown", "blue")
 
@@ -26,7 +29,8 @@ def template(question: str) -> str:
     return re.sub(r"\b(" + "|".join(WORDS) + r")\b", "X", question.lower())
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     from vlmt.data.features.proposals import foreground_box, load_image
     from vlmt.training.build import rebuild
 
@@ -34,7 +38,7 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--pictures", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     _, parts = rebuild(args.run_dir, "best", device="cpu")
     torch.set_num_threads(1)
     task = next(t for t in parts.tasks.values() if getattr(t, "kind", "") == "vqa")
@@ -77,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlmt.errors import reports_errors
+
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, classes: int) -> float:
     """Validation accuracy of a logistic regression (full-batch Adam, 300 steps) on features."""
@@ -39,7 +41,8 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np
     return float((pred == val_y).mean())
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     from vlmt.data.prepare import easy_vqa as prep
     from vlmt.data.readers import easy_vqa as reader
 
@@ -47,7 +50,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=prep.EXTRACTOR_EPOCHS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", nargs="+", default=list(prep.EXTRACTORS))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     root = reader.package_root()
@@ -95,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

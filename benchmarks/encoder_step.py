@@ -28,6 +28,7 @@ from contextlib import nullcontext
 
 import torch
 
+from vlmt.errors import reports_errors
 from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.vqa import VQAHead
 from vlmt.models.hierarchical import HierarchicalConfig, HierarchicalVL
@@ -224,6 +225,7 @@ def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")

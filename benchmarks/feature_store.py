@@ -31,6 +31,7 @@ from vlmt.data.features.convert import convert, encode_tsv_line
 from vlmt.data.features.store import FeatureStore
 from vlmt.data.features.validate import validate_store
 from vlmt.data.features.writer import FeatureStoreWriter
+from vlmt.errors import reports_errors
 
 
 def rss_kib() -> dict[str, int]:
@@ -122,6 +123,7 @@ def time_tsv_conversion(work: Path, *, images: int, dim: int, seed: int) -> dict
     return {"images": images, "tsv_bytes": tsv.stat().st_size, "seconds": seconds}
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=100_000)

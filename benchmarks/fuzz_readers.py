@@ -39,6 +39,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from vlmt.errors import reports_errors
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTCOMES = ("rejected", "tripped", "accepted", "crash")
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -370,13 +372,14 @@ def fuzz(per_format: int, *, seed: int = 0, only: list[str] | None = None) -> di
     return results
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-format", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", action="append", default=None, help="a format's name (repeatable)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     results = fuzz(args.per_format, seed=args.seed, only=args.only)
     total = {k: sum(r[k] for r in results.values()) for k in OUTCOMES}
@@ -396,4 +399,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

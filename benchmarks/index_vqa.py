@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlmt.errors import reports_errors
+
 WORDS = "what is the color of man woman dog cat on in table shirt how many people are there doing wearing".split()
 ANSWERS = ["yes", "no", "2", "1", "white", "red", "blue", "tennis", "3", "dog", "black", "pizza", "frisbee"]
 TYPES = [("what color is the", "other"), ("is the", "yes/no"), ("how many", "number"), ("what is the", "other")]
@@ -76,10 +78,11 @@ else:
 
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=450_000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         q, a = generate(Path(tmp), args.questions)
@@ -100,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

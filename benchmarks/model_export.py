@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vlmt.errors import reports_errors
+
 PROBE = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -61,12 +63,13 @@ def median_of(runs: list[dict]) -> dict:
     return out
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="*", help="run folders (default: train tiny and svlr_tiny first)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from vlmt.cli import main as vlmt_main
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -96,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

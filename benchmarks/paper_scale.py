@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from vlmt.errors import ConfigError, reports_errors
+
 REPO = Path(__file__).resolve().parents[1]
 
 # published sizes
@@ -408,6 +410,7 @@ SVLR_SETS = [f"data.datasets.genome.id_offset={GENOME_OFFSET}", "data.check_file
 COMPOSED_SETS = [*HIER_SETS[:3], f"data.datasets.genome.id_offset={GENOME_OFFSET}", *SVLR_SETS[1:]]
 CONFIGS = {"hierarchical_paper": ("hier", HIER_SETS), "svlr_paper": ("svlr", SVLR_SETS),
            "composed_paper": ("composed", COMPOSED_SETS)}
+STAGES = ("validate", "build", "train")
 VALIDATE = (("hier", 0), ("svlr", GENOME_OFFSET), ("composed", GENOME_OFFSET))
 # training examples per epoch of each task (the projection's epochs)
 EPOCH = {"retrieval": 413_915, "vqa": VQA2["train2014"], "grounding": 148_915}
@@ -655,7 +658,8 @@ def benchmark(out: Path, scale: float, *, steps: int, batches: int, stages: list
     if reuse and (out / "written.json").is_file():
         result["write"] = json.loads((out / "written.json").read_text(encoding="utf-8"))
         if result["write"].get("scale") != scale:
-            raise SystemExit(f"{out} holds scale {result['write'].get('scale')}, not {scale}")
+            raise ConfigError(f"{out / 'written.json'}: holds scale {result['write'].get('scale')}, not {scale} "
+                              "(--reuse measures the data a --keep run of the same --scale left)")
         say(f"reusing {out}")
     else:
         if out.exists():
@@ -705,6 +709,7 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the published counts (default 1)")
@@ -726,6 +731,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
+    if unknown:
+        p.error(f"--configs: unknown {', '.join(map(repr, unknown))}; choose among {', '.join(CONFIGS)}")
+    unknown = [s for s in args.stages.split(",") if s not in STAGES]
+    if unknown:
+        p.error(f"--stages: unknown {', '.join(map(repr, unknown))}; choose among {', '.join(STAGES)}")
     if args.stage:
         if args.stage == "validate":
             r = stage_validate(args.root, args.offset)

@@ -20,6 +20,8 @@ import sys
 import numpy as np
 import torch
 
+from vlmt.errors import reports_errors
+
 
 def families(ext) -> list[tuple[list[str], list[int]]]:
     """(words, their attribute columns) for colours, sizes and textures."""
@@ -28,6 +30,7 @@ def families(ext) -> list[tuple[list[str], list[int]]]:
     return [(list(fam), [ext.attribute_names.index(a) for a in fam]) for fam in (tx.COLOURS, tx.SIZES, tx.TEXTURES)]
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="default", help="world size (default: default)")

@@ -39,6 +39,7 @@ from typing import Any
 
 from vlmt.data.synth import cache
 from vlmt.data.synth.world import SIZES, WorldSize, build, generate, world_size
+from vlmt.errors import reports_errors
 from vlmt.metrics.retrieval import retrieval_metrics
 from vlmt.tasks.retrieval import metric_keys
 from vlmt.tasks.retrieval_ceiling import caption_claims, expected_recall, oracle_scores
@@ -87,6 +88,7 @@ def layout(task: Any, split: str, first: int | None) -> tuple[list[int], list[st
     return [im.image_id for im in images], [c for im in images for c in im.captions[:task.per_image]]
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="hierarchical_world",
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
+    if args.every < 1 or args.iterations < 1:
+        parser.error("--iterations and --every must be >= 1")
     if args.iterations % args.every:
         parser.error("--iterations must be a multiple of --every")
 

@@ -8,19 +8,22 @@ the ranking needs beyond the matrix itself.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import tracemalloc
 
 import numpy as np
 
+from vlmt.errors import reports_errors
 from vlmt.metrics.retrieval import fold_metrics, retrieval_metrics
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=5000)
     p.add_argument("--captions-per-image", type=int, default=5)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     n, c = args.images, args.captions_per_image
     rng = np.random.default_rng(0)
     scores = rng.standard_normal((n, n * c), dtype=np.float32)
@@ -41,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -47,6 +47,7 @@ import torch
 
 from vlmt import cli
 from vlmt.config import bundled_config
+from vlmt.errors import reports_errors
 from vlmt.metrics.retrieval import i2t_ranks, retrieval_metrics, t2i_ranks
 from vlmt.tasks.rerank import reranked_scores, shortlist_mask
 from vlmt.training.build import rebuild
@@ -235,7 +236,8 @@ def train_default(out: Path, *, attached: bool = False, seed: int = 0, test_imag
     return run
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="a run folder with a shortlist head")
     parser.add_argument("--ks", default="1,2,5,10,20",
@@ -260,7 +262,7 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.test_images is not None and (args.run is not None or args.test_images < 1):
         parser.error("--test-images must be >= 1 and applies when training (a --run is measured on its own world)")
     if args.set and args.run is not None:
@@ -332,4 +334,4 @@ def _report_choice(choice: dict, result: dict, goal: Goal) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,6 +45,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from vlmt.errors import reports_errors
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -289,7 +291,8 @@ def soak(server: Server, total: int, seconds: float, image: bytes, *, warmup: in
             "soak_s": round(wall, 1), "memory": memory, "failures": examples}
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--clients", default="1,8,32,64")
@@ -298,7 +301,7 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=900)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         models = args.models or train_models(Path(tmp))
         image = picture()
@@ -321,4 +324,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 import torch
 
 from vlmt.config import bundled_config
 from vlmt.data.question_bins import NUM_BINS
+from vlmt.errors import reports_errors
 from vlmt.models.heads.multiple_choice import MultipleChoiceScorer
 from vlmt.models.heads.word_region import encode_vqa, recognition_scores
 from vlmt.models.svlr import SVLR, SVLRConfig, SVLRVQAInputs
@@ -57,13 +59,14 @@ def make_batches(cfg: SVLRConfig, P: int, C: int, T: int, M: int, device: str):
     return vqa, rec
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     paper = load_experiment(bundled_config("svlr_paper.yaml"))
     vqa_cfg, rec_cfg = paper.tasks["vqa"], paper.tasks["recognition"]
@@ -116,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

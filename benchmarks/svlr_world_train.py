@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 
 import torch
 
+from vlmt.errors import reports_errors
 from vlmt.training.build import build_parts, load_experiment
 from vlmt.training.trainer import train
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="configs/svlr_world.yaml")
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     overrides = [f"train.max_iters={args.iters}", f"train.eval_every={args.iters}",
                  f"train.checkpoint_every={args.iters}", f"train.threads={args.threads}",
                  "train.progress=false", "train.tensorboard=false"]
@@ -51,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

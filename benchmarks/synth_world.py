@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlmt.errors import reports_errors
+
 
 def folder_size(path: Path) -> tuple[int, int]:
     total = count = 0
@@ -29,12 +31,13 @@ def folder_size(path: Path) -> tuple[int, int]:
     return total, count
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "default"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-probe", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results = {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

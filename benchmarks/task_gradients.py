@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from vlmt import config as C
+from vlmt.errors import ConfigError, reports_errors
 from vlmt.seeding import seed_everything
 from vlmt.tasks.base import move_to
 from vlmt.training import checkpoint as ckpt
@@ -138,7 +139,7 @@ def from_config(cfg: C.ExperimentConfig, device: torch.device):
 def from_run(run: Path, which: str, device: torch.device):
     directory = ckpt.checkpoint_dir(run, which)
     if directory is None:
-        raise SystemExit(f"{run}: no {which} checkpoint")
+        raise ConfigError(f"{run}: no {which} checkpoint; is it a run folder written by `vlmt train`?")
     state = ckpt.load_state(directory)
     cfg = C.from_dict(state["config"], source=str(directory / "state.pt"))
     parts = build_parts(cfg, device)
@@ -169,6 +170,7 @@ def schedule_check(cfg: C.ExperimentConfig) -> dict[str, Any]:
     return out
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("config")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vlmt.data.text import load_word_vectors
+from vlmt.errors import reports_errors
 
 
 def write_files(folder: Path, n: int, dim: int, seed: int) -> tuple[Path, Path, list[str]]:
@@ -60,13 +62,14 @@ def measure(path: Path, request: list[str], dim: int) -> dict:
     }
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--words", type=int, default=50000, help="rows in the file")
     parser.add_argument("--dim", type=int, default=300)
     parser.add_argument("--request", type=int, default=10000, help="words to load (half absent)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         glove, w2v, words = write_files(Path(tmp), args.words, args.dim, args.seed)
         rng = np.random.default_rng(args.seed)
@@ -81,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

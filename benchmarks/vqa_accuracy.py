@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from vlmt.errors import reports_errors
 from vlmt.metrics.vqa import VQAScores, evaluate_vqa, question_accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,12 +105,13 @@ def check_same(a: VQAScores, b: VQAScores) -> None:
         raise SystemExit("the two implementations disagree")
 
 
-def main() -> None:
+@reports_errors
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--questions", type=int, default=20000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     ref = load_reference()
     anns, results = make_questions(args.questions, args.seed)
     n = len(anns)
@@ -143,4 +146,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

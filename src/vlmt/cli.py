@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Sequence
 
-from vlmt.errors import VlmtError
+from vlmt.errors import reports_errors
 from vlmt.version import __version__
 
 # command words -> (module under vlmt.commands, one-line help)
@@ -98,14 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    try:
-        return int(module.run(args) or 0)
-    except VlmtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return reports_errors(module.run)(args)
 
 
 if __name__ == "__main__":

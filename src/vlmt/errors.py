@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+from typing import Callable, ParamSpec
+
+P = ParamSpec("P")
+
 
 class VlmtError(Exception):
     """An error caused by the user's input (file, config, arguments), not by a bug in vlmt."""
@@ -42,3 +48,29 @@ def format_problem(file: object, message: str, *, record: object = None, field: 
         parts.append(f"field {field!r}")
     parts.append(message)
     return ": ".join(parts)
+
+
+
+def report(e: VlmtError) -> int:
+    """Print `e` as the one line `error: ...` on stderr, the way `vlmt` reports a user's mistake,
+    and return the exit status to stop with (no traceback: the input is wrong, not vlmt)."""
+    print(f"error: {e}", file=sys.stderr)
+    return e.exit_code
+
+
+def reports_errors(main: Callable[P, int | None]) -> Callable[P, int]:
+    """Wrap a script's `main` so that a `VlmtError` ends it as `vlmt` ends a command: one line on
+    stderr (`report`) and a non-zero return instead of a traceback; Ctrl-C returns 130 quietly.
+    A `main` that returns None returns 0."""
+
+    @functools.wraps(main)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return int(main(*args, **kwargs) or 0)
+        except VlmtError as e:
+            return report(e)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
