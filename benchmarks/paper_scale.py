@@ -590,11 +590,10 @@ def evaluate_rates(config: str, cfg, parts, budget: float) -> dict[str, Any]:
             with EvalMode(model, task):
                 if name == "retrieval":
                     images, rows = task.eval_layout("test")
-                    part = task._split("test")
-                    caches = task._image_caches(model, images[:8], cpu)
+                    caches = task.image_caches(model, images[:8], cpu)
                     t = time.perf_counter()
                     pairs = 0
-                    for _, captions in task._caption_blocks(model, part, rows[:40], cpu):
+                    for _, captions in task.caption_blocks(model, "test", rows[:40], cpu):
                         for _, cache in caches:
                             pairs += task.score_pairs(model, cache, captions).numel()
                     rate = pairs / (time.perf_counter() - t)

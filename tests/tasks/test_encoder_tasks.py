@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vlmt.errors import ConfigError, DataError
-from vlmt.tasks.base import Task
+from vlmt.tasks.base import EvalMode, Task
 from vlmt.training.build import build_parts, load_experiment
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
@@ -132,6 +132,25 @@ def test_a_first_images_subset_scores_the_top_left_block_of_the_whole_split(part
             task.score_matrix(model, "train", device=CPU, first_images=5)
     finally:
         task._splits["train"] = part
+
+
+def test_image_caches_and_caption_blocks_score_as_the_matrix_does(parts):
+    """The public pieces of `score_matrix` (what `benchmarks/paper_scale.py` times): any pictures
+    and caption rows of `eval_layout`, encoded and paired block by block, give the matrix's entries."""
+    model, tasks = parts
+    task = tasks["retrieval"]
+    whole = task.score_matrix(model, "val", device=CPU)
+    images, caption_rows = task.eval_layout("val")
+    chosen_images, chosen_rows = images[2:5], caption_rows[3:10]
+    got = torch.full((len(chosen_images), len(chosen_rows)), float("nan"))
+    with EvalMode(model, task), torch.no_grad():
+        caches = task.image_caches(model, chosen_images, CPU)
+        for c_lo, captions in task.caption_blocks(model, "val", chosen_rows, CPU):
+            for i_lo, cache in caches:
+                block = task.score_pairs(model, cache, captions)
+                got[i_lo:i_lo + block.shape[0], c_lo:c_lo + block.shape[1]] = block
+    # same pairs through the same batched encoder calls: equal to rounding
+    assert got.numpy() == pytest.approx(whole[2:5, 3:10], abs=1e-5)
 
 
 def test_losses_are_finite_and_reach_every_decoder(parts):

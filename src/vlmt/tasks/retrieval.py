@@ -274,8 +274,11 @@ class RetrievalTask(EncoderTask):
                                 record=f"image {im.filename}", field="sentences")
         return images, [first[(im.image_id, j)] for im in images for j in range(self.per_image)]
 
-    def _image_caches(self, model: WordRegionEncoder, images: list[Any], device: torch.device
-                      ) -> list[tuple[int, ImageCache]]:
+    def image_caches(self, model: WordRegionEncoder, images: list[Any], device: torch.device
+                     ) -> list[tuple[int, ImageCache]]:
+        """The encoder's region side of `images` (as `eval_layout` gives them), in blocks of
+        eval_batch_size, as (first row, cache): encoded once, then paired with every caption block
+        (`score_pairs`); a benchmark calls it to time scoring without the whole matrix."""
         caches = []
         for lo in range(0, len(images), self.config.eval_batch_size):
             ids = [im.image_id for im in images[lo:lo + self.config.eval_batch_size]]
@@ -284,8 +287,12 @@ class RetrievalTask(EncoderTask):
                                                    regions["region_mask"].to(device))))
         return caches
 
-    def _caption_blocks(self, model: WordRegionEncoder, part: dict[str, Any], caption_rows: list[int],
-                        device: torch.device) -> Iterator[tuple[int, CaptionCache]]:
+    def caption_blocks(self, model: WordRegionEncoder, split: str, caption_rows: list[int],
+                       device: torch.device) -> Iterator[tuple[int, CaptionCache]]:
+        """The encoder's word side of the split's captions at `caption_rows` (as `eval_layout`
+        gives them), in blocks of caption_block, as (first column, cache), encoded as they are
+        needed."""
+        part = self._split(split)
         for c_lo in range(0, len(caption_rows), self.config.caption_block):
             rows = caption_rows[c_lo:c_lo + self.config.caption_block]
             tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
@@ -298,12 +305,11 @@ class RetrievalTask(EncoderTask):
         caption j belongs to image j // captions_per_image. `first_images`: score only the split's
         first N images and their captions (e.g. a test-sized subset of train, to compare how well
         the model ranks the pictures it trained on with how well it ranks new ones)."""
-        part = self._split(split)
         images, caption_rows = self.eval_layout(split, first_images)
         scores = np.empty((len(images), len(caption_rows)), dtype=np.float32)
         with EvalMode(model, self):
-            image_caches = self._image_caches(model, images, device)
-            for c_lo, captions in self._caption_blocks(model, part, caption_rows, device):
+            image_caches = self.image_caches(model, images, device)
+            for c_lo, captions in self.caption_blocks(model, split, caption_rows, device):
                 for i_lo, cache in image_caches:
                     block = self.score_pairs(model, cache, captions)
                     scores[i_lo:i_lo + block.shape[0], c_lo:c_lo + block.shape[1]] = block.float().cpu().numpy()
@@ -312,14 +318,13 @@ class RetrievalTask(EncoderTask):
     @torch.no_grad()
     def similarity_matrix(self, model: WordRegionEncoder, split: str, *, device: torch.device) -> np.ndarray:
         """(images, captions) cosine similarities of the shortlist head: the first stage alone."""
-        part = self._split(split)
         images, caption_rows = self.eval_layout(split)
         head = self._shortlist()
         with EvalMode(model, self):
-            image_caches = self._image_caches(model, images, device)
+            image_caches = self.image_caches(model, images, device)
             image_emb = torch.cat([head.embed_images(c.regions, c.mask) for _, c in image_caches])
             caption_emb = torch.cat([head.embed_captions(c.words, c.mask)
-                                     for _, c in self._caption_blocks(model, part, caption_rows, device)])
+                                     for _, c in self.caption_blocks(model, split, caption_rows, device)])
         return head.similarity(image_emb, caption_emb).cpu().numpy()
 
     @torch.no_grad()
@@ -328,15 +333,14 @@ class RetrievalTask(EncoderTask):
         """The two-stage score matrix (`vlmt.tasks.rerank`) and the number of pairs the full
         model scored: each image's k most similar captions and each caption's `k_t2i` (default k)
         most similar images."""
-        part = self._split(split)
         images, caption_rows = self.eval_layout(split)
         similarity = self.similarity_matrix(model, split, device=device)
         mask = shortlist_mask(similarity, k, k_t2i)
         rows, cols = np.nonzero(mask)  # row-major, the order reranked_scores expects
         cross = np.empty(rows.shape[0], dtype=np.float32)
         with EvalMode(model, self):
-            cache = ImageCache.cat([c for _, c in self._image_caches(model, images, device)])
-            for c_lo, captions in self._caption_blocks(model, part, caption_rows, device):
+            cache = ImageCache.cat([c for _, c in self.image_caches(model, images, device)])
+            for c_lo, captions in self.caption_blocks(model, split, caption_rows, device):
                 sel = np.nonzero((cols >= c_lo) & (cols < c_lo + captions.words.shape[0]))[0]
                 if sel.size == 0:
                     continue
