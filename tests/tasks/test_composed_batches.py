@@ -16,6 +16,7 @@ from vlmt.tasks.collate import index_batches, padded_regions
 from vlmt.tasks.composed import ComposedRecognitionBatch
 from vlmt.tasks.svlr_batches import recognition_batch
 from vlmt.tasks.svlr_data import GenomeRegion
+from vlmt.tasks.svlr_recognition import SVLRRecognitionTask
 from vlmt.tasks.svlr_text import MCQuestions
 from vlmt.tasks.svlr_vqa_mc import predict_choices
 from vlmt.training.build import build_parts, load_experiment
@@ -84,6 +85,16 @@ def test_composed_recognition_batches_equal_the_region_batches(parts):
                           start=5)
     assert_same(next(resumed), reference_recognition(task, [task.data.genome["train"][i] for i in next(order)]))
     assert pictures > 1  # batches span several pictures, so the picture order is exercised
+
+
+def test_recognition_batches_come_from_the_columns_only(parts):
+    """No region-by-region `_collate` is left for training to skip: the composed task would have
+    inherited SVLR's, which builds a `RecognitionBatch` its `forward` cannot read. Both tasks batch
+    from the split's columns (the equality with the region batches is tested above and in
+    tests/tasks/test_svlr_batches.py)."""
+    task = parts.tasks["recognition"]
+    assert not hasattr(SVLRRecognitionTask, "_collate") and not hasattr(task, "_collate")
+    assert isinstance(next(task.batches("train")), ComposedRecognitionBatch)
 
 
 def test_composed_recognition_scores_every_region_of_a_split_in_order(parts):

@@ -13,7 +13,7 @@ percent (`vlmt.metrics.recognition`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -33,8 +33,6 @@ from vlmt.tasks.svlr_batches import (
     RecognitionBatch,
     RecognitionColumns,
     hypernym_labels,
-    recognition_batch,
-    regions_at,
 )
 from vlmt.tasks.svlr_data import GenomeRegion, SVLRAssets, SVLRData
 
@@ -63,9 +61,6 @@ class SVLRRecognitionTask(SVLRTask):
                 use_hypernyms=self.config.use_hypernyms, extra_columns=True)
         return self._columns[split]
 
-    def _collate(self, regions: Sequence[GenomeRegion]) -> RecognitionBatch:
-        return recognition_batch(self.data, regions, use_hypernyms=self.config.use_hypernyms, extra_columns=True)
-
     def forward(self, model: WordRegionAligner, batch: RecognitionBatch) -> dict[str, torch.Tensor]:
         extra = batch.extra_object_vectors
         targets = batch.object_targets  # (M, K_o + X): the label set O, then the X extra columns
@@ -84,13 +79,13 @@ class SVLRRecognitionTask(SVLRTask):
         return len(split_items(self.data.genome, split, f"tasks.{self.name}"))
 
     def batches(self, split: str, *, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[RecognitionBatch]:
-        regions = split_items(self.data.genome, split, f"tasks.{self.name}")
+        """The split's regions in batches from its columns (`RecognitionColumns`): the tensors
+        `recognition_batch` builds from the regions themselves, without a `GenomeRegion` per row."""
+        columns = self.columns(split)
         size = self.config.batch_size if split == "train" else self.config.eval_batch_size
-        # a subclass that collates its own batch type (composed recognition) gets its regions
-        columns = self.columns(split) if type(self)._collate is SVLRRecognitionTask._collate else None
-        for rows in index_batches(len(regions), size, split=split, seed=self.seed, start=start, rank=rank,
+        for rows in index_batches(len(columns), size, split=split, seed=self.seed, start=start, rank=rank,
                                   world_size=world_size):
-            yield columns(rows) if columns is not None else self._collate(regions_at(regions, rows))
+            yield columns(rows)
 
     @torch.no_grad()
     def scores(self, model: WordRegionAligner, split: str, *, device: torch.device
