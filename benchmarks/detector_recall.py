@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="default", help="world size (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="world and detector seed (default: 0)")
-    parser.add_argument("--steps", type=int, default=None, help="detector updates (default: the world's)")
+    parser.add_argument("--steps", type=at_least(1), default=None, help="detector updates (default: the world's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from vlmt.data.readers import easy_vqa as reader
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=prep.EXTRACTOR_EPOCHS)
+    parser.add_argument("--epochs", type=at_least(1), default=prep.EXTRACTOR_EPOCHS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", nargs="+", default=list(prep.EXTRACTORS))
     args = parser.parse_args(argv)

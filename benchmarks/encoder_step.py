@@ -28,6 +28,7 @@ from contextlib import nullcontext
 
 import torch
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 from vlmt.models.heads.retrieval import RetrievalHead
 from vlmt.models.heads.vqa import VQAHead
@@ -229,24 +230,24 @@ def measure_pair_scoring(args: argparse.Namespace) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=at_least(1), default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--tf32", action="store_true", help="GPU: allow TF32 matmuls (fp32 steps and the rate)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--vqa-batch", type=int, default=64)
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--words", type=int, default=14)
-    parser.add_argument("--regions", type=int, default=36)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--null-slots", type=int, default=3)
-    parser.add_argument("--layers", type=int, default=5)
-    parser.add_argument("--vocab", type=int, default=10000)
-    parser.add_argument("--answers", type=int, default=3129)
-    parser.add_argument("--feature-dim", type=int, default=2048)
-    parser.add_argument("--gemm-size", type=int, default=2048)
-    parser.add_argument("--gemm-reps", type=int, default=3, help="GEMMs timed before and after each step")
+    parser.add_argument("--rounds", type=at_least(1), default=5, help="interleaved measurement rounds")
+    parser.add_argument("--warmup", type=at_least(0), default=1)
+    parser.add_argument("--batch", type=at_least(1), default=32)
+    parser.add_argument("--vqa-batch", type=at_least(1), default=64)
+    parser.add_argument("--dim", type=at_least(1), default=1024)
+    parser.add_argument("--words", type=at_least(1), default=14)
+    parser.add_argument("--regions", type=at_least(1), default=36)
+    parser.add_argument("--heads", type=at_least(1), default=4)
+    parser.add_argument("--null-slots", type=at_least(0), default=3)
+    parser.add_argument("--layers", type=at_least(1), default=5)
+    parser.add_argument("--vocab", type=at_least(1), default=10000)
+    parser.add_argument("--answers", type=at_least(1), default=3129)
+    parser.add_argument("--feature-dim", type=at_least(1), default=2048)
+    parser.add_argument("--gemm-size", type=at_least(1), default=2048)
+    parser.add_argument("--gemm-reps", type=at_least(1), default=3, help="GEMMs timed before and after each step")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast runs")
     parser.add_argument(
         "--bf16-batch", type=int, default=None,
@@ -255,10 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-vqa", action="store_true", help="skip the encoder + VQA step")
     parser.add_argument("--pair-scoring", action="store_true", help="also time all-pairs retrieval scoring")
-    parser.add_argument("--pair-images", type=int, default=8)
-    parser.add_argument("--pair-captions", type=int, default=40)
-    parser.add_argument("--pair-batch", type=int, default=64)
-    parser.add_argument("--pair-rounds", type=int, default=3)
+    parser.add_argument("--pair-images", type=at_least(1), default=8)
+    parser.add_argument("--pair-captions", type=at_least(1), default=40)
+    parser.add_argument("--pair-batch", type=at_least(1), default=64)
+    parser.add_argument("--pair-rounds", type=at_least(1), default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     global DEVICE

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlmt.cli import at_least
 from vlmt.data.features.convert import convert, encode_tsv_line
 from vlmt.data.features.store import FeatureStore
 from vlmt.data.features.validate import validate_store
@@ -126,18 +127,20 @@ def time_tsv_conversion(work: Path, *, images: int, dim: int, seed: int) -> dict
 @reports_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=100_000)
-    p.add_argument("--feature-dim", type=int, default=128)
-    p.add_argument("--min-boxes", type=int, default=10)
-    p.add_argument("--max-boxes", type=int, default=100)
-    p.add_argument("--reads", type=int, default=20_000)
+    p.add_argument("--images", type=at_least(1), default=100_000)
+    p.add_argument("--feature-dim", type=at_least(1), default=128)
+    p.add_argument("--min-boxes", type=at_least(0), default=10)
+    p.add_argument("--max-boxes", type=at_least(1), default=100)
+    p.add_argument("--reads", type=at_least(1), default=20_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tsv-images", type=int, default=0,
+    p.add_argument("--tsv-images", type=at_least(0), default=0,
                    help="also time `vlmt data convert` of a bottom-up TSV with this many images")
     p.add_argument("--dir", type=Path, default=None, help="where to build (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the store afterwards")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = p.parse_args(argv)
+    if args.max_boxes < args.min_boxes:
+        p.error(f"--max-boxes {args.max_boxes} is below --min-boxes {args.min_boxes}")
 
     work = Path(tempfile.mkdtemp(prefix="vlmt-store-bench-", dir=args.dir))
     path = work / "store"

@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from vlmt.errors import reports_errors
+from vlmt.cli import at_least
+from vlmt.errors import ConfigError, reports_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTCOMES = ("rejected", "tripped", "accepted", "crash")
@@ -344,7 +345,12 @@ def fuzz(per_format: int, *, seed: int = 0, only: list[str] | None = None) -> di
     """Run `per_format` mutations of every format (or those named in `only`); counts and crashes."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        targets = [t for t in build_corpus(root) if only is None or t.name in only]
+        corpus = build_corpus(root)
+        unknown = sorted(set(only or ()) - {t.name for t in corpus})
+        if unknown:  # never a silent skip: a misspelt name would fuzz nothing
+            raise ConfigError(f"--only: no format {', '.join(map(repr, unknown))}; the formats are "
+                              f"{', '.join(t.name for t in corpus)}")
+        targets = [t for t in corpus if only is None or t.name in only]
         results: dict[str, Any] = {}
         for target in targets:
             rng = random.Random(f"{seed}:{target.name}")
@@ -375,7 +381,7 @@ def fuzz(per_format: int, *, seed: int = 0, only: list[str] | None = None) -> di
 @reports_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--per-format", type=int, default=2000)
+    parser.add_argument("--per-format", type=at_least(1), default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", action="append", default=None, help="a format's name (repeatable)")
     parser.add_argument("--json", action="store_true")

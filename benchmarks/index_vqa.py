@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 
 WORDS = "what is the color of man woman dog cat on in table shirt how many people are there doing wearing".split()
@@ -81,7 +82,7 @@ else:
 @reports_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=450_000)
+    parser.add_argument("--questions", type=at_least(1), default=450_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 
 PROBE = r"""
@@ -67,7 +68,7 @@ def median_of(runs: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="*", help="run folders (default: train tiny and svlr_tiny first)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from vlmt.cli import main as vlmt_main

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from vlmt.cli import at_least
 from vlmt.errors import ConfigError, reports_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -715,8 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "vlmt_paper_scale")
     p.add_argument("--stages", default="validate,build,train")
     p.add_argument("--configs", default=",".join(CONFIGS), help="configs to measure (default: all three)")
-    p.add_argument("--steps", type=int, default=3, help="training steps per task")
-    p.add_argument("--batches", type=int, default=10, help="batches per input-pipeline measurement")
+    p.add_argument("--steps", type=at_least(1), default=3, help="training steps per task")
+    p.add_argument("--batches", type=at_least(1), default=10, help="batches per input-pipeline measurement")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per stage process")
     p.add_argument("--keep", action="store_true", help="keep the written data")
     p.add_argument("--reuse", action="store_true", help="measure the data a --keep run left at --out (same scale)")
@@ -730,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if not (args.scale > 0 and args.timeout > 0):
+        p.error("--scale and --timeout must be > 0")
     unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
     if unknown:
         p.error(f"--configs: unknown {', '.join(map(repr, unknown))}; choose among {', '.join(CONFIGS)}")

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +52,8 @@ def compare(one: Callable[[], Any], batched: Callable[[], Any], repeats: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", help="a model folder with a VQA head (default: train tiny)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
+    parser.add_argument("--threads", type=at_least(1), default=1)
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))

@@ -37,6 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vlmt.cli import at_least
 from vlmt.data.synth import cache
 from vlmt.data.synth.world import SIZES, WorldSize, build, generate, world_size
 from vlmt.errors import reports_errors
@@ -96,18 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="default", help="world size (default: default)")
     parser.add_argument("--world-seed", type=int, default=0, help="the world's seed (default 0)")
     parser.add_argument("--proposals", default="detector", help="region proposals of the world (default: detector)")
-    parser.add_argument("--train-images", type=int, default=None,
+    parser.add_argument("--train-images", type=at_least(1), default=None,
                         help="train on a world of --size with this many training pictures (generated once)")
-    parser.add_argument("--iterations", type=int, default=3000, help="retrieval updates (default 3000)")
-    parser.add_argument("--every", type=int, default=500, help="score every this many updates (default 500)")
+    parser.add_argument("--iterations", type=at_least(1), default=3000, help="retrieval updates (default 3000)")
+    parser.add_argument("--every", type=at_least(1), default=500, help="score every this many updates (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--subset", type=int, default=120, help="training pictures scored (default 120)")
+    parser.add_argument("--subset", type=at_least(1), default=120, help="training pictures scored (default 120)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override")
     parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
-    if args.every < 1 or args.iterations < 1:
-        parser.error("--iterations and --every must be >= 1")
     if args.iterations % args.every:
         parser.error("--iterations must be a multiple of --every")
 

@@ -14,6 +14,7 @@ import tracemalloc
 
 import numpy as np
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 from vlmt.metrics.retrieval import fold_metrics, retrieval_metrics
 
@@ -21,8 +22,8 @@ from vlmt.metrics.retrieval import fold_metrics, retrieval_metrics
 @reports_errors
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--images", type=int, default=5000)
-    p.add_argument("--captions-per-image", type=int, default=5)
+    p.add_argument("--images", type=at_least(1), default=5000)
+    p.add_argument("--captions-per-image", type=at_least(1), default=5)
     args = p.parse_args(argv)
     n, c = args.images, args.captions_per_image
     rng = np.random.default_rng(0)

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from vlmt import cli
+from vlmt.cli import at_least
 from vlmt.config import bundled_config
 from vlmt.errors import reports_errors
 from vlmt.metrics.retrieval import i2t_ranks, retrieval_metrics, t2i_ranks
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="--choose-k: percent of the exhaustively right R@1 queries lost at most")
     parser.add_argument("--max-pairs", type=float, default=5.0, help="--choose-k: percent of pairs scored at most")
     parser.add_argument("--split", default="test", choices=("val", "test"))
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=at_least(1), default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.test_images is not None and (args.run is not None or args.test_images < 1):

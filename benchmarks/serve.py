@@ -45,6 +45,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,10 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--clients", default="1,8,32,64")
-    parser.add_argument("--requests", type=int, default=400, help="requests per client count")
-    parser.add_argument("--soak", type=int, default=10_000)
+    parser.add_argument("--requests", type=at_least(1), default=400, help="requests per client count")
+    parser.add_argument("--soak", type=at_least(0), default=10_000)
     parser.add_argument("--soak-seconds", type=float, default=900)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=at_least(1), default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from vlmt.cli import at_least
 from vlmt.config import bundled_config
 from vlmt.data.question_bins import NUM_BINS
 from vlmt.errors import reports_errors
@@ -63,9 +64,9 @@ def make_batches(cfg: SVLRConfig, P: int, C: int, T: int, M: int, device: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--questions", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=at_least(1), default=3)
+    parser.add_argument("--questions", type=at_least(1), default=50)
+    parser.add_argument("--threads", type=at_least(1), default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     paper = load_experiment(bundled_config("svlr_paper.yaml"))

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 from vlmt.training.build import build_parts, load_experiment
 from vlmt.training.trainer import train
@@ -27,8 +28,8 @@ from vlmt.training.trainer import train
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="configs/svlr_world.yaml")
-    parser.add_argument("--iters", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--iters", type=at_least(1), default=200)
+    parser.add_argument("--threads", type=at_least(1), default=1)
     args = parser.parse_args(argv)
     overrides = [f"train.max_iters={args.iters}", f"train.eval_every={args.iters}",
                  f"train.checkpoint_every={args.iters}", f"train.threads={args.threads}",

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from vlmt import config as C
+from vlmt.cli import at_least
 from vlmt.errors import ConfigError, reports_errors
 from vlmt.seeding import seed_everything
 from vlmt.tasks.base import move_to
@@ -175,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--batches", type=int, default=4, help="training batches per task and point (default 4)")
-    p.add_argument("--after", type=int, action="append", default=[], metavar="N",
+    p.add_argument("--batches", type=at_least(1), default=4, help="training batches per task and point (default 4)")
+    p.add_argument("--after", type=at_least(1), action="append", default=[], metavar="N",
                    help="also measure after N iterations of the config's schedule (trained here)")
     p.add_argument("--run", action="append", default=[], help="also measure a trained run folder")
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
     p.add_argument("--schedule", action="store_true", help="add the per-task update counts, joint vs single")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=at_least(1), default=1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

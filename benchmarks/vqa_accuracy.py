@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from vlmt.cli import at_least
 from vlmt.errors import reports_errors
 from vlmt.metrics.vqa import VQAScores, evaluate_vqa, question_accuracy
 
@@ -108,8 +109,8 @@ def check_same(a: VQAScores, b: VQAScores) -> None:
 @reports_errors
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--questions", type=int, default=20000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--questions", type=at_least(1), default=20000)
+    p.add_argument("--repeats", type=at_least(1), default=3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     ref = load_reference()

@@ -83,3 +83,18 @@ def test_output_into_a_closed_pipe_ends_quietly():
     finally:
         os.close(write)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_at_least_makes_a_count_below_its_floor_a_usage_error(capsys):
+    import argparse
+
+    import pytest
+
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--repeats", type=cli.at_least(1))
+    assert parser.parse_args(["--repeats", "3"]).repeats == 3
+    for text, message in (("0", "argument --repeats: must be >= 1, got 0"),
+                          ("x", "argument --repeats: invalid integer value: 'x'")):
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(["--repeats", text])
+        assert stop.value.code == 2 and message in capsys.readouterr().err

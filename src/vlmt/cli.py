@@ -10,7 +10,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from vlmt.errors import reports_errors
 from vlmt.version import __version__
@@ -40,6 +40,19 @@ GROUP_HELP = {
     "evaluate": "official metrics on runs or on result files",
     "configs": "the shipped experiment configs",
 }
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse `type` for a count: an integer >= `low`, else a usage error naming the option
+    (`argument --repeats: must be >= 1, got 0`) instead of a failure later in the run."""
+
+    def integer(text: str) -> int:
+        value = int(text)  # not a number: argparse's "invalid integer value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return integer
 
 
 def _top_level_help() -> str:

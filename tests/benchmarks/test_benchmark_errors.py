@@ -70,8 +70,18 @@ def test_reused_data_of_another_scale_names_its_file(tmp_path, capsys):
     assert (tmp_path / "written.json").is_file()  # reused data is never removed
 
 
+def test_an_unknown_format_is_named_not_skipped(capsys):
+    bench = load_benchmark("fuzz_readers")
+    assert bench.main(["--per-format", "1", "--only", "glove text", "--only", "nope"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "--only: no format 'nope'" in line and "glove text" in line
+
+
 @pytest.mark.parametrize("name, argv, message", [
-    ("retrieval_generalisation", ["--iterations", "10", "--every", "0"], "--iterations and --every must be >= 1"),
+    ("retrieval_generalisation", ["--iterations", "10", "--every", "0"], "argument --every: must be >= 1, got 0"),
+    ("vqa_accuracy", ["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
+    ("retrieval_metrics", ["--images", "ten"], "argument --images: invalid integer value: 'ten'"),
+    ("feature_store", ["--min-boxes", "5", "--max-boxes", "4"], "--max-boxes 4 is below --min-boxes 5"),
     ("paper_scale", ["--configs", "hierarchical_paper,nope"], "--configs: unknown 'nope'"),
     ("paper_scale", ["--stages", "validate,fit"], "--stages: unknown 'fit'"),
 ])
