@@ -49,6 +49,7 @@ from vlmt.tasks.capabilities import Input, Runtime, capability, integer, text, t
 from vlmt.tasks.collate import gather_regions, pad_tokens
 from vlmt.tasks.encoder_task import EncoderTask, EncoderTaskConfig
 from vlmt.tasks.rerank import reranked_scores, shortlist_mask
+from vlmt.tasks.retrieval_negatives import caption_neighbours, draw_companions
 from vlmt.tasks.vl_data import caption_tokens
 
 
@@ -92,7 +93,23 @@ class RetrievalTask(EncoderTask):
                 tokens.append(ids)
                 image_ids.append(im.image_id)
                 caption_index.append(j)
-        return {"images": s.images, "tokens": tokens, "image_ids": image_ids, "caption_index": caption_index}
+        part = {"images": s.images, "tokens": tokens, "image_ids": image_ids, "caption_index": caption_index}
+        if split == "train" and self.config.hard_negatives > 0:
+            part["hard"] = self._hard_negative_index(part)
+        return part
+
+    def _hard_negative_index(self, part: dict[str, Any]) -> dict[str, Any]:
+        """What `draw_companions` needs for the training split: pictures, their examples,
+        caption keys and each picture's `hard_pool` caption-nearest pictures."""
+        order = {image_id: i for i, image_id in enumerate(dict.fromkeys(part["image_ids"]))}
+        example_picture = np.fromiter((order[i] for i in part["image_ids"]), dtype=np.int64,
+                                      count=len(part["image_ids"]))
+        picture_examples = [np.flatnonzero(example_picture == p) for p in range(len(order))]
+        keys = [np.asarray(t, dtype=np.int64).tobytes() for t in part["tokens"]]
+        return {"example_picture": example_picture, "picture_examples": picture_examples, "caption_keys": keys,
+                "picture_keys": [frozenset(keys[r] for r in rows) for rows in picture_examples],
+                "neighbours": caption_neighbours([[part["tokens"][r] for r in rows] for rows in picture_examples],
+                                                 self.config.hard_pool)}
 
     def _split(self, split: str) -> dict[str, Any]:
         if split not in self._splits:
@@ -100,10 +117,18 @@ class RetrievalTask(EncoderTask):
         return self._splits[split]
 
     def _collate(self, part: dict[str, Any], rows: list[int]) -> dict[str, Tensor]:
+        companions = None
+        if "hard" in part:  # training with hard negatives: the companions follow the batch's examples
+            rng = np.random.default_rng([self.seed, 0x4E45, *rows])  # a function of the batch: resumable
+            companions = draw_companions(rng, rows, self.config.hard_negatives, **part["hard"])
+            rows = list(rows) + companions.reshape(-1).tolist()
         tokens, lengths = pad_tokens([part["tokens"][r] for r in rows])
         ids = [part["image_ids"][r] for r in rows]
         batch = {"tokens": tokens, "lengths": lengths, "image_ids": torch.tensor(ids, dtype=torch.int64)}
         batch.update(gather_regions(self.store, ids))
+        if companions is not None:
+            b = companions.shape[0]
+            batch["companions"] = b + torch.arange(companions.size, dtype=torch.int64).view(companions.shape)
         return batch
 
     def logits(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> Tensor:
@@ -122,7 +147,9 @@ class RetrievalTask(EncoderTask):
 
     def forward(self, model: WordRegionEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         n = self.config.negatives
-        image_index, caption_index, target = retrieval_pairs(batch["image_ids"], negatives=n)  # (B + 2nB,) each
+        companions = batch.get("companions")
+        image_index, caption_index, target = retrieval_pairs(batch["image_ids"], negatives=n,
+                                                             companions=companions)  # (B + 2nB,) each
         pairs = {"tokens": batch["tokens"][caption_index], "lengths": batch["lengths"][caption_index],
                  "region_features": batch["region_features"][image_index],
                  "region_mask": batch["region_mask"][image_index]}
@@ -131,14 +158,15 @@ class RetrievalTask(EncoderTask):
             loss = retrieval_softmax_loss(logits, target, negatives=n)
         else:
             loss = retrieval_loss(logits, target)
+        b = batch["image_ids"].shape[0] if companions is None else companions.shape[0]
         with torch.no_grad():  # how often a positive outscores all its negatives
-            b = batch["image_ids"].shape[0]
             pos, neg_caption, neg_image = logits[:b], logits[b:b + b * n], logits[b + b * n:]
             margin = ((pos > neg_caption.view(b, n).amax(1)) & (pos > neg_image.view(b, n).amax(1))).float().mean()
         out = {"loss": loss, "ranked": margin}
         if self.shortlist is not None and self.config.shortlist_weight > 0:
-            images, captions = self.shortlist_embeddings(model, batch)
-            out["shortlist_loss"] = shortlist_loss(images, captions, batch["image_ids"],
+            anchors = {key: value[:b] for key, value in batch.items() if key != "companions"}
+            images, captions = self.shortlist_embeddings(model, anchors)
+            out["shortlist_loss"] = shortlist_loss(images, captions, anchors["image_ids"],
                                                    temperature=self.config.shortlist_temperature)
             out["loss"] = loss + self.config.shortlist_weight * out["shortlist_loss"]
         return out
@@ -391,6 +419,11 @@ class RetrievalTaskConfig(EncoderTaskConfig):
     (`retrieval_pairs`), with the balanced binary cross-entropy `bce` (`retrieval_loss`) or the
     sampled softmax `softmax` (`retrieval_softmax_loss`).
 
+    hard_negatives (not in the paper; 0 = off): how many of each positive's `negatives` per
+    direction come from companions, examples of other training pictures drawn from its picture's
+    `hard_pool` most caption-similar pictures (`vlmt.tasks.retrieval_negatives`) instead of from
+    the batch. The pairs scored per update stay B + 2nB.
+
     pair_batch: image x caption pairs per encoder pass when scoring all pairs; caption_block:
     captions whose caches are held at once during evaluation. val_images: score only the first N
     images of the val split (and their captions), to keep periodic validation cheap; null: all.
@@ -408,6 +441,8 @@ class RetrievalTaskConfig(EncoderTaskConfig):
 
     layer: int = 3
     negatives: int = 1
+    hard_negatives: int = 0
+    hard_pool: int = 10
     loss: str = "bce"
     pair_batch: int = 256
     caption_block: int = 1000
@@ -424,6 +459,10 @@ class RetrievalTaskConfig(EncoderTaskConfig):
             return "pair_batch and caption_block must be >= 1"
         if not 1 <= self.negatives < self.batch_size:
             return f"negatives must be between 1 and batch_size - 1 ({self.batch_size - 1}), got {self.negatives}"
+        if not 0 <= self.hard_negatives <= self.negatives:
+            return f"hard_negatives must be between 0 and negatives ({self.negatives}), got {self.hard_negatives}"
+        if self.hard_pool < 1:
+            return f"hard_pool must be >= 1, got {self.hard_pool}"
         if self.loss not in RETRIEVAL_LOSSES:
             return f"loss must be one of {', '.join(RETRIEVAL_LOSSES)}, got {self.loss!r}"
         if self.val_images is not None and self.val_images < 1:
@@ -471,7 +510,8 @@ def shortlist_embeddings(model: WordRegionEncoder, head: ShortlistHead, batch: d
 
 
 def retrieval_pairs(
-    image_ids: Tensor, *, generator: torch.Generator | None = None, negatives: int = 1
+    image_ids: Tensor, *, generator: torch.Generator | None = None, negatives: int = 1,
+    companions: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pairs to score for a batch of B matched (image, caption) examples.
 
@@ -482,19 +522,34 @@ def retrieval_pairs(
     id differs (then other examples of the same image, then the example itself); a target is 1
     exactly when the two share an image id, so an example whose partners show the same image
     keeps (correctly labelled) positive pairs. n = 1 is the default pairing (3B pairs).
+
+    companions: (B, h) indices of extra examples that follow the B in `image_ids` (hard negatives,
+    h <= n): each example's first h negative captions and images are its companions' captions and
+    pictures, the other n - h are drawn from the B as above.
     """
     ids = image_ids.reshape(-1)
-    b = ids.shape[0]
-    if not 1 <= negatives <= max(b, 1):
-        raise ValueError(f"negatives must be between 1 and the batch size {b}, got {negatives}")
+    h = 0 if companions is None else companions.shape[1]
+    b = ids.shape[0] if companions is None else companions.shape[0]
+    if not 1 <= negatives <= max(b, 1) or h > negatives:
+        raise ValueError(f"negatives must be between 1 and the batch size {b} (and at least the {h} "
+                         f"companions), got {negatives}")
     index = torch.arange(b, device=ids.device)
-    neg_caption = _partners(ids, generator, negatives).reshape(-1)
-    neg_image = _partners(ids, generator, negatives).reshape(-1)
+    neg_caption = _negatives(ids[:b], generator, negatives, companions).reshape(-1)
+    neg_image = _negatives(ids[:b], generator, negatives, companions).reshape(-1)
     own = index.repeat_interleave(negatives)
     image_index = torch.cat([index, own, neg_image])
     caption_index = torch.cat([index, neg_caption, own])
     target = (ids[image_index] == ids[caption_index]).float()
     return image_index, caption_index, target
+
+
+def _negatives(ids: Tensor, generator: torch.Generator | None, count: int, companions: Tensor | None) -> Tensor:
+    """(B, count): the companions (if any), then partners drawn from the batch."""
+    if companions is None:
+        return _partners(ids, generator, count)
+    if companions.shape[1] == count:
+        return companions.to(ids.device)
+    return torch.cat([companions.to(ids.device), _partners(ids, generator, count - companions.shape[1])], dim=1)
 
 
 def _partners(ids: Tensor, generator: torch.Generator | None, count: int = 1) -> Tensor:
