@@ -19,7 +19,7 @@ from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.cache import world_dir
 from vlmt.data.synth.probe import probe_world
 from vlmt.data.synth.scene import iou
-from vlmt.data.synth.world import GENOME_ID_OFFSET, SIZES, build, generate, rarity_statistics, world_size
+from vlmt.data.synth.world import GENOME_ID_OFFSET, SIZES, build, generate, rarity_statistics, spec_of, world_size
 from vlmt.errors import ConfigError
 
 
@@ -81,6 +81,20 @@ def test_train2240_is_the_default_size_with_four_times_its_training_pictures(mon
     monkeypatch.setenv("VLMT_CACHE", str(tmp_path))  # what `data.root: world:train2240:0` names, not generated
     assert parse_world_source("world:train2240:0")[:2] == ("train2240", 0)
     assert world_dir(*parse_world_source("world:train2240:0")) == tmp_path / "worlds" / "train2240-seed0-detector"
+
+
+def test_captions20_adds_captions_to_the_default_training_pictures_only():
+    default, more = SIZES["default"], world_size("captions20")
+    assert replace(more, train_captions=5) == default
+    small = build(SIZES["tiny"], 0)
+    large = build(replace(SIZES["tiny"], train_captions=12), 0)
+    assert large.scenes == small.scenes and large.questions == small.questions
+    for i in small.main_ids("train"):  # the default's five first, then seven more, all distinct
+        assert len(large.captions[i]) == 12 and large.captions[i][:5] == small.captions[i]
+        assert len({c.text for c in large.captions[i]}) == 12
+    assert all(large.captions[i] == small.captions[i] for i in small.main_ids("val") + small.main_ids("test"))
+    # the marker and manifest of a default-caption world are what they were before the field existed
+    assert "train_captions" not in spec_of(default) and spec_of(more)["train_captions"] == 20
 
 
 def test_unknown_world_sizes_are_refused_in_one_line(tmp_path, capsys):

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ class WorldSize:
     proposals: int = 16             # regions per image in the feature store
     feature_dim: int = 128
     extractor_epochs: int = 8
+    train_captions: int = 5         # captions written per training picture (val / test keep CAPTIONS_PER_IMAGE)
 
 
 SIZES: dict[str, WorldSize] = {
@@ -77,8 +78,21 @@ SIZES: dict[str, WorldSize] = {
     # `default` with 4x its training pictures (same val / test counts, Genome-like pictures, hence
     # detector and region CNN): retrieval memorises the default's 560 (docs/hierarchical.md)
     "train2240": WorldSize(main=(2240, 120, 120), genome=(320, 40, 40), questions_per_image=6),
+    # `default`'s pictures with 20 captions per training picture (the first 5 are the default's):
+    # whether retrieval memorises pictures or their few captions (docs/hierarchical.md)
+    "captions20": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6, train_captions=20),
 }
+CAPTIONS_PER_IMAGE = 5  # captions of a val / test picture (COCO's and Flickr30k's five)
 TEST_SUFFIX = re.compile(r"^(?P<base>.+)-test(?P<n>[0-9]+)$")
+
+
+def spec_of(size: WorldSize) -> dict[str, Any]:
+    """A size as its folder's marker and manifest record it. `train_captions` is left out at its
+    default, so the worlds written before it existed keep matching their own size."""
+    spec = asdict(size)
+    if spec["train_captions"] == WorldSize.__dataclass_fields__["train_captions"].default:
+        del spec["train_captions"]
+    return spec
 
 
 def world_size(name: str) -> WorldSize:
@@ -152,7 +166,9 @@ def build(size: WorldSize, seed: int) -> World:
                                        family="genome")
             genome_split_of[gid] = split
             gid += 1
-    caps = {i: captions(scenes[i], _rng(seed, STREAM_CAPTIONS, i)) for i in split_of}
+    caps = {i: captions(scenes[i], _rng(seed, STREAM_CAPTIONS, i),
+                        size.train_captions if split == "train" else CAPTIONS_PER_IMAGE)
+            for i, split in split_of.items()}
     qs = {i: questions(scenes[i], _rng(seed, STREAM_QUESTIONS, i), size.questions_per_image) for i in split_of}
     return World(seed, size, scenes, split_of, genome_split_of, caps, qs)
 
@@ -268,7 +284,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals
             raise ConfigError(f"--size: {e}") from None
     out = Path(out)
     say = progress or (lambda msg: None)
-    config = {"version": WORLD_VERSION, "size": name, "seed": seed, "spec": asdict(size)}
+    config = {"version": WORLD_VERSION, "size": name, "seed": seed, "spec": spec_of(size)}
     if method != "oracle":  # oracle worlds keep the marker they had before the method was a choice
         config["proposals"] = method
     config = json.loads(json.dumps(config))
@@ -430,11 +446,11 @@ def manifest_of(w: World, name: str, proposals: dict | None = None) -> dict:
     files = {"detector": proposals["files"]} if "files" in proposals else {}
     return {
         "world": "vlmt synthetic world", "version": WORLD_VERSION, "size": name, "seed": w.seed,
-        "spec": asdict(w.size), "proposals": {k: v for k, v in proposals.items() if k != "files"},
+        "spec": spec_of(w.size), "proposals": {k: v for k, v in proposals.items() if k != "files"},
         "images": {s: len(w.main_ids(s)) for s in SPLITS},
         "genome_images": {s: len(w.genome_ids(s)) for s in SPLITS},
         "questions": {s: sum(len(w.questions[i]) for i in w.main_ids(s)) for s in SPLITS},
-        "captions_per_image": 5,
+        "captions_per_image": CAPTIONS_PER_IMAGE,
         "vqa_subtypes": VQA_SUBTYPES,
         "files": {
             "images": "images/<image_id>.png",
