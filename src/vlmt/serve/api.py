@@ -315,7 +315,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
     @app.post("/api/ground", **documented("ground", repeated=PICTURE_FIELDS))
     async def ground(request: Request) -> Any:
         """A box per noun phrase of the sentence. Several pictures (picture fields repeated): the
-        sentence grounded in each, in one pass of the model, as `{"model", "results"}`."""
+        sentence grounded in each (their regions found in one pass), as `{"model", "results"}`."""
         form = await read_form(request, "ground")
         sm = service.pick_model(served, form.get("model"), "ground")
         sentence = check_text(form.get("sentence"), limits, field="sentence")
@@ -345,7 +345,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
     @app.post("/api/recognize", **documented("recognize", repeated=PICTURE_FIELDS))
     async def recognize(request: Request) -> Any:
         """Objects and attributes of every region (SVLR). Several pictures (picture fields repeated):
-        each picture's, in one pass of the model, as `{"model", "results"}`."""
+        each picture's (their regions found in one pass), as `{"model", "results"}`."""
         form = await read_form(request, "recognize")
         sm = service.pick_model(served, form.get("model"), "recognize")
         top_k = check_top_k(form.get("top_k"), limits, default=3)
@@ -359,7 +359,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         """The choices ranked: the multiple-choice head (`zero_shot=false`), the zero-shot score
         (`zero_shot=true`), or, without the field, the model's default (its multiple-choice head when it
         has one); the answer's `scorer` says which. Several pictures (picture fields repeated): the
-        question asked of each, in one pass of the model, as `{"model", "results"}`."""
+        question asked of each (their regions found in one pass), as `{"model", "results"}`."""
         form = await read_form(request, "choose")
         sm = service.pick_model(served, form.get("model"), "choose")
         question = check_text(form.get("question"), limits, field="question")
