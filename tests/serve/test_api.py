@@ -94,8 +94,78 @@ def test_answer_takes_several_pictures_and_questions_in_one_request(client, pict
         assert [a["score"] for a in alone["answers"]] == pytest.approx([a["score"] for a in r["answers"]], abs=1e-5)
     too_many = client.post("/api/answer", data={"gallery": ["0"] * 2, "question": ["what color?"] * 40})
     assert too_many.status_code == 413 and "the limit is 64" in too_many.json()["error"]
-    two = client.post("/api/ground", data={"gallery": ["0", "1"], "sentence": "the square"})
+    two = client.post("/api/retrieve", data={"gallery": ["0", "1"]})  # `rank` ranks captions for one picture
     assert two.status_code == 400 and "this call takes one" in two.json()["error"]
+    assert "/api/ground, /api/recognize, /api/choose" in two.json()["error"]
+
+
+# the other routes that take several pictures: what each is sent besides its pictures
+BATCHED = {"/api/ground": {"sentence": "the red square left of the blue circle"},
+           "/api/recognize": {"top_k": "2"},
+           "/api/choose": {"question": "what color is the square?", "choices": "red, blue\ngreen"}}
+
+
+def same(batched: object, alone: object, where: str = "result") -> None:
+    """`batched` is `alone` but for float noise: the pictures' regions come from one pass of the
+    detector and the region CNN instead of one pass each (numbers are rounded to 0.1 to 1e-6)."""
+    if isinstance(alone, dict):
+        assert isinstance(batched, dict) and set(batched) == set(alone), where
+        for key in alone:
+            same(batched[key], alone[key], f"{where}.{key}")
+    elif isinstance(alone, list):
+        assert isinstance(batched, list) and len(batched) == len(alone), where
+        for i, (b, a) in enumerate(zip(batched, alone)):
+            same(b, a, f"{where}[{i}]")
+    elif isinstance(alone, float):
+        assert batched == pytest.approx(alone, abs=1e-3), where
+    else:
+        assert batched == alone, where
+
+
+@pytest.mark.parametrize("route", list(BATCHED))
+def test_several_pictures_in_one_request_answer_as_one_request_each(client, picture, route):
+    files = [("image", ("a.png", picture, "image/png")), ("image", ("b.png", png(64, 48), "image/png"))]
+    got = client.post(route, files=files, data={**BATCHED[route], "gallery": ["1", "0"]})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert set(body) == {"model", "results"} and [r["picture"] for r in body["results"]] == [0, 1, 2, 3]
+    assert [r["regions_from"] for r in body["results"] if "regions_from" in r] in (
+        [], ["detector", "detector", "feature store", "feature store"])
+    # each picture as its own request: image files first, then gallery indices, in the order sent
+    alone = [client.post(route, files={"image": f}, data=BATCHED[route]) for _, f in files] + \
+        [client.post(route, data={**BATCHED[route], "gallery": g}) for g in ("1", "0")]
+    for i, (result, one) in enumerate(zip(body["results"], alone)):
+        assert one.status_code == 200, one.text
+        assert result.pop("picture") == i and "results" not in one.json()  # one picture: the answer as before
+        same(result, one.json(), f"{route} picture {i}")
+
+
+@pytest.mark.parametrize("route", list(BATCHED))
+def test_pictures_over_the_limit_are_refused_naming_the_fields(client, picture, route):
+    gallery = client.post(route, data={**BATCHED[route], "gallery": ["0"] * 10, "store_id": ["1"] * 7})
+    assert gallery.status_code == 413
+    assert gallery.json()["error"].startswith("17 pictures in one request (gallery x 10, store_id x 7); the limit "
+                                              "is 16")
+    files = [("image", (f"{i}.png", picture, "image/png")) for i in range(17)]
+    images = client.post(route, files=files, data=BATCHED[route])
+    assert images.status_code == 413 and "(image x 17); the limit is 16" in images.json()["error"]
+    more = client.post(route, files=files * 2, data=BATCHED[route])  # past the form parser's own bound on files
+    assert more.status_code == 413 and "picture files (image, regions)" in more.json()["error"]
+    assert client.post(route, files=files[:16], data=BATCHED[route]).status_code == 200
+
+
+@pytest.mark.parametrize("route", list(BATCHED))
+def test_a_bad_picture_among_several_is_named_by_field_and_position(client, picture, route):
+    good = ("image", ("a.png", picture, "image/png"))
+    files = [good, ("image", ("b.png", b"hello, not a picture", "image/png")), good]
+    bad = client.post(route, files=files, data=BATCHED[route])
+    assert bad.status_code == 415 and bad.json()["error"].startswith("image 2: not a picture file"), bad.text
+    truncated = client.post(route, files=[good, good, ("image", ("c.png", picture[:200], "image/png"))],
+                            data=BATCHED[route])
+    assert truncated.status_code == 400 and truncated.json()["error"].startswith("image 3: the picture file is "
+                                                                                 "damaged")
+    index = client.post(route, files=[good], data={**BATCHED[route], "gallery": ["0", "9999"]})
+    assert index.status_code == 400 and index.json()["error"].startswith("gallery 2: expected a picture index")
 
 
 def test_ground_retrieve_recognize_and_choose_answer(client, picture):

@@ -96,6 +96,30 @@ def test_bad_precomputed_regions_are_4xx_errors_naming_what(client, world, model
     assert refused.status_code == 400 and "vlmt serve --store" in refused.json()["error"]
 
 
+def test_ground_takes_several_precomputed_pictures_and_names_a_bad_one(client, world):
+    store, ids = world
+    records = [FeatureStore(store).read(i) for i in ids[:2]]
+    tsv = b"".join(encode_tsv_line(i, 128, 128, r.boxes, r.features) for i, r in zip(ids, records))
+    regions = {"regions": ("regions.tsv", tsv, "text/tab-separated-values")}
+    sentence = {"sentence": "the red square left of the blue circle"}
+    got = client.post("/api/ground", files=regions, data={**sentence, "store_id": [str(ids[2]), str(ids[0])]})
+    assert got.status_code == 200, got.text
+    results = got.json()["results"]
+    # the lines of the regions file, then the store ids, in the order sent
+    assert [(r["picture"], r["regions_from"]) for r in results] == [
+        (0, "bottom-up TSV"), (1, "bottom-up TSV"), (2, "feature store"), (3, "feature store")]
+    for i, image_id in enumerate([*ids[:2], ids[2], ids[0]]):
+        alone = client.post("/api/ground", data={**sentence, "store_id": str(image_id)}).json()
+        assert {k: v for k, v in results[i].items() if k not in ("picture", "regions_from")} == \
+            {k: v for k, v in alone.items() if k != "regions_from"}  # the same regions: the same numbers
+    missing = client.post("/api/ground", data={**sentence, "store_id": [str(ids[0]), "999999"]})
+    assert missing.status_code == 404 and missing.json()["error"].startswith("store_id 2: the server's feature store "
+                                                                             "has no image 999999")
+    two_files = [("regions", ("a.tsv", tsv, "text/plain")), ("regions", ("b.tsv", b"1\t2\t3\n", "text/plain"))]
+    bad = client.post("/api/ground", files=two_files, data=sentence)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("regions 2 (bottom-up TSV)"), bad.text
+
+
 def test_a_model_trained_on_stored_features_is_served_from_regions_and_refuses_pictures(world, picture, tmp_path):
     import shutil
 

@@ -134,6 +134,25 @@ def test_the_answers_have_the_declared_shape(client, spec, picture):
              ["schema"], "error")
 
 
+def test_the_routes_that_take_several_pictures_document_repeated_picture_fields(client, spec, picture):
+    pictures = ("image", "gallery", "regions", "store_id")
+    for route in ("/api/answer", "/api/ground", "/api/recognize", "/api/choose"):
+        fields = form(spec, route)["properties"]
+        for name in pictures:
+            assert fields[name]["type"] == "array" and "(repeat the field for several)" in fields[name]["description"]
+        shape = answer_schema(spec, route)
+        assert "several pictures" in shape["description"] and len(shape["oneOf"]) == 2
+    retrieve = form(spec, "/api/retrieve")["properties"]  # `rank` ranks captions for one picture
+    assert all(retrieve[name].get("type") != "array" for name in pictures)
+    image = [("image", ("x.png", picture, "image/png"))] * 2
+    calls = {"/api/ground": {"sentence": "the red square", "gallery": "0"}, "/api/recognize": {"top_k": "2"},
+             "/api/choose": {"question": "what color is the square?", "choices": ["red", "blue"], "gallery": "1"}}
+    for route, data in calls.items():
+        got = client.post(route, files=image, data=data)
+        assert got.status_code == 200 and len(got.json()["results"]) == 2 + ("gallery" in data), got.text
+        conforms(got.json(), answer_schema(spec, route), f"{route} batch")
+
+
 def test_a_route_no_served_model_answers_is_left_out_of_the_docs(served):
     svlr_only = TestClient(create_app({"svlr": served["svlr"]}, limits=LIMITS, page=False))
     paths = svlr_only.get("/api/openapi.json").json()["paths"]

@@ -48,6 +48,9 @@ FORM_FIELDS = {"answer": (*PICTURE_FIELDS, "question", "top_k", "model"),
                "retrieve": (*PICTURE_FIELDS, "caption", "top_k", "k", "model"),
                "recognize": (*PICTURE_FIELDS, "top_k", "model"),
                "choose": (*PICTURE_FIELDS, "question", "choices", "zero_shot", "model")}
+# the routes that take several pictures in one request (each picture field repeated): those whose Python
+# call takes a list of pictures; retrieve ranks the gallery for one picture (`rank` takes one query)
+BATCHED = ("answer", "ground", "recognize", "choose")
 
 
 class BodyLimit:
@@ -196,6 +199,9 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         except InputError:
             raise
         except Exception as e:  # malformed multipart bodies
+            if str(getattr(e, "detail", e)).startswith("Too many files"):  # Starlette's max_files, as a 400
+                raise InputError(f"more than {limits.max_pictures} picture files (image, regions) in one request; "
+                                 f"the limit is {limits.max_pictures} pictures", status=413) from None
             raise InputError(f"the form could not be read: {e}") from None
         out: dict[str, Any] = {}
         for key, value in form.multi_items():
@@ -223,41 +229,53 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         if not files and not indices and not tsv_files and not stored:
             return [Picture(decode_image(None, limits))]  # the missing-field error
         if len(files) + len(indices) + len(stored) > limits.max_pictures:
-            raise InputError(f"{len(files) + len(indices) + len(stored)} pictures in one request; the limit is "
-                             f"{limits.max_pictures}", status=413)
-        out = [Picture(decode_image(data, limits, field=f"image {i + 1}" if len(files) > 1 else "image"))
+            raise too_many({"image": len(files), "gallery": len(indices), "store_id": len(stored)})
+        out = [Picture(decode_image(data, limits, field=numbered("image", i, files)))
                for i, data in enumerate(files)]
-        for index in indices:
+        for i, index in enumerate(indices):
             try:
                 out.append(sm.gallery_picture(int(index)))
             except (ValueError, IndexError):
-                raise InputError(f"gallery: expected a picture index from 0 to {len(sm.gallery) - 1} of model "
-                                 f"{sm.name!r}, got {index[:20]!r}") from None
+                raise InputError(f"{numbered('gallery', i, indices)}: expected a picture index from 0 to "
+                                 f"{len(sm.gallery) - 1} of model {sm.name!r}, got {index[:20]!r}") from None
         if files and (sm.model.preprocess.get("regions") == "feature_store" or sm.model.extractor is None):
             raise InputError(f"image: model {sm.name!r} was trained on precomputed region features and cannot find "
                              f"regions in a picture; send them instead: regions (a file of bottom-up TSV lines, "
                              f"features of width {sm.model.feature_dim}) or store_id (an image id of the server's "
                              f"feature store)")
-        for data in tsv_files:
-            out.extend(Picture(None, f, b, source="bottom-up TSV") for f, b in decode_regions_tsv(data, limits))
-        for text_id in stored:
-            out.append(stored_picture(text_id))
+        for i, data in enumerate(tsv_files):
+            out.extend(Picture(None, f, b, source="bottom-up TSV")
+                       for f, b in decode_regions_tsv(data, limits, field=numbered("regions", i, tsv_files)))
+        for i, text_id in enumerate(stored):
+            out.append(stored_picture(text_id, numbered("store_id", i, stored)))
         if len(out) > limits.max_pictures:
-            raise InputError(f"{len(out)} pictures in one request; the limit is {limits.max_pictures}", status=413)
+            raise too_many({"image": len(files), "gallery": len(indices), "regions lines": len(out) - len(files)
+                            - len(indices) - len(stored), "store_id": len(stored)})
         return out
 
-    def stored_picture(text_id: str) -> Picture:
+    def too_many(sent: dict[str, int]) -> InputError:
+        """The 413 of a request over the picture limit, naming the picture fields sent and how many of each."""
+        fields = ", ".join(f"{field} x {n}" for field, n in sent.items() if n)
+        return InputError(f"{sum(sent.values())} pictures in one request ({fields}); the limit is "
+                          f"{limits.max_pictures} pictures (image, gallery, regions lines and store_id together)",
+                          status=413)
+
+    def numbered(field: str, i: int, values: list[Any]) -> str:
+        """A picture field as an error names it: with its position (from 1) when the field was sent several times."""
+        return f"{field} {i + 1}" if len(values) > 1 else field
+
+    def stored_picture(text_id: str, field: str = "store_id") -> Picture:
         """The regions the server's feature store holds for an image id (never its path: the client
         names an id, the operator the store)."""
         if store is None:
-            raise InputError("store_id: this server has no feature store (the operator names one with "
+            raise InputError(f"{field}: this server has no feature store (the operator names one with "
                              "`vlmt serve --store FOLDER`); send the regions as a bottom-up TSV line (regions)")
         try:
             record = store.read(int(text_id))
         except ValueError:
-            raise InputError(f"store_id: expected an image id (a whole number), got {text_id[:20]!r}") from None
+            raise InputError(f"{field}: expected an image id (a whole number), got {text_id[:20]!r}") from None
         except KeyError:
-            raise InputError(f"store_id: the server's feature store has no image {int(text_id)}", status=404) from None
+            raise InputError(f"{field}: the server's feature store has no image {int(text_id)}", status=404) from None
         return Picture(None, record.features, record.boxes, source="feature store")
 
     def picture(form: dict[str, Any], sm: ServedModel) -> Picture:
@@ -265,7 +283,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         chosen = pictures(form, sm)
         if len(chosen) > 1:
             raise InputError(f"{len(chosen)} pictures sent (image and gallery fields); this call takes one "
-                             f"(several pictures: POST /api/answer)")
+                             f"(several pictures: POST " + ", ".join(f"/api/{m}" for m in BATCHED) + ")")
         return chosen[0]
 
     def flag(value: str | None, field: str = "zero_shot") -> bool | None:
@@ -276,7 +294,7 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             raise InputError(f"{field}: expected true or false, got {text[:20]!r}")
         return text in ("true", "1", "yes")
 
-    @app.post("/api/answer", **documented("answer", repeated=("image", "gallery", "regions", "store_id", "question")))
+    @app.post("/api/answer", **documented("answer", repeated=(*PICTURE_FIELDS, "question")))
     async def answer(request: Request) -> Any:
         """Top answers of the VQA head, with the region and word attention behind them. Several
         pictures (`image` and `gallery` fields, repeated) and several questions (`question`, repeated):
@@ -294,13 +312,17 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
             return await pool.run(service.answer, sm, chosen[0], questions[0], top_k)
         return await pool.run(service.answer_batch, sm, chosen, questions, top_k)
 
-    @app.post("/api/ground", **documented("ground"))
+    @app.post("/api/ground", **documented("ground", repeated=PICTURE_FIELDS))
     async def ground(request: Request) -> Any:
-        """A box per noun phrase of the sentence."""
+        """A box per noun phrase of the sentence. Several pictures (picture fields repeated): the
+        sentence grounded in each (their regions found in one pass), as `{"model", "results"}`."""
         form = await read_form(request, "ground")
         sm = service.pick_model(served, form.get("model"), "ground")
         sentence = check_text(form.get("sentence"), limits, field="sentence")
-        return await pool.run(service.ground, sm, picture(form, sm), sentence)
+        chosen = pictures(form, sm)
+        if len(chosen) == 1:
+            return await pool.run(service.ground, sm, chosen[0], sentence)
+        return await pool.run(service.ground_batch, sm, chosen, sentence)
 
     @app.post("/api/retrieve", **documented("retrieve"))
     async def retrieve(request: Request) -> Any:
@@ -320,25 +342,33 @@ def create_api(served: dict[str, ServedModel], *, limits: Limits, workers: int =
         chosen = picture(form, sm)
         return await pool.run(lambda: service.retrieve_captions(sm, chosen, top_k, k=k))
 
-    @app.post("/api/recognize", **documented("recognize"))
+    @app.post("/api/recognize", **documented("recognize", repeated=PICTURE_FIELDS))
     async def recognize(request: Request) -> Any:
-        """Objects and attributes of every region (SVLR)."""
+        """Objects and attributes of every region (SVLR). Several pictures (picture fields repeated):
+        each picture's (their regions found in one pass), as `{"model", "results"}`."""
         form = await read_form(request, "recognize")
         sm = service.pick_model(served, form.get("model"), "recognize")
         top_k = check_top_k(form.get("top_k"), limits, default=3)
-        return await pool.run(service.recognize, sm, picture(form, sm), top_k)
+        chosen = pictures(form, sm)
+        if len(chosen) == 1:
+            return await pool.run(service.recognize, sm, chosen[0], top_k)
+        return await pool.run(service.recognize_batch, sm, chosen, top_k)
 
-    @app.post("/api/choose", **documented("choose"))
+    @app.post("/api/choose", **documented("choose", repeated=PICTURE_FIELDS))
     async def choose(request: Request) -> Any:
         """The choices ranked: the multiple-choice head (`zero_shot=false`), the zero-shot score
         (`zero_shot=true`), or, without the field, the model's default (its multiple-choice head when it
-        has one); the answer's `scorer` says which."""
+        has one); the answer's `scorer` says which. Several pictures (picture fields repeated): the
+        question asked of each (their regions found in one pass), as `{"model", "results"}`."""
         form = await read_form(request, "choose")
         sm = service.pick_model(served, form.get("model"), "choose")
         question = check_text(form.get("question"), limits, field="question")
         choices = check_choices(form.get("choices"), limits)
         zero_shot = flag(form.get("zero_shot"))
-        return await pool.run(service.choose, sm, picture(form, sm), question, choices, zero_shot)
+        chosen = pictures(form, sm)
+        if len(chosen) == 1:
+            return await pool.run(service.choose, sm, chosen[0], question, choices, zero_shot)
+        return await pool.run(service.choose_batch, sm, chosen, question, choices, zero_shot)
 
     def capability_route(method: str, inputs: tuple[Input, ...]) -> Callable[[Request], Any]:
         fields = tuple(i.name for i in inputs if i.kind not in ("image", "images")) + (*PICTURE_FIELDS, "model")

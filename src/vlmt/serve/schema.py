@@ -113,19 +113,36 @@ ONE_ANSWER = _obj({
     "word_attention": _list(NUMBER, "the VQA head's attention over the words"),
     "regions": _list(_obj({"box": BOX, "attention": NUMBER}), "the picture's regions and the head's attention"),
     "warnings": WARNINGS})
-BATCH = _obj({
-    "model": MODEL_NAME,
-    "results": _list({**ONE_ANSWER, "properties": {**ONE_ANSWER["properties"],
-                                                   "picture": {"type": "integer", "description": "its picture's "
-                                                               "position among the pictures sent"}}},
-                     "one answer per (picture, question): every question asked of every picture, picture by "
-                     "picture, each question in the order sent")})
+def _batch(one: dict[str, Any], what: str) -> dict[str, Any]:
+    """The answer to several pictures: `{model, results}`, each result the single answer `one` with
+    its picture's position."""
+    return _obj({"model": MODEL_NAME,
+                 "results": _list({**one, "properties": {**one["properties"],
+                                                         "picture": {"type": "integer", "description": "its "
+                                                                     "picture's position among the pictures sent "
+                                                                     "(from 0)"}}}, what)})
+
+
+def _one_or_many(one: dict[str, Any], what: str) -> dict[str, Any]:
+    return {"oneOf": [one, _batch(one, f"one answer per picture, in the order the pictures were sent: {what}")],
+            "description": "one picture: one answer; several pictures: {model, results}"}
+
+
+BATCH = _batch(ONE_ANSWER, "one answer per (picture, question): every question asked of every picture, picture by "
+                           "picture, each question in the order sent")
+GROUNDED = _obj({"model": MODEL_NAME, "sentence": STRING, "regions_from": REGIONS_FROM,
+                 "phrases": _list(_obj({"phrase": STRING, "box": BOX, "score": NUMBER}),
+                                  "the best region of each noun phrase")})
+RECOGNIZED = _obj({"model": MODEL_NAME, "regions_from": REGIONS_FROM,
+                   "regions": _list(_obj({"box": BOX, "objects": LABELS, "attributes": LABELS}),
+                                    "every region's top_k objects and attributes")})
+CHOSEN = _obj({"model": MODEL_NAME, "question": STRING, "task": STRING,
+               "scorer": {"type": "string", "enum": ["multiple_choice", "zero_shot"]},
+               "answers": _list(SCORED, "the choices, best first"), "warnings": WARNINGS})
 ANSWERS: dict[str, dict[str, Any]] = {
     "answer": {"oneOf": [ONE_ANSWER, BATCH], "description": "one picture and one question: one answer; several "
                "pictures or questions: {model, results}"},
-    "ground": _obj({"model": MODEL_NAME, "sentence": STRING, "regions_from": REGIONS_FROM,
-                    "phrases": _list(_obj({"phrase": STRING, "box": BOX, "score": NUMBER}),
-                                     "the best region of each noun phrase")}),
+    "ground": _one_or_many(GROUNDED, "the sentence grounded in each picture"),
     "retrieve": {"oneOf": [
         _obj({"model": MODEL_NAME, "candidates": {"type": "integer"}, "two_stage": {"type": "boolean"},
               "captions": _list(_obj({"caption": STRING, "image_id": {"type": "integer"}, "score": NUMBER,
@@ -136,12 +153,8 @@ ANSWERS: dict[str, dict[str, Any]] = {
               "images": _list(_obj({"index": {"type": "integer"}, "image_id": {"type": "integer"}, "score": NUMBER,
                                     "stage": {"type": "string", "enum": ["full", "shortlist"]}}),
                               "the gallery's pictures, best first")}, "a caption sent: pictures ranked")]},
-    "recognize": _obj({"model": MODEL_NAME, "regions_from": REGIONS_FROM,
-                       "regions": _list(_obj({"box": BOX, "objects": LABELS, "attributes": LABELS}),
-                                        "every region's top_k objects and attributes")}),
-    "choose": _obj({"model": MODEL_NAME, "question": STRING, "task": STRING,
-                    "scorer": {"type": "string", "enum": ["multiple_choice", "zero_shot"]},
-                    "answers": _list(SCORED, "the choices, best first"), "warnings": WARNINGS}),
+    "recognize": _one_or_many(RECOGNIZED, "the regions of each picture"),
+    "choose": _one_or_many(CHOSEN, "the choices ranked for each picture, by the same scorer"),
 }
 ERROR = {"description": "the request was not run: what was wrong, in words",
          "content": {"application/json": {"schema": _obj({"error": STRING})}}}

@@ -77,11 +77,36 @@ def _answer(sm: ServedModel, picture: Picture, question: str, details: dict[str,
             "warnings": details["warnings"]}
 
 
+def _many(sm: ServedModel, method: str, pictures: list[Picture], **shared: Any) -> list[dict[str, Any]]:
+    """The full result of `method` for each picture, in their order, from one call of the model
+    (`TrainedModel.details_many`: the pictures' regions found in one pass of the detector and the
+    region CNN); `shared` are the inputs every picture is asked with."""
+    return sm.model.details_many(method, [p.inputs() for p in pictures], batch_size=len(pictures), **shared)
+
+
+def _batch(sm: ServedModel, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to several pictures: each picture's single answer, with its position among them."""
+    return {"model": sm.name, "results": [{**r, "picture": i} for i, r in enumerate(results)]}
+
+
 def ground(sm: ServedModel, picture: Picture, sentence: str) -> dict[str, Any]:
     try:
         phrases = sm.model.ground(sentence=sentence, **picture.inputs())
     except ConfigError as e:
         raise InputError(str(e)) from None
+    return _grounded(sm, picture, sentence, phrases)
+
+
+def ground_batch(sm: ServedModel, pictures: list[Picture], sentence: str) -> dict[str, Any]:
+    """The sentence grounded in each picture (`{"model", "results"}`, picture by picture)."""
+    try:
+        found = _many(sm, "ground", pictures, sentence=sentence)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+    return _batch(sm, [_grounded(sm, p, sentence, d["phrases"]) for p, d in zip(pictures, found)])
+
+
+def _grounded(sm: ServedModel, picture: Picture, sentence: str, phrases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"model": sm.name, "sentence": sentence, "regions_from": regions_from(picture, sm),
             "phrases": [{"phrase": p["phrase"], "box": _round(p["box"], 1), "score": round(p["score"], 4)}
                         for p in phrases]}
@@ -113,7 +138,16 @@ def retrieve_images(sm: ServedModel, caption: str, top_k: int, *, k: int | None 
 
 
 def recognize(sm: ServedModel, picture: Picture, top_k: int) -> dict[str, Any]:
-    regions = sm.model.recognize(top_k=top_k, **picture.inputs())
+    return _recognized(sm, picture, sm.model.recognize(top_k=top_k, **picture.inputs()))
+
+
+def recognize_batch(sm: ServedModel, pictures: list[Picture], top_k: int) -> dict[str, Any]:
+    """The objects and attributes of every region of each picture (`{"model", "results"}`)."""
+    found = _many(sm, "recognize", pictures, top_k=top_k)
+    return _batch(sm, [_recognized(sm, p, d["regions"]) for p, d in zip(pictures, found)])
+
+
+def _recognized(sm: ServedModel, picture: Picture, regions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"model": sm.name, "regions_from": regions_from(picture, sm), "regions": [
         {"box": _round(r["box"], 1),
          "objects": [{"label": o["label"], "score": round(o["score"], 4)} for o in r["objects"]],
@@ -130,6 +164,20 @@ def choose(sm: ServedModel, picture: Picture, question: str, choices: list[str],
                                    **picture.inputs())
     except ConfigError as e:
         raise InputError(f"model {sm.name!r}: {e}") from None
+    return _chosen(sm, question, details)
+
+
+def choose_batch(sm: ServedModel, pictures: list[Picture], question: str, choices: list[str],
+                 zero_shot: bool | None) -> dict[str, Any]:
+    """The choices ranked for each picture, by one scorer (`{"model", "results"}`)."""
+    try:
+        found = _many(sm, "choose", pictures, question=question, choices=choices, zero_shot=zero_shot)
+    except ConfigError as e:
+        raise InputError(f"model {sm.name!r}: {e}") from None
+    return _batch(sm, [_chosen(sm, question, d) for d in found])
+
+
+def _chosen(sm: ServedModel, question: str, details: dict[str, Any]) -> dict[str, Any]:
     return {"model": sm.name, "question": question, "scorer": details["variant"], "task": details["task"],
             "answers": [{"answer": a["answer"], "score": round(a["score"], 6)} for a in details["answers"]],
             "warnings": details["warnings"]}
