@@ -137,8 +137,8 @@ def test_bad_hard_negative_settings_name_the_key(override, message):
 def test_region_dropout_acts_in_training_only_and_is_validated():
     def losses(p: float) -> tuple[float, float]:
         torch.manual_seed(0)
-        cfg = load_experiment(CONFIG, ["model.dim=32", "model.word_dim=16", "model.fc_dropout=0.0", "model.lstm_dropout=0.0",
-                                       f"tasks.retrieval.region_dropout={p}"])
+        cfg = load_experiment(CONFIG, ["model.dim=32", "model.word_dim=16", "model.fc_dropout=0.0",
+                                       "model.lstm_dropout=0.0", f"tasks.retrieval.region_dropout={p}"])
         built = build_parts(cfg, CPU)
         task, model = built.tasks["retrieval"], built.model
         batch = next(task.batches("train"))
