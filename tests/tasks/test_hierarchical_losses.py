@@ -171,3 +171,17 @@ def test_shortlist_loss_by_hand_and_with_shared_images():
                                                                                temperature=t)
     with pytest.raises(ValueError, match="temperature"):
         shortlist_loss(images, captions, ids, temperature=0.0)
+
+
+def test_drop_regions_hides_real_regions_at_the_rate_and_never_a_whole_picture():
+    from vlmt.tasks.retrieval import drop_regions
+
+    mask = torch.zeros(400, 16, dtype=torch.bool)
+    mask[:, :10] = True  # 10 real regions, 6 padding
+    out = drop_regions(mask, 0.25, generator=torch.Generator().manual_seed(0))
+    assert not (out & ~mask).any()  # padding stays padding
+    assert abs(1 - out.sum().item() / mask.sum().item() - 0.25) < 0.02
+    one = torch.zeros(500, 4, dtype=torch.bool)
+    one[:, 0] = True  # a single region: dropping it would leave nothing, so it stays
+    assert torch.equal(drop_regions(one, 0.9, generator=torch.Generator().manual_seed(1)), one)
+    assert torch.equal(drop_regions(mask, 0.0), mask)

@@ -132,3 +132,30 @@ def test_training_batches_carry_companions_and_train():
 def test_bad_hard_negative_settings_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         build_parts(load_experiment(CONFIG, ["model.dim=32", "model.word_dim=16", override]), CPU)
+
+
+def test_region_dropout_acts_in_training_only_and_is_validated():
+    def losses(p: float) -> tuple[float, float]:
+        torch.manual_seed(0)
+        cfg = load_experiment(CONFIG, ["model.dim=32", "model.word_dim=16", "model.fc_dropout=0.0",
+                                       "model.lstm_dropout=0.0", f"tasks.retrieval.region_dropout={p}"])
+        built = build_parts(cfg, CPU)
+        task, model = built.tasks["retrieval"], built.model
+        batch = next(task.batches("train"))
+        out = []
+        for training in (False, True):
+            model.train(training)
+            task.train(training)
+            torch.manual_seed(1)  # the same negatives drawn in every call
+            with torch.no_grad():
+                out.append(task(model, batch)["loss"].item())
+        return out[0], out[1]
+
+    plain_eval, plain_train = losses(0.0)
+    dropped_eval, dropped_train = losses(0.5)
+    assert dropped_eval == plain_eval  # evaluation sees every region
+    assert plain_train == plain_eval  # nothing else random here
+    assert dropped_train != plain_train  # training hides some
+    with pytest.raises(ConfigError, match="region_dropout must be in"):
+        build_parts(load_experiment(CONFIG, ["model.dim=32", "model.word_dim=16",
+                                             "tasks.retrieval.region_dropout=1.0"]), CPU)

@@ -150,9 +150,12 @@ class RetrievalTask(EncoderTask):
         companions = batch.get("companions")
         image_index, caption_index, target = retrieval_pairs(batch["image_ids"], negatives=n,
                                                              companions=companions)  # (B + 2nB,) each
+        region_mask = batch["region_mask"]
+        if self.training and self.config.region_dropout > 0:
+            region_mask = drop_regions(region_mask, self.config.region_dropout)
         pairs = {"tokens": batch["tokens"][caption_index], "lengths": batch["lengths"][caption_index],
                  "region_features": batch["region_features"][image_index],
-                 "region_mask": batch["region_mask"][image_index]}
+                 "region_mask": region_mask[image_index]}
         logits = self.logits(model, pairs)
         if self.config.loss == "softmax":
             loss = retrieval_softmax_loss(logits, target, negatives=n)
@@ -424,6 +427,11 @@ class RetrievalTaskConfig(EncoderTaskConfig):
     `hard_pool` most caption-similar pictures (`vlmt.tasks.retrieval_negatives`) instead of from
     the batch. The pairs scored per update stay B + 2nB.
 
+    region_dropout (not in the paper; 0 = off): in training, each region of each batch picture is
+    hidden from the encoder with this probability (at least one stays), the same for all pairs of
+    that picture in the update, so a picture is never seen twice alike (against memorising a
+    small training set).
+
     pair_batch: image x caption pairs per encoder pass when scoring all pairs; caption_block:
     captions whose caches are held at once during evaluation. val_images: score only the first N
     images of the val split (and their captions), to keep periodic validation cheap; null: all.
@@ -443,6 +451,7 @@ class RetrievalTaskConfig(EncoderTaskConfig):
     negatives: int = 1
     hard_negatives: int = 0
     hard_pool: int = 10
+    region_dropout: float = 0.0
     loss: str = "bce"
     pair_batch: int = 256
     caption_block: int = 1000
@@ -463,6 +472,8 @@ class RetrievalTaskConfig(EncoderTaskConfig):
             return f"hard_negatives must be between 0 and negatives ({self.negatives}), got {self.hard_negatives}"
         if self.hard_pool < 1:
             return f"hard_pool must be >= 1, got {self.hard_pool}"
+        if not 0.0 <= self.region_dropout < 1.0:
+            return f"region_dropout must be in [0, 1), got {self.region_dropout}"
         if self.loss not in RETRIEVAL_LOSSES:
             return f"loss must be one of {', '.join(RETRIEVAL_LOSSES)}, got {self.loss!r}"
         if self.val_images is not None and self.val_images < 1:
@@ -562,6 +573,14 @@ def _partners(ids: Tensor, generator: torch.Generator | None, count: int = 1) ->
     priority = different.float() + not_self.float()
     noise = torch.rand(b, b, generator=generator).to(ids.device)  # uniform within a priority
     return (priority + noise).topk(count, dim=1).indices
+
+
+def drop_regions(region_mask: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """A copy of `region_mask` (B, T) with each real region dropped with probability p; a picture
+    that would lose all its regions keeps them all."""
+    noise = torch.rand(region_mask.shape, generator=generator).to(region_mask.device)
+    kept = region_mask & (noise >= p)
+    return torch.where(kept.any(dim=1, keepdim=True), kept, region_mask)
 
 
 def retrieval_loss(logits: Tensor, target: Tensor) -> Tensor:
