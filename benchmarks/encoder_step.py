@@ -261,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-batch", type=at_least(1), default=64)
     parser.add_argument("--pair-rounds", type=at_least(1), default=3)
     args = parser.parse_args(argv)
+    if args.dim % args.heads:
+        parser.error(f"--dim {args.dim} must be divisible by --heads {args.heads}")
     torch.set_num_threads(args.threads)
     global DEVICE
     DEVICE = torch.device(args.device)

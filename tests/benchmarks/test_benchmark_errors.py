@@ -84,6 +84,7 @@ def test_an_unknown_format_is_named_not_skipped(capsys):
     ("feature_store", ["--min-boxes", "5", "--max-boxes", "4"], "--max-boxes 4 is below --min-boxes 5"),
     ("paper_scale", ["--configs", "hierarchical_paper,nope"], "--configs: unknown 'nope'"),
     ("paper_scale", ["--stages", "validate,fit"], "--stages: unknown 'fit'"),
+    ("encoder_step", ["--dim", "30", "--heads", "4"], "--dim 30 must be divisible by --heads 4"),
 ])
 def test_bad_arguments_are_usage_errors(name, argv, message, capsys):
     bench = load_benchmark(name)
