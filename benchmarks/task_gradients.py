@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: " + "; ".join(f"{t} shared {r['grad_norm']['shared']:.3g}" for t, r in result.items()),
               file=sys.stderr)
 
+    for run in args.run:  # refuse a run folder without the checkpoint before minutes of measuring
+        if ckpt.checkpoint_dir(Path(run), args.checkpoint) is None:
+            raise ConfigError(f"{run}: no {args.checkpoint} checkpoint; is it a run folder written by `vlmt train`?")
     modules, tasks, _ = from_config(cfg, device)
     add("init", 0, modules, tasks, None)
     for n in sorted(args.after):

@@ -53,6 +53,15 @@ def test_unknown_override_names_the_config_and_the_key(capsys):
     assert "tiny.yaml" in line and "key 'train.bogus': unknown key" in line
 
 
+def test_a_run_without_its_checkpoint_is_refused_before_any_measuring(tmp_path, capsys):
+    bench = load_benchmark("task_gradients")
+    assert bench.main(["tiny", "--run", str(tmp_path / "no-such-run")]) == 1
+    err = capsys.readouterr().err
+    line = one_error_line(err)
+    assert "no-such-run: no last checkpoint" in line
+    assert "init:" not in err  # the config's first point was not measured first
+
+
 def test_missing_run_folder_names_the_file(tmp_path, capsys):
     bench = load_benchmark("cross_world")
     missing = tmp_path / "no-such-run"
