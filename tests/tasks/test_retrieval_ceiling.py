@@ -20,6 +20,8 @@ from vlmt.tasks.retrieval_ceiling import (
     Count,
     Description,
     caption_claims,
+    caption_hits,
+    caption_kind,
     expected_recall,
     folder_ceiling,
     generator_scores,
@@ -168,3 +170,21 @@ def test_folder_ceiling_checks_the_caption_file(tmp_path: Path):
     (copy / "world.json").write_text("{}")
     with pytest.raises(DataError, match="world.json"):
         folder_ceiling(copy)
+
+
+def test_caption_kinds_and_per_caption_hits_match_the_split_figures():
+    w = build(world_size("tiny"), 0)
+    ids = w.main_ids("test")
+    kept = [c for i in ids for c in w.captions[i][:5]]
+    claims = [caption_claims(c) for c in kept]
+    kinds = {caption_kind(c) for c in claims}
+    assert kinds <= {"relation", "count", "objects"} and len(kinds) >= 2
+    assert caption_kind(caption_claims(kept[0])) in kinds
+    truth = oracle_scores([w.scenes[i] for i in ids], claims)
+    expected = expected_recall(truth, 5)["t2i"]
+    for k in (1, 5, 10):
+        assert 100 * caption_hits(truth, 5, k, expected=True).mean() == pytest.approx(expected[f"r{k}"])
+    # the official rule: a tie ranks above the true image
+    scores = np.array([[1.0, 0.0], [1.0, 2.0]])  # caption 0: tied with image 1; caption 1: image 1 is its own
+    assert caption_hits(scores, 1, 1).tolist() == [0.0, 1.0]
+    assert caption_hits(scores, 1, 1, expected=True).tolist() == [0.5, 1.0]

@@ -53,6 +53,7 @@ from vlmt.data.synth.language import Caption, captions
 from vlmt.data.synth.scene import Scene, SceneObject, relation_holds
 from vlmt.data.synth.world import DATASET_NAME, WorldSize, build, world_size
 from vlmt.errors import DataError
+from vlmt.metrics.retrieval import t2i_ranks
 
 READINGS = ("generated", "literal")
 ARTICLES = ("a", "an")
@@ -263,6 +264,33 @@ def expected_recall(scores: np.ndarray, captions_per_image: int, ks: Sequence[in
             t2i[k] += _tied_recall(above, tied, 1, k)
     return {"i2t": {f"r{k}": 100.0 * v / n_img for k, v in i2t.items()},
             "t2i": {f"r{k}": 100.0 * v / n_cap for k, v in t2i.items()}}
+
+
+CAPTION_KINDS = ("relation", "count", "objects")
+
+
+def caption_kind(claims: Claims) -> str:
+    """What a world caption asks of a picture: "relation" (two things placed relative to each
+    other), "count" (how many shapes, of a kind or in all), or "objects" (which objects are there)."""
+    if claims.relations:
+        return "relation"
+    return "count" if claims.counts else "objects"
+
+
+def caption_hits(scores: np.ndarray, captions_per_image: int, k: int, *, expected: bool = False) -> np.ndarray:
+    """(captions,) caption -> image Recall@k of each caption query, in [0, 1]: with the official
+    metric (a tied competitor ranks above the true image) or, `expected`, over a uniformly random
+    order of tied scores (the oracle's reading). Their mean x 100 is t2i R@k."""
+    scores = np.asarray(scores)
+    n_img, n_cap = scores.shape
+    if n_cap != n_img * captions_per_image:
+        raise ValueError(f"{n_cap} captions for {n_img} images x {captions_per_image}")
+    if not expected:
+        return (t2i_ranks(scores, captions_per_image) < k).astype(np.float64)
+    own = scores[np.arange(n_cap) // captions_per_image, np.arange(n_cap)]
+    above = (scores > own).sum(axis=0)
+    tied = (scores == own).sum(axis=0)
+    return np.array([_tied_recall(int(a), int(t), 1, k) for a, t in zip(above, tied)])
 
 
 def generator_scores(scenes: Sequence[Scene], texts: Sequence[str], truth: np.ndarray, *, samples: int = 200,
