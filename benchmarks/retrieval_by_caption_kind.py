@@ -6,7 +6,9 @@ The world's captions come in three kinds (`vlmt.tasks.retrieval_ceiling.caption_
 relation ("A heart is to the right of a hexagon."), a count ("There are four shapes on a gray
 background.") or a list of objects ("A heart, a square and an oval."). The truth oracle (generated
 reading, expected over tie orders) says how far each kind can be told apart by what is in the
-picture; the model's R@K per kind (official metric) says where it falls short of that:
+picture, and the objects-only oracle (the same captions with their counts and relations ignored)
+how far by which objects are there alone; the model's R@K per kind (official metric) says where
+it falls short:
 
     PYTHONPATH=src python benchmarks/retrieval_by_caption_kind.py --run RUN [--run RUN2 ...] \\
         [--split test] [--checkpoint last] [--json]
@@ -18,6 +20,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +63,15 @@ def by_kind(run: Path, split: str, which: str) -> dict[str, Any]:
         raise DataError(folder / "world.json", "its size and seed do not rebuild the captions the run scores")
     claims = [caption_claims(c) for c in kept]
     kinds = np.array([caption_kind(c) for c in claims])
-    truth = oracle_scores([world.scenes[im.image_id] for im in images], claims)
+    scenes = [world.scenes[im.image_id] for im in images]
+    truth = oracle_scores(scenes, claims)
+    # a scorer that sees which objects are there but neither counts nor places them
+    blind = oracle_scores(scenes, [replace(c, counts=(), relations=()) for c in claims])
     device = next(parts.objective.parameters()).device
     with torch.no_grad():
         scores = task.score_matrix(parts.model, split, device=device)
-    hits = {f"{who}_r{k}": caption_hits(matrix, task.per_image, k, expected=who == "oracle")
-            for k in KS for who, matrix in (("model", scores), ("oracle", truth))}
+    hits = {f"{who}_r{k}": caption_hits(matrix, task.per_image, k, expected=who != "model")
+            for k in KS for who, matrix in (("model", scores), ("oracle", truth), ("objects_oracle", blind))}
     out: dict[str, Any] = {"run": str(run), "split": split, "checkpoint": which, "images": len(images),
                            "kinds": {}}
     for kind in (*CAPTION_KINDS, "all"):
@@ -93,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"runs": rows, "mean": mean}))
         return 0
     print(f"caption -> image R@1 / R@5 / R@10 by caption kind, {args.split} split, mean of {len(rows)} run(s)")
-    print(f"{'kind':<10} {'captions':>8} {'model':>20} {'truth oracle':>20} {'model / oracle R@1':>19}")
+    print(f"{'kind':<10} {'captions':>8} {'model':>20} {'truth oracle':>20} {'objects-only oracle':>20} "
+          f"{'model / oracle R@1':>19}")
     for kind, r in mean.items():
-        model = f"{r['model_r1']:.1f} / {r['model_r5']:.1f} / {r['model_r10']:.1f}"
-        oracle = f"{r['oracle_r1']:.1f} / {r['oracle_r5']:.1f} / {r['oracle_r10']:.1f}"
+        cells = [" / ".join(f"{r[f'{who}_r{k}']:.1f}" for k in KS) for who in ("model", "oracle", "objects_oracle")]
         share = f"{100 * r['model_r1'] / r['oracle_r1']:.0f} %" if r["oracle_r1"] else "-"
-        print(f"{kind:<10} {r['captions']:>8.0f} {model:>20} {oracle:>20} {share:>19}")
+        print(f"{kind:<10} {r['captions']:>8.0f} {cells[0]:>20} {cells[1]:>20} {cells[2]:>20} {share:>19}")
     return 0
 
 
