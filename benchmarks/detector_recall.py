@@ -1,10 +1,12 @@
 """Recall of the world's true boxes by the region proposals, per split, and the detector's cost.
 
 Trains the detector the way `vlmt data synth --proposals detector` does (the Genome-like training
-split's boxes and names, `DETECTOR_STEPS` updates, one thread), timing it, then counts, for
-every picture of each split, the true boxes that some proposal of the picture covers with
+split's boxes and names, the size's `detector_steps` updates, one thread), timing it, then counts,
+for every picture of each split, the true boxes that some proposal of the picture covers with
 IoU >= 0.5, for the first k proposals (best first) and k = the regions per image the feature
-store holds (the world's `proposals`, 16: every config reads all of them). Beside it: the six
+store holds (the world's `proposals`, 16: every config reads all of them). How tight the boxes
+are: the share covered at IoU >= 0.7 by all k, and the mean IoU of each found box's best
+proposal (what the region features see: a loose box blurs shape, size and position). Beside it: the six
 pixel proposals given to uploads (`vlmt.data.features.proposals`); the oracle proposals contain
 every true box by construction (100 %).
 
@@ -37,17 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
 
-    from vlmt.data.features.detector import DetectorConfig, recall_at_iou, train_detector
+    from vlmt.data.features.detector import DetectorConfig, box_iou, recall_at_iou, train_detector
     from vlmt.data.features.proposals import proposals as upload_proposals
     from vlmt.data.synth import taxonomy as tx
     from vlmt.data.synth.cache import ensure_world
-    from vlmt.data.synth.world import DETECTOR_STEPS, _load_image, build, detector_training_data, filename, world_size
+    from vlmt.data.synth.world import _load_image, build, detector_training_data, filename, world_size
 
     size = world_size(args.size)
     folder = ensure_world(args.size, args.seed, proposals="oracle")
     w = build(size, args.seed)
     load = lambda i: _load_image(folder / "images" / filename(i))  # noqa: E731
-    steps = args.steps or DETECTOR_STEPS
+    steps = args.steps or size.detector_steps
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -72,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             for k in ks:
                 found, total = recall_at_iou(truth, [b[:k] for b in boxes])
                 row[f"detector_recall@{k}"] = found / total
+            tight, _ = recall_at_iou(truth, boxes, threshold=0.7)
+            row["detector_recall_iou0.7"] = tight / row["objects"]
+            best = np.concatenate([box_iou(torch.from_numpy(t), torch.from_numpy(b)).max(1).values.numpy()
+                                   for t, b in zip(truth, boxes) if len(t)])
+            row["mean_iou_of_found"] = float(best[best >= 0.5].mean())
             found, total = recall_at_iou(truth, [upload_proposals(p) for p in pictures])
             row["upload_6_recall"] = found / total
             exact = sum(int((np.abs(b[:, None, :] - t[None, :, :]).max(2) == 0).any()) for b, t in zip(boxes, truth))
@@ -91,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"detector: {result['train_images']} Genome-like training pictures, {result['train_objects']} boxes, "
           f"{steps} updates in {train_s:.1f} s wall ({train_cpu:.1f} s CPU, 1 thread); "
           f"{size.proposals} proposals per picture, {result['detect_ms_per_image']} ms per picture")
-    cols = [f"detector_recall@{k}" for k in ks] + ["upload_6_recall"]
-    print(f"{'split':<14}{'images':>7}{'objects':>8}" + "".join(f"{c.replace('detector_', ''):>12}" for c in cols))
+    cols = [f"detector_recall@{k}" for k in ks] + ["detector_recall_iou0.7", "upload_6_recall"]
+    print(f"{'split':<14}{'images':>7}{'objects':>8}" + "".join(f"{c.replace('detector_', ''):>12}" for c in cols)
+          + f"{'mean IoU':>10}")
     for r in rows:
-        print(f"{r['split']:<14}{r['images']:>7}{r['objects']:>8}" + "".join(f"{100 * r[c]:>11.1f}%" for c in cols))
+        print(f"{r['split']:<14}{r['images']:>7}{r['objects']:>8}" + "".join(f"{100 * r[c]:>11.1f}%" for c in cols)
+              + f"{r['mean_iou_of_found']:>10.3f}")
     return 0
 
 

@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tiny: for tests (seconds); default: for the demo (about a minute); "
                              "train2240: default with 4x its training pictures; "
                              "captions20: default with 20 captions per training picture; "
+                             "detector1200: default with its detector trained 3x longer (tighter boxes); "
                              "<size>-test<N>: that size with N test images (e.g. default-test1000)")
     parser.add_argument("--out", required=True, help="output folder (empty, or a partial world to resume)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")

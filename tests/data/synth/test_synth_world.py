@@ -19,7 +19,16 @@ from vlmt.data.synth import taxonomy as tx
 from vlmt.data.synth.cache import world_dir
 from vlmt.data.synth.probe import probe_world
 from vlmt.data.synth.scene import iou
-from vlmt.data.synth.world import GENOME_ID_OFFSET, SIZES, build, generate, rarity_statistics, spec_of, world_size
+from vlmt.data.synth.world import (
+    DETECTOR_STEPS,
+    GENOME_ID_OFFSET,
+    SIZES,
+    build,
+    generate,
+    rarity_statistics,
+    spec_of,
+    world_size,
+)
 from vlmt.errors import ConfigError
 
 
@@ -95,6 +104,16 @@ def test_captions20_adds_captions_to_the_default_training_pictures_only():
     assert all(large.captions[i] == small.captions[i] for i in small.main_ids("val") + small.main_ids("test"))
     # the marker and manifest of a default-caption world are what they were before the field existed
     assert "train_captions" not in spec_of(default) and spec_of(more)["train_captions"] == 20
+
+
+def test_detector1200_is_the_default_world_with_a_longer_trained_detector():
+    default, longer = SIZES["default"], world_size("detector1200")
+    assert replace(longer, detector_steps=DETECTOR_STEPS) == default and longer.detector_steps == 3 * DETECTOR_STEPS
+    tiny = SIZES["tiny"]  # the detector's steps change nothing the world samples
+    small, longer_tiny = build(tiny, 0), build(replace(tiny, detector_steps=1200), 0)
+    assert small.scenes == longer_tiny.scenes and small.captions == longer_tiny.captions
+    # the default's marker is what it was before the field existed; the longer detector's names its steps
+    assert "detector_steps" not in spec_of(default) and spec_of(longer)["detector_steps"] == 1200
 
 
 def test_unknown_world_sizes_are_refused_in_one_line(tmp_path, capsys):
