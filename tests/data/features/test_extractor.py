@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from vlmt.data.features.extractor import (
     GEOMETRY_DIM,
+    SQUARE_MARGIN,
+    RegionCNN,
     RegionExample,
     RegionExtractor,
     box_geometry,
     crop_regions,
+    crop_window,
     train_region_extractor,
 )
 
@@ -27,6 +32,49 @@ def test_crop_takes_the_right_region():
     img[:, 0, 8:16, 20:28] = 1.0  # red patch at x 20..28, y 8..16
     out = crop_regions(img, torch.tensor([[20.0, 8.0, 28.0, 16.0], [0.0, 16.0, 8.0, 24.0]]), torch.tensor([0, 0]), 4)
     assert torch.allclose(out[0, 0], torch.ones(4, 4)) and out[1].abs().max() == 0
+
+
+def test_square_crops_keep_the_object_aspect_whatever_the_box():
+    boxes = torch.tensor([[10.0, 20.0, 50.0, 30.0], [0.0, 0.0, 8.0, 8.0]])
+    assert torch.equal(crop_window(boxes, "box"), boxes)
+    win = crop_window(boxes, "square")
+    side = win[:, 2] - win[:, 0]
+    assert torch.allclose(side, win[:, 3] - win[:, 1])  # square
+    assert torch.allclose(side, torch.tensor([40.0, 8.0]) * (1 + 2 * SQUARE_MARGIN))  # longer side plus margins
+    assert torch.allclose((win[:, :2] + win[:, 2:]) / 2, (boxes[:, :2] + boxes[:, 2:]) / 2)  # same centre
+    # a wide box over a round blob: the stretched crop squashes it, the square crop keeps it round
+    img = torch.zeros(1, 3, 64, 64)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    img[0, :, ((yy - 32) ** 2 + (xx - 32) ** 2) < 64] = 1.0  # a disc of radius 8 at (32, 32)
+    wide = torch.tensor([[16.0, 24.0, 48.0, 40.0]])  # 32 x 16 around the disc
+    for crop, round_ in (("box", False), ("square", True)):
+        c = crop_regions(img, crop_window(wide, crop), torch.tensor([0]), 32)[0, 0] > 0.5
+        width, height = int(c.any(0).sum()), int(c.any(1).sum())
+        assert (abs(width - height) <= 1) == round_, (crop, width, height)
+    with pytest.raises(ValueError, match="unknown crop 'tight'"):
+        crop_window(boxes, "tight")
+    with pytest.raises(ValueError, match="unknown crop 'tight'"):
+        RegionCNN(num_objects=2, num_attributes=2, crop="tight")
+
+
+def test_the_crop_is_saved_with_the_weights_and_older_files_read_as_box(tmp_path):
+    rng = np.random.default_rng(1)
+    images, regions = _toy_data(rng, 8)
+    ext = train_region_extractor(images, regions, object_names=["red square", "blue square"],
+                                 attribute_names=["red", "blue"], feature_dim=16, epochs=1, batch_size=8, seed=0,
+                                 crop="square")
+    boxes = [np.array([r.box]) for r in regions]
+    ext.save(tmp_path / "ext")
+    again = RegionExtractor.load(tmp_path / "ext")
+    assert again.model.config.crop == "square"
+    assert np.allclose(again.extract(images, boxes)[2], ext.extract(images, boxes)[2], atol=1e-6)
+    meta_path = tmp_path / "ext" / RegionExtractor.META
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["crop"]  # as written before the choice existed
+    meta_path.write_text(json.dumps(meta))
+    old = RegionExtractor.load(tmp_path / "ext")
+    assert old.model.config.crop == "box"
+    assert not np.allclose(old.extract(images, boxes)[2], ext.extract(images, boxes)[2], atol=1e-6)
 
 
 def test_geometry():

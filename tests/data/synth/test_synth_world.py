@@ -116,6 +116,14 @@ def test_detector1200_is_the_default_world_with_a_longer_trained_detector():
     assert "detector_steps" not in spec_of(default) and spec_of(longer)["detector_steps"] == 1200
 
 
+def test_sharp_is_detector1200_with_square_region_crops():
+    sharp = world_size("sharp")
+    assert replace(sharp, region_crop="box", crop_size=24) == SIZES["detector1200"]
+    assert {k: spec_of(sharp)[k] for k in ("detector_steps", "region_crop", "crop_size")} == {
+        "detector_steps": 1200, "region_crop": "square", "crop_size": 32}
+    assert not {"region_crop", "crop_size"} & set(spec_of(SIZES["default"]))
+
+
 def test_unknown_world_sizes_are_refused_in_one_line(tmp_path, capsys):
     for name in ("huge", "huge-test10", "tiny-test0", "tiny-test", "tiny-testx"):
         with pytest.raises(ConfigError, match=f"world size {name!r}"):

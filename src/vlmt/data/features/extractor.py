@@ -30,6 +30,23 @@ from vlmt.io import atomic_path, write_json
 from vlmt.seeding import seeded
 
 GEOMETRY_DIM = 6
+CROPS = ("box", "square")  # what a region's crop shows: the box stretched to S x S, or a square around it
+SQUARE_MARGIN = 0.15  # a "square" crop's side: the box's longer side plus this share of it on each end
+
+
+def crop_window(boxes: torch.Tensor, crop: str) -> torch.Tensor:
+    """(N, 4) pixel boxes -> the windows their crops sample. "box": the box itself (stretched to
+    S x S, so a loose box changes the object's apparent shape); "square": a square centred on the
+    box, its longer side plus SQUARE_MARGIN on each end, so the crop keeps the object's own aspect
+    and outline whatever the box's (parts outside the picture repeat its border)."""
+    if crop == "box":
+        return boxes
+    if crop != "square":
+        raise ValueError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
+    x1, y1, x2, y2 = boxes.unbind(1)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = torch.maximum(x2 - x1, y2 - y1) * (0.5 + SQUARE_MARGIN)
+    return torch.stack([cx - half, cy - half, cx + half, cy + half], dim=1)
 
 
 def box_geometry(boxes: torch.Tensor, width: torch.Tensor | float, height: torch.Tensor | float) -> torch.Tensor:
@@ -76,6 +93,7 @@ class RegionCNNConfig:
     feature_dim: int = 128
     crop_size: int = 24
     channels: tuple[int, ...] = (16, 32, 64)
+    crop: str = "box"  # one of CROPS (`crop_window`)
 
 
 class RegionCNN(nn.Module):
@@ -84,9 +102,11 @@ class RegionCNN(nn.Module):
     attributes (independent sigmoids), as in the detector behind bottom-up features."""
 
     def __init__(self, *, num_objects: int, num_attributes: int, feature_dim: int = 128, crop_size: int = 24,
-                 channels: Sequence[int] = (16, 32, 64)):
+                 channels: Sequence[int] = (16, 32, 64), crop: str = "box"):
         super().__init__()
-        self.config = RegionCNNConfig(num_objects, num_attributes, feature_dim, crop_size, tuple(channels))
+        if crop not in CROPS:
+            raise ValueError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
+        self.config = RegionCNNConfig(num_objects, num_attributes, feature_dim, crop_size, tuple(channels), crop)
         blocks: list[nn.Module] = []
         c_in = 3
         for c in channels:
@@ -239,8 +259,9 @@ def proposal_training_regions(images: Sequence, proposals: Sequence[np.ndarray],
 
 
 def _crops_and_geometry(images: Sequence[np.ndarray], image_idx: np.ndarray, boxes: np.ndarray,
-                        size: int, batch_images: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops and geometry for boxes spread over many images, in chunks of images to bound memory."""
+                        size: int, batch_images: int = 256, crop: str = "box") -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops (of each box's `crop_window`) and geometry (of the box itself) for boxes spread over
+    many images, in chunks of images to bound memory."""
     crops = torch.empty(len(boxes), 3, size, size)
     geometry = torch.empty(len(boxes), GEOMETRY_DIM)
     order = np.argsort(image_idx, kind="stable")
@@ -254,14 +275,15 @@ def _crops_and_geometry(images: Sequence[np.ndarray], image_idx: np.ndarray, box
         tensors = [image_tensor(images[int(g)]) for g in chunk]
         shapes = {t.shape for t in tensors}
         b = torch.from_numpy(boxes[rows]).float()
+        window = crop_window(b, crop)
         if len(shapes) == 1:
             stack = torch.stack(tensors)
             idx = torch.tensor([local[int(g)] for g in image_idx[rows]], dtype=torch.long)
-            crops[torch.from_numpy(rows)] = crop_regions(stack, b, idx, size)
+            crops[torch.from_numpy(rows)] = crop_regions(stack, window, idx, size)
         else:  # images of different sizes: one at a time
             for k, r in enumerate(rows):
                 t = tensors[local[int(image_idx[r])]].unsqueeze(0)
-                crops[int(r)] = crop_regions(t, b[k:k + 1], torch.zeros(1, dtype=torch.long), size)[0]
+                crops[int(r)] = crop_regions(t, window[k:k + 1], torch.zeros(1, dtype=torch.long), size)[0]
         for k, r in enumerate(rows):
             _, H, W = tensors[local[int(image_idx[r])]].shape
             geometry[int(r)] = box_geometry(b[k:k + 1], float(W), float(H))[0]
@@ -295,7 +317,7 @@ class RegionExtractor:
         size = self.model.config.crop_size
         for start in range(0, len(flat), batch_size * 4):
             sl = slice(start, start + batch_size * 4)
-            crops, geometry = _crops_and_geometry(images, image_idx[sl], flat[sl], size)
+            crops, geometry = _crops_and_geometry(images, image_idx[sl], flat[sl], size, crop=self.model.config.crop)
             for s in range(0, len(crops), batch_size):
                 out[start + s:start + s + batch_size] = self.model.features(
                     crops[s:s + batch_size], geometry[s:s + batch_size]).numpy()
@@ -336,7 +358,8 @@ class RegionExtractor:
             meta = json.loads((folder / cls.META).read_text(encoding="utf-8"))
             cfg = meta["config"]
             model = RegionCNN(num_objects=cfg["num_objects"], num_attributes=cfg["num_attributes"],
-                              feature_dim=cfg["feature_dim"], crop_size=cfg["crop_size"], channels=cfg["channels"])
+                              feature_dim=cfg["feature_dim"], crop_size=cfg["crop_size"], channels=cfg["channels"],
+                              crop=cfg.get("crop", "box"))  # files written before the choice: "box"
             model.load_state_dict(load_file(str(folder / cls.WEIGHTS)))
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             raise DataError(folder / cls.META, f"cannot load the region extractor: {e}") from None
@@ -346,16 +369,17 @@ class RegionExtractor:
 def train_region_extractor(images: Sequence[np.ndarray], regions: Sequence[RegionExample], *,
                            object_names: Sequence[str], attribute_names: Sequence[str],
                            feature_dim: int = 128, crop_size: int = 24, epochs: int = 8,
-                           batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+                           batch_size: int = 128, lr: float = 2e-3, seed: int = 0, crop: str = "box",
                            log: list | None = None) -> RegionExtractor:
     """Train the CNN on labelled regions: cross-entropy over object names + background, and
-    binary cross-entropy over attributes (object regions only). Deterministic given `seed`."""
+    binary cross-entropy over attributes (object regions only). `crop`: what each crop shows
+    (`crop_window`). Deterministic given `seed`."""
     if not regions:
         raise ValueError("no training regions")
     with seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         model = RegionCNN(num_objects=len(object_names), num_attributes=len(attribute_names),
-                          feature_dim=feature_dim, crop_size=crop_size)
+                          feature_dim=feature_dim, crop_size=crop_size, crop=crop)
         fit_region_cnn(model, images, regions, num_attributes=len(attribute_names), epochs=epochs,
                        batch_size=batch_size, lr=lr, generator=gen, log=log)
     return RegionExtractor(model, object_names, attribute_names)
@@ -370,7 +394,7 @@ def fit_region_cnn(model: RegionCNN, images: Sequence[np.ndarray], regions: Sequ
     crop_size = model.config.crop_size
     boxes = np.array([r.box for r in regions], dtype=np.float32)
     image_idx = np.array([r.image for r in regions], dtype=np.int64)
-    crops, geometry = _crops_and_geometry(images, image_idx, boxes, crop_size)
+    crops, geometry = _crops_and_geometry(images, image_idx, boxes, crop_size, crop=model.config.crop)
     bg = model.config.num_objects
     obj = torch.tensor([r.object if r.object >= 0 else bg for r in regions], dtype=torch.long)
     att = torch.zeros(len(regions), num_attributes)

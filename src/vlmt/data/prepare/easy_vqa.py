@@ -156,7 +156,7 @@ def fine_tune_extractor(base, images: Sequence[np.ndarray], regions: Sequence, *
     with seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         model = RegionCNN(num_objects=len(object_names), num_attributes=len(attribute_names),
-                          feature_dim=cfg.feature_dim, crop_size=cfg.crop_size, channels=cfg.channels)
+                          feature_dim=cfg.feature_dim, crop_size=cfg.crop_size, channels=cfg.channels, crop=cfg.crop)
         trunk = {k: v for k, v in base.model.state_dict().items()
                  if not k.startswith(("object_head", "attribute_head"))}
         model.load_state_dict(trunk, strict=False)

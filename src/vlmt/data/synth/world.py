@@ -71,6 +71,8 @@ class WorldSize:
     extractor_epochs: int = 8
     train_captions: int = 5         # captions written per training picture (val / test keep CAPTIONS_PER_IMAGE)
     detector_steps: int = DETECTOR_STEPS  # updates of the detector (detector proposals only)
+    region_crop: str = "box"        # what the region CNN's crops show (`vlmt.data.features.extractor.CROPS`)
+    crop_size: int = 24             # the crops' side in pixels
 
 
 SIZES: dict[str, WorldSize] = {
@@ -85,18 +87,22 @@ SIZES: dict[str, WorldSize] = {
     # `default` with a detector trained 3x longer: tighter boxes, the measured limit of retrieval
     # and grounding on detector regions (docs/synthetic_world.md)
     "detector1200": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6, detector_steps=1200),
+    # `detector1200` whose region CNN also sees square crops around each box (the object's own
+    # aspect, whatever the box's): the best detector regions measured at the default's cost
+    "sharp": WorldSize(main=(560, 120, 120), genome=(320, 40, 40), questions_per_image=6, detector_steps=1200,
+                       region_crop="square", crop_size=32),
 }
 CAPTIONS_PER_IMAGE = 5  # captions of a val / test picture (COCO's and Flickr30k's five)
 TEST_SUFFIX = re.compile(r"^(?P<base>.+)-test(?P<n>[0-9]+)$")
 
 
-_LATER_FIELDS = ("train_captions", "detector_steps")  # added after worlds were first cached
+_LATER_FIELDS = ("train_captions", "detector_steps", "region_crop", "crop_size")  # added after worlds were cached
 
 
 def spec_of(size: WorldSize) -> dict[str, Any]:
     """A size as its folder's marker and manifest record it. Fields added later (`train_captions`,
-    `detector_steps`) are left out at their defaults, so the worlds written before they existed
-    keep matching their own size."""
+    `detector_steps`, `region_crop`, `crop_size`) are left out at their defaults, so the worlds
+    written before they existed keep matching their own size."""
     spec = asdict(size)
     for name in _LATER_FIELDS:
         if spec[name] == WorldSize.__dataclass_fields__[name].default:
@@ -354,7 +360,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals
             imgs, regions = extractor_training_data(out, w, load, detector)
             extractor = train_region_extractor(imgs, regions, object_names=tx.SHAPES, attribute_names=tx.ADJECTIVES,
                                                feature_dim=size.feature_dim, epochs=size.extractor_epochs,
-                                               seed=seed, log=log)
+                                               crop_size=size.crop_size, crop=size.region_crop, seed=seed, log=log)
             extractor.save(ext_dir)
         timings["train_extractor"] = time.perf_counter() - t
         say(f"region CNN ready ({len(log)} epochs trained)")
