@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "train2240: default with 4x its training pictures; "
                              "captions20: default with 20 captions per training picture; "
                              "detector1200: default with its detector trained 3x longer (tighter boxes); "
-                             "sharp: detector1200 with square region crops (the object's own aspect); "
+                             "sharp: default with its detector trained 6x longer and square region crops; "
                              "<size>-test<N>: that size with N test images (e.g. default-test1000)")
     parser.add_argument("--out", required=True, help="output folder (empty, or a partial world to resume)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")

@@ -116,11 +116,11 @@ def test_detector1200_is_the_default_world_with_a_longer_trained_detector():
     assert "detector_steps" not in spec_of(default) and spec_of(longer)["detector_steps"] == 1200
 
 
-def test_sharp_is_detector1200_with_square_region_crops():
+def test_sharp_is_the_default_world_with_a_longer_trained_detector_and_square_crops():
     sharp = world_size("sharp")
-    assert replace(sharp, region_crop="box", crop_size=24) == SIZES["detector1200"]
+    assert replace(sharp, detector_steps=DETECTOR_STEPS, region_crop="box", crop_size=24) == SIZES["default"]
     assert {k: spec_of(sharp)[k] for k in ("detector_steps", "region_crop", "crop_size")} == {
-        "detector_steps": 1200, "region_crop": "square", "crop_size": 32}
+        "detector_steps": 2400, "region_crop": "square", "crop_size": 32}
     assert not {"region_crop", "crop_size"} & set(spec_of(SIZES["default"]))
 
 

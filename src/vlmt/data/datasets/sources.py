@@ -9,7 +9,7 @@ first use:
                             tiny, default, train2240 (4x default's training pictures), captions20
                             (default with 20 captions per training picture), detector1200
                             (default with its detector trained 3x longer), sharp
-                            (detector1200 with square region crops), or e.g.
+                            (its detector trained 6x longer, square region crops), or e.g.
                             default-test1000 (1,000 test images);
                             <proposals> is detector or oracle (how its regions are found; default:
                             vlmt.data.synth.world.DEFAULT_PROPOSALS), e.g. world:tiny:0:detector
