@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{steps} updates in {train_s:.1f} s wall ({train_cpu:.1f} s CPU, 1 thread); "
           f"{size.proposals} proposals per picture, {result['detect_ms_per_image']} ms per picture")
     cols = [f"detector_recall@{k}" for k in ks] + ["detector_recall_iou0.7", "upload_6_recall"]
-    print(f"{'split':<14}{'images':>7}{'objects':>8}" + "".join(f"{c.replace('detector_', ''):>12}" for c in cols)
-          + f"{'mean IoU':>10}")
+    names = {"detector_recall_iou0.7": "IoU>=0.7@16", "upload_6_recall": "upload 6"}
+    print(f"{'split':<14}{'images':>7}{'objects':>8}"
+          + "".join(f"{names.get(c, c.replace('detector_', '')):>12}" for c in cols) + f"{'mean IoU':>10}")
     for r in rows:
         print(f"{r['split']:<14}{r['images']:>7}{r['objects']:>8}" + "".join(f"{100 * r[c]:>11.1f}%" for c in cols)
               + f"{r['mean_iou_of_found']:>10.3f}")
