@@ -124,6 +124,33 @@ def test_sharp_is_the_default_world_with_a_longer_trained_detector_and_square_cr
     assert not {"region_crop", "crop_size"} & set(spec_of(SIZES["default"]))
 
 
+def test_a_world_with_square_crops_trains_and_extracts_with_them(tiny_world_folder, tmp_path):
+    """The size's crop reaches the region CNN: same detector and boxes, other features."""
+    import shutil
+
+    from vlmt.data.features.extractor import RegionExtractor
+    from vlmt.data.synth.world import WORLD_VERSION
+
+    size = replace(SIZES["tiny"], region_crop="square", crop_size=16)
+    out = tmp_path / "square"
+    out.mkdir()
+    for p in tiny_world_folder.iterdir():  # resume from the tiny world's pictures and detector
+        if p.name not in ("region_extractor", "features", "world.json", "README.md", ".synth_config.json"):
+            (shutil.copytree if p.is_dir() else shutil.copy)(p, out / p.name)
+    marker = {"version": WORLD_VERSION, "size": "custom", "seed": 0, "spec": spec_of(size), "proposals": "detector"}
+    (out / ".synth_config.json").write_text(json.dumps(marker))
+    manifest = generate(size, out, seed=0)
+    assert manifest["spec"]["region_crop"] == "square" and manifest["spec"]["crop_size"] == 16
+    cnn = RegionExtractor.load(out / "region_extractor").model.config
+    assert (cnn.crop, cnn.crop_size) == ("square", 16)
+    assert RegionExtractor.load(tiny_world_folder / "region_extractor").model.config.crop == "box"
+    square, box = FeatureStore(out / "features"), FeatureStore(tiny_world_folder / "features")
+    first = build(size, 0).main_ids("test")[0]
+    np.testing.assert_array_equal(square.boxes(first), box.boxes(first))
+    assert square[first].features.shape[1] == box[first].features.shape[1]
+    assert not np.allclose(square[first].features, box[first].features)
+
+
 def test_unknown_world_sizes_are_refused_in_one_line(tmp_path, capsys):
     for name in ("huge", "huge-test10", "tiny-test0", "tiny-test", "tiny-testx"):
         with pytest.raises(ConfigError, match=f"world size {name!r}"):
