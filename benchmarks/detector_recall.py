@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="default", help="world size (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="world and detector seed (default: 0)")
     parser.add_argument("--steps", type=at_least(1), default=None, help="detector updates (default: the world's)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate of the one-cycle schedule (default: train_detector's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
 
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         images, objects = detector_training_data(folder, w, load)
         t0 = time.perf_counter()
         cpu0 = time.process_time()
-        detector = train_detector(images, objects, class_names=tx.SHAPES, steps=steps, seed=args.seed,
+        lr = {} if args.lr is None else {"lr": args.lr}
+        detector = train_detector(images, objects, class_names=tx.SHAPES, steps=steps, seed=args.seed, **lr,
                                   config=DetectorConfig(num_classes=len(tx.SHAPES), boxes_per_image=size.proposals))
         train_s, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         splits = {f"main {s}": w.main_ids(s) for s in ("train", "val", "test")}
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)
     n_detected = sum(r["images"] for r in rows)
-    result = {"size": args.size, "seed": args.seed, "steps": steps, "train_images": len(images),
+    result = {"size": args.size, "seed": args.seed, "steps": steps, "lr": args.lr, "train_images": len(images),
               "train_objects": int(sum(len(o) for o in objects)), "train_s": round(train_s, 1),
               "train_cpu_s": round(train_cpu, 1), "proposals_per_image": size.proposals,
               "detect_ms_per_image": round(1000 * detect_s / max(1, n_detected), 2),
