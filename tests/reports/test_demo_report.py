@@ -23,3 +23,15 @@ def test_other_worlds_get_the_ceiling_note_alone():
     (note,) = _ceiling_note(CEILING, "tiny")
     assert "configs/" not in note.text and "memorise" not in note.text
     assert _ceiling_note(None, "default") == []
+
+
+def test_the_default_world_note_points_at_the_sharp_demo_and_it_exists():
+    from vlmt.data.synth.world import world_size
+    from vlmt.experiments.demo import PARTS, SIZES
+
+    (note,) = _ceiling_note(CEILING, "default")
+    assert "`vlmt demo --size sharp`" in note.text
+    assert "sharp" in SIZES and world_size("sharp").main == world_size("default").main
+    # the sharp demo trains exactly the default demo's runs, only on its own world
+    assert all(p.configs["sharp"] == p.configs["default"] and p.overrides["sharp"] == p.overrides["default"]
+               for p in PARTS)

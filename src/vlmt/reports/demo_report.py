@@ -49,7 +49,10 @@ DEFAULT_WORLD_RETRIEVAL = (
     "On the default world the models are further below it mostly because they memorise its 560 training "
     "pictures' captions: `configs/hierarchical_world_train2240.yaml` (four times the training pictures, 3,000 "
     "retrieval updates, about 380 s of one core) roughly doubles the hierarchical model's retrieval R@1 with "
-    "VQA and grounding level (docs/hierarchical.md, \"A config for retrieval on the world\").")
+    "VQA and grounding level (docs/hierarchical.md, \"A config for retrieval on the world\"). The regions "
+    "are the other limit: `vlmt demo --size sharp` runs the same on these pictures read through a "
+    "longer-trained detector and square crops, where retrieval reaches the level of the true boxes "
+    "(docs/hierarchical.md, \"Which part of the regions: their boxes\").")
 
 
 def _ceiling_note(ceiling: dict[str, Any] | None, size: str | None = None) -> list[Block]:
