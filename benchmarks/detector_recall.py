@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="world and detector seed (default: 0)")
     parser.add_argument("--steps", type=at_least(1), default=None, help="detector updates (default: the world's)")
     parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate of the one-cycle schedule (default: train_detector's)")
+                        help="peak learning rate of the one-cycle schedule (default: the size's detector_lr)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         images, objects = detector_training_data(folder, w, load)
         t0 = time.perf_counter()
         cpu0 = time.process_time()
-        lr = {} if args.lr is None else {"lr": args.lr}
-        detector = train_detector(images, objects, class_names=tx.SHAPES, steps=steps, seed=args.seed, **lr,
+        lr = size.detector_lr if args.lr is None else args.lr
+        detector = train_detector(images, objects, class_names=tx.SHAPES, steps=steps, seed=args.seed, lr=lr,
                                   config=DetectorConfig(num_classes=len(tx.SHAPES), boxes_per_image=size.proposals))
         train_s, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         splits = {f"main {s}": w.main_ids(s) for s in ("train", "val", "test")}
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             row["detector_recall_iou0.7"] = tight / row["objects"]
             best = np.concatenate([box_iou(torch.from_numpy(t), torch.from_numpy(b)).max(1).values.numpy()
                                    for t, b in zip(truth, boxes) if len(t)])
-            row["mean_iou_of_found"] = float(best[best >= 0.5].mean())
+            found_iou = best[best >= 0.5]
+            row["mean_iou_of_found"] = float(found_iou.mean()) if len(found_iou) else None  # None: nothing found
             found, total = recall_at_iou(truth, [upload_proposals(p) for p in pictures])
             row["upload_6_recall"] = found / total
             exact = sum(int((np.abs(b[:, None, :] - t[None, :, :]).max(2) == 0).any()) for b, t in zip(boxes, truth))
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)
     n_detected = sum(r["images"] for r in rows)
-    result = {"size": args.size, "seed": args.seed, "steps": steps, "lr": args.lr, "train_images": len(images),
+    result = {"size": args.size, "seed": args.seed, "steps": steps, "lr": lr, "train_images": len(images),
               "train_objects": int(sum(len(o) for o in objects)), "train_s": round(train_s, 1),
               "train_cpu_s": round(train_cpu, 1), "proposals_per_image": size.proposals,
               "detect_ms_per_image": round(1000 * detect_s / max(1, n_detected), 2),
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
           + "".join(f"{names.get(c, c.replace('detector_', '')):>12}" for c in cols) + f"{'mean IoU':>10}")
     for r in rows:
         print(f"{r['split']:<14}{r['images']:>7}{r['objects']:>8}" + "".join(f"{100 * r[c]:>11.1f}%" for c in cols)
-              + f"{r['mean_iou_of_found']:>10.3f}")
+              + (f"{r['mean_iou_of_found']:>10.3f}" if r["mean_iou_of_found"] is not None else f"{'-':>10}"))
     return 0
 
 

@@ -217,6 +217,17 @@ def test_training_is_deterministic_given_the_seed_and_leaves_the_global_generato
     assert boxes.shape == (4, 4) and scores.shape == (4,)
 
 
+def test_every_number_of_updates_trains():
+    """The one-cycle schedule warms up for a tenth of the updates; at 10 updates that tenth is one
+    update, where torch's schedule would divide by zero."""
+    images, objects = _toy(4, 2)
+    cfg = DetectorConfig(num_classes=1, width=8, dilations=(1,), boxes_per_image=3)
+    for steps in (1, 2, 10, 11, 20):
+        det = train_detector(images, objects, class_names=["square"], steps=steps, batch_size=2, seed=0, config=cfg)
+        boxes, _ = det.detect(images[0])
+        assert boxes.shape == (3, 4) and np.isfinite(boxes).all()
+
+
 def test_save_load_round_trip(tmp_path):
     images, objects = _toy(4, 1)
     cfg = DetectorConfig(num_classes=1, width=8, dilations=(1,), boxes_per_image=5, nms_iou=0.4)

@@ -124,6 +124,43 @@ def test_sharp_is_the_default_world_with_a_longer_trained_detector_and_square_cr
     assert not {"region_crop", "crop_size"} & set(spec_of(SIZES["default"]))
 
 
+def test_a_world_size_s_detector_learning_rate_reaches_its_detector(tiny_world_folder, tmp_path):
+    """`detector_lr` is the peak learning rate the world's detector trains with, and a size that
+    leaves it at its default keeps the marker it had before the field existed."""
+    import shutil
+
+    import torch
+
+    from vlmt.data.features.detector import DetectorConfig, ObjectDetector, train_detector
+    from vlmt.data.synth.world import DETECTOR_LR, WORLD_VERSION, _load_image, detector_training_data, filename
+
+    assert "detector_lr" not in spec_of(SIZES["default"]) and "detector_lr" not in spec_of(world_size("sharp"))
+    size = replace(SIZES["tiny"], detector_steps=3, detector_lr=4 * DETECTOR_LR)
+    assert spec_of(size)["detector_lr"] == 4 * DETECTOR_LR
+    out = tmp_path / "fast"
+    out.mkdir()
+    for p in tiny_world_folder.iterdir():  # resume from the tiny world's pictures; train a new detector
+        if p.name not in ("detector", "region_extractor", "features", "world.json", "README.md", ".synth_config.json"):
+            (shutil.copytree if p.is_dir() else shutil.copy)(p, out / p.name)
+    marker = {"version": WORLD_VERSION, "size": "custom", "seed": 0, "spec": spec_of(size), "proposals": "detector"}
+    (out / ".synth_config.json").write_text(json.dumps(marker))
+    generate(size, out, seed=0)
+    made = ObjectDetector.load(out / "detector").model.state_dict()
+    w = build(size, 0)
+    images, objects = detector_training_data(out, w, lambda i: _load_image(out / "images" / filename(i)))
+    config = DetectorConfig(num_classes=len(tx.SHAPES), boxes_per_image=size.proposals)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the world trains it
+    try:
+        by_lr = {lr: train_detector(images, objects, class_names=tx.SHAPES, steps=3, seed=0, lr=lr,
+                                    config=config).model.state_dict()
+                 for lr in (4 * DETECTOR_LR, DETECTOR_LR)}
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(made[k], by_lr[4 * DETECTOR_LR][k]) for k in made)
+    assert not all(torch.equal(made[k], by_lr[DETECTOR_LR][k]) for k in made if made[k].is_floating_point())
+
+
 def test_a_world_with_square_crops_trains_and_extracts_with_them(tiny_world_folder, tmp_path):
     """The size's crop reaches the region CNN: same detector and boxes, other features."""
     import shutil

@@ -367,7 +367,9 @@ def train_detector(images: Sequence[np.ndarray], objects: Sequence[Sequence[Dete
     groups = sorted(by_shape.values(), key=len, reverse=True)
     pixels = [_pad_to_stride(_as_batch([images[k] for k in g]), config.stride) for g in groups]
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # a tenth of the updates warm up; OneCycleLR divides by zero when that is exactly one update
+    warm = 0.1 if 0.1 * steps != 1 else 0.2
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warm)
     weights = torch.tensor([len(g) for g in groups], dtype=torch.float)
     model.train()
     for step in range(steps):

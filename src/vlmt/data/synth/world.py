@@ -56,6 +56,7 @@ PROPOSAL_METHODS = ("oracle", "detector")
 # how a world's regions are proposed when nothing says otherwise (`world:<size>`, `vlmt data synth`)
 DEFAULT_PROPOSALS = "detector"
 DETECTOR_STEPS = 400  # detector updates of 16 pictures (about a minute of one core); more in detector1200, sharp
+DETECTOR_LR = 3e-3    # the detector's peak learning rate (one-cycle schedule)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class WorldSize:
     extractor_epochs: int = 8
     train_captions: int = 5         # captions written per training picture (val / test keep CAPTIONS_PER_IMAGE)
     detector_steps: int = DETECTOR_STEPS  # updates of the detector (detector proposals only)
+    detector_lr: float = DETECTOR_LR      # its peak learning rate
     region_crop: str = "box"        # what the region CNN's crops show (`vlmt.data.features.extractor.CROPS`)
     crop_size: int = 24             # the crops' side in pixels
 
@@ -96,12 +98,13 @@ CAPTIONS_PER_IMAGE = 5  # captions of a val / test picture (COCO's and Flickr30k
 TEST_SUFFIX = re.compile(r"^(?P<base>.+)-test(?P<n>[0-9]+)$")
 
 
-_LATER_FIELDS = ("train_captions", "detector_steps", "region_crop", "crop_size")  # added after worlds were cached
+# added after worlds were cached: left out of a marker at their defaults
+_LATER_FIELDS = ("train_captions", "detector_steps", "detector_lr", "region_crop", "crop_size")
 
 
 def spec_of(size: WorldSize) -> dict[str, Any]:
     """A size as its folder's marker and manifest record it. Fields added later (`train_captions`,
-    `detector_steps`, `region_crop`, `crop_size`) are left out at their defaults, so the worlds
+    `detector_steps`, `detector_lr`, `region_crop`, `crop_size`) are left out at their defaults, so the worlds
     written before they existed keep matching their own size."""
     spec = asdict(size)
     for name in _LATER_FIELDS:
@@ -345,6 +348,7 @@ def generate(size: str | WorldSize, out: str | Path, *, seed: int = 0, proposals
             else:
                 imgs, objects = detector_training_data(out, w, load)
                 detector = train_detector(imgs, objects, class_names=tx.SHAPES, steps=size.detector_steps, seed=seed,
+                                          lr=size.detector_lr,
                                           config=DetectorConfig(num_classes=len(tx.SHAPES),
                                                                 boxes_per_image=size.proposals))
                 detector.save(det_dir)
