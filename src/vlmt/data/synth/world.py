@@ -195,6 +195,23 @@ def filename(image_id: int) -> str:
     return f"{image_id}.png"
 
 
+class OtherWorldError(ConfigError):
+    """The folder holds a world generated with another size, seed, method or definition."""
+
+    def __init__(self, folder: Path, have: dict, want: dict):
+        self.folder, self.have, self.want = folder, have, want
+        super().__init__(f"{folder}: holds a synthetic world made with {have}, not {want}; "
+                         "use an empty folder or the same --size and --seed")
+
+    def differences(self) -> list[str]:
+        """The marker's keys (spec fields as `spec.<field>`) whose values differ."""
+        def flat(d: dict) -> dict:
+            return {**{k: v for k, v in d.items() if k != "spec"},
+                    **{f"spec.{k}": v for k, v in (d.get("spec") or {}).items()}}
+        have, want = flat(self.have), flat(self.want)
+        return sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+
+
 def _check_folder(out: Path, config: dict) -> None:
     marker = out / ".synth_config.json"
     if out.exists() and not out.is_dir():
@@ -202,8 +219,7 @@ def _check_folder(out: Path, config: dict) -> None:
     if marker.exists():
         have = json.loads(marker.read_text(encoding="utf-8"))
         if have != config:
-            raise ConfigError(f"{out}: holds a synthetic world made with {have}, not {config}; "
-                              "use an empty folder or the same --size and --seed")
+            raise OtherWorldError(out, have, config)
     elif out.exists() and any(p.name != ".synth_config.json" for p in out.iterdir()):
         raise ConfigError(f"{out}: folder is not empty and holds no synthetic world; use an empty folder")
     write_json(marker, config)
