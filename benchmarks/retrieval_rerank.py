@@ -20,7 +20,8 @@ images against 1,000 at `--test-images 1000`), so each k is read as a share of i
 candidates: on val it becomes ceil(k x val candidates / test candidates). The test split is then
 scored at the chosen sizes, and the goals checked there too (`choice` in the JSON).
 
-`--test-images N` (when training) trains on the world `default-test<N>` instead of `default`:
+`--size S` (when training) names the world size to train on (default `default`; e.g. `sharp` for
+its detector regions). `--test-images N` (when training) trains on the world `<S>-test<N>` instead of `<S>`:
 the same train, val and Genome-like images (so the same training data, vocabulary and region
 CNN) and a test split of N images x 5 captions, the default world's 120 first. Only the test
 split grows because only it is measured, and COCO's 1K protocol fixes the test size, not the
@@ -28,7 +29,7 @@ training set's; N = 1,000 gives COCO 1K's 1,000 x 5,000 = 5M pairs (exhaustive s
 takes 10-20 minutes of one core).
 
     PYTHONPATH=src python benchmarks/retrieval_rerank.py [--run RUN | --keep DIR] [--ks 1,2,5,10,20]
-        [--choose-k [--grid K,...]] [--test-images N] [--attached] [--seed S] [--set KEY=VALUE ...] [--json]
+        [--choose-k [--grid K,...]] [--size S] [--test-images N] [--attached] [--seed S] [--set KEY=VALUE ...] [--json]
 """
 
 from __future__ import annotations
@@ -223,10 +224,20 @@ def measure(run: Path, ks: list[tuple[int, int]], split: str, *, threads: int, g
     return out
 
 
+def world_root(size: str = "default", test_images: int | None = None) -> str:
+    """The `data.root` a training run of this benchmark reads: `world:<size>` or, with test_images,
+    `world:<size>-test<N>`; an unknown size is a ConfigError naming the choices."""
+    from vlmt.data.synth.world import world_size
+
+    name = size if test_images is None else f"{size}-test{test_images}"
+    world_size(name)
+    return f"world:{name}"
+
+
 def train_default(out: Path, *, attached: bool = False, seed: int = 0, test_images: int | None = None,
-                  overrides: tuple[str, ...] = ()) -> Path:
+                  overrides: tuple[str, ...] = (), size: str = "default") -> Path:
     run = out / "retrieval_shortlist"
-    world = ["--set", f"data.root=world:default-test{test_images}"] if test_images is not None else []
+    world = ["--set", f"data.root={world_root(size, test_images)}"]
     code = cli.main(["train", str(bundled_config("hierarchical_world.yaml")), "--out", str(run), *world,
                      "--set", "schedule.order=[retrieval]", "--set", "tasks.retrieval.shortlist_dim=64",
                      "--set", "train.best_metric=retrieval/rsum", "--set", "train.progress=false",
@@ -247,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="when training: let the shortlist loss train the shared encoder (shortlist_detach=false)")
     parser.add_argument("--seed", type=int, default=0, help="when training: train.seed")
     parser.add_argument("--keep", type=Path, default=None, help="train into this folder and keep the run")
+    parser.add_argument("--size", default="default",
+                        help="when training: the world size to train on (default: default; e.g. sharp)")
     parser.add_argument("--test-images", type=int, default=None,
-                        help="when training: a world with N test images, 5 captions each (train/val as default)")
+                        help="when training: a world with N test images, 5 captions each (train/val as --size)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="when training: an extra config override (repeatable)")
     parser.add_argument("--choose-k", action="store_true",
@@ -268,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--test-images must be >= 1 and applies when training (a --run is measured on its own world)")
     if args.set and args.run is not None:
         parser.error("--set applies when training (a --run is measured as it was trained)")
+    if args.size != "default" and args.run is not None:
+        parser.error("--size applies when training (a --run is measured on its own world)")
     if args.choose_k and args.split != "test":
         parser.error("--choose-k chooses on val and reports on test: leave --split at test")
     torch.set_num_threads(args.threads)
@@ -285,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run if args.run is not None else train_default(args.keep or Path(tmp), attached=args.attached,
                                                                   seed=args.seed, test_images=args.test_images,
-                                                                  overrides=tuple(args.set))
+                                                                  overrides=tuple(args.set), size=args.size)
         result = measure(run, ks, args.split, threads=args.threads, goal=goal if args.choose_k else None,
                          grid=grid)
     if "choice" in result:

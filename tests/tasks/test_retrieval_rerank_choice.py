@@ -85,3 +85,19 @@ def test_no_size_meeting_the_goal_is_reported_as_none():
     out = bench.choose_k(scores, similarity, C, [1, 2], bench.Goal())
     assert out["chosen"] == {"i2t": None, "t2i": None}
     assert "pair" not in out
+
+
+def test_the_world_it_trains_on_is_named_by_size_and_test_images(capsys):
+    import pytest
+
+    from vlmt.errors import ConfigError
+
+    bench = load_benchmark()
+    assert bench.world_root() == "world:default"
+    assert bench.world_root("sharp", 1000) == "world:sharp-test1000"
+    with pytest.raises(ConfigError, match="unknown world size 'huge'"):
+        bench.world_root("huge")
+    # a measured run keeps its own world: --size is refused with it, as a usage error
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--run", "somewhere", "--size", "sharp"])
+    assert stop.value.code == 2 and "--size applies when training" in capsys.readouterr().err
